@@ -1,0 +1,156 @@
+"""Command line: parse, call :mod:`medtl.api`, print. No logic lives here.
+
+User errors (:class:`medtl.errors.MedtlError`) print one line and exit 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from medtl.errors import MedtlError
+
+
+def _stderr_logging() -> None:
+    log = logging.getLogger("medtl")
+    if not any(getattr(h, "_medtl_console", False) for h in log.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._medtl_console = True  # type: ignore[attr-defined]
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from medtl import api
+    from medtl.config import dump_config, load_config
+
+    cfg = load_config(a.config, a.overrides)
+    if a.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    run = api.train(cfg, progress=not a.no_progress)
+    print(run)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    summary = api.evaluate(a.run, data=a.data, split=a.split, tta=a.tta)
+    print(api.format_summary(summary))
+    print(summary["out_dir"])
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    written = api.predict(a.run, a.inputs, a.out, tta=a.tta)
+    for line in written:
+        print(line)
+    return 0
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    print(api.synth(a.out, n=a.n, size=a.size, seed=a.seed, layout=a.layout))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    api.demo(a.out, quick=a.quick)
+    return 0
+
+
+def cmd_audit(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    report = api.audit(a.data, layout=a.layout)
+    print(json.dumps(report.to_dict(), indent=2, default=str) if a.json else report.format())
+    return 1 if (a.strict and not report.ok) else 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    print(api.models_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medtl", description="Transfer learning for 2D medical images.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        return sp
+
+    sp = add("train", cmd_train, "train one model; prints the run folder last")
+    sp.add_argument("-c", "--config", help="YAML config file")
+    sp.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=5")
+
+    sp = add("evaluate", cmd_evaluate, "metrics, per-image CSV and plots of a trained run")
+    sp.add_argument("run")
+    sp.add_argument("--data", help="evaluate on another data folder (all of it)")
+    sp.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
+                    help="which split of the run (auto: test if the run has one, else val)")
+    sp.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation (2x cost)")
+
+    sp = add("predict", cmd_predict, "masks / labels / overlays for new images")
+    sp.add_argument("run")
+    sp.add_argument("inputs", nargs="+", help="image files or folders")
+    sp.add_argument("--out", default="predictions", help="output folder")
+    sp.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+
+    sp = add("synth", cmd_synth, "write the synthetic breast-ultrasound phantom data set")
+    sp.add_argument("out")
+    sp.add_argument("--n", type=int, default=120)
+    sp.add_argument("--size", type=int, default=128)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--layout", default="class_masks", choices=["class_masks", "imagefolder"])
+
+    sp = add("demo", cmd_demo, "the main job on the embedded phantom data")
+    sp.add_argument("--out", default="demo_runs")
+    sp.add_argument("--quick", action="store_true", help="tiny settings (for tests)")
+
+    sp = add("audit", cmd_audit, "layout, counts, duplicates, leakage, bad files")
+    sp.add_argument("data")
+    sp.add_argument("--layout", default="auto")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
+
+    add("models", cmd_models, "encoders, decoders, weights on disk")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    _stderr_logging()
+    try:
+        return a.fn(a)
+    except MedtlError as exc:
+        if a.debug:
+            raise
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("medtl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,323 @@
+"""Typed configuration: dataclass schema, YAML loading, Hydra-style ``key=value`` overrides.
+
+Every value is checked against its field's type and, for names, against the registry of
+allowed choices; a mistyped key or value raises :class:`~medtl.errors.ConfigError` naming
+the key and suggesting the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medtl.errors import ConfigError
+
+TASKS = ("segmentation", "classification", "multitask")
+AUGMENTS = ("none", "light", "standard")
+STRATEGIES = ("frozen", "finetune", "partial", "two_stage")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULERS = ("none", "cosine", "plateau")
+SEG_LOSSES = ("bce", "dice", "dice_bce", "focal")
+CLS_LOSSES = ("ce", "focal")
+EMPTY_MASK_RULES = ("one", "skip", "zero")
+LOGGERS = ("csv", "tensorboard", "mlflow")
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they become tensors."""
+
+    root: str | None = None
+    layout: str = "auto"
+    image_size: int = 128
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+    augment: str = "light"
+    augment_copies: int = 0
+    workers: int = 0
+    cache: bool = True
+    group_duplicates: bool = True
+    in_memory_limit_mb: int = 4096
+
+
+@dataclass
+class ModelConfig:
+    """Encoder, decoder, heads and how the pretrained encoder is transferred."""
+
+    arch: str = "unet"
+    encoder: str = "efficientnet-lite0"
+    weights: str = "imagenet"
+    strategy: str = "finetune"
+    encoder_lr_mult: float = 0.1
+    unfreeze_stages: int = 2
+    warmup_epochs: int = 2
+    in_channels: int = 3
+    seg_weight: float = 1.0
+    cls_weight: float = 1.0
+    dropout: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, loss and the engineering settings passed to Lightning."""
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    loss: str = "dice_bce"
+    cls_loss: str = "ce"
+    class_weights: str = "none"
+    label_smoothing: float = 0.0
+    empty_mask: str = "one"
+    monitor: str = "auto"
+    patience: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    resume: str | None = None
+    precision: str = "32"
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    logger: str = "csv"
+    max_steps_per_epoch: int = 0
+    threads: int = 0
+
+
+@dataclass
+class OutputConfig:
+    """Where run folders go."""
+
+    dir: str = "runs"
+    name: str | None = None
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of one run (written to ``RUN/config.yaml``)."""
+
+    task: str = "segmentation"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (safe for YAML/JSON)."""
+        return asdict(self)
+
+
+# keys whose value must be one of a fixed set (checked in validate()).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "task": TASKS,
+    "data.augment": AUGMENTS,
+    "model.strategy": STRATEGIES,
+    "train.optimizer": OPTIMIZERS,
+    "train.scheduler": SCHEDULERS,
+    "train.loss": SEG_LOSSES,
+    "train.cls_loss": CLS_LOSSES,
+    "train.empty_mask": EMPTY_MASK_RULES,
+    "train.logger": LOGGERS,
+    "train.precision": ("32", "16-mixed", "bf16-mixed", "64"),
+    "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+}
+
+
+def all_keys(cfg: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (``data.root``, ``train.lr``, ...)."""
+    cfg = Config() if cfg is None else cfg
+    keys = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _suggest(key: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.4)
+    if not close and "." in key:  # match the leaf name against leaves
+        leaf = key.rsplit(".", 1)[1]
+        by_leaf = {k.rsplit(".", 1)[-1]: k for k in options}
+        close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1)]
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _field_type(owner: Any, name: str) -> Any:
+    hints = typing.get_type_hints(type(owner))
+    return hints[name]
+
+
+def _coerce(key: str, raw: Any, typ: Any) -> Any:
+    """Convert ``raw`` (YAML value or override string) to the field type ``typ``."""
+    args = typing.get_args(typ)
+    optional = type(None) in args or typ is type(None)
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        base = [a for a in args if a is not type(None)][0]
+    else:
+        base = typ
+    if raw is None or (isinstance(raw, str) and raw.lower() in ("null", "none", "~") and optional):
+        if optional:
+            return None
+        if base is str and raw is not None:
+            return str(raw)
+        raise ConfigError(f"config key '{key}' cannot be empty; give a {base.__name__}")
+    if isinstance(raw, str):
+        raw = raw.strip()
+    try:
+        if base is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).lower()
+            if text in ("true", "yes", "1", "on"):
+                return True
+            if text in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if base is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(float(raw)) if isinstance(raw, str) and "e" in raw.lower() else int(raw)
+        if base is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if base is str:
+            if isinstance(raw, (list, dict)):
+                raise ValueError
+            return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key '{key}' expects {base.__name__}, got {raw!r}; "
+            f"e.g. {key}={_example(base)}"
+        ) from None
+    return raw
+
+
+def _example(base: Any) -> str:
+    return {bool: "true", int: "8", float: "0.001", str: "name"}.get(base, "value")
+
+
+def set_key(cfg: Config, key: str, raw: Any) -> None:
+    """Set dotted ``key`` on ``cfg`` from a raw value, checking the key and the type."""
+    parts = key.split(".")
+    owner: Any = cfg
+    for part in parts[:-1]:
+        if not hasattr(owner, part) or not dataclasses.is_dataclass(getattr(owner, part)):
+            raise ConfigError(f"unknown config key '{key}'{_suggest(key, all_keys())}")
+        owner = getattr(owner, part)
+    leaf = parts[-1]
+    if not hasattr(owner, leaf) or dataclasses.is_dataclass(getattr(owner, leaf)):
+        raise ConfigError(f"unknown config key '{key}'{_suggest(key, all_keys())}")
+    setattr(owner, leaf, _coerce(key, raw, _field_type(owner, leaf)))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + str(k)] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Split ``key=value`` (Hydra syntax; a leading ``+`` is accepted and ignored)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not key=value; e.g. train.epochs=5")
+    key, value = text.split("=", 1)
+    return key.strip().lstrip("+"), value
+
+
+def load_config(
+    file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Build a validated :class:`Config` from defaults, an optional YAML file and overrides.
+
+    Example::
+
+        cfg = load_config("configs/busi_seg.yaml", ["train.epochs=5", "model.encoder=resnet18"])
+    """
+    cfg = Config()
+    if base:
+        for key, value in _flatten(base).items():
+            set_key(cfg, key, value)
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; give an existing YAML file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            where = f" (line {line + 1})" if line is not None else ""
+            raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, e.g. 'task: segmentation'")
+        for key, value in _flatten(data).items():
+            try:
+                set_key(cfg, key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_key(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Check choices and ranges; raise ConfigError naming the key and the allowed values."""
+    flat = _flatten(cfg.to_dict())
+    for key, allowed in CHOICES.items():
+        value = str(flat[key])
+        if value not in allowed:
+            raise ConfigError(
+                f"config key '{key}' is '{value}'; choose one of {', '.join(allowed)}"
+                f"{_suggest(value, allowed)}"
+            )
+    checks = [
+        ("data.image_size", cfg.data.image_size >= 16 and cfg.data.image_size % 16 == 0,
+         "a multiple of 16, >= 16 (e.g. 128)"),
+        ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "in [0, 1)"),
+        ("data.test_fraction", 0.0 <= cfg.data.test_fraction < 1.0, "in [0, 1)"),
+        ("data.val_fraction", cfg.data.val_fraction + cfg.data.test_fraction < 1.0,
+         "such that val_fraction + test_fraction < 1"),
+        ("train.epochs", cfg.train.epochs >= 1, ">= 1"),
+        ("train.batch_size", cfg.train.batch_size >= 1, ">= 1"),
+        ("train.lr", cfg.train.lr > 0, "> 0"),
+        ("model.in_channels", cfg.model.in_channels in (1, 3), "1 or 3"),
+        ("model.unfreeze_stages", cfg.model.unfreeze_stages >= 0, ">= 0"),
+        ("data.workers", cfg.data.workers >= 0, ">= 0"),
+        ("train.devices", cfg.train.devices >= 1, ">= 1"),
+    ]
+    for key, ok, rule in checks:
+        if not ok:
+            value = flat[key]
+            raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text (re-loadable with ``load_config``)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's config.yaml)."""
+    return load_config(base=d)

@@ -1,0 +1,143 @@
+"""Decode images and masks into one representation; errors name the file.
+
+Images: PNG/JPEG/TIFF/BMP (8 or 16 bit; grey, RGB, RGBA, palette) and DICOM (when
+``pydicom`` is installed) become ``uint8`` arrays of shape ``(H, W, 3)``. 16-bit and
+float images are rescaled linearly from their own min..max to 0..255; RGBA drops alpha;
+grey is repeated to three channels.
+
+Masks (the binarisation rule): each mask file is read as one channel (colour masks take
+the maximum over channels, alpha ignored; palette masks use the palette index). A pixel
+is foreground when its value is >= half the file's value range (128 for 8 bit, 32768 for
+16 bit) or, for label-style masks whose maximum is 1, when it is 1. Several masks of one
+image are merged by union. Result: ``bool`` array ``(H, W)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from medtl.errors import DataError
+
+Image.MAX_IMAGE_PIXELS = 20_000 ** 2
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check data.root or remove it from the manifest")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes); re-export or delete it")
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"{path}: not a readable image ({exc.__class__.__name__}); re-export it as PNG or delete it"
+        ) from None
+
+
+def _read_dicom(path: Path) -> np.ndarray:
+    try:
+        import pydicom
+    except ImportError:
+        raise DataError(f"{path}: DICOM needs pydicom; run 'pip install pydicom'") from None
+    try:
+        return np.asarray(pydicom.dcmread(path).pixel_array)
+    except Exception as exc:  # pydicom raises many types for corrupt files
+        raise DataError(f"{path}: unreadable DICOM ({exc.__class__.__name__}); re-export it") from None
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """The file's pixels as stored: ``(H, W)`` or ``(H, W, C)``, native dtype."""
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        return _read_dicom(path)
+    img = _open(path)
+    if img.mode == "P":
+        # palette: keep indices for masks; images are converted by read_image
+        return np.asarray(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(img).astype(np.int32 if img.mode == "I" else np.uint16)
+    if img.mode == "F":
+        return np.asarray(img, dtype=np.float32)
+    if img.mode not in ("L", "RGB", "RGBA", "LA", "1"):
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Rescale any numeric array to uint8 (8-bit kept; others min..max -> 0..255)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    a = arr.astype(np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image to ``uint8 (H, W, 3)``; raise DataError naming the file."""
+    path = Path(path)
+    if path.suffix.lower() != ".dcm":
+        img = _open(path)
+        if img.mode == "P":
+            return np.asarray(img.convert("RGB"))
+    arr = read_array(path)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+        arr = arr[..., : arr.shape[2] - 1]
+    arr = to_uint8(arr)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataError(f"{path}: unsupported image shape {arr.shape}; save it as grey or RGB")
+    return np.ascontiguousarray(arr)
+
+
+def binarise_mask(arr: np.ndarray) -> np.ndarray:
+    """Apply the documented binarisation rule to one mask array -> ``bool (H, W)``."""
+    if arr.ndim == 3:
+        channels = arr.shape[2]
+        arr = arr[..., : 3 if channels >= 3 else 1].max(axis=2)
+    if arr.dtype == bool:
+        return arr.copy()
+    peak = arr.max() if arr.size else 0
+    if peak <= 1:
+        return arr >= 1
+    if arr.dtype == np.uint8:
+        return arr >= 128
+    if arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and peak > 255):
+        return arr >= 32768 if peak > 32767 else arr >= (peak + 1) // 2
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr >= (0.5 if peak <= 1.0 else 128)
+    return arr >= 128
+
+
+def read_mask(paths: tuple[Path, ...] | list[Path], shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read and merge (union) the mask files of one image -> ``bool (H, W)``.
+
+    ``shape`` is the image's ``(H, W)``; a mask of another size is an error naming the file.
+    """
+    merged: np.ndarray | None = None
+    for p in paths:
+        m = binarise_mask(read_array(Path(p)))
+        if shape is not None and m.shape != tuple(shape):
+            raise DataError(
+                f"{p}: mask size {m.shape[1]}x{m.shape[0]} differs from its image "
+                f"{shape[1]}x{shape[0]}; resize the mask to the image (nearest neighbour)"
+            )
+        if merged is not None and m.shape != merged.shape:
+            raise DataError(f"{p}: mask size differs from the other masks of the same image")
+        merged = m if merged is None else (merged | m)
+    if merged is None:
+        if shape is None:
+            raise DataError("read_mask needs at least one mask file or an image shape")
+        merged = np.zeros(shape, dtype=bool)
+    return merged

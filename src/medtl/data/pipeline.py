@@ -1,0 +1,81 @@
+"""From ``cfg.data`` to checked samples, splits and data loaders (shared by train/evaluate)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from medtl.config import Config
+from medtl.data.dataset import CachedDataset, SampleCache, label_indices
+from medtl.data.layouts import Dataset, discover
+from medtl.errors import DataError
+
+log = logging.getLogger("medtl")
+
+
+@dataclass
+class PreparedData:
+    """Samples with their class indices and the decoded cache."""
+
+    dataset: Dataset
+    classes: list[str]
+    labels: list[int]
+    cache: SampleCache
+
+
+def needs_masks(task: str) -> bool:
+    return task in ("segmentation", "multitask")
+
+
+def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
+    """Discover and check the data for ``cfg.task``; group duplicates when asked.
+
+    In mask tasks an image without a mask (or a mask without an image) is an error naming
+    the file; for classification the labels must name at least two classes.
+    """
+    root = root or cfg.data.root
+    if root is None:
+        raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")
+    ds = discover(root, cfg.data.layout)
+    if needs_masks(cfg.task):
+        if ds.problems:
+            raise DataError(f"{ds.problems[0]}; add the missing file or move the other out of {ds.root}")
+        if not ds.has_masks:
+            raise DataError(f"{ds.root}: layout '{ds.layout}' has no masks; use task=classification or add masks")
+    if cfg.task in ("classification", "multitask") and len(ds.classes) < 2:
+        raise DataError(f"{ds.root}: task={cfg.task} needs class folders (>= 2 classes), found {ds.classes or 'none'}")
+    if cfg.data.group_duplicates:
+        from medtl.data.audit import assign_groups
+
+        ds.samples = assign_groups(ds.samples)
+    return ds
+
+
+def prepare(cfg: Config, root: str | Path | None = None) -> PreparedData:
+    """Discover, check and decode (once) every sample at ``cfg.data.image_size``."""
+    ds = load_samples(cfg, root)
+    cache = SampleCache(ds.samples, cfg.data.image_size, with_masks=needs_masks(cfg.task) or ds.has_masks)
+    return PreparedData(ds, ds.classes, label_indices(ds.samples, ds.classes), cache)
+
+
+def make_loader(
+    data: PreparedData, indices: list[int], cfg: Config, train: bool, augment: str | None = None
+) -> DataLoader:
+    """A DataLoader over cached rows; shuffled with augmentation when ``train``."""
+    ds = CachedDataset(data.cache, indices, data.labels, augment=(augment or cfg.data.augment) if train else "none")
+    gen = torch.Generator()
+    gen.manual_seed(cfg.train.seed)
+    workers = cfg.data.workers
+    return DataLoader(
+        ds,
+        batch_size=cfg.train.batch_size,
+        shuffle=train,
+        drop_last=train and len(indices) > cfg.train.batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=gen,
+    )

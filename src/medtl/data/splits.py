@@ -1,0 +1,124 @@
+"""Seeded splits and k-folds, stratified by class and grouped (a group never straddles).
+
+A sample's group is ``Sample.group`` (patient id, duplicate group from the audit) or the
+sample itself. Stratification is by class label, or by "has a lesion" when unlabelled.
+Pre-made ``train``/``test`` folders are respected: test stays test, val is carved from train.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medtl.data.layouts import Sample
+from medtl.errors import DataError
+from medtl.io_utils import atomic_write_json
+
+
+def _strata(samples: Sequence[Sample]) -> list[str]:
+    return [s.label if s.label is not None else ("lesion" if s.masks else "-") for s in samples]
+
+
+def _groups(samples: Sequence[Sample]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        groups[s.group if s.group is not None else f"#{i}"].append(i)
+    return dict(groups)
+
+
+def _assign(indices: Sequence[int], samples: Sequence[Sample], weights: Sequence[float], seed: int) -> list[list[int]]:
+    """Distribute samples (by group) into len(weights) bins with those target fractions,
+    stratified: each stratum's groups are shuffled and dealt greedily to the bin furthest
+    below its target, largest groups first."""
+    rng = np.random.default_rng(seed)
+    subset = [samples[i] for i in indices]
+    groups = _groups(subset)
+    strata = _strata(subset)
+    by_stratum: dict[str, list[list[int]]] = defaultdict(list)
+    for members in groups.values():
+        # a group's stratum is its most common label (duplicates across classes are rare)
+        labels = [strata[m] for m in members]
+        by_stratum[max(sorted(set(labels)), key=labels.count)].append(members)
+    bins: list[list[int]] = [[] for _ in weights]
+    w = np.asarray(weights, dtype=float) / sum(weights)
+    for stratum in sorted(by_stratum):
+        glist = by_stratum[stratum]
+        order = rng.permutation(len(glist))
+        glist = sorted((glist[o] for o in order), key=len, reverse=True)
+        total = sum(len(g) for g in glist)
+        filled = np.zeros(len(w))
+        for members in glist:
+            deficit = w * total - filled
+            b = int(np.argmax(deficit))
+            bins[b].extend(indices[m] for m in members)
+            filled[b] += len(members)
+    return [sorted(b) for b in bins]
+
+
+def make_splits(samples: Sequence[Sample], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
+    """``{"train": [...], "val": [...], "test": [...]}`` indices into ``samples``."""
+    premade = {s.split for s in samples}
+    if premade & {"train", "test", "val"}:
+        train_pool = [i for i, s in enumerate(samples) if s.split not in ("test", "val")]
+        test = [i for i, s in enumerate(samples) if s.split == "test"]
+        given_val = [i for i, s in enumerate(samples) if s.split == "val"]
+        if given_val:
+            return {"train": train_pool, "val": given_val, "test": test}
+        frac = val_fraction / max(1e-9, 1.0 - test_fraction) if not test else val_fraction
+        train, val = _assign(train_pool, samples, [1 - frac, frac], seed)
+        return {"train": train, "val": val, "test": test}
+    weights = [1.0 - val_fraction - test_fraction, val_fraction, test_fraction]
+    train, val, test = _assign(list(range(len(samples))), samples, weights, seed)
+    if not train or (val_fraction > 0 and not val):
+        raise DataError(
+            f"too few images ({len(samples)}) to split into train/val with val_fraction={val_fraction}; "
+            "add images or lower data.val_fraction"
+        )
+    return {"train": train, "val": val, "test": test}
+
+
+def kfold(samples: Sequence[Sample], k: int, seed: int) -> list[dict[str, list[int]]]:
+    """K stratified, grouped folds: fold f validates on bin f and trains on the rest."""
+    if k < 2:
+        raise DataError(f"--folds must be >= 2, got {k}")
+    n_groups = len(_groups(samples))
+    if n_groups < k:
+        raise DataError(f"{n_groups} independent image groups cannot fill {k} folds; use fewer folds")
+    bins = _assign(list(range(len(samples))), samples, [1.0] * k, seed)
+    folds = []
+    for f in range(k):
+        train = sorted(i for b, members in enumerate(bins) if b != f for i in members)
+        folds.append({"train": train, "val": bins[f], "test": []})
+    return folds
+
+
+def save_splits(path: Path, samples: Sequence[Sample], splits: dict[str, list[int]], extra: dict | None = None) -> None:
+    """Write ``splits.json``: file lists per split, their labels and groups (atomic)."""
+    doc = {
+        name: [
+            {"image": str(samples[i].image), "label": samples[i].label, "group": samples[i].group}
+            for i in idx
+        ]
+        for name, idx in splits.items()
+    }
+    doc["counts"] = {name: len(idx) for name, idx in splits.items()}
+    doc.update(extra or {})
+    atomic_write_json(path, doc)
+
+
+def load_splits(path: Path, samples: Sequence[Sample]) -> dict[str, list[int]]:
+    """Re-map a saved ``splits.json`` onto ``samples`` (by image path); missing files -> DataError."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    where = {str(s.image): i for i, s in enumerate(samples)}
+    out: dict[str, list[int]] = {}
+    for name in ("train", "val", "test"):
+        out[name] = []
+        for entry in doc.get(name, []):
+            if entry["image"] not in where:
+                raise DataError(f"{path}: {entry['image']} is no longer in the data; use the same data.root")
+            out[name].append(where[entry["image"]])
+    return out

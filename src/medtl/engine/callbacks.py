@@ -1,0 +1,70 @@
+"""Engineering pieces around the loop: per-epoch metrics.csv, atomic checkpoints, timing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from medtl.io_utils import atomic_write, atomic_write_text
+
+log = logging.getLogger("medtl")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file and renamed: a kill never leaves a corrupt .ckpt."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        atomic_write(Path(path), lambda p: p.write_bytes(buf.getvalue()))
+
+
+class EpochMetricsCSV(L.Callback):
+    """Writes ``RUN/metrics.csv`` (one row per epoch, rewritten atomically) and logs each epoch."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        self.t0 = time.perf_counter()
+        self.epoch_t0 = self.t0
+
+    def load_existing(self) -> None:
+        """On resume: keep the rows already written."""
+        if self.path.exists():
+            with self.path.open(newline="") as fh:
+                self.rows = list(csv.DictReader(fh))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "epoch_time_s": round(time.perf_counter() - self.epoch_t0, 3)}
+        for k, v in sorted(trainer.callback_metrics.items()):
+            row[k] = round(float(v), 6)
+        for g in trainer.optimizers[0].param_groups:
+            row[f"lr_{g.get('name', 'group')}"] = g["lr"]
+        self.rows = [r for r in self.rows if int(r["epoch"]) != trainer.current_epoch] + [row]
+        if trainer.is_global_zero:
+            self._write()
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("val_") and isinstance(v, float))
+            log.info(f"epoch {trainer.current_epoch}: {shown} ({row['epoch_time_s']:.1f}s)")
+
+    def _write(self) -> None:
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())

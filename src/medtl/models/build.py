@@ -1,0 +1,165 @@
+"""``build_model(cfg)`` -> :class:`Net`: encoder -> decoder -> seg_head, plus optional cls_head.
+
+Decoders come from one registry: segmentation-models-pytorch's architectures (unet,
+unetplusplus, fpn, deeplabv3plus, linknet) and medtl's own (fcn8, fcn16, light). The
+input normalisation of the encoder's pretraining lives inside the model, so the model
+takes float images in [0, 1] everywhere (training, evaluation, export, predict).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from medtl.errors import ConfigError
+from medtl.models.decoders import DECODERS as OWN_DECODERS
+from medtl.models.encoders import create_encoder, get_encoder_spec
+
+SMP_ARCHS: dict[str, str] = {
+    "unet": "unet",
+    "unetplusplus": "unetplusplus",
+    "fpn": "fpn",
+    "deeplabv3plus": "deeplabv3plus",
+    "linknet": "linknet",
+}
+
+
+def _smp_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn.Module]]:
+    def build(encoder: nn.Module, smp_name: str, classes: int) -> tuple[nn.Module, nn.Module]:
+        model = smp.create_model(SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes)
+        return model.decoder, model.segmentation_head
+
+    return build
+
+
+def _own_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn.Module]]:
+    def build(encoder: nn.Module, smp_name: str, classes: int) -> tuple[nn.Module, nn.Module]:
+        decoder = OWN_DECODERS[arch](tuple(encoder.out_channels))
+        return decoder, nn.Conv2d(decoder.out_channels, classes, kernel_size=1)
+
+    return build
+
+
+ARCHS: dict[str, Callable[[nn.Module, str, int], tuple[nn.Module, nn.Module]]] = {
+    **{name: _smp_parts(name) for name in SMP_ARCHS},
+    **{name: _own_parts(name) for name in OWN_DECODERS},
+}
+
+
+class ClassificationHead(nn.Module):
+    """Global average pooling -> dropout -> linear, on the deepest encoder features."""
+
+    def __init__(self, in_channels: int, classes: int, dropout: float = 0.2):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_channels, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(self.pool(x), 1)))
+
+
+class Net(nn.Module):
+    """``encoder -> decoder -> seg_head`` and/or ``encoder -> cls_head``.
+
+    ``forward(x)`` takes ``(N, 3, H, W)`` float images in [0, 1] (H, W multiples of 32) and
+    returns ``{"seg": (N, classes, H, W) logits, "cls": (N, n_classes) logits}`` with the
+    keys the task has. ``frozen_modules`` are kept in eval mode by ``train()``, so a frozen
+    encoder's BatchNorm statistics never change.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module | None,
+        seg_head: nn.Module | None,
+        cls_head: nn.Module | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.seg_head = seg_head
+        self.cls_head = cls_head
+        self.in_channels = in_channels
+        if in_channels == 1:
+            mean, std = [sum(mean) / 3], [sum(std) / 3]
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.frozen_modules: list[nn.Module] = []
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == 1 and x.shape[1] == 3:
+            x = x.mean(dim=1, keepdim=True)
+        return (x - self.mean) / self.std
+
+    def heads(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Decoder and heads on precomputed encoder features (used by feature caching too)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.decoder is not None and self.seg_head is not None:
+            out["seg"] = self.seg_head(self.decoder(features))
+        if self.cls_head is not None:
+            out["cls"] = self.cls_head(features[-1])
+        return out
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.heads(self.encoder(self.normalise(x)))
+
+    def train(self, mode: bool = True) -> Net:
+        super().train(mode)
+        for m in self.frozen_modules:
+            m.eval()
+        return self
+
+
+def build_model(
+    task: str,
+    arch: str,
+    encoder: str,
+    weights: str = "none",
+    n_classes: int = 0,
+    seg_classes: int = 1,
+    in_channels: int = 3,
+    dropout: float = 0.2,
+) -> tuple[Net, str]:
+    """Build the network for ``task``; returns ``(net, weights description)``.
+
+    Example::
+
+        net, info = build_model("multitask", "unet", "resnet18", "none", n_classes=3)
+        out = net(torch.rand(2, 3, 64, 64))  # out["seg"]: (2,1,64,64), out["cls"]: (2,3)
+    """
+    spec = get_encoder_spec(encoder)
+    if task != "classification" and arch not in ARCHS:
+        from medtl.config import _suggest
+
+        raise ConfigError(
+            f"unknown model.arch '{arch}'{_suggest(arch, list(ARCHS))} known: {', '.join(ARCHS)}"
+        )
+    enc, info = create_encoder(encoder, weights=weights, in_channels=in_channels)
+    decoder = seg_head = cls_head = None
+    if task in ("segmentation", "multitask"):
+        try:
+            decoder, seg_head = ARCHS[arch](enc, spec.smp_name, seg_classes)
+        except (ValueError, RuntimeError, KeyError, AttributeError, AssertionError) as exc:
+            raise ConfigError(
+                f"model.arch={arch} cannot be built on model.encoder={encoder} ({exc}); "
+                f"pick another arch (e.g. unet) or encoder"
+            ) from None
+    if task in ("classification", "multitask"):
+        if n_classes < 2:
+            raise ConfigError(f"task={task} needs at least 2 classes, found {n_classes}; use class folders")
+        cls_head = ClassificationHead(enc.out_channels[-1], n_classes, dropout)
+    net = Net(enc, decoder, seg_head, cls_head, spec.mean, spec.std, in_channels)
+    return net, info
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    params = list(module.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

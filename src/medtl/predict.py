@@ -1,0 +1,73 @@
+"""``predict(run, inputs, out)``: masks and overlays at each image's original size, and
+labels/probabilities (predictions.csv) for classification. Output names are sanitised and
+can never escape ``out``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import torch
+
+from medtl.data.io import read_image
+from medtl.data.layouts import is_image, mask_stem
+from medtl.data.transforms import resize_pair, to_float
+from medtl.errors import DataError
+from medtl.inference import infer, mask_at_size, overlay, safe_name, save_png
+from medtl.io_utils import atomic_write_text
+from medtl.runs import load_bundle
+
+
+def collect_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Image files given directly or found (recursively) in folders; mask files skipped."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if is_image(f) and mask_stem(f) is None)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder; give image files or folders to predict")
+    if not found:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}; give PNG/JPEG/TIFF/BMP files")
+    return found
+
+
+def predict(run: str | Path, inputs: list[str | Path], out: str | Path, tta: bool = False) -> list[str]:
+    """Predict every input image; returns the written file paths (masks, overlays, CSV)."""
+    net, cfg, classes = load_bundle(Path(run))
+    out = Path(out)
+    size = cfg.data.image_size
+    written: list[str] = []
+    rows: list[dict] = []
+    used: set[str] = set()
+    for path in collect_inputs(inputs):
+        image = read_image(path)
+        img_t, _ = resize_pair(image, None, size)
+        res = infer(net, to_float(img_t)[None], tta)
+        name = safe_name(path.stem)
+        base, k = name, 1
+        while name in used:
+            name, k = f"{base}-{k}", k + 1
+        used.add(name)
+        row = {"image": str(path)}
+        if "seg" in res:
+            mask = mask_at_size(res["seg"][0], image.shape[0], image.shape[1])
+            for target, arr in ((out / f"{name}_mask.png", mask), (out / f"{name}_overlay.png", overlay(image, mask))):
+                save_png(target, arr)
+                written.append(str(target))
+            row["lesion_pixels"] = int(mask.sum())
+        if "cls" in res:
+            p = torch.softmax(res["cls"][0].float(), 0)
+            row["label"] = classes[int(p.argmax())]
+            row.update({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.tolist(), strict=True)})
+        rows.append(row)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "predictions.csv", buf.getvalue())
+    written.append(str(out / "predictions.csv"))
+    return written

@@ -1,0 +1,116 @@
+"""The run folder: naming, env.json, train.log, and the safe inference bundle ``model.pt``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from medtl import __version__
+from medtl.config import Config, config_from_dict
+from medtl.errors import MedtlError
+from medtl.io_utils import atomic_write, atomic_write_json
+from medtl.models.build import Net, build_model
+
+log = logging.getLogger("medtl")
+BUNDLE = "model.pt"
+
+
+def run_name(cfg: Config) -> str:
+    """``output.name`` or ``<task>-<arch>-<encoder>-<strategy>-<time>``."""
+    if cfg.output.name:
+        return cfg.output.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    arch = "cls" if cfg.task == "classification" else cfg.model.arch
+    return f"{cfg.task[:3]}-{arch}-{cfg.model.encoder}-{cfg.model.strategy}-{stamp}"
+
+
+def new_run_dir(cfg: Config) -> Path:
+    """A fresh run folder under ``output.dir`` (a numeric suffix avoids clobbering)."""
+    base = Path(cfg.output.dir) / run_name(cfg)
+    path, k = base, 1
+    while path.exists():
+        path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_env(run: Path, cfg: Config) -> None:
+    """``env.json``: versions, git commit, threads, device, seed."""
+    import lightning
+    import segmentation_models_pytorch as smp
+    import timm
+
+    atomic_write_json(run / "env.json", {
+        "medtl": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+        "lightning": lightning.__version__, "smp": smp.__version__, "timm": timm.__version__,
+        "platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(), "accelerator": cfg.train.accelerator,
+        "seed": cfg.train.seed, "git_commit": _git_commit(), "argv": sys.argv,
+    })
+
+
+def write_config(run: Path, cfg: Config) -> None:
+    from medtl.config import dump_config
+
+    atomic_write(run / "config.yaml", lambda p: p.write_text(dump_config(cfg), encoding="utf-8"))
+
+
+def read_config(run: Path) -> Config:
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise MedtlError(f"{run} is not a medtl run folder (no config.yaml); give the folder 'medtl train' printed")
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def attach_log(run: Path) -> logging.Handler:
+    """Send medtl's log to ``RUN/train.log`` (appends on resume)."""
+    handler = logging.FileHandler(run / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def save_bundle(run: Path, net: Net, cfg: Config, classes: list[str]) -> Path:
+    """``RUN/model.pt``: only tensors and plain values (loads with weights_only=True)."""
+    bundle = {
+        "format": "medtl-bundle-1", "medtl_version": __version__, "config": cfg.to_dict(),
+        "classes": list(classes), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+    }
+    return atomic_write(run / BUNDLE, lambda p: torch.save(bundle, p))
+
+
+def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:
+    """Rebuild the trained network from ``RUN/model.pt`` (random init, then strict load)."""
+    path = Path(run) / BUNDLE
+    if not path.is_file():
+        raise MedtlError(f"{path} not found; train first ('medtl train ...') or give a finished run folder")
+    try:
+        bundle: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise MedtlError(f"{path}: not a readable medtl bundle ({exc.__class__.__name__}); retrain the run") from None
+    cfg = config_from_dict(bundle["config"])
+    classes = list(bundle["classes"])
+    net, _ = build_model(cfg.task, cfg.model.arch, cfg.model.encoder, "none", n_classes=len(classes),
+                         in_channels=cfg.model.in_channels, dropout=cfg.model.dropout)
+    net.load_state_dict(bundle["state_dict"], strict=True)
+    net.eval()
+    return net, cfg, classes

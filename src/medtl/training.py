@@ -1,0 +1,133 @@
+"""``train(cfg)``: data -> splits -> model -> Lightning Trainer -> run folder (the engineering)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from medtl.config import Config
+from medtl.data.dataset import class_counts
+from medtl.data.pipeline import make_loader, prepare
+from medtl.data.splits import load_splits, make_splits, save_splits
+from medtl.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV
+from medtl.engine.losses import balanced_class_weights
+from medtl.engine.task import MedtlTask, monitor_key
+from medtl.errors import MedtlError
+from medtl.models.build import build_model
+from medtl.runs import attach_log, new_run_dir, read_config, save_bundle, write_config, write_env
+
+log = logging.getLogger("medtl")
+
+
+def set_threads(cfg: Config) -> None:
+    """Use every core for intra-op math unless ``train.threads`` says otherwise."""
+    torch.set_num_threads(cfg.train.threads or max(1, os.cpu_count() or 1))
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", ".*is deprecated.*")
+
+
+def _resume_target(cfg: Config) -> tuple[Path | None, Config]:
+    if not cfg.train.resume:
+        return None, cfg
+    run = Path(cfg.train.resume)
+    saved = read_config(run)
+    saved.train.resume = str(run)
+    return run, saved
+
+
+def train(cfg: Config, progress: bool = True) -> Path:
+    """Train one model as configured; returns the run folder (see DESIGN.md 'The run folder').
+
+    Everything that can fail on bad input (data, layout, model build, pretrained weights)
+    is checked before the run folder is created, so a failure leaves nothing behind.
+    """
+    resume_run, cfg = _resume_target(cfg)
+    quiet_lightning()
+    set_threads(cfg)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    data = prepare(cfg)
+    samples = data.dataset.samples
+    if resume_run is not None:
+        splits = load_splits(resume_run / "splits.json", samples)
+    else:
+        splits = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+    n_classes = len(data.classes) if cfg.task != "segmentation" else 0
+    net, weights_info = build_model(cfg.task, cfg.model.arch, cfg.model.encoder, cfg.model.weights,
+                                    n_classes=n_classes, in_channels=cfg.model.in_channels, dropout=cfg.model.dropout)
+    class_weights = None
+    if cfg.task != "segmentation" and cfg.train.class_weights == "auto":
+        counts = class_counts([data.labels[i] for i in splits["train"]], n_classes)
+        class_weights = balanced_class_weights(torch.as_tensor(counts))
+    task = MedtlTask(net, cfg, n_classes=n_classes, class_weights=class_weights)
+
+    run = resume_run or new_run_dir(cfg)
+    handler = attach_log(run)
+    try:
+        if resume_run is None:
+            write_config(run, cfg)
+            save_splits(run / "splits.json", samples, splits,
+                        {"seed": cfg.data.seed, "layout": data.dataset.layout, "classes": data.classes})
+        write_env(run, cfg)
+        log.info(data.dataset.summary())
+        log.info("split: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
+        log.info(f"model: task={cfg.task} arch={cfg.model.arch} encoder={cfg.model.encoder} weights: {weights_info}")
+        return _fit(cfg, run, task, data, splits, progress)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _fit(cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[int]], progress: bool) -> Path:
+    t = cfg.train
+    monitor = monitor_key(cfg)
+    mode = "min" if monitor.endswith("loss") else "max"
+    ckpt = ModelCheckpoint(dirpath=run / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                           save_last=True, enable_version_counter=False)
+    metrics_csv = EpochMetricsCSV(run / "metrics.csv")
+    callbacks: list[L.Callback] = [ckpt, metrics_csv]
+    if t.patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.patience))
+    last = run / "checkpoints" / "last.ckpt"
+    resume_from = last if (t.resume and last.is_file()) else None
+    if t.resume and resume_from is None:
+        log.info(f"no {last}; training {run} from the start")
+    if resume_from:
+        metrics_csv.load_existing()
+    trainer = L.Trainer(
+        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, precision=t.precision, deterministic=t.deterministic or None,
+        callbacks=callbacks, logger=False, enable_progress_bar=progress, enable_model_summary=False,
+        default_root_dir=run, plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0,
+        limit_train_batches=t.max_steps_per_epoch or 1.0, log_every_n_steps=1,
+    )
+    train_loader = make_loader(data, splits["train"], cfg, train=True)
+    val_idx = splits["val"] or splits["train"]
+    val_loader = make_loader(data, val_idx, cfg, train=False)
+    t0 = time.perf_counter()
+    try:
+        trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
+    except FloatingPointError as exc:
+        raise MedtlError(str(exc)) from None
+    elapsed = time.perf_counter() - t0
+    if trainer.is_global_zero:
+        best = ckpt.best_model_path
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            task.load_state_dict(state)
+        save_bundle(run, task.net, cfg, data.classes)
+        score = ckpt.best_model_score
+        log.info(f"finished in {elapsed:.1f}s; best {monitor}={float(score) if score is not None else float('nan'):.4f}")
+    return run

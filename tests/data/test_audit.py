@@ -1,0 +1,297 @@
+"""Tests for medtl.data.audit on tiny synthetic folders (and BUSI when present)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medtl.data.audit import (
+    NEAR_DUP_MAX_DISTANCE,
+    assign_groups,
+    audit,
+    duplicate_groups,
+    image_hashes,
+    near_pairs,
+    phash,
+)
+from medtl.data.layouts import Sample
+
+BUSI = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "busi"
+SIZE = 40
+
+
+def _img(seed: int, size: int = SIZE) -> np.ndarray:
+    """A smooth random grey image (values 40..200) with a little fine noise."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(40, 200, (5, 5)).astype(np.uint8)
+    big = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
+    return np.clip(big.astype(int) + rng.integers(-8, 9, big.shape), 0, 255).astype(np.uint8)
+
+
+def _near_copy(arr: np.ndarray, seed: int = 99) -> np.ndarray:
+    """Brightened by 10 and re-noised: the same picture, different pixels."""
+    rng = np.random.default_rng(seed)
+    return np.clip(arr.astype(int) + 10 + rng.integers(-3, 4, arr.shape), 0, 255).astype(np.uint8)
+
+
+def _save(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, mode).save(path) if mode else Image.fromarray(arr).save(path)
+    return path
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst)
+
+
+def _square_mask(size: int = SIZE, side: int = 10) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    m[5 : 5 + side, 5 : 5 + side] = 255
+    return m
+
+
+@pytest.fixture()
+def messy(tmp_path: Path) -> Path:
+    """A class_masks folder with one of every defect the audit must find."""
+    root = tmp_path / "data"
+    b, m, n = root / "benign", root / "malignant", root / "normal"
+    sq = _square_mask()  # 100 of 1600 pixels: coverage 0.0625
+    _save(b / "a.png", _img(1))
+    _save(b / "a_mask.png", sq)
+    _save(b / "b.png", _img(2))
+    rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[5:15, 5:15, :3] = 255
+    _save(b / "b_mask.png", rgba, "RGBA")
+    _save(b / "c.png", _img(3))
+    _save(b / "c_mask.png", sq.astype(np.uint16) * 257)  # 16-bit 0/65535
+    _save(b / "d.png", _img(4))
+    pal = Image.fromarray((sq > 0).astype(np.uint8), "P")
+    pal.putpalette([0, 0, 0, 255, 0, 0])
+    pal.save(b / "d_mask.png")
+    _save(b / "e.png", _img(5))
+    multi = sq.copy()
+    multi[20:22, 20:22] = 1
+    multi[30:32, 30:32] = 2
+    _save(b / "e_mask.png", multi)  # values {0, 1, 2, 255}
+    _save(b / "f.png", _img(6))
+    _save(b / "f_mask.png", _square_mask(32))  # wrong size
+    _save(b / "g.png", _img(7))
+    _save(b / "g_mask.png", sq)
+    extra = np.zeros_like(sq)
+    extra[30:40, 30:40] = 255  # disjoint square: union covers 200 pixels
+    _save(b / "g_mask_1.png", extra)
+    _save(b / "h.png", _img(8))  # no mask
+    (b / "z.png").write_bytes(b"")  # zero-byte image
+    _save(b / "z_mask.png", sq)
+    (b / "notes.txt").write_text("scanner settings")
+    _save(b / "nc.png", _near_copy(_img(3)))  # near copy of c.png
+    _save(b / "nc_mask.png", sq)
+    _copy(b / "a.png", m / "a_copy.png")  # byte-identical copy in another class
+    _save(m / "a_copy_mask.png", sq)
+    _save(m / "m.png", _img(9))
+    _save(m / "m_mask.png", sq)
+    _save(n / "k.png", _img(10))
+    _save(n / "k_mask.png", np.zeros((SIZE, SIZE), np.uint8))
+    return root
+
+
+def test_phash_is_robust_to_resize_brightness_and_separates_unrelated() -> None:
+    a = _img(1)
+    bigger = np.asarray(Image.fromarray(a).resize((80, 80), Image.Resampling.BILINEAR))
+    assert bin(phash(a) ^ phash(bigger)).count("1") <= NEAR_DUP_MAX_DISTANCE
+    assert bin(phash(a) ^ phash(_near_copy(a))).count("1") <= NEAR_DUP_MAX_DISTANCE
+    assert bin(phash(a) ^ phash(a.T)).count("1") > NEAR_DUP_MAX_DISTANCE
+    hashes = [phash(_img(s)) for s in range(40)]
+    assert len(near_pairs(hashes)) == 0  # 780 unrelated pairs, none near
+    assert 0 <= phash(a) < 2**64
+    assert bin(phash(a)).count("1") == 32  # half of the 64 coefficients above the median
+
+
+def test_image_hashes_exact_hash_ignores_file_format(tmp_path: Path) -> None:
+    a = _img(1)
+    p1, p2 = _save(tmp_path / "a.png", a), _save(tmp_path / "a.bmp", a)
+    p3 = _save(tmp_path / "b.png", _near_copy(a))
+    (h1, q1), (h2, q2), (h3, q3) = image_hashes([Sample(p1), Sample(p2), Sample(p3)])
+    assert h1 == h2 and q1 == q2
+    assert h3 != h1
+    assert len(h1) == 40  # sha1 hex
+
+
+def _fake(n: int) -> list[Sample]:
+    return [Sample(Path(f"img{i}.png")) for i in range(n)]
+
+
+def test_duplicate_groups_union_find_and_speed() -> None:
+    rng = np.random.default_rng(0)
+    n = 800
+    ph = [int(x) for x in rng.integers(0, 2**63, n, dtype=np.int64)]
+    ph[10] = ph[3] ^ 0b1011  # 3 bits from 3: near
+    ph[500] = ph[10] ^ (1 << 40)  # 1 bit from 10, 4 from 3: chains into the same group
+    hashes = [(f"sha{i}", p) for i, p in enumerate(ph)]
+    hashes[700] = ("sha42", ph[700])  # exact copy of 42, pHash unrelated on purpose
+    samples = _fake(n)
+    t0 = time.perf_counter()
+    groups = duplicate_groups(samples, hashes=hashes)
+    assert time.perf_counter() - t0 < 1.0
+    assert groups == [[3, 10, 500], [42, 700]]
+    assert duplicate_groups(samples, near=False, hashes=hashes) == [[42, 700]]
+    assert duplicate_groups(samples, max_distance=1, hashes=hashes) == [[10, 500], [42, 700]]
+
+
+def test_assign_groups_unions_duplicates_with_user_groups(tmp_path: Path) -> None:
+    a, c, e = _img(1), _img(3), _img(5)
+    paths = [
+        _save(tmp_path / "s0.png", a),
+        _save(tmp_path / "s1.png", a),  # exact copy of s0
+        _save(tmp_path / "s2.png", _near_copy(c)),
+        _save(tmp_path / "s3.png", c),  # near copy of s2
+        _save(tmp_path / "s4.png", _img(4)),
+        _save(tmp_path / "s5.png", e),
+        _save(tmp_path / "s6.png", e),  # exact copy of s5, other patient
+        _save(tmp_path / "s7.png", _img(7)),
+    ]
+    user = [None, "p2", None, None, "p1", "p1", "p3", None]
+    samples = [Sample(p, group=g, label="x") for p, g in zip(paths, user, strict=True)]
+    out = assign_groups(samples)
+    groups = [s.group for s in out]
+    assert groups[0] == groups[1] == "p2"  # the copy joins the patient of its twin
+    assert groups[2] == groups[3] and groups[2].startswith("dup-")
+    assert groups[4] == groups[5] == groups[6] == "p1+p3"  # tied by either notion
+    assert groups[7] is None
+    assert [s.image for s in out] == paths and all(s.label == "x" for s in out)
+    assert samples[0].group is None  # inputs untouched (frozen dataclass, replaced)
+    exact_only = [s.group for s in assign_groups(samples, near=False)]
+    assert exact_only[2] is None and exact_only[3] is None
+
+
+def test_audit_finds_every_defect_and_nothing_else(messy: Path) -> None:
+    r = audit(messy)
+    b, m = messy / "benign", messy / "malignant"
+    assert r.layout == "class_masks"
+    assert r.n_images == 12  # h.png has no mask and is left out by the layout
+    assert r.classes == {"benign": 9, "malignant": 2, "normal": 1}
+    assert r.splits == {"unsplit": 12}
+    assert r.image_modes == {"L": 11}  # z.png unreadable
+    assert r.image_sizes["most_common"] == [SIZE, SIZE] and r.image_sizes["n_distinct"] == 1
+
+    assert r.unreadable == [{"path": str(b / "z.png"), "error": r.unreadable[0]["error"]}]
+    assert "empty file" in r.unreadable[0]["error"]
+    assert r.other_files == [str(b / "notes.txt")]
+    assert len(r.layout_problems) == 1 and str(b / "h.png") in r.layout_problems[0]
+    assert r.mask_size_mismatch == [
+        {
+            "mask": str(b / "f_mask.png"),
+            "mask_size": "32x32",
+            "image": str(b / "f.png"),
+            "image_size": "40x40",
+        }
+    ]
+    assert r.multi_mask == [
+        {"image": str(b / "g.png"), "masks": [str(b / "g_mask.png"), str(b / "g_mask_1.png")]}
+    ]
+    odd = {Path(o["mask"]).name: (o["mode"], o["reasons"]) for o in r.odd_masks}
+    assert set(odd) == {"b_mask.png", "c_mask.png", "d_mask.png", "e_mask.png"}
+    assert odd["b_mask.png"][0] == "RGBA" and "not single-channel" in odd["b_mask.png"][1][0]
+    assert odd["c_mask.png"][0].startswith("I;16") and "16-bit" in odd["c_mask.png"][1][0]
+    assert odd["d_mask.png"][0] == "P" and "palette" in odd["d_mask.png"][1][0]
+    assert odd["e_mask.png"] == ("L", ["non-binary (4 values: 0, 1, 2, 255)"])
+
+    # coverage: 100/1600 for single squares; g merges two squares; f is skipped (size)
+    cov = r.mask_coverage
+    assert cov["benign"]["n"] == 7  # a b c d e g nc (f: size mismatch, z: unreadable)
+    assert cov["benign"]["min"] == pytest.approx(0.0625)
+    assert cov["benign"]["max"] == pytest.approx(0.125)
+    assert cov["malignant"] == {"mean": 0.0625, "min": 0.0625, "max": 0.0625, "n": 2}
+    assert cov["normal"]["max"] == 0.0
+    assert r.empty_masks == {"benign": 0, "malignant": 0, "normal": 1}
+
+    assert [g["files"] for g in r.exact_duplicates] == [[str(b / "a.png"), str(m / "a_copy.png")]]
+    assert r.exact_duplicates[0]["label_conflict"] is True
+    assert r.exact_duplicates[0]["labels"] == ["benign", "malignant"]
+    assert [g["files"] for g in r.near_duplicates] == [[str(b / "c.png"), str(b / "nc.png")]]
+    assert r.near_duplicates[0]["label_conflict"] is False
+    assert len(r.label_conflicts) == 1
+    assert r.leakage == []
+
+    assert not r.ok
+    assert len(r.problems) == 1 + 1 + 1 + 4 + 1 + 1 + 1 + 1  # see the asserts above
+    assert any("same image filed under benign and malignant" in p for p in r.problems)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["ok"] is False and d["n_label_conflicts"] == 1
+    text = r.format()
+    assert "LABELS DIFFER" in text and "g.png: 2 masks" in text and "notes.txt" in text
+
+
+def test_audit_clean_folder_is_ok(tmp_path: Path) -> None:
+    for i, cls in enumerate(["a", "a", "b", "b"]):
+        _save(tmp_path / cls / f"x{i}.png", _img(i))
+        _save(tmp_path / cls / f"x{i}_mask.png", _square_mask())
+    (tmp_path / "README.md").write_text("root-level notes are fine")
+    r = audit(tmp_path)
+    assert r.ok, r.problems
+    assert r.other_files == [str(tmp_path / "README.md")]
+    assert r.exact_duplicates == [] and r.near_duplicates == [] and r.odd_masks == []
+    assert r.mask_modes == {"L": 4}
+    assert "result: OK" in r.format()
+
+
+def test_audit_flags_duplicates_spanning_premade_splits(tmp_path: Path) -> None:
+    _save(tmp_path / "train" / "cat" / "a.png", _img(1))
+    _save(tmp_path / "train" / "cat" / "b.png", _img(2))
+    _save(tmp_path / "train" / "dog" / "c.png", _img(3))
+    _copy(tmp_path / "train" / "cat" / "a.png", tmp_path / "test" / "cat" / "a2.png")
+    _save(tmp_path / "test" / "dog" / "c2.png", _near_copy(_img(3)))
+    _save(tmp_path / "test" / "dog" / "d.png", _img(4))
+    r = audit(tmp_path)
+    assert r.layout == "imagefolder"
+    assert r.splits == {"test": 3, "train": 3}
+    assert r.mask_coverage == {} and r.mask_modes == {}
+    leak = sorted((g["kind"], [Path(f).name for f in g["files"]]) for g in r.leakage)
+    assert leak == [("exact", ["a.png", "a2.png"]), ("near", ["c.png", "c2.png"])]
+    assert all(g["splits"] == ["test", "train"] and not g["label_conflict"] for g in r.leakage)
+    assert sum("leakage across splits" in p for p in r.problems) == 2
+
+
+def test_audit_flags_patient_group_spanning_splits(tmp_path: Path) -> None:
+    _save(tmp_path / "img" / "a.png", _img(1))
+    _save(tmp_path / "img" / "b.png", _img(2))
+    (tmp_path / "manifest.csv").write_text(
+        "image,label,group,split\nimg/a.png,x,p1,train\nimg/b.png,x,p1,test\n"
+    )
+    r = audit(tmp_path)
+    assert r.layout == "csv" and r.other_files == []
+    assert [(g["kind"], g["splits"]) for g in r.leakage] == [("group p1", ["test", "train"])]
+
+
+@pytest.mark.busi
+@pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present at ../shared/data/busi")
+def test_busi_defects_are_found() -> None:
+    t0 = time.perf_counter()
+    r = audit(BUSI / "Dataset_BUSI_with_GT")
+    assert time.perf_counter() - t0 < 60
+    assert r.layout == "class_masks"
+    assert r.classes == {"benign": 437, "malignant": 210, "normal": 133}
+    assert len(r.multi_mask) == 17  # benign (195) has three masks
+    assert sum(len(m["masks"]) - 1 for m in r.multi_mask) == 18
+    assert r.unreadable == [] and r.layout_problems == [] and r.mask_size_mismatch == []
+    # the one byte-identical pair, filed under two classes
+    assert len(r.exact_duplicates) == 1
+    assert sorted(Path(f).name for f in r.exact_duplicates[0]["files"]) == [
+        "benign (433).png",
+        "malignant (145).png",
+    ]
+    assert r.exact_duplicates[0]["label_conflict"]
+    assert 110 <= len(r.near_duplicates) <= 140  # 124 measured at distance <= 4
+    assert max(len(g["files"]) for g in r.near_duplicates) <= 4  # no chaining
+    assert len(r.label_conflicts) >= 6  # 8 measured
+    assert len(r.odd_masks) == 135  # 133 RGB + 2 RGBA masks
+    assert r.mask_modes == {"1": 663, "RGB": 133, "RGBA": 2}
+    assert r.empty_masks["normal"] == 133 and r.empty_masks["benign"] == 0
