@@ -21,14 +21,28 @@ from medtl.evaluate import evaluate, format_summary
 from medtl.predict import predict
 from medtl.training import train
 
-__all__ = ["train", "evaluate", "predict", "format_summary", "synth", "audit", "models_table", "demo", "load_config"]
+__all__ = [
+    "train",
+    "evaluate",
+    "predict",
+    "format_summary",
+    "synth",
+    "audit",
+    "models_table",
+    "demo",
+    "load_config",
+]
 
 
-def synth(out: str | Path, n: int = 120, size: int = 128, seed: int = 0, layout: str = "class_masks") -> Path:
+def synth(
+    out: str | Path, n: int = 120, size: int = 128, seed: int = 0, layout: str = "class_masks"
+) -> Path:
     """Write the phantom data set (``class_masks`` with masks, or ``imagefolder`` without)."""
     from medtl.data.synthetic import make_imagefolder, make_phantoms
 
-    return (make_phantoms if layout == "class_masks" else make_imagefolder)(out, n=n, size=size, seed=seed)
+    return (make_phantoms if layout == "class_masks" else make_imagefolder)(
+        out, n=n, size=size, seed=seed
+    )
 
 
 def audit(data: str | Path, layout: str = "auto") -> Any:
@@ -47,7 +61,11 @@ def models_table() -> str:
     head = f"{'encoder':20s} {'params':>8s}  {'channels':32s} {'mean/std':12s} {'on disk':8s} pretrained file"
     lines = [head, "-" * len(head)]
     for r in rows:
-        mean = "imagenet" if tuple(round(m, 3) for m in r["mean"]) == (0.485, 0.456, 0.406) else "other"
+        mean = (
+            "imagenet"
+            if tuple(round(m, 3) for m in r["mean"]) == (0.485, 0.456, 0.406)
+            else "other"
+        )
         lines.append(
             f"{r['name']:20s} {r['params'] / 1e6:7.1f}M  {str(tuple(r['channels'])):32s} {mean:12s} "
             f"{'yes' if r['on_disk'] else 'no':8s} {r.get('filename') or '-'}"

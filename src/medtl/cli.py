@@ -86,11 +86,15 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medtl", description="Transfer learning for 2D medical images.")
+    p = argparse.ArgumentParser(
+        prog="medtl", description="Transfer learning for 2D medical images."
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(fn=fn)
         sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -98,16 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("train", cmd_train, "train one model; prints the run folder last")
     sp.add_argument("-c", "--config", help="YAML config file")
-    sp.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    sp.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=5")
 
     sp = add("evaluate", cmd_evaluate, "metrics, per-image CSV and plots of a trained run")
     sp.add_argument("run")
     sp.add_argument("--data", help="evaluate on another data folder (all of it)")
-    sp.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
-                    help="which split of the run (auto: test if the run has one, else val)")
-    sp.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation (2x cost)")
+    sp.add_argument(
+        "--split",
+        default="auto",
+        choices=["auto", "train", "val", "test", "all"],
+        help="which split of the run (auto: test if the run has one, else val)",
+    )
+    sp.add_argument(
+        "--tta", action="store_true", help="horizontal-flip test-time augmentation (2x cost)"
+    )
 
     sp = add("predict", cmd_predict, "masks / labels / overlays for new images")
     sp.add_argument("run")

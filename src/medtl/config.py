@@ -148,12 +148,21 @@ def all_keys(cfg: Any = None, prefix: str = "") -> list[str]:
 
 
 def _suggest(key: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.4)
+    close = difflib.get_close_matches(key, list(options), n=3, cutoff=0.4)
     if not close and "." in key:  # match the leaf name against leaves
         leaf = key.rsplit(".", 1)[1]
         by_leaf = {k.rsplit(".", 1)[-1]: k for k in options}
         close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1)]
-    return f"; did you mean '{close[0]}'?" if close else ""
+    if not close:
+        return ""
+
+    def ratio(option: str) -> float:
+        return difflib.SequenceMatcher(None, key, option).ratio()
+
+    # near-ties are both offered: 'adamx' is one edit from 'adam' and from 'adamw'
+    best = ratio(close[0])
+    close = [c for c in close if ratio(c) >= best - 0.1][:2]
+    return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
 
 
 def _field_type(owner: Any, name: str) -> Any:
@@ -190,7 +199,12 @@ def _coerce(key: str, raw: Any, typ: Any) -> Any:
         if base is int:
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
-            return int(float(raw)) if isinstance(raw, str) and "e" in raw.lower() else int(raw)
+            if isinstance(raw, str) and "e" in raw.lower():
+                number = float(raw)  # 1e3 is an int; 1e-3 is not (int() would truncate it to 0)
+                if not number.is_integer():
+                    raise ValueError
+                return int(number)
+            return int(raw)
         if base is float:
             if isinstance(raw, bool):
                 raise ValueError
@@ -201,8 +215,7 @@ def _coerce(key: str, raw: Any, typ: Any) -> Any:
             return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"config key '{key}' expects {base.__name__}, got {raw!r}; "
-            f"e.g. {key}={_example(base)}"
+            f"config key '{key}' expects {base.__name__}, got {raw!r}; e.g. {key}={_example(base)}"
         ) from None
     return raw
 
@@ -267,9 +280,13 @@ def load_config(
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f" (line {line + 1})" if line is not None else ""
-            raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+            raise ConfigError(
+                f"config file {path} is not valid YAML{where}; fix its syntax"
+            ) from None
         if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys, e.g. 'task: segmentation'")
+            raise ConfigError(
+                f"config file {path} must hold a mapping of keys, e.g. 'task: segmentation'"
+            )
         for key, value in _flatten(data).items():
             try:
                 set_key(cfg, key, value)
@@ -293,12 +310,18 @@ def validate(cfg: Config) -> None:
                 f"{_suggest(value, allowed)}"
             )
     checks = [
-        ("data.image_size", cfg.data.image_size >= 16 and cfg.data.image_size % 16 == 0,
-         "a multiple of 16, >= 16 (e.g. 128)"),
+        (
+            "data.image_size",
+            cfg.data.image_size >= 16 and cfg.data.image_size % 16 == 0,
+            "a multiple of 16, >= 16 (e.g. 128)",
+        ),
         ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "in [0, 1)"),
         ("data.test_fraction", 0.0 <= cfg.data.test_fraction < 1.0, "in [0, 1)"),
-        ("data.val_fraction", cfg.data.val_fraction + cfg.data.test_fraction < 1.0,
-         "such that val_fraction + test_fraction < 1"),
+        (
+            "data.val_fraction",
+            cfg.data.val_fraction + cfg.data.test_fraction < 1.0,
+            "such that val_fraction + test_fraction < 1",
+        ),
         ("train.epochs", cfg.train.epochs >= 1, ">= 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, ">= 1"),
         ("train.lr", cfg.train.lr > 0, "> 0"),

@@ -16,7 +16,14 @@ from medtl.config import Config
 from medtl.data.io import read_image, read_mask
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.splits import load_splits
-from medtl.engine.metrics import EMPTY_RULE_TEXT, aggregate, classification_report_rows, classification_report_text, classification_scores, seg_scores
+from medtl.engine.metrics import (
+    EMPTY_RULE_TEXT,
+    aggregate,
+    classification_report_rows,
+    classification_report_text,
+    classification_scores,
+    seg_scores,
+)
 from medtl.errors import MedtlError
 from medtl.inference import infer, mask_at_size, overlay, safe_name, save_png
 from medtl.io_utils import atomic_write_json, atomic_write_text
@@ -33,7 +40,9 @@ def _choose_split(run: Path, data: PreparedData, split: str) -> tuple[str, list[
     if split == "all":
         return split, list(range(len(data.dataset.samples)))
     if not splits.get(split):
-        raise MedtlError(f"{run}/splits.json has no '{split}' images; use --split val (or train/all)")
+        raise MedtlError(
+            f"{run}/splits.json has no '{split}' images; use --split val (or train/all)"
+        )
     return split, splits[split]
 
 
@@ -48,8 +57,13 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def evaluate(run: str | Path, data: str | Path | None = None, split: str = "auto", tta: bool = False,
-             save_images: int = 64) -> dict[str, Any]:
+def evaluate(
+    run: str | Path,
+    data: str | Path | None = None,
+    split: str = "auto",
+    tta: bool = False,
+    save_images: int = 64,
+) -> dict[str, Any]:
     """Evaluate a trained run; returns the summary dict (also written to summary.json).
 
     ``data`` evaluates on another folder (all its images, labelled by the run's classes);
@@ -62,34 +76,61 @@ def evaluate(run: str | Path, data: str | Path | None = None, split: str = "auto
     prepared = prepare(cfg, root=data)
     if data is not None:
         split, indices = "external", list(range(len(prepared.dataset.samples)))
-        prepared.labels = [classes.index(s.label) if s.label in classes else -1 for s in prepared.dataset.samples]
+        prepared.labels = [
+            classes.index(s.label) if s.label in classes else -1 for s in prepared.dataset.samples
+        ]
     else:
         split, indices = _choose_split(run, prepared, split)
     out_dir = run / "eval" / split
-    rows, probs_all, y_all = _predict_rows(net, cfg, prepared, indices, classes, out_dir, tta, save_images)
-    summary: dict[str, Any] = {"run": str(run), "split": split, "n_images": len(rows), "tta": tta,
-                               "task": cfg.task, "out_dir": str(out_dir)}
+    rows, probs_all, y_all = _predict_rows(
+        net, cfg, prepared, indices, classes, out_dir, tta, save_images
+    )
+    summary: dict[str, Any] = {
+        "run": str(run),
+        "split": split,
+        "n_images": len(rows),
+        "tta": tta,
+        "task": cfg.task,
+        "out_dir": str(out_dir),
+    }
     if cfg.task != "classification":
         summary["empty_mask_rule"] = EMPTY_RULE_TEXT[cfg.train.empty_mask]
         summary["segmentation"] = {k: aggregate([r[k] for r in rows]) for k in SEG_KEYS}
         if cfg.task == "multitask" or any(r.get("class") for r in rows):
             per_class = {}
             for c in sorted({r["class"] for r in rows if r.get("class")}):
-                per_class[c] = {k: aggregate([r[k] for r in rows if r["class"] == c]) for k in ("dice", "iou")}
+                per_class[c] = {
+                    k: aggregate([r[k] for r in rows if r["class"] == c]) for k in ("dice", "iou")
+                }
             summary["segmentation_per_class"] = per_class
     if cfg.task != "segmentation" and probs_all:
         known = [i for i, y in enumerate(y_all) if y >= 0]
-        scores = classification_scores(np.array([y_all[i] for i in known]), np.stack([probs_all[i] for i in known]), classes)
+        scores = classification_scores(
+            np.array([y_all[i] for i in known]), np.stack([probs_all[i] for i in known]), classes
+        )
         summary["classification"] = scores
-        atomic_write_text(out_dir / "classification_report.txt", classification_report_text(scores, classes))
-        atomic_write_text(out_dir / "classification_report.csv", _csv_text(classification_report_rows(scores, classes)))
+        atomic_write_text(
+            out_dir / "classification_report.txt", classification_report_text(scores, classes)
+        )
+        atomic_write_text(
+            out_dir / "classification_report.csv",
+            _csv_text(classification_report_rows(scores, classes)),
+        )
     atomic_write_text(out_dir / "per_image.csv", _csv_text(rows))
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
 
 
-def _predict_rows(net, cfg: Config, prepared: PreparedData, indices: list[int], classes: list[str],
-                  out_dir: Path, tta: bool, save_images: int) -> tuple[list[dict[str, Any]], list, list]:
+def _predict_rows(
+    net,
+    cfg: Config,
+    prepared: PreparedData,
+    indices: list[int],
+    classes: list[str],
+    out_dir: Path,
+    tta: bool,
+    save_images: int,
+) -> tuple[list[dict[str, Any]], list, list]:
     loader = make_loader(prepared, indices, cfg, train=False)
     samples = prepared.dataset.samples
     rows: list[dict[str, Any]] = []
@@ -111,14 +152,21 @@ def _predict_rows(net, cfg: Config, prepared: PreparedData, indices: list[int], 
                 h, w = prepared.cache.sizes[idx]
                 pred = mask_at_size(out["seg"][j], h, w)
                 truth = read_mask(s.masks, (h, w))
-                row.update({k: round(v, 6) if np.isfinite(v) else float("nan") for k, v in
-                            seg_scores(pred, truth, empty=cfg.train.empty_mask).items()})
+                row.update(
+                    {
+                        k: round(v, 6) if np.isfinite(v) else float("nan")
+                        for k, v in seg_scores(pred, truth, empty=cfg.train.empty_mask).items()
+                    }
+                )
                 row["pred_area"] = int(pred.sum())
                 row["true_area"] = int(truth.sum())
                 name = safe_name(f"{s.label + '_' if s.label else ''}{s.image.stem}")
                 save_png(out_dir / "predictions" / f"{name}_pred.png", pred)
                 if written < save_images:
-                    save_png(out_dir / "overlays" / f"{name}.png", overlay(read_image(s.image), pred, truth))
+                    save_png(
+                        out_dir / "overlays" / f"{name}.png",
+                        overlay(read_image(s.image), pred, truth),
+                    )
                     written += 1
             rows.append(row)
     return rows, probs_all, y_all
@@ -131,10 +179,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     if seg:
         for k in ("dice", "iou", "hd95"):
             a = seg[k]
-            lines.append(f"  {k:5s} {a['mean']:.4f} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})")
+            lines.append(
+                f"  {k:5s} {a['mean']:.4f} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})"
+            )
         lines.append(f"  empty masks: {summary['empty_mask_rule']}")
     cls = summary.get("classification")
     if cls:
-        lines.append(f"  accuracy {cls['accuracy']:.4f}  balanced {cls['balanced_accuracy']:.4f}  "
-                     f"macro-F1 {cls['macro_avg']['f1']:.4f}  AUROC {cls['auroc_macro']:.4f}")
+        lines.append(
+            f"  accuracy {cls['accuracy']:.4f}  balanced {cls['balanced_accuracy']:.4f}  "
+            f"macro-F1 {cls['macro_avg']['f1']:.4f}  AUROC {cls['auroc_macro']:.4f}"
+        )
     return "\n".join(lines)

@@ -28,13 +28,17 @@ def infer(net: Net, x: torch.Tensor, tta: bool = False) -> dict[str, torch.Tenso
     return out
 
 
-def mask_at_size(seg_logits: torch.Tensor, height: int, width: int, threshold: float = 0.5) -> np.ndarray:
+def mask_at_size(
+    seg_logits: torch.Tensor, height: int, width: int, threshold: float = 0.5
+) -> np.ndarray:
     """One image's ``(1, S, S)`` logits -> bool mask at ``height x width``."""
     full = resize_logits_to(seg_logits[None].float(), height, width)[0, 0]
     return (torch.sigmoid(full) > threshold).numpy()
 
 
-def overlay(image: np.ndarray, pred: np.ndarray | None, truth: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+def overlay(
+    image: np.ndarray, pred: np.ndarray | None, truth: np.ndarray | None = None, alpha: float = 0.45
+) -> np.ndarray:
     """RGB uint8 image with the prediction tinted red and the truth's outline in green."""
     out = image.astype(np.float32).copy()
     if pred is not None:

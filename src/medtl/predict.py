@@ -31,11 +31,15 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
         else:
             raise DataError(f"{p}: no such file or folder; give image files or folders to predict")
     if not found:
-        raise DataError(f"no images found in {', '.join(map(str, inputs))}; give PNG/JPEG/TIFF/BMP files")
+        raise DataError(
+            f"no images found in {', '.join(map(str, inputs))}; give PNG/JPEG/TIFF/BMP files"
+        )
     return found
 
 
-def predict(run: str | Path, inputs: list[str | Path], out: str | Path, tta: bool = False) -> list[str]:
+def predict(
+    run: str | Path, inputs: list[str | Path], out: str | Path, tta: bool = False
+) -> list[str]:
     """Predict every input image; returns the written file paths (masks, overlays, CSV)."""
     net, cfg, classes = load_bundle(Path(run))
     out = Path(out)
@@ -55,14 +59,19 @@ def predict(run: str | Path, inputs: list[str | Path], out: str | Path, tta: boo
         row = {"image": str(path)}
         if "seg" in res:
             mask = mask_at_size(res["seg"][0], image.shape[0], image.shape[1])
-            for target, arr in ((out / f"{name}_mask.png", mask), (out / f"{name}_overlay.png", overlay(image, mask))):
+            for target, arr in (
+                (out / f"{name}_mask.png", mask),
+                (out / f"{name}_overlay.png", overlay(image, mask)),
+            ):
                 save_png(target, arr)
                 written.append(str(target))
             row["lesion_pixels"] = int(mask.sum())
         if "cls" in res:
             p = torch.softmax(res["cls"][0].float(), 0)
             row["label"] = classes[int(p.argmax())]
-            row.update({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.tolist(), strict=True)})
+            row.update(
+                {f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.tolist(), strict=True)}
+            )
         rows.append(row)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

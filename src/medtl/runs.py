@@ -45,8 +45,13 @@ def new_run_dir(cfg: Config) -> Path:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -58,13 +63,25 @@ def write_env(run: Path, cfg: Config) -> None:
     import segmentation_models_pytorch as smp
     import timm
 
-    atomic_write_json(run / "env.json", {
-        "medtl": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-        "lightning": lightning.__version__, "smp": smp.__version__, "timm": timm.__version__,
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(), "accelerator": cfg.train.accelerator,
-        "seed": cfg.train.seed, "git_commit": _git_commit(), "argv": sys.argv,
-    })
+    atomic_write_json(
+        run / "env.json",
+        {
+            "medtl": __version__,
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "lightning": lightning.__version__,
+            "smp": smp.__version__,
+            "timm": timm.__version__,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+            "accelerator": cfg.train.accelerator,
+            "seed": cfg.train.seed,
+            "git_commit": _git_commit(),
+            "argv": sys.argv,
+        },
+    )
 
 
 def write_config(run: Path, cfg: Config) -> None:
@@ -76,7 +93,9 @@ def write_config(run: Path, cfg: Config) -> None:
 def read_config(run: Path) -> Config:
     path = Path(run) / "config.yaml"
     if not path.is_file():
-        raise MedtlError(f"{run} is not a medtl run folder (no config.yaml); give the folder 'medtl train' printed")
+        raise MedtlError(
+            f"{run} is not a medtl run folder (no config.yaml); give the folder 'medtl train' printed"
+        )
     return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
@@ -92,8 +111,11 @@ def attach_log(run: Path) -> logging.Handler:
 def save_bundle(run: Path, net: Net, cfg: Config, classes: list[str]) -> Path:
     """``RUN/model.pt``: only tensors and plain values (loads with weights_only=True)."""
     bundle = {
-        "format": "medtl-bundle-1", "medtl_version": __version__, "config": cfg.to_dict(),
-        "classes": list(classes), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "format": "medtl-bundle-1",
+        "medtl_version": __version__,
+        "config": cfg.to_dict(),
+        "classes": list(classes),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
     return atomic_write(run / BUNDLE, lambda p: torch.save(bundle, p))
 
@@ -102,15 +124,26 @@ def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:
     """Rebuild the trained network from ``RUN/model.pt`` (random init, then strict load)."""
     path = Path(run) / BUNDLE
     if not path.is_file():
-        raise MedtlError(f"{path} not found; train first ('medtl train ...') or give a finished run folder")
+        raise MedtlError(
+            f"{path} not found; train first ('medtl train ...') or give a finished run folder"
+        )
     try:
         bundle: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise MedtlError(f"{path}: not a readable medtl bundle ({exc.__class__.__name__}); retrain the run") from None
+        raise MedtlError(
+            f"{path}: not a readable medtl bundle ({exc.__class__.__name__}); retrain the run"
+        ) from None
     cfg = config_from_dict(bundle["config"])
     classes = list(bundle["classes"])
-    net, _ = build_model(cfg.task, cfg.model.arch, cfg.model.encoder, "none", n_classes=len(classes),
-                         in_channels=cfg.model.in_channels, dropout=cfg.model.dropout)
+    net, _ = build_model(
+        cfg.task,
+        cfg.model.arch,
+        cfg.model.encoder,
+        "none",
+        n_classes=len(classes),
+        in_channels=cfg.model.in_channels,
+        dropout=cfg.model.dropout,
+    )
     net.load_state_dict(bundle["state_dict"], strict=True)
     net.eval()
     return net, cfg, classes

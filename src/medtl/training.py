@@ -65,8 +65,15 @@ def train(cfg: Config, progress: bool = True) -> Path:
     else:
         splits = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
     n_classes = len(data.classes) if cfg.task != "segmentation" else 0
-    net, weights_info = build_model(cfg.task, cfg.model.arch, cfg.model.encoder, cfg.model.weights,
-                                    n_classes=n_classes, in_channels=cfg.model.in_channels, dropout=cfg.model.dropout)
+    net, weights_info = build_model(
+        cfg.task,
+        cfg.model.arch,
+        cfg.model.encoder,
+        cfg.model.weights,
+        n_classes=n_classes,
+        in_channels=cfg.model.in_channels,
+        dropout=cfg.model.dropout,
+    )
     class_weights = None
     if cfg.task != "segmentation" and cfg.train.class_weights == "auto":
         counts = class_counts([data.labels[i] for i in splits["train"]], n_classes)
@@ -78,24 +85,38 @@ def train(cfg: Config, progress: bool = True) -> Path:
     try:
         if resume_run is None:
             write_config(run, cfg)
-            save_splits(run / "splits.json", samples, splits,
-                        {"seed": cfg.data.seed, "layout": data.dataset.layout, "classes": data.classes})
+            save_splits(
+                run / "splits.json",
+                samples,
+                splits,
+                {"seed": cfg.data.seed, "layout": data.dataset.layout, "classes": data.classes},
+            )
         write_env(run, cfg)
         log.info(data.dataset.summary())
         log.info("split: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
-        log.info(f"model: task={cfg.task} arch={cfg.model.arch} encoder={cfg.model.encoder} weights: {weights_info}")
+        log.info(
+            f"model: task={cfg.task} arch={cfg.model.arch} encoder={cfg.model.encoder} weights: {weights_info}"
+        )
         return _fit(cfg, run, task, data, splits, progress)
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _fit(cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[int]], progress: bool) -> Path:
+def _fit(
+    cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[int]], progress: bool
+) -> Path:
     t = cfg.train
     monitor = monitor_key(cfg)
     mode = "min" if monitor.endswith("loss") else "max"
-    ckpt = ModelCheckpoint(dirpath=run / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                           save_last=True, enable_version_counter=False)
+    ckpt = ModelCheckpoint(
+        dirpath=run / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_last=True,
+        enable_version_counter=False,
+    )
     metrics_csv = EpochMetricsCSV(run / "metrics.csv")
     callbacks: list[L.Callback] = [ckpt, metrics_csv]
     if t.patience > 0:
@@ -107,11 +128,22 @@ def _fit(cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[i
     if resume_from:
         metrics_csv.load_existing()
     trainer = L.Trainer(
-        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=t.strategy, precision=t.precision, deterministic=t.deterministic or None,
-        callbacks=callbacks, logger=False, enable_progress_bar=progress, enable_model_summary=False,
-        default_root_dir=run, plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0,
-        limit_train_batches=t.max_steps_per_epoch or 1.0, log_every_n_steps=1,
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        deterministic=t.deterministic or None,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        default_root_dir=run,
+        plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0,
+        limit_train_batches=t.max_steps_per_epoch or 1.0,
+        log_every_n_steps=1,
     )
     train_loader = make_loader(data, splits["train"], cfg, train=True)
     val_idx = splits["val"] or splits["train"]
@@ -129,5 +161,7 @@ def _fit(cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[i
             task.load_state_dict(state)
         save_bundle(run, task.net, cfg, data.classes)
         score = ckpt.best_model_score
-        log.info(f"finished in {elapsed:.1f}s; best {monitor}={float(score) if score is not None else float('nan'):.4f}")
+        log.info(
+            f"finished in {elapsed:.1f}s; best {monitor}={float(score) if score is not None else float('nan'):.4f}"
+        )
     return run

@@ -13,11 +13,12 @@ The threshold was checked on BUSI (780 images, longest side 256 px; pHash distan
 even, as 32 of the 64 coefficients lie above their median). All 185 pairs at distance
 0-4 are the same scan re-exported (re-cropped, re-scaled, calipers added or removed):
 178 have a pixel correlation >= 0.9 at 64x64 (the 99.9th percentile over all pairs is
-0.87), the other 7 were checked by eye. They form 124 near-duplicate groups of at most 4 images, none chaining unrelated
-scans. 6 is still clean on BUSI (+17 groups); at 8 adjacent frames of one lesion start to
-chain (a group of 7) and at 10-12 different scans of one breast collide; unrelated images
-sit near 32. 4 leaves that margin for data sets more uniform than ultrasound (X-ray);
-pass ``max_distance=6`` to catch more heavily edited copies.
+0.87), the other 7 were checked by eye. With the one byte-identical pair they form 125
+groups (124 near, 1 exact) of at most 4 images, none chaining unrelated scans. 6 is
+still clean on BUSI (+17 groups); at 8 adjacent frames of one lesion start to chain (a
+group of 7) and at 10-12 different scans of one breast collide; unrelated images sit
+near 32. 4 keeps that margin for data sets more uniform than ultrasound (X-ray); pass
+``max_distance=6`` to catch more heavily edited copies.
 
 Example::
 
@@ -358,7 +359,7 @@ class _Decoded:
     coverage: float | None = None
 
 
-def _mask_info(path: Path, arr: np.ndarray, mode: str) -> list[str]:
+def _mask_info(arr: np.ndarray, mode: str) -> list[str]:
     """Why a mask array is not a single-channel 8-bit binary mask (empty list if it is)."""
     reasons = []
     if arr.ndim == 3:
@@ -408,7 +409,7 @@ def _decode_sample(s: Sample, rep: dict[str, Any]) -> _Decoded:
             rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
             continue
         rep["mask_modes"][mmode] += 1
-        reasons = _mask_info(m, arr, mmode)
+        reasons = _mask_info(arr, mmode)
         if reasons:
             rep["odd_masks"].append(
                 {

@@ -17,7 +17,9 @@ from medtl.data.layouts import Sample
 from medtl.data.transforms import apply_augment, build_augment, resize_pair, to_float
 
 
-def load_sample(sample: Sample, size: int, with_mask: bool) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]:
+def load_sample(
+    sample: Sample, size: int, with_mask: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]:
     """Decode and resize one sample -> (uint8 image (3,S,S), uint8 mask (1,S,S) or None, (H, W))."""
     image = read_image(sample.image)
     mask = read_mask(sample.masks, image.shape[:2]) if with_mask else None

@@ -8,7 +8,9 @@ grey is repeated to three channels.
 Masks (the binarisation rule): each mask file is read as one channel (colour masks take
 the maximum over channels, alpha ignored; palette masks use the palette index). A pixel
 is foreground when its value is >= half the file's value range (128 for 8 bit, 32768 for
-16 bit) or, for label-style masks whose maximum is 1, when it is 1. Several masks of one
+16 bit; a 16-bit mask whose maximum is below 32768 uses half its maximum, rounded up) or,
+for label-style masks whose maximum is 1, when it is 1. Float masks use 0.5 when their
+maximum is <= 1, else 128. Several masks of one
 image are merged by union. Result: ``bool`` array ``(H, W)``.
 """
 
@@ -21,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from medtl.errors import DataError
 
-Image.MAX_IMAGE_PIXELS = 20_000 ** 2
+Image.MAX_IMAGE_PIXELS = 20_000**2
 
 
 def _open(path: Path) -> Image.Image:
@@ -33,7 +35,13 @@ def _open(path: Path) -> Image.Image:
         img = Image.open(path)
         img.load()
         return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
         raise DataError(
             f"{path}: not a readable image ({exc.__class__.__name__}); re-export it as PNG or delete it"
         ) from None
@@ -47,7 +55,9 @@ def _read_dicom(path: Path) -> np.ndarray:
     try:
         return np.asarray(pydicom.dcmread(path).pixel_array)
     except Exception as exc:  # pydicom raises many types for corrupt files
-        raise DataError(f"{path}: unreadable DICOM ({exc.__class__.__name__}); re-export it") from None
+        raise DataError(
+            f"{path}: unreadable DICOM ({exc.__class__.__name__}); re-export it"
+        ) from None
 
 
 def read_array(path: str | Path) -> np.ndarray:
@@ -109,18 +119,21 @@ def binarise_mask(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == bool:
         return arr.copy()
     peak = arr.max() if arr.size else 0
+    # floats before the label rule: 0..1 floats are probabilities, not 0/1 labels
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr >= (0.5 if peak <= 1.0 else 128)
     if peak <= 1:
         return arr >= 1
     if arr.dtype == np.uint8:
         return arr >= 128
     if arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and peak > 255):
         return arr >= 32768 if peak > 32767 else arr >= (peak + 1) // 2
-    if np.issubdtype(arr.dtype, np.floating):
-        return arr >= (0.5 if peak <= 1.0 else 128)
     return arr >= 128
 
 
-def read_mask(paths: tuple[Path, ...] | list[Path], shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(
+    paths: tuple[Path, ...] | list[Path], shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Read and merge (union) the mask files of one image -> ``bool (H, W)``.
 
     ``shape`` is the image's ``(H, W)``; a mask of another size is an error naming the file.

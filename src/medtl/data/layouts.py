@@ -118,7 +118,9 @@ def _pair_in(img_dir: Path, mask_dir: Path, split: str | None, problems: list[st
     for img in _images(img_dir):
         found = sorted(masks.pop(img.stem, []))
         if not found:
-            problems.append(f"image without mask: {img} (expected {mask_dir / (img.stem + '.png')})")
+            problems.append(
+                f"image without mask: {img} (expected {mask_dir / (img.stem + '.png')})"
+            )
             continue
         samples.append(Sample(img, tuple(p for _, p in found), split=split))
     for stem, found in masks.items():
@@ -146,8 +148,11 @@ def discover_siblings(root: Path) -> tuple[list[Sample], list[str]]:
 
 def _class_dirs(base: Path) -> list[Path]:
     return sorted(
-        d for d in base.iterdir()
-        if d.is_dir() and not d.name.startswith(".") and d.name not in SPLIT_DIRS
+        d
+        for d in base.iterdir()
+        if d.is_dir()
+        and not d.name.startswith(".")
+        and d.name not in SPLIT_DIRS
         and not d.name.endswith("_masks")
     )
 
@@ -169,9 +174,13 @@ def discover_class_masks(root: Path) -> tuple[list[Sample], list[str]]:
             for img in images:
                 found = sorted(masks.pop(img.stem, []))
                 if not found:
-                    problems.append(f"image without mask: {img} (expected {img.stem}_mask.png beside it)")
+                    problems.append(
+                        f"image without mask: {img} (expected {img.stem}_mask.png beside it)"
+                    )
                     continue
-                samples.append(Sample(img, tuple(p for _, p in found), label=cdir.name, split=split))
+                samples.append(
+                    Sample(img, tuple(p for _, p in found), label=cdir.name, split=split)
+                )
             for stem, found in masks.items():
                 problems.append(f"mask without image: {found[0][1]} (no {cdir / stem}.*)")
     return samples, problems
@@ -195,7 +204,8 @@ def discover_csv(root: Path) -> tuple[list[Sample], list[str]]:
     base = path.parent
     samples: list[Sample] = []
     problems: list[str] = []
-    with path.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: spreadsheet programs save CSV with a byte-order mark before 'image'
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "image" not in reader.fieldnames:
             raise DataError(f"manifest {path} needs an 'image' column (image,mask,label,group)")
@@ -209,11 +219,21 @@ def discover_csv(root: Path) -> tuple[list[Sample], list[str]]:
             if missing:
                 problems.append(f"{path} line {i}: mask {missing[0]} not found")
                 continue
-            samples.append(Sample(
-                img, masks, label=(row.get("label") or "").strip() or None,
-                group=(row.get("group") or "").strip() or None,
-                split=(row.get("split") or "").strip() or None,
-            ))
+            split = (row.get("split") or "").strip().lower() or None
+            if split is not None and split not in SPLIT_DIRS:
+                # an unknown split would silently put the row into the train pool
+                raise DataError(
+                    f"{path} line {i}: split '{split}' is not one of {', '.join(SPLIT_DIRS)} (or empty)"
+                )
+            samples.append(
+                Sample(
+                    img,
+                    masks,
+                    label=(row.get("label") or "").strip() or None,
+                    group=(row.get("group") or "").strip() or None,
+                    split=split,
+                )
+            )
     return samples, problems
 
 
@@ -263,7 +283,9 @@ def discover(root: str | Path, layout: str = "auto") -> Dataset:
             )
         layout = detected
     if layout not in LAYOUTS:
-        raise DataError(f"unknown data.layout '{layout}'; choose auto or one of {', '.join(LAYOUTS)}")
+        raise DataError(
+            f"unknown data.layout '{layout}'; choose auto or one of {', '.join(LAYOUTS)}"
+        )
     samples, problems = LAYOUTS[layout](root)
     if not samples:
         detail = f" ({problems[0]})" if problems else ""

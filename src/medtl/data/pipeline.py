@@ -43,11 +43,17 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     ds = discover(root, cfg.data.layout)
     if needs_masks(cfg.task):
         if ds.problems:
-            raise DataError(f"{ds.problems[0]}; add the missing file or move the other out of {ds.root}")
+            raise DataError(
+                f"{ds.problems[0]}; add the missing file or move the other out of {ds.root}"
+            )
         if not ds.has_masks:
-            raise DataError(f"{ds.root}: layout '{ds.layout}' has no masks; use task=classification or add masks")
+            raise DataError(
+                f"{ds.root}: layout '{ds.layout}' has no masks; use task=classification or add masks"
+            )
     if cfg.task in ("classification", "multitask") and len(ds.classes) < 2:
-        raise DataError(f"{ds.root}: task={cfg.task} needs class folders (>= 2 classes), found {ds.classes or 'none'}")
+        raise DataError(
+            f"{ds.root}: task={cfg.task} needs class folders (>= 2 classes), found {ds.classes or 'none'}"
+        )
     if cfg.data.group_duplicates:
         from medtl.data.audit import assign_groups
 
@@ -58,7 +64,9 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
 def prepare(cfg: Config, root: str | Path | None = None) -> PreparedData:
     """Discover, check and decode (once) every sample at ``cfg.data.image_size``."""
     ds = load_samples(cfg, root)
-    cache = SampleCache(ds.samples, cfg.data.image_size, with_masks=needs_masks(cfg.task) or ds.has_masks)
+    cache = SampleCache(
+        ds.samples, cfg.data.image_size, with_masks=needs_masks(cfg.task) or ds.has_masks
+    )
     return PreparedData(ds, ds.classes, label_indices(ds.samples, ds.classes), cache)
 
 
@@ -66,7 +74,9 @@ def make_loader(
     data: PreparedData, indices: list[int], cfg: Config, train: bool, augment: str | None = None
 ) -> DataLoader:
     """A DataLoader over cached rows; shuffled with augmentation when ``train``."""
-    ds = CachedDataset(data.cache, indices, data.labels, augment=(augment or cfg.data.augment) if train else "none")
+    ds = CachedDataset(
+        data.cache, indices, data.labels, augment=(augment or cfg.data.augment) if train else "none"
+    )
     gen = torch.Generator()
     gen.manual_seed(cfg.train.seed)
     workers = cfg.data.workers

@@ -30,10 +30,13 @@ def _groups(samples: Sequence[Sample]) -> dict[str, list[int]]:
     return dict(groups)
 
 
-def _assign(indices: Sequence[int], samples: Sequence[Sample], weights: Sequence[float], seed: int) -> list[list[int]]:
+def _assign(
+    indices: Sequence[int], samples: Sequence[Sample], weights: Sequence[float], seed: int
+) -> list[list[int]]:
     """Distribute samples (by group) into len(weights) bins with those target fractions,
     stratified: each stratum's groups are shuffled and dealt greedily to the bin furthest
-    below its target, largest groups first."""
+    below its target, largest groups first. Ties go to the bin furthest below its target
+    over all strata so far (else every one-sample class would land in bin 0)."""
     rng = np.random.default_rng(seed)
     subset = [samples[i] for i in indices]
     groups = _groups(subset)
@@ -45,21 +48,28 @@ def _assign(indices: Sequence[int], samples: Sequence[Sample], weights: Sequence
         by_stratum[max(sorted(set(labels)), key=labels.count)].append(members)
     bins: list[list[int]] = [[] for _ in weights]
     w = np.asarray(weights, dtype=float) / sum(weights)
+    seen = 0  # samples of the strata dealt so far, this one included
+    overall = np.zeros(len(w))
     for stratum in sorted(by_stratum):
         glist = by_stratum[stratum]
         order = rng.permutation(len(glist))
         glist = sorted((glist[o] for o in order), key=len, reverse=True)
         total = sum(len(g) for g in glist)
+        seen += total
         filled = np.zeros(len(w))
         for members in glist:
             deficit = w * total - filled
-            b = int(np.argmax(deficit))
+            tied = np.flatnonzero(deficit >= deficit.max() - 1e-9)
+            b = int(tied[np.argmax((w * seen - overall)[tied])])
             bins[b].extend(indices[m] for m in members)
             filled[b] += len(members)
+            overall[b] += len(members)
     return [sorted(b) for b in bins]
 
 
-def make_splits(samples: Sequence[Sample], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
+def make_splits(
+    samples: Sequence[Sample], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[int]]:
     """``{"train": [...], "val": [...], "test": [...]}`` indices into ``samples``."""
     premade = {s.split for s in samples}
     if premade & {"train", "test", "val"}:
@@ -68,17 +78,25 @@ def make_splits(samples: Sequence[Sample], val_fraction: float, test_fraction: f
         given_val = [i for i, s in enumerate(samples) if s.split == "val"]
         if given_val:
             return {"train": train_pool, "val": given_val, "test": test}
-        frac = val_fraction / max(1e-9, 1.0 - test_fraction) if not test else val_fraction
-        train, val = _assign(train_pool, samples, [1 - frac, frac], seed)
+        if test:  # val is carved from the pre-made train folder
+            train, val = _assign(train_pool, samples, [1 - val_fraction, val_fraction], seed)
+        else:  # only train/ given: carve test as well, as for unsplit data
+            weights = [1.0 - val_fraction - test_fraction, val_fraction, test_fraction]
+            train, val, test = _assign(train_pool, samples, weights, seed)
+        _check_split(train, val, len(train_pool), val_fraction)
         return {"train": train, "val": val, "test": test}
     weights = [1.0 - val_fraction - test_fraction, val_fraction, test_fraction]
     train, val, test = _assign(list(range(len(samples))), samples, weights, seed)
+    _check_split(train, val, len(samples), val_fraction)
+    return {"train": train, "val": val, "test": test}
+
+
+def _check_split(train: list[int], val: list[int], n: int, val_fraction: float) -> None:
     if not train or (val_fraction > 0 and not val):
         raise DataError(
-            f"too few images ({len(samples)}) to split into train/val with val_fraction={val_fraction}; "
+            f"too few images ({n}) to split into train/val with val_fraction={val_fraction}; "
             "add images or lower data.val_fraction"
         )
-    return {"train": train, "val": val, "test": test}
 
 
 def kfold(samples: Sequence[Sample], k: int, seed: int) -> list[dict[str, list[int]]]:
@@ -87,8 +105,14 @@ def kfold(samples: Sequence[Sample], k: int, seed: int) -> list[dict[str, list[i
         raise DataError(f"--folds must be >= 2, got {k}")
     n_groups = len(_groups(samples))
     if n_groups < k:
-        raise DataError(f"{n_groups} independent image groups cannot fill {k} folds; use fewer folds")
+        raise DataError(
+            f"{n_groups} independent image groups cannot fill {k} folds; use fewer folds"
+        )
     bins = _assign(list(range(len(samples))), samples, [1.0] * k, seed)
+    if not all(bins):
+        raise DataError(
+            f"{len(samples)} images in {n_groups} groups leave a fold empty with k={k}; use fewer folds"
+        )
     folds = []
     for f in range(k):
         train = sorted(i for b, members in enumerate(bins) if b != f for i in members)
@@ -96,7 +120,9 @@ def kfold(samples: Sequence[Sample], k: int, seed: int) -> list[dict[str, list[i
     return folds
 
 
-def save_splits(path: Path, samples: Sequence[Sample], splits: dict[str, list[int]], extra: dict | None = None) -> None:
+def save_splits(
+    path: Path, samples: Sequence[Sample], splits: dict[str, list[int]], extra: dict | None = None
+) -> None:
     """Write ``splits.json``: file lists per split, their labels and groups (atomic)."""
     doc = {
         name: [
@@ -112,13 +138,24 @@ def save_splits(path: Path, samples: Sequence[Sample], splits: dict[str, list[in
 
 def load_splits(path: Path, samples: Sequence[Sample]) -> dict[str, list[int]]:
     """Re-map a saved ``splits.json`` onto ``samples`` (by image path); missing files -> DataError."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            f"{path} not found; it is written by 'medtl train' into the run folder"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{path}: unreadable splits file ({exc.__class__.__name__}); restore it from the run"
+        ) from None
     where = {str(s.image): i for i, s in enumerate(samples)}
     out: dict[str, list[int]] = {}
     for name in ("train", "val", "test"):
         out[name] = []
         for entry in doc.get(name, []):
             if entry["image"] not in where:
-                raise DataError(f"{path}: {entry['image']} is no longer in the data; use the same data.root")
+                raise DataError(
+                    f"{path}: {entry['image']} is no longer in the data; use the same data.root"
+                )
             out[name].append(where[entry["image"]])
     return out

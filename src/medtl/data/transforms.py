@@ -13,7 +13,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def resize_pair(
+    image: np.ndarray, mask: np.ndarray | None, size: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decoded ``uint8 (H, W, 3)`` image and ``bool (H, W)`` mask -> uint8 tensors at size x size.
 
     Images are resized with antialiased bilinear interpolation, masks with nearest neighbour
@@ -42,11 +44,13 @@ def build_augment(level: str) -> v2.Transform | None:
     ops: list[v2.Transform] = [
         v2.RandomHorizontalFlip(0.5),
         v2.RandomApply(
-            [v2.RandomAffine(
-                degrees=20 if strong else 10,
-                translate=(0.1, 0.1) if strong else (0.05, 0.05),
-                scale=(0.8, 1.2) if strong else (0.9, 1.1),
-            )],
+            [
+                v2.RandomAffine(
+                    degrees=20 if strong else 10,
+                    translate=(0.1, 0.1) if strong else (0.05, 0.05),
+                    scale=(0.8, 1.2) if strong else (0.9, 1.1),
+                )
+            ],
             p=0.7,
         ),
         v2.ColorJitter(brightness=0.2 if strong else 0.1, contrast=0.2 if strong else 0.1),
@@ -75,4 +79,6 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
 
 def resize_logits_to(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Map ``(N, C, S, S)`` logits back to an image's original ``height x width`` (bilinear)."""
-    return torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+    return torch.nn.functional.interpolate(
+        logits, size=(height, width), mode="bilinear", align_corners=False
+    )

@@ -21,7 +21,9 @@ log = logging.getLogger("medtl")
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temp file and renamed: a kill never leaves a corrupt .ckpt."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         atomic_write(Path(path), lambda p: p.write_bytes(buf.getvalue()))
@@ -48,7 +50,10 @@ class EpochMetricsCSV(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        row: dict[str, Any] = {"epoch": trainer.current_epoch, "epoch_time_s": round(time.perf_counter() - self.epoch_t0, 3)}
+        row: dict[str, Any] = {
+            "epoch": trainer.current_epoch,
+            "epoch_time_s": round(time.perf_counter() - self.epoch_t0, 3),
+        }
         for k, v in sorted(trainer.callback_metrics.items()):
             row[k] = round(float(v), 6)
         for g in trainer.optimizers[0].param_groups:
@@ -56,7 +61,11 @@ class EpochMetricsCSV(L.Callback):
         self.rows = [r for r in self.rows if int(r["epoch"]) != trainer.current_epoch] + [row]
         if trainer.is_global_zero:
             self._write()
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("val_") and isinstance(v, float))
+            shown = ", ".join(
+                f"{k}={v:.4f}"
+                for k, v in row.items()
+                if k.startswith("val_") and isinstance(v, float)
+            )
             log.info(f"epoch {trainer.current_epoch}: {shown} ({row['epoch_time_s']:.1f}s)")
 
     def _write(self) -> None:

@@ -29,7 +29,9 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
-def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
+def binary_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> torch.Tensor:
     """Focal loss (Lin et al.) on pixels, mean over pixels."""
     from torchvision.ops import sigmoid_focal_loss
 
@@ -51,14 +53,22 @@ SEG_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 class FocalCE(nn.Module):
     """Multi-class focal loss: CE weighted by (1 - p_true)^gamma, with optional class weights."""
 
-    def __init__(self, weight: torch.Tensor | None = None, gamma: float = 2.0, label_smoothing: float = 0.0):
+    def __init__(
+        self, weight: torch.Tensor | None = None, gamma: float = 2.0, label_smoothing: float = 0.0
+    ):
         super().__init__()
         self.register_buffer("weight", weight if weight is not None else None)
         self.gamma = gamma
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        ce = F.cross_entropy(logits, target, weight=self.weight, reduction="none", label_smoothing=self.label_smoothing)
+        ce = F.cross_entropy(
+            logits,
+            target,
+            weight=self.weight,
+            reduction="none",
+            label_smoothing=self.label_smoothing,
+        )
         p_true = torch.softmax(logits, 1).gather(1, target[:, None]).squeeze(1)
         return ((1 - p_true) ** self.gamma * ce).mean()
 

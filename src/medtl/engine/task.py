@@ -18,7 +18,11 @@ from torchmetrics.classification import MulticlassF1Score
 
 from medtl.config import Config
 from medtl.engine.losses import SEG_LOSSES, make_cls_loss
-from medtl.engine.metrics import classification_metric_collection, dice_per_image_torch, iou_per_image_torch
+from medtl.engine.metrics import (
+    classification_metric_collection,
+    dice_per_image_torch,
+    iou_per_image_torch,
+)
 from medtl.models.build import Net
 from medtl.models.strategy import apply_strategy, describe_groups, param_groups, trainable_stages
 
@@ -43,7 +47,9 @@ def monitor_key(cfg: Config) -> str:
 class MedtlTask(L.LightningModule):
     """Training/validation steps, losses, metrics and optimisers for one :class:`Net`."""
 
-    def __init__(self, net: Net, cfg: Config, n_classes: int = 0, class_weights: torch.Tensor | None = None):
+    def __init__(
+        self, net: Net, cfg: Config, n_classes: int = 0, class_weights: torch.Tensor | None = None
+    ):
         super().__init__()
         self.net = net
         self.cfg = cfg
@@ -52,7 +58,11 @@ class MedtlTask(L.LightningModule):
         self.has_seg = cfg.task in ("segmentation", "multitask")
         self.has_cls = cfg.task in ("classification", "multitask")
         self.seg_loss = SEG_LOSSES[cfg.train.loss]
-        self.cls_loss = make_cls_loss(cfg.train.cls_loss, class_weights, cfg.train.label_smoothing) if self.has_cls else None
+        self.cls_loss = (
+            make_cls_loss(cfg.train.cls_loss, class_weights, cfg.train.label_smoothing)
+            if self.has_cls
+            else None
+        )
         self.val_dice = MeanMetric(nan_strategy="ignore")
         self.val_iou = MeanMetric(nan_strategy="ignore")
         self.val_loss = MeanMetric()
@@ -68,27 +78,41 @@ class MedtlTask(L.LightningModule):
         n = trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
         if n != self.current_stages:
             if self.current_stages >= 0:
-                log.info(f"epoch {epoch}: strategy {m.strategy} unfreezes the last {n} encoder stages")
+                log.info(
+                    f"epoch {epoch}: strategy {m.strategy} unfreezes the last {n} encoder stages"
+                )
             apply_strategy(self.net, n)
             self.current_stages = n
 
     def on_train_epoch_start(self) -> None:
         self._apply_epoch_strategy(self.current_epoch)
-        self.log("encoder_trainable_stages", float(self.current_stages), on_epoch=True, on_step=False)
+        self.log(
+            "encoder_trainable_stages", float(self.current_stages), on_epoch=True, on_step=False
+        )
 
     # ---------------------------------------------------------------- losses
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(x)
 
-    def compute_loss(self, out: dict[str, torch.Tensor], mask: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+    def compute_loss(
+        self, out: dict[str, torch.Tensor], mask: torch.Tensor, label: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         parts: dict[str, torch.Tensor] = {}
         total = 0.0
         if self.has_seg:
             parts["seg_loss"] = self.seg_loss(out["seg"], mask)
-            total = total + self.cfg.model.seg_weight * parts["seg_loss"] if self.has_cls else parts["seg_loss"]
+            total = (
+                total + self.cfg.model.seg_weight * parts["seg_loss"]
+                if self.has_cls
+                else parts["seg_loss"]
+            )
         if self.has_cls:
             parts["cls_loss"] = self.cls_loss(out["cls"], label)
-            total = total + self.cfg.model.cls_weight * parts["cls_loss"] if self.has_seg else parts["cls_loss"]
+            total = (
+                total + self.cfg.model.cls_weight * parts["cls_loss"]
+                if self.has_seg
+                else parts["cls_loss"]
+            )
         parts["loss"] = total
         return parts
 
@@ -102,7 +126,9 @@ class MedtlTask(L.LightningModule):
             )
         bs = x.shape[0]
         for k, v in parts.items():
-            self.log(f"train_{k}", v, on_step=False, on_epoch=True, batch_size=bs, prog_bar=(k == "loss"))
+            self.log(
+                f"train_{k}", v, on_step=False, on_epoch=True, batch_size=bs, prog_bar=(k == "loss")
+            )
         return parts["loss"]
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -139,7 +165,9 @@ class MedtlTask(L.LightningModule):
             self.val_cls.reset()
             self.val_f1.reset()
             scores.append(metrics["val_macro_f1"])
-        metrics["val_score"] = torch.stack([torch.as_tensor(s, dtype=torch.float32) for s in scores]).mean()
+        metrics["val_score"] = torch.stack(
+            [torch.as_tensor(s, dtype=torch.float32) for s in scores]
+        ).mean()
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k in ("val_dice", "val_macro_f1"), sync_dist=False)
 
@@ -154,6 +182,11 @@ class MedtlTask(L.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, t.epochs))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if t.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=0.5, patience=3
+            )
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"},
+            }
         return opt

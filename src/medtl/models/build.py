@@ -29,7 +29,9 @@ SMP_ARCHS: dict[str, str] = {
 
 def _smp_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn.Module]]:
     def build(encoder: nn.Module, smp_name: str, classes: int) -> tuple[nn.Module, nn.Module]:
-        model = smp.create_model(SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes)
+        model = smp.create_model(
+            SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes
+        )
         return model.decoder, model.segmentation_head
 
     return build
@@ -153,7 +155,9 @@ def build_model(
             ) from None
     if task in ("classification", "multitask"):
         if n_classes < 2:
-            raise ConfigError(f"task={task} needs at least 2 classes, found {n_classes}; use class folders")
+            raise ConfigError(
+                f"task={task} needs at least 2 classes, found {n_classes}; use class folders"
+            )
         cls_head = ClassificationHead(enc.out_channels[-1], n_classes, dropout)
     net = Net(enc, decoder, seg_head, cls_head, spec.mean, spec.std, in_channels)
     return net, info

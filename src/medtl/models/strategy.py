@@ -50,13 +50,20 @@ def apply_strategy(net: Net, n_trainable: int) -> None:
     net.train(net.training)
 
 
-def param_groups(net: Net, lr: float, encoder_lr_mult: float, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(
+    net: Net, lr: float, encoder_lr_mult: float, weight_decay: float
+) -> list[dict[str, Any]]:
     """Two optimiser groups: encoder (lr x encoder_lr_mult) and decoder/heads (lr)."""
     enc = list(net.encoder.parameters())
     enc_ids = {id(p) for p in enc}
     rest = [p for p in net.parameters() if id(p) not in enc_ids]
     return [
-        {"name": "encoder", "params": enc, "lr": lr * encoder_lr_mult, "weight_decay": weight_decay},
+        {
+            "name": "encoder",
+            "params": enc,
+            "lr": lr * encoder_lr_mult,
+            "weight_decay": weight_decay,
+        },
         {"name": "decoder+heads", "params": rest, "lr": lr, "weight_decay": weight_decay},
     ]
 
@@ -67,5 +74,7 @@ def describe_groups(net: Net, groups: list[dict[str, Any]]) -> list[str]:
     for g in groups:
         total = sum(p.numel() for p in g["params"])
         trainable = sum(p.numel() for p in g["params"] if p.requires_grad)
-        lines.append(f"param group {g['name']}: {trainable:,}/{total:,} trainable, lr={g['lr']:.3g}")
+        lines.append(
+            f"param group {g['name']}: {trainable:,}/{total:,} trainable, lr={g['lr']:.3g}"
+        )
     return lines

@@ -1,0 +1,1 @@
+"""Models: encoders, decoders, pretrained weights and the model builder."""
