@@ -82,7 +82,7 @@ def evaluate(
     else:
         split, indices = _choose_split(run, prepared, split)
     out_dir = run / "eval" / split
-    rows, probs_all, y_all = _predict_rows(
+    rows, probs_all, y_all, cases = _predict_rows(
         net, cfg, prepared, indices, classes, out_dir, tta, save_images
     )
     summary: dict[str, Any] = {
@@ -117,8 +117,46 @@ def evaluate(
             _csv_text(classification_report_rows(scores, classes)),
         )
     atomic_write_text(out_dir / "per_image.csv", _csv_text(rows))
+    write_plots(run, out_dir, rows, cases, summary, probs_all, y_all, classes)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def write_plots(run: Path, out_dir: Path, rows: list[dict[str, Any]], cases: dict[int, Any],
+                summary: dict[str, Any], probs: list, y_true: list, classes: list[str]) -> list[Path]:
+    """The evaluation plots: learning curves, confusion matrix, ROC, Dice histogram,
+    best/median/worst overlay grid and predictions.gif (those the task has)."""
+    from medtl import plots
+
+    written = []
+    if (run / "metrics.csv").is_file():
+        written.append(plots.learning_curves(run / "metrics.csv", out_dir / "learning_curves.png"))
+    cls = summary.get("classification")
+    if cls:
+        written.append(plots.confusion_matrix_plot(cls["confusion_matrix"], classes, out_dir / "confusion_matrix.png"))
+        known = [i for i, y in enumerate(y_true) if y >= 0]
+        if len({y_true[i] for i in known}) >= 2:
+            written.append(plots.roc_plot(np.array([y_true[i] for i in known]), np.stack([probs[i] for i in known]),
+                                          classes, out_dir / "roc.png"))
+    if "segmentation" in summary:
+        dice = [r["dice"] for r in rows]
+        by_class: dict[str, list[float]] = {}
+        for r in rows:
+            if r.get("class"):
+                by_class.setdefault(r["class"], []).append(r["dice"])
+        written.append(plots.dice_histogram(dice, out_dir / "dice_histogram.png", by_class=by_class or None))
+        picked = plots.select_cases(dice, k=4)
+        items, frames = [], []
+        for group in ("best", "median", "worst"):
+            for i in picked[group]:
+                image, pred, truth = cases[i]
+                caption = f"{group}: {Path(rows[i]['image']).stem} Dice {rows[i]['dice']:.2f}"
+                items.append((caption, overlay(image, pred, truth)))
+                frames.append((image, pred, truth, caption))
+        if items:
+            written.append(plots.overlay_grid(items, out_dir / "overlays_grid.png"))
+            written.append(plots.predictions_gif(frames, out_dir / "predictions.gif"))
+    return written
 
 
 def _predict_rows(
@@ -130,10 +168,11 @@ def _predict_rows(
     out_dir: Path,
     tta: bool,
     save_images: int,
-) -> tuple[list[dict[str, Any]], list, list]:
+) -> tuple[list[dict[str, Any]], list, list, dict]:
     loader = make_loader(prepared, indices, cfg, train=False)
     samples = prepared.dataset.samples
     rows: list[dict[str, Any]] = []
+    cases: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     probs_all: list[np.ndarray] = []
     y_all: list[int] = []
     written = 0
@@ -162,14 +201,20 @@ def _predict_rows(
                 row["true_area"] = int(truth.sum())
                 name = safe_name(f"{s.label + '_' if s.label else ''}{s.image.stem}")
                 save_png(out_dir / "predictions" / f"{name}_pred.png", pred)
+                image = read_image(s.image)
                 if written < save_images:
-                    save_png(
-                        out_dir / "overlays" / f"{name}.png",
-                        overlay(read_image(s.image), pred, truth),
-                    )
+                    save_png(out_dir / "overlays" / f"{name}.png", overlay(image, pred, truth))
                     written += 1
+                cases[len(rows)] = _thumbnail(image, pred, truth)
             rows.append(row)
-    return rows, probs_all, y_all
+    return rows, probs_all, y_all, cases
+
+
+def _thumbnail(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, side: int = 192):
+    """Downscaled copies kept in memory for the case grid and GIF (nearest for masks)."""
+    h, w = pred.shape
+    step = max(1, int(np.ceil(max(h, w) / side)))
+    return image[::step, ::step], pred[::step, ::step], truth[::step, ::step]
 
 
 def format_summary(summary: dict[str, Any]) -> str:

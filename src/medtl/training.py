@@ -48,13 +48,19 @@ def _resume_target(cfg: Config) -> tuple[Path | None, Config]:
     return run, saved
 
 
-def train(cfg: Config, progress: bool = True) -> Path:
+def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | None = None) -> Path:
     """Train one model as configured; returns the run folder (see DESIGN.md 'The run folder').
+
+    ``splits`` fixes the split (indices into the discovered samples, e.g. one k-fold of
+    :func:`medtl.data.splits.kfold`); otherwise a seeded split is made (or, on resume,
+    the run's splits.json is reused).
 
     Everything that can fail on bad input (data, layout, model build, pretrained weights)
     is checked before the run folder is created, so a failure leaves nothing behind.
     """
     resume_run, cfg = _resume_target(cfg)
+    if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
+        cfg.data.root = str(Path(cfg.data.root).resolve())
     quiet_lightning()
     set_threads(cfg)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -62,7 +68,7 @@ def train(cfg: Config, progress: bool = True) -> Path:
     samples = data.dataset.samples
     if resume_run is not None:
         splits = load_splits(resume_run / "splits.json", samples)
-    else:
+    elif splits is None:
         splits = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
     n_classes = len(data.classes) if cfg.task != "segmentation" else 0
     net, weights_info = build_model(

@@ -81,7 +81,8 @@ def _exact_hash(rgb: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _hashes_of(rgb: np.ndarray) -> tuple[str, int]:
+def hashes_of(rgb: np.ndarray) -> tuple[str, int]:
+    """``(exact_sha1_hex, phash64)`` of one decoded image (what grouping compares)."""
     return _exact_hash(rgb), phash(rgb)
 
 
@@ -90,7 +91,7 @@ def image_hashes(samples: Sequence[Sample]) -> list[tuple[str, int]]:
 
     Raises DataError naming the file when an image cannot be read.
     """
-    return [_hashes_of(read_image(s.image)) for s in samples]
+    return [hashes_of(read_image(s.image)) for s in samples]
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -393,7 +394,7 @@ def _decode_sample(s: Sample, rep: dict[str, Any]) -> _Decoded:
         rep["unreadable"].append({"path": str(s.image), "error": _err(s.image, exc)})
         return out
     out.shape = rgb.shape[:2]
-    out.hashes = _hashes_of(rgb)
+    out.hashes = hashes_of(rgb)
     rep["image_modes"][mode] += 1
     rep["sizes"][(rgb.shape[1], rgb.shape[0])] += 1
     if not s.masks:

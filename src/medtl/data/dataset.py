@@ -17,36 +17,41 @@ from medtl.data.layouts import Sample
 from medtl.data.transforms import apply_augment, build_augment, resize_pair, to_float
 
 
-def load_sample(
-    sample: Sample, size: int, with_mask: bool
-) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]:
-    """Decode and resize one sample -> (uint8 image (3,S,S), uint8 mask (1,S,S) or None, (H, W))."""
+def load_sample(sample: Sample, size: int, with_mask: bool) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
+    """Decode and resize one sample -> (full-size uint8 image, uint8 (3,S,S), uint8 mask (1,S,S) or None)."""
     image = read_image(sample.image)
     mask = read_mask(sample.masks, image.shape[:2]) if with_mask else None
     img_t, mask_t = resize_pair(image, mask, size)
-    return img_t, mask_t, (image.shape[0], image.shape[1])
+    return image, img_t, mask_t
 
 
 class SampleCache:
     """Decoded, resized samples held in memory as uint8 tensors (decode once, reuse).
 
     ``images`` is one ``(N, 3, S, S)`` uint8 tensor, ``masks`` ``(N, 1, S, S)`` or None;
-    ``sizes`` holds each image's original ``(H, W)`` for mapping predictions back.
+    ``sizes`` holds each image's original ``(H, W)`` for mapping predictions back;
+    ``hashes`` (when ``with_hashes``) the exact and perceptual hash of each full-size image,
+    computed during the same decode so duplicate grouping costs no second decode.
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, with_masks: bool):
+    def __init__(self, samples: Sequence[Sample], size: int, with_masks: bool, with_hashes: bool = False):
+        from medtl.data.audit import hashes_of
+
         self.samples = list(samples)
         self.size = size
         n = len(self.samples)
         self.images = torch.empty((n, 3, size, size), dtype=torch.uint8)
         self.masks = torch.empty((n, 1, size, size), dtype=torch.uint8) if with_masks else None
         self.sizes: list[tuple[int, int]] = []
+        self.hashes: list[tuple[str, int]] = []
         for i, s in enumerate(self.samples):
-            img, mask, hw = load_sample(s, size, with_masks)
+            full, img, mask = load_sample(s, size, with_masks)
             self.images[i] = img
             if self.masks is not None:
                 self.masks[i] = mask
-            self.sizes.append(hw)
+            self.sizes.append((full.shape[0], full.shape[1]))
+            if with_hashes:
+                self.hashes.append(hashes_of(full))
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -60,12 +60,17 @@ def _read_dicom(path: Path) -> np.ndarray:
         ) from None
 
 
-def read_array(path: str | Path) -> np.ndarray:
-    """The file's pixels as stored: ``(H, W)`` or ``(H, W, C)``, native dtype."""
+def read_array(path: str | Path, palette_rgb: bool = False) -> np.ndarray:
+    """The file's pixels as stored: ``(H, W)`` or ``(H, W, C)``, native dtype.
+
+    Palette images give their indices (what masks need) unless ``palette_rgb``.
+    """
     path = Path(path)
     if path.suffix.lower() == ".dcm":
         return _read_dicom(path)
     img = _open(path)
+    if img.mode == "P" and palette_rgb:
+        return np.asarray(img.convert("RGB"))
     if img.mode == "P":
         # palette: keep indices for masks; images are converted by read_image
         return np.asarray(img)
@@ -94,11 +99,7 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image to ``uint8 (H, W, 3)``; raise DataError naming the file."""
     path = Path(path)
-    if path.suffix.lower() != ".dcm":
-        img = _open(path)
-        if img.mode == "P":
-            return np.asarray(img.convert("RGB"))
-    arr = read_array(path)
+    arr = read_array(path, palette_rgb=True)
     if arr.ndim == 3 and arr.shape[2] in (2, 4):  # LA / RGBA: drop alpha
         arr = arr[..., : arr.shape[2] - 1]
     arr = to_uint8(arr)

@@ -32,7 +32,7 @@ def needs_masks(task: str) -> bool:
 
 
 def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
-    """Discover and check the data for ``cfg.task``; group duplicates when asked.
+    """Discover and check the data for ``cfg.task``.
 
     In mask tasks an image without a mask (or a mask without an image) is an error naming
     the file; for classification the labels must name at least two classes.

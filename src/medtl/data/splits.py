@@ -148,14 +148,16 @@ def load_splits(path: Path, samples: Sequence[Sample]) -> dict[str, list[int]]:
         raise DataError(
             f"{path}: unreadable splits file ({exc.__class__.__name__}); restore it from the run"
         ) from None
-    where = {str(s.image): i for i, s in enumerate(samples)}
+    # match by absolute path: a run may be evaluated from another working directory
+    where = {str(Path(s.image).resolve()): i for i, s in enumerate(samples)}
     out: dict[str, list[int]] = {}
     for name in ("train", "val", "test"):
         out[name] = []
         for entry in doc.get(name, []):
-            if entry["image"] not in where:
+            key = str(Path(entry["image"]).resolve())
+            if key not in where:
                 raise DataError(
                     f"{path}: {entry['image']} is no longer in the data; use the same data.root"
                 )
-            out[name].append(where[entry["image"]])
+            out[name].append(where[key])
     return out

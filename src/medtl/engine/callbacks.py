@@ -37,6 +37,7 @@ class EpochMetricsCSV(L.Callback):
         self.rows: list[dict[str, Any]] = []
         self.t0 = time.perf_counter()
         self.epoch_t0 = self.t0
+        self.epoch_lrs: dict[str, float] = {}
 
     def load_existing(self) -> None:
         """On resume: keep the rows already written."""
@@ -46,6 +47,8 @@ class EpochMetricsCSV(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_t0 = time.perf_counter()
+        # the lr this epoch trains with (schedulers step at the epoch's end)
+        self.epoch_lrs = {f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -56,8 +59,7 @@ class EpochMetricsCSV(L.Callback):
         }
         for k, v in sorted(trainer.callback_metrics.items()):
             row[k] = round(float(v), 6)
-        for g in trainer.optimizers[0].param_groups:
-            row[f"lr_{g.get('name', 'group')}"] = g["lr"]
+        row.update(self.epoch_lrs)
         self.rows = [r for r in self.rows if int(r["epoch"]) != trainer.current_epoch] + [row]
         if trainer.is_global_zero:
             self._write()

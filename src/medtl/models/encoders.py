@@ -177,7 +177,7 @@ def get_encoder_spec(name: str) -> EncoderSpec:
     if name.startswith(TIMM_PREFIX):
         return _timm_spec(name)
     close = difflib.get_close_matches(name, list(ENCODERS), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = f"; did you mean '{close[0]}'?" if close else ";"
     raise ConfigError(
         f"unknown encoder '{name}'{hint} known: {', '.join(ENCODERS)}, or tu-<any timm model>"
     )

@@ -94,7 +94,7 @@ def _in_hf_cache(source: PretrainedSource) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub comes with timm
         return None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
+    for filename in dict.fromkeys((source.filename, "model.safetensors", "pytorch_model.bin")):
         found = try_to_load_from_cache(
             source.hf_hub_id, filename, cache_dir=str(hf_hub_cache_dir())
         )
