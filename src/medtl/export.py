@@ -35,6 +35,7 @@ PARITY_TOL = 1e-4
 INPUT_NAME = "image"
 OUTPUT_ORDER = ("seg", "cls")  # fixed order of the tuple the exported graph returns
 META_PREFIX = "medtl."
+THREADS: int | None = None  # ONNX Runtime intra-op threads; None: os.cpu_count()
 BENCH_SECONDS = 0.5  # minimum timed seconds per model in the int8 speed measurement
 
 
@@ -78,7 +79,7 @@ class OnnxPredictor:
         if not self.path.is_file():
             raise MedtlError(f"{self.path} not found; create it with 'medtl export RUN'")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        opts.intra_op_num_threads = threads or THREADS or os.cpu_count() or 1
         opts.log_severity_level = 3  # warnings about unused initialisers are noise here
         try:
             self.session = ort.InferenceSession(
@@ -94,7 +95,9 @@ class OnnxPredictor:
         self.output_names = [o.name for o in self.session.get_outputs()]
         meta = self.session.get_modelmeta().custom_metadata_map
         shape_size = inp.shape[2] if isinstance(inp.shape[2], int) else None
-        self.image_size: int | None = int(meta.get(META_PREFIX + "image_size", shape_size or 0)) or None
+        self.image_size: int | None = (
+            int(meta.get(META_PREFIX + "image_size", shape_size or 0)) or None
+        )
         self.classes: list[str] = json.loads(meta.get(META_PREFIX + "classes", "[]"))
         self.task: str | None = meta.get(META_PREFIX + "task")
 
@@ -208,6 +211,7 @@ def export_onnx(
     diffs = _parity(net, predictor, size)
     worst = max(diffs, key=diffs.get)
     if diffs[worst] >= PARITY_TOL:
+        onnx_path.unlink()  # never leave a model behind that 'predict --onnx' could pick up
         raise MedtlError(
             f"{onnx_path}: ONNX Runtime differs from PyTorch by {diffs[worst]:.3g} on '{worst}' "
             f"(tolerance {PARITY_TOL:g}); try another opset ('--opset 18') or report the model"
@@ -227,7 +231,7 @@ def export_onnx(
         "int8": None,
     }
     if int8:
-        info["int8"] = quantise_int8(run, onnx_path, out_dir / "model.int8.onnx", calib_images)
+        info["int8"] = quantise_int8(run, onnx_path, out_dir / "model.int8.onnx", cfg, calib_images)
         info["size_mb"]["int8"] = info["int8"]["size_mb"]
     atomic_write_json(out_dir / "export.json", info)
     log.info("exported %s (parity max|diff| %s)", onnx_path, diffs)
@@ -325,7 +329,9 @@ def throughput(
     return batch * reps / (time.perf_counter() - t0)
 
 
-def quantise_int8(run: Path, fp32_path: Path, int8_path: Path, calib_images: int = 32) -> dict[str, Any]:
+def quantise_int8(
+    run: Path, fp32_path: Path, int8_path: Path, cfg: Any = None, calib_images: int = 32
+) -> dict[str, Any]:
     """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations, MinMax
     calibration on up to ``calib_images`` validation images); the layers that produce the
     outputs stay fp32. Returns sizes, the fp32-vs-int8 Dice/accuracy on the validation
@@ -340,7 +346,7 @@ def quantise_int8(run: Path, fp32_path: Path, int8_path: Path, calib_images: int
 
     from medtl.runs import read_config
 
-    cfg = read_config(run)
+    cfg = cfg if cfg is not None else read_config(run)
     images, masks, labels = _val_data(run, cfg)
     calib = images[:calib_images]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import segmentation_models_pytorch as smp
+from segmentation_models_pytorch.base import initialization as smp_init
 import torch
 from torch import nn
 
@@ -26,13 +27,27 @@ SMP_ARCHS: dict[str, str] = {
     "linknet": "linknet",
 }
 
+DILATED_ARCHS: dict[str, int] = {"deeplabv3plus": 16}
+
 
 def _smp_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn.Module]]:
     def build(encoder: nn.Module, smp_name: str, classes: int) -> tuple[nn.Module, nn.Module]:
-        model = smp.create_model(
-            SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes
-        )
-        return model.decoder, model.segmentation_head
+        if arch in DILATED_ARCHS:  # DeepLabV3+ expects an output-stride-16 (dilated) encoder
+            if not hasattr(encoder, "make_dilated"):
+                raise ValueError(f"{type(encoder).__name__} cannot be dilated to output stride 16")
+            encoder.make_dilated(DILATED_ARCHS[arch])
+        # Built on the meta device: smp would also build (and randomly initialise) its own
+        # encoder, which we replace anyway (2 s for VGG). Decoder and head are then
+        # materialised and initialised exactly as smp does (defaults, then its init).
+        with torch.device("meta"):
+            model = smp.create_model(SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes)
+        decoder, head = model.decoder.to_empty(device="cpu"), model.segmentation_head.to_empty(device="cpu")
+        for module in (*decoder.modules(), *head.modules()):
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        smp_init.initialize_decoder(decoder)
+        smp_init.initialize_head(head)
+        return decoder, head
 
     return build
 
