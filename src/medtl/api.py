@@ -83,6 +83,30 @@ def demo(out: str | Path = "demo_runs", quick: bool = False) -> list[dict[str, A
     return run_demo(Path(out), quick=quick)
 
 
+def compare(base: list[str], grid: list[str], folds: int = 0, out: str | Path = "compare",
+            config_file: str | Path | None = None, shard: tuple[int, int] | None = None,
+            progress: bool = False) -> Path:
+    """Train every cell of ``grid`` on identical splits/folds; see :mod:`medtl.compare`."""
+    from medtl.compare import compare as run_compare
+
+    return run_compare(base, grid, folds=folds, out=Path(out), config_file=config_file, shard=shard,
+                       progress=progress)
+
+
+def collect(out: str | Path) -> dict[str, Any]:
+    """Merge the finished cells of a comparison folder (e.g. after ``--shard`` runs)."""
+    from medtl.compare import collect as run_collect
+
+    return run_collect(Path(out))
+
+
+def report(path: str | Path) -> Path:
+    """Write ``report.html`` for a run or comparison folder; returns its path."""
+    from medtl.report import write_report
+
+    return write_report(Path(path))
+
+
 def config(overrides: list[str] | None = None, file: str | Path | None = None) -> Config:
     """Shorthand for :func:`medtl.config.load_config`."""
     return load_config(file, overrides)

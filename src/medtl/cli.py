@@ -78,6 +78,37 @@ def cmd_audit(a: argparse.Namespace) -> int:
     return 1 if (a.strict and not report.ok) else 0
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    if a.collect:
+        api.collect(a.collect)
+        return 0
+    base = [o for o in a.overrides if "," not in o.split("=", 1)[-1] or o.split("=", 1)[-1].startswith("[")]
+    grid = [o for o in a.overrides if o not in base]
+    out = api.compare(base, grid, folds=a.folds, out=a.out, config_file=a.config, shard=a.shard,
+                      progress=not a.no_progress)
+    print(out)
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    print(api.report(a.dir))
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard expects I/N like 1/4, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"--shard {text}: I must be between 1 and N")
+    return i, n
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     from medtl import api
 
@@ -143,6 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--layout", default="auto")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
+
+    sp = add("compare", cmd_compare, "grid of runs on identical splits -> table with CIs, p-values, report")
+    sp.add_argument("-c", "--config", help="YAML config file for every cell")
+    sp.add_argument("--folds", type=int, default=0, help="K-fold cross-validation (grouped, stratified)")
+    sp.add_argument("--out", default="compare", help="comparison folder (re-running it skips finished cells)")
+    sp.add_argument("--shard", type=_shard, help="I/N: run every N-th cell starting at I (for clusters)")
+    sp.add_argument("--collect", metavar="DIR", help="merge the finished cells of DIR (e.g. after shards)")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("overrides", nargs="*", help="key=value (fixed) and key=a,b (grid) overrides")
+
+    sp = add("report", cmd_report, "self-contained HTML report of a run or a comparison")
+    sp.add_argument("dir")
 
     add("models", cmd_models, "encoders, decoders, weights on disk")
     return p

@@ -181,10 +181,10 @@ def _paths_to_indices(
 
 
 def _make_splits(cfg: Config, folds: int) -> tuple[list[dict[str, list[int]]], Sequence[Any]]:
-    from medtl.data.pipeline import load_samples
+    from medtl.data.pipeline import grouped_samples
     from medtl.data.splits import kfold, make_splits
 
-    samples = load_samples(cfg).samples
+    samples = grouped_samples(cfg).samples  # duplicate groups never straddle folds
     if folds:
         return kfold(samples, folds, cfg.data.seed), samples
     split = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
@@ -264,7 +264,7 @@ def _run_fold(
             raise MedtlError(f"{got}: expected the run in {run}; remove {run.parent} and re-run")
         timing["train_wall_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    evaluate(run, split=eval_split)
+    evaluate(run, split=eval_split, plots=False)
     timing["eval_s"] = time.perf_counter() - t0
     timing.update(_throughput(run))
     atomic_write_json(run / TIMING_FILE, timing)
@@ -289,8 +289,12 @@ def compare(
     shard: tuple[int, int] | None = None,
     progress: bool = False,
     eval_split: str = "val",
+    cell_list: list[list[str]] | None = None,
 ) -> Path:
     """Train every configuration of ``grid`` on every fold; returns ``out``.
+
+    ``cell_list`` gives the cells explicitly (each a list of overrides) instead of the
+    cartesian product of ``grid`` (e.g. frozen+imagenet, finetune+imagenet, finetune+none).
 
     ``base_overrides`` apply to every cell; ``grid`` holds ``key=a,b`` sweeps (see
     :func:`expand_grid`). With ``folds >= 2`` each cell is trained k times on the folds of
@@ -312,6 +316,8 @@ def compare(
     fixed = [f"{k}={v[0]}" for k, v in sweeps if len(v) == 1]
     base = list(base_overrides) + fixed
     cells = expand_grid([f"{k}={','.join(v)}" for k, v in sweeps if len(v) > 1])
+    if cell_list is not None:
+        cells = [list(c) for c in cell_list]
     ids = [cell_id(c) for c in cells]
     configs = [
         _cell_config(config_file, base, c, out / "cells" / i, 0)

@@ -63,12 +63,14 @@ def evaluate(
     split: str = "auto",
     tta: bool = False,
     save_images: int = 64,
+    plots: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a trained run; returns the summary dict (also written to summary.json).
 
     ``data`` evaluates on another folder (all its images, labelled by the run's classes);
     otherwise ``split`` of the run's own splits.json is used. Masks are compared at the
-    image's original resolution. ``save_images`` caps the overlays written (masks: all).
+    image's original resolution. ``save_images`` caps the overlays written (masks: all);
+    ``plots=False`` skips the figures (e.g. inside a comparison grid).
     """
     run = Path(run)
     net, cfg, classes = load_bundle(run)
@@ -117,7 +119,8 @@ def evaluate(
             _csv_text(classification_report_rows(scores, classes)),
         )
     atomic_write_text(out_dir / "per_image.csv", _csv_text(rows))
-    write_plots(run, out_dir, rows, cases, summary, probs_all, y_all, classes)
+    if plots:
+        write_plots(run, out_dir, rows, cases, summary, probs_all, y_all, classes)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
 

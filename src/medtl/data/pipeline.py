@@ -61,6 +61,17 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     return ds
 
 
+def grouped_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
+    """:func:`load_samples` with duplicate groups assigned (when ``data.group_duplicates``),
+    for callers that split without training (k-fold designs). Decodes every image once."""
+    ds = load_samples(cfg, root)
+    if cfg.data.group_duplicates:
+        from medtl.data.audit import assign_groups
+
+        ds.samples = assign_groups(ds.samples)
+    return ds
+
+
 def prepare(cfg: Config, root: str | Path | None = None) -> PreparedData:
     """Discover, check and decode (once) every sample at ``cfg.data.image_size``."""
     ds = load_samples(cfg, root)
