@@ -28,13 +28,18 @@ def _stderr_logging() -> None:
 def cmd_train(a: argparse.Namespace) -> int:
     from medtl import api
     from medtl.config import dump_config, load_config
+    from medtl.training import resume_config
 
-    cfg = load_config(a.config, a.overrides)
+    resume = [o.split("=", 1)[1] for o in a.overrides if o.lstrip("+").startswith("train.resume=")]
+    cfg = resume_config(resume[-1], a.overrides) if resume else load_config(a.config, a.overrides)
     if a.print_config:
         print(dump_config(cfg), end="")
         return 0
+    from medtl.runs import process_rank
+
     run = api.train(cfg, progress=not a.no_progress)
-    print(run)
+    if process_rank() == 0:  # DDP workers stay silent: the path is the last line of rank 0
+        print(run)
     return 0
 
 

@@ -204,7 +204,7 @@ def export_onnx(
     except Exception as exc:  # the exporter's errors name ops, not the fix
         raise MedtlError(
             f"{run}: ONNX export failed at opset {opset} ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); try --opset 18"
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); try another opset (e.g. 18)"
         ) from None
     export_s = time.perf_counter() - t0
     predictor = OnnxPredictor(onnx_path)
@@ -214,7 +214,7 @@ def export_onnx(
         onnx_path.unlink()  # never leave a model behind that 'predict --onnx' could pick up
         raise MedtlError(
             f"{onnx_path}: ONNX Runtime differs from PyTorch by {diffs[worst]:.3g} on '{worst}' "
-            f"(tolerance {PARITY_TOL:g}); try another opset ('--opset 18') or report the model"
+            f"(tolerance {PARITY_TOL:g}); try another opset (e.g. 18) or report the model"
         )
     info: dict[str, Any] = {
         "run": str(run),
@@ -233,6 +233,8 @@ def export_onnx(
     if int8:
         info["int8"] = quantise_int8(run, onnx_path, out_dir / "model.int8.onnx", cfg, calib_images)
         info["size_mb"]["int8"] = info["int8"]["size_mb"]
+    else:  # an int8 file from an earlier export would no longer match model.onnx
+        (out_dir / "model.int8.onnx").unlink(missing_ok=True)
     atomic_write_json(out_dir / "export.json", info)
     log.info("exported %s (parity max|diff| %s)", onnx_path, diffs)
     return info

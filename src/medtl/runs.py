@@ -24,23 +24,68 @@ log = logging.getLogger("medtl")
 BUNDLE = "model.pt"
 
 
+RUN_DIR_ENV = "MEDTL_RUN_DIR"
+JOB_ID_ENVS = ("TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
+
+
+def process_rank() -> int:
+    """This process's global rank from the launcher's environment (torchrun, SLURM,
+    Lightning's own launcher); 0 when not distributed."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+def _job_id() -> str | None:
+    for key in JOB_ID_ENVS:
+        value = os.environ.get(key)
+        if value and value != "none":
+            return "".join(c for c in value if c.isalnum() or c in "-_")[:24]
+    return None
+
+
 def run_name(cfg: Config) -> str:
-    """``output.name`` or ``<task>-<arch>-<encoder>-<strategy>-<time>``."""
+    """``output.name`` or ``<task>-<arch>-<encoder>-<strategy>-<time or job id>``.
+
+    Under torchrun or SLURM the job id replaces the time, so every rank derives one name.
+    """
     if cfg.output.name:
         return cfg.output.name
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = _job_id() or time.strftime("%Y%m%d-%H%M%S")
     arch = "cls" if cfg.task == "classification" else cfg.model.arch
     return f"{cfg.task[:3]}-{arch}-{cfg.model.encoder}-{cfg.model.strategy}-{stamp}"
 
 
 def new_run_dir(cfg: Config) -> Path:
     """A fresh run folder under ``output.dir`` (a numeric suffix avoids clobbering)."""
-    base = Path(cfg.output.dir) / run_name(cfg)
+    base = Path(cfg.output.dir).absolute() / run_name(cfg)
     path, k = base, 1
     while path.exists():
         path, k = base.with_name(f"{base.name}-{k}"), k + 1
     path.mkdir(parents=True)
     return path
+
+
+def shared_run_dir(cfg: Config, wait_s: float = 300.0) -> tuple[Path, bool]:
+    """The run folder for this process and whether this process owns (creates, writes) it.
+
+    Rank 0 creates the folder and exports it in ``MEDTL_RUN_DIR`` for the processes that
+    Lightning launches; ranks started by torchrun/SLURM derive the same name from the job
+    id and wait for rank 0 to create it. Only the owner writes anything.
+    """
+    given = os.environ.get(RUN_DIR_ENV)
+    if given:
+        return Path(given), False
+    if process_rank() == 0:
+        return new_run_dir(cfg), True
+    path = Path(cfg.output.dir).absolute() / run_name(cfg)
+    deadline = time.time() + wait_s
+    while not path.is_dir():
+        if time.time() > deadline:
+            raise MedtlError(f"rank {process_rank()}: rank 0 did not create {path}; set output.name for all ranks")
+        time.sleep(0.2)
+    return path, False
 
 
 def _git_commit() -> str | None:

@@ -21,7 +21,16 @@ from medtl.engine.losses import balanced_class_weights
 from medtl.engine.task import MedtlTask, monitor_key
 from medtl.errors import MedtlError
 from medtl.models.build import build_model
-from medtl.runs import attach_log, new_run_dir, read_config, save_bundle, write_config, write_env
+from medtl.runs import (
+    RUN_DIR_ENV,
+    attach_log,
+    process_rank,
+    read_config,
+    save_bundle,
+    shared_run_dir,
+    write_config,
+    write_env,
+)
 
 log = logging.getLogger("medtl")
 
@@ -37,15 +46,26 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*is deprecated.*")
+    warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # frozen encoders, on purpose
 
 
-def _resume_target(cfg: Config) -> tuple[Path | None, Config]:
+def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config:
+    """The saved config of ``run`` with ``train.resume`` set, plus ``overrides`` (e.g. more
+    epochs). ``medtl train train.resume=RUN [key=value ...]`` uses this."""
+    from medtl.config import load_config
+
+    saved = read_config(Path(run)).to_dict()
+    rest = [o for o in overrides or [] if not o.lstrip("+").startswith("train.resume=")]
+    return load_config(base=saved, overrides=[f"train.resume={run}", *rest])
+
+
+def _resume_target(cfg: Config) -> Path | None:
     if not cfg.train.resume:
-        return None, cfg
+        return None
     run = Path(cfg.train.resume)
-    saved = read_config(run)
-    saved.train.resume = str(run)
-    return run, saved
+    if not (run / "config.yaml").is_file():
+        raise MedtlError(f"train.resume={run}: not a run folder (no config.yaml); give the folder 'medtl train' printed")
+    return run
 
 
 def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | None = None) -> Path:
@@ -53,12 +73,13 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
 
     ``splits`` fixes the split (indices into the discovered samples, e.g. one k-fold of
     :func:`medtl.data.splits.kfold`); otherwise a seeded split is made (or, on resume,
-    the run's splits.json is reused).
+    the run's splits.json is reused). To resume, pass :func:`resume_config` (the run's
+    own config with ``train.resume`` set).
 
     Everything that can fail on bad input (data, layout, model build, pretrained weights)
     is checked before the run folder is created, so a failure leaves nothing behind.
     """
-    resume_run, cfg = _resume_target(cfg)
+    resume_run = _resume_target(cfg)
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
     quiet_lightning()
@@ -86,10 +107,18 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
         class_weights = balanced_class_weights(torch.as_tensor(counts))
     task = MedtlTask(net, cfg, n_classes=n_classes, class_weights=class_weights)
 
-    run = resume_run or new_run_dir(cfg)
-    handler = attach_log(run)
+    if resume_run is not None:
+        run, owner = resume_run, process_rank() == 0
+    else:
+        run, owner = shared_run_dir(cfg)
+    exported = owner and RUN_DIR_ENV not in os.environ
+    if exported:  # processes that Lightning launches for DDP find the run here
+        os.environ[RUN_DIR_ENV] = str(run)
+    handler = attach_log(run) if owner else None
+    if not owner:
+        log.setLevel(logging.WARNING)
     try:
-        if resume_run is None:
+        if owner and resume_run is None:
             write_config(run, cfg)
             save_splits(
                 run / "splits.json",
@@ -97,16 +126,26 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
                 splits,
                 {"seed": cfg.data.seed, "layout": data.dataset.layout, "classes": data.classes},
             )
-        write_env(run, cfg)
+        if owner:
+            write_env(run, cfg)
         log.info(data.dataset.summary())
         log.info("split: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
         log.info(
             f"model: task={cfg.task} arch={cfg.model.arch} encoder={cfg.model.encoder} weights: {weights_info}"
         )
+        world = cfg.train.devices * cfg.train.num_nodes
+        if world > 1:
+            log.info(
+                f"distributed: {world} processes x batch {cfg.train.batch_size} = effective batch "
+                f"{world * cfg.train.batch_size}; train.lr={cfg.train.lr} is used as given (not scaled)"
+            )
         return _fit(cfg, run, task, data, splits, progress)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if exported:
+            os.environ.pop(RUN_DIR_ENV, None)
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def _fit(
@@ -149,6 +188,7 @@ def _fit(
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
         limit_train_batches=t.max_steps_per_epoch or 1.0,
+        use_distributed_sampler=False,  # medtl's samplers shard exactly (data.samplers)
         log_every_n_steps=1,
     )
     train_loader = make_loader(data, splits["train"], cfg, train=True)

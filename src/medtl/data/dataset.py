@@ -62,7 +62,7 @@ class SampleCache:
 
 
 class CachedDataset(TorchDataset):
-    """Items ``(image float (3,S,S) in [0,1], mask float (1,S,S), label int, index)``.
+    """Items ``(image float (3,S,S) in [0,1], mask float (1,S,S), label int, cache row)``.
 
     ``indices`` select rows of the shared cache (train/val/test views share memory).
     Label is -1 when the task has no classes; the mask is all zeros when masks are absent.
@@ -84,14 +84,17 @@ class CachedDataset(TorchDataset):
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        row = self.indices[i]
+        # i >= len(self) is distributed-evaluation padding (see data.samplers): the item of
+        # i - len(self), returned with index -1 so that metrics skip it
+        pad = i >= len(self.indices)
+        row = self.indices[i - len(self.indices) if pad else i]
         image = self.cache.images[row]
         mask = self.cache.masks[row] if self.cache.masks is not None else None
         image, mask = apply_augment(self.augment, image, mask)
         x = to_float(image)
         y = mask.float() if mask is not None else torch.zeros((1, *x.shape[1:]))
         label = self.labels[row] if self.labels is not None else -1
-        return x, y, label, row
+        return x, y, label, -1 if pad else row
 
 
 def label_indices(samples: Sequence[Sample], classes: Sequence[str]) -> list[int]:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from medtl.config import Config
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
 from medtl.data.layouts import Dataset, discover
+from medtl.data.samplers import EpochSeededSampler, ShardedEvalSampler
 from medtl.errors import DataError
 
 log = logging.getLogger("medtl")
@@ -88,15 +89,12 @@ def make_loader(
     ds = CachedDataset(
         data.cache, indices, data.labels, augment=(augment or cfg.data.augment) if train else "none"
     )
-    gen = torch.Generator()
-    gen.manual_seed(cfg.train.seed)
     workers = cfg.data.workers
     return DataLoader(
         ds,
         batch_size=cfg.train.batch_size,
-        shuffle=train,
+        sampler=EpochSeededSampler(len(indices), cfg.train.seed) if train else ShardedEvalSampler(len(indices)),
         drop_last=train and len(indices) > cfg.train.batch_size,
         num_workers=workers,
         persistent_workers=workers > 0,
-        generator=gen,
     )

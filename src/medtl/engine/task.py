@@ -65,7 +65,8 @@ class MedtlTask(L.LightningModule):
         )
         self.val_dice = MeanMetric(nan_strategy="ignore")
         self.val_iou = MeanMetric(nan_strategy="ignore")
-        self.val_loss = MeanMetric()
+        loss_parts = ["loss"] + (["seg_loss"] if self.has_seg else []) + (["cls_loss"] if self.has_cls else [])
+        self.val_losses = torch.nn.ModuleDict({k: MeanMetric() for k in loss_parts})
         if self.has_cls:
             self.val_cls = classification_metric_collection(n_classes, prefix="val_")
             self.val_f1 = MulticlassF1Score(num_classes=n_classes, average="macro")
@@ -85,6 +86,9 @@ class MedtlTask(L.LightningModule):
             self.current_stages = n
 
     def on_train_epoch_start(self) -> None:
+        # augmentation and dropout randomness depend only on (seed, epoch): a resumed run
+        # repeats exactly what an uninterrupted one does
+        torch.manual_seed(self.cfg.train.seed * 100_003 + self.current_epoch)
         self._apply_epoch_strategy(self.current_epoch)
         self.log(
             "encoder_trainable_stages", float(self.current_stages), on_epoch=True, on_step=False
@@ -132,14 +136,16 @@ class MedtlTask(L.LightningModule):
         return parts["loss"]
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, mask, label, _ = batch
+        x, mask, label, row = batch
         out = self.net(x)
-        parts = self.compute_loss(out, mask, label)
-        bs = x.shape[0]
-        self.val_loss.update(parts["loss"].detach(), weight=bs)
-        for k, v in parts.items():
-            if k != "loss":
-                self.log(f"val_{k}", v, on_step=False, on_epoch=True, batch_size=bs)
+        keep = row >= 0  # distributed-evaluation padding is forwarded but not counted
+        if not bool(keep.any()):
+            return
+        out = {k: v[keep] for k, v in out.items()}
+        mask, label = mask[keep], label[keep]
+        n = int(keep.sum())
+        for k, v in self.compute_loss(out, mask, label).items():
+            self.val_losses[k].update(v.detach(), weight=n)
         if self.has_seg:
             rule = self.cfg.train.empty_mask
             self.val_dice.update(dice_per_image_torch(out["seg"], mask, empty=rule))
@@ -150,8 +156,10 @@ class MedtlTask(L.LightningModule):
             self.val_f1.update(probs, label)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = {"val_loss": self.val_loss.compute()}
-        self.val_loss.reset()
+        # torchmetrics states are summed over ranks in compute(): exact under DDP
+        metrics = {f"val_{k}": m.compute() for k, m in self.val_losses.items()}
+        for m in self.val_losses.values():
+            m.reset()
         scores = []
         if self.has_seg:
             metrics["val_dice"] = self.val_dice.compute()

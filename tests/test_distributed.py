@@ -1,0 +1,72 @@
+"""Two CPU processes (gloo DDP through Lightning): one run folder, exact synced metrics, resume."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medtl.config import load_config
+from medtl.data.pipeline import make_loader, prepare
+from medtl.data.splits import load_splits
+from medtl.engine.metrics import dice_per_image_torch
+from medtl.runs import read_config
+
+DDP = ["train.devices=2", "train.strategy=ddp", "train.accelerator=cpu", "train.threads=1"]
+
+
+def _train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medtl", "train", "--no-progress", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _single_process_val_dice(run: Path) -> float:
+    """Val Dice of last.ckpt's weights, evaluated in this one process over the whole val split."""
+    from medtl.models.build import build_model
+
+    cfg = read_config(run)
+    net, _ = build_model("segmentation", cfg.model.arch, cfg.model.encoder, "none")
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+    net.eval()
+    data = prepare(cfg)
+    val = load_splits(run / "splits.json", data.dataset.samples)["val"]
+    scores = []
+    with torch.inference_mode():
+        for x, y, _, row in make_loader(data, val, cfg, train=False):
+            assert (row >= 0).all()
+            scores.append(dice_per_image_torch(net(x)["seg"], y))
+    return float(torch.cat(scores).mean())
+
+
+def test_two_process_training_is_exact_and_resumable(tmp_path):
+    from medtl.data.synthetic import make_phantoms
+
+    data = make_phantoms(tmp_path / "ph", n=21, size=32, seed=3)  # odd val count: padding matters
+    out = tmp_path / "runs"
+    common = [f"data.root={data}", f"output.dir={out}", "data.image_size=32", "model.weights=none",
+              "model.encoder=resnet18", "train.batch_size=2", "train.epochs=1", "train.patience=0",
+              "data.val_fraction=0.35", "data.test_fraction=0", *DDP]
+    first = _train(*common)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = list(out.iterdir())
+    assert len(runs) == 1, runs  # exactly one run folder for both ranks
+    run = runs[0]
+    assert first.stdout.strip().splitlines()[-1] == str(run)
+    n_val = len(load_splits(run / "splits.json", prepare(load_config(overrides=[f"data.root={data}"])).dataset.samples)["val"])
+    assert n_val % 2 == 1
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(rows) == 1
+    assert float(rows[0]["val_dice"]) == pytest.approx(_single_process_val_dice(run), abs=1e-5)
+    assert "effective batch 4" in (run / "train.log").read_text()
+
+    resumed = _train(f"train.resume={run}", "train.epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert float(rows[1]["val_dice"]) == pytest.approx(_single_process_val_dice(run), abs=1e-5)
+    assert len(list(out.iterdir())) == 1
