@@ -68,7 +68,7 @@ def models_table() -> str:
         )
         lines.append(
             f"{r['name']:20s} {r['params'] / 1e6:7.1f}M  {str(tuple(r['channels'])):32s} {mean:12s} "
-            f"{'yes' if r['on_disk'] else 'no':8s} {r.get('filename') or '-'}"
+            f"{'yes' if r['weights_on_disk'] else 'no':8s} {r.get('weights_file') or '-'}"
         )
     lines.append("")
     lines.append("decoders (model.arch): " + ", ".join(ARCHS))
@@ -105,6 +105,13 @@ def report(path: str | Path) -> Path:
     from medtl.report import write_report
 
     return write_report(Path(path))
+
+
+def export(run: str | Path, int8: bool = False, opset: int = 17) -> dict[str, Any]:
+    """ONNX export with a parity check (and optional int8); see :mod:`medtl.export`."""
+    from medtl.export import export_onnx
+
+    return export_onnx(Path(run), int8=int8, opset=opset)
 
 
 def config(overrides: list[str] | None = None, file: str | Path | None = None) -> Config:

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from medtl.errors import MedtlError
 
@@ -55,9 +56,29 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from medtl import api
 
-    written = api.predict(a.run, a.inputs, a.out, tta=a.tta)
+    if a.onnx or a.int8:
+        from medtl.export import predict_onnx
+
+        model = Path(a.run) / "export" / ("model.int8.onnx" if a.int8 else "model.onnx")
+        written = predict_onnx(a.run, a.inputs, a.out, tta=a.tta, model=model)
+    else:
+        written = api.predict(a.run, a.inputs, a.out, tta=a.tta)
     for line in written:
         print(line)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    info = api.export(a.run, int8=a.int8, opset=a.opset)
+    diffs = ", ".join(f"{k} {v:.2e}" for k, v in info["parity"]["max_abs_diff"].items())
+    print(f"parity vs PyTorch (max abs diff): {diffs}")
+    if info.get("int8"):
+        q = info["int8"]
+        drop = q.get("dice_drop", q.get("accuracy_drop"))
+        print(f"int8: {q['onnx']} (validation drop {drop:+.4f}, {q['speed']['speedup']}x fp32 ONNX speed)")
+    print(info["onnx"])
     return 0
 
 
@@ -162,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("inputs", nargs="+", help="image files or folders")
     sp.add_argument("--out", default="predictions", help="output folder")
     sp.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    sp.add_argument("--onnx", action="store_true", help="use RUN/export/model.onnx (ONNX Runtime)")
+    sp.add_argument("--int8", action="store_true", help="use RUN/export/model.int8.onnx")
+
+    sp = add("export", cmd_export, "deployable ONNX model, parity-checked against PyTorch")
+    sp.add_argument("run")
+    sp.add_argument("--format", default="onnx", choices=["onnx"])
+    sp.add_argument("--int8", action="store_true", help="also a static int8 model (Dice drop measured)")
+    sp.add_argument("--opset", type=int, default=17)
 
     sp = add("synth", cmd_synth, "write the synthetic breast-ultrasound phantom data set")
     sp.add_argument("out")

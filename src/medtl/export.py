@@ -11,8 +11,6 @@ Files (all written atomically) under ``RUN/export/``::
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -28,7 +26,7 @@ import torch
 from torch import nn
 
 from medtl.errors import MedtlError
-from medtl.io_utils import atomic_write, atomic_write_json, atomic_write_text
+from medtl.io_utils import atomic_write, atomic_write_json
 
 log = logging.getLogger("medtl")
 PARITY_TOL = 1e-4
@@ -421,58 +419,6 @@ def quantise_int8(
 # ----------------------------------------------------------------------------- predict
 
 
-def write_predictions(
-    infer_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    size: int,
-    classes: list[str],
-    inputs: list[str | Path],
-    out: Path,
-) -> list[str]:
-    """The loop of ``medtl.predict.predict`` with the model call swapped for ``infer_fn``
-    (float batch (1,3,S,S) in [0,1] -> logits dict); writes masks, overlays, predictions.csv."""
-    from medtl.data.io import read_image
-    from medtl.data.transforms import resize_pair, to_float
-    from medtl.inference import mask_at_size, overlay, safe_name, save_png
-    from medtl.predict import collect_inputs
-
-    written: list[str] = []
-    rows: list[dict] = []
-    used: set[str] = set()
-    for path in collect_inputs(inputs):
-        image = read_image(path)
-        img_t, _ = resize_pair(image, None, size)
-        res = infer_fn(to_float(img_t)[None])
-        name = safe_name(path.stem)
-        base, k = name, 1
-        while name in used:
-            name, k = f"{base}-{k}", k + 1
-        used.add(name)
-        row: dict[str, Any] = {"image": str(path)}
-        if "seg" in res:
-            mask = mask_at_size(res["seg"][0], image.shape[0], image.shape[1])
-            for target, arr in (
-                (out / f"{name}_mask.png", mask),
-                (out / f"{name}_overlay.png", overlay(image, mask)),
-            ):
-                save_png(target, arr)
-                written.append(str(target))
-            row["lesion_pixels"] = int(mask.sum())
-        if "cls" in res:
-            p = torch.softmax(res["cls"][0].float(), 0)
-            row["label"] = classes[int(p.argmax())]
-            row.update(
-                {f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.tolist(), strict=True)}
-            )
-        rows.append(row)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "predictions.csv", buf.getvalue())
-    written.append(str(out / "predictions.csv"))
-    return written
-
-
 def predict_onnx(
     run: str | Path,
     inputs: list[str | Path],
@@ -491,5 +437,7 @@ def predict_onnx(
 
     def infer_fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in _flip_tta(predictor, x.numpy(), tta).items()}
+
+    from medtl.predict import write_predictions
 
     return write_predictions(infer_fn, predictor.image_size, predictor.classes, inputs, Path(out))

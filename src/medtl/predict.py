@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,26 +39,34 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     return found
 
 
-def predict(
-    run: str | Path, inputs: list[str | Path], out: str | Path, tta: bool = False
-) -> list[str]:
-    """Predict every input image; returns the written file paths (masks, overlays, CSV)."""
+def predict(run: str | Path, inputs: list[str | Path], out: str | Path, tta: bool = False) -> list[str]:
+    """Predict every input image with the run's PyTorch model; returns the written paths."""
     net, cfg, classes = load_bundle(Path(run))
-    out = Path(out)
-    size = cfg.data.image_size
+    return write_predictions(lambda x: infer(net, x, tta), cfg.data.image_size, classes, inputs, Path(out))
+
+
+def write_predictions(
+    infer_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    size: int,
+    classes: list[str],
+    inputs: list[str | Path],
+    out: Path,
+) -> list[str]:
+    """Predict every input with ``infer_fn`` (float batch (1,3,S,S) in [0,1] -> logits dict,
+    PyTorch or ONNX Runtime); writes masks, overlays and predictions.csv into ``out``."""
     written: list[str] = []
     rows: list[dict] = []
     used: set[str] = set()
     for path in collect_inputs(inputs):
         image = read_image(path)
         img_t, _ = resize_pair(image, None, size)
-        res = infer(net, to_float(img_t)[None], tta)
+        res = infer_fn(to_float(img_t)[None])
         name = safe_name(path.stem)
         base, k = name, 1
         while name in used:
             name, k = f"{base}-{k}", k + 1
         used.add(name)
-        row = {"image": str(path)}
+        row: dict[str, Any] = {"image": str(path)}
         if "seg" in res:
             mask = mask_at_size(res["seg"][0], image.shape[0], image.shape[1])
             for target, arr in (
