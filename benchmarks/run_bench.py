@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from medtl.bench import QUICK, format_table, run_bench, size_scaling
+from medtl.bench import cli_settings, format_table, run_bench, size_scaling
 from medtl.errors import MedtlError
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", help="key=value medtl overrides, e.g. data.root=DIR")
     ap.add_argument("--naive", type=Path, help="path to naive_baseline.py")
-    ap.add_argument("--encoders", default="resnet18,efficientnet-lite0,vgg16_bn")
+    ap.add_argument("--encoders", help="default: resnet18,efficientnet-lite0,vgg16_bn")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10)
@@ -34,19 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="64 px, resnet18 only, 3 steps")
     ap.add_argument("--out", type=Path, help="also write the JSON object to this file")
     a = ap.parse_args(argv)
-    kw = dict(
-        encoders=tuple(a.encoders.split(",")),
-        size=a.size,
-        batch=a.batch,
-        steps=a.steps,
-        warmup=a.warmup,
-    )
-    if a.quick:
-        kw.update({k: QUICK[k] for k in ("encoders", "size", "steps", "warmup")})
+    kw = dict(size=a.size, batch=a.batch, warmup=a.warmup, steps=a.steps)
+    kw.update(cli_settings(a.encoders, None, a.quick))
     try:
-        result = run_bench(
-            a.overrides, a.naive, **kw, n_images=QUICK["n_images"] if a.quick else 64
-        )
+        result = run_bench(a.overrides, a.naive, **kw)
         if a.sizes:
             sizes = [int(s) for s in a.sizes.split(",")]
             result["size_scaling"] = size_scaling(

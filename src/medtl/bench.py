@@ -692,6 +692,24 @@ def size_scaling(
     return rows
 
 
+def cli_settings(
+    encoders: str | None = None, steps: int | None = None, quick: bool = False
+) -> dict[str, Any]:
+    """:func:`run_bench` keyword arguments for ``medtl bench [--encoders a,b] [--steps N] [--quick]``.
+
+    ``--quick`` (64 px, resnet18, 1+3 steps, 16 images) is for smoke tests; explicit
+    ``--encoders`` / ``--steps`` still win over it.
+    """
+    kw: dict[str, Any] = {}
+    if quick:
+        kw.update(QUICK)
+    if encoders:
+        kw["encoders"] = tuple(e.strip() for e in encoders.split(",") if e.strip())
+    if steps is not None:
+        kw["steps"] = int(steps)
+    return kw
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m medtl.bench --worker SPEC_JSON`` (internal: one medtl measurement)."""
     argv = sys.argv[1:] if argv is None else argv

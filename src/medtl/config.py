@@ -36,6 +36,7 @@ class DataConfig:
 
     root: str | None = None
     layout: str = "auto"
+    classes: str | None = None
     image_size: int = 128
     val_fraction: float = 0.2
     test_fraction: float = 0.2

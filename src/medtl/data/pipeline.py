@@ -42,6 +42,13 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     if root is None:
         raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")
     ds = discover(root, cfg.data.layout)
+    if cfg.data.classes:
+        keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
+        unknown = sorted(set(keep) - set(ds.classes))
+        if unknown:
+            raise DataError(f"{ds.root}: data.classes names {unknown}, not among {ds.classes}; fix the list")
+        ds.samples = [s for s in ds.samples if s.label in keep]
+        ds.classes = [c for c in ds.classes if c in keep]
     if needs_masks(cfg.task):
         if ds.problems:
             raise DataError(
@@ -86,6 +93,10 @@ def make_loader(
     data: PreparedData, indices: list[int], cfg: Config, train: bool, augment: str | None = None
 ) -> DataLoader:
     """A DataLoader over cached rows; shuffled with augmentation when ``train``."""
+    if train and cfg.data.augment_copies:
+        # the offline K-x augmentation of the replaced scripts, done on the fly: every
+        # training image appears 1 + K times per epoch, each time augmented differently
+        indices = list(indices) * (1 + cfg.data.augment_copies)
     ds = CachedDataset(
         data.cache, indices, data.labels, augment=(augment or cfg.data.augment) if train else "none"
     )
