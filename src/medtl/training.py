@@ -159,11 +159,14 @@ def _fit(
         filename="best",
         monitor=monitor,
         mode=mode,
-        save_last=True,
         enable_version_counter=False,
     )
+    # Lightning's save_last only writes when a top-k checkpoint is saved; resume needs the
+    # state after every epoch, so "last" is its own checkpoint without a monitor.
+    last_ckpt = ModelCheckpoint(dirpath=run / "checkpoints", filename="last", save_top_k=1,
+                                monitor=None, enable_version_counter=False)
     metrics_csv = EpochMetricsCSV(run / "metrics.csv")
-    callbacks: list[L.Callback] = [ckpt, metrics_csv]
+    callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv]
     if t.patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.patience))
     last = run / "checkpoints" / "last.ckpt"

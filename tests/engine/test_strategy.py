@@ -24,8 +24,9 @@ def start_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 
 
 def _trained_encoder(run: Path) -> dict[str, torch.Tensor]:
-    sd = torch.load(run / "model.pt", weights_only=True)["state_dict"]
-    return {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
+    """Encoder state at the end of training (last.ckpt; model.pt holds the best epoch)."""
+    sd = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    return {k[len("net.encoder."):]: v for k, v in sd.items() if k.startswith("net.encoder.")}
 
 
 def _in_last_stage(name: str) -> bool:
