@@ -93,6 +93,7 @@ class TrainConfig:
     strategy: str = "auto"
     logger: str = "csv"
     max_steps_per_epoch: int = 0
+    feature_cache: bool = True
     threads: int = 0
 
 

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medtl.config import Config
 from medtl.data.dataset import class_counts
-from medtl.data.pipeline import make_loader, prepare
+from medtl.data.pipeline import PreparedData, loader_for, make_loader, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
 from medtl.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV
 from medtl.engine.losses import balanced_class_weights
@@ -148,6 +148,29 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
             handler.close()
 
 
+def _loaders(cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]):
+    """Train/val loaders over cached images, or over cached encoder features (frozen)."""
+    from medtl.engine.features import FeatureDataset, cache_reason, feature_bytes
+
+    reason = cache_reason(cfg)
+    if reason is None:
+        copies = cfg.data.augment_copies
+        need_mb = feature_bytes(task.net, cfg.data.image_size) * (len(train_idx) * (1 + copies) + len(val_idx)) / 2**20
+        if need_mb > cfg.data.in_memory_limit_mb:
+            reason = f"encoder features need {need_mb:.0f} MB > data.in_memory_limit_mb={cfg.data.in_memory_limit_mb}"
+    if reason is not None:
+        if cfg.model.strategy == "frozen":
+            log.info(f"feature cache off: {reason}")
+        return (make_loader(data, train_idx, cfg, train=True), make_loader(data, val_idx, cfg, train=False))
+    t0 = time.perf_counter()
+    train_ds = FeatureDataset(task.net, data.cache, train_idx, data.labels, cfg.data.augment, cfg.data.augment_copies)
+    val_ds = FeatureDataset(task.net, data.cache, val_idx, data.labels)
+    log.info(f"feature cache: frozen encoder features of {len(train_ds)} training items "
+             f"({1 + cfg.data.augment_copies} per image) and {len(val_ds)} validation images "
+             f"computed once in {time.perf_counter() - t0:.1f}s")
+    return loader_for(train_ds, cfg, train=True), loader_for(val_ds, cfg, train=False)
+
+
 def _fit(
     cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[int]], progress: bool
 ) -> Path:
@@ -163,8 +186,9 @@ def _fit(
     )
     # Lightning's save_last only writes when a top-k checkpoint is saved; resume needs the
     # state after every epoch, so "last" is its own checkpoint without a monitor.
-    last_ckpt = ModelCheckpoint(dirpath=run / "checkpoints", filename="last", save_top_k=1,
-                                monitor=None, enable_version_counter=False)
+    # Saved at validation end like the best one, so both hold the same loop/scheduler state.
+    last_ckpt = ModelCheckpoint(dirpath=run / "checkpoints", filename="last", save_top_k=1, monitor=None,
+                                enable_version_counter=False, save_on_train_epoch_end=False)
     metrics_csv = EpochMetricsCSV(run / "metrics.csv")
     callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv]
     if t.patience > 0:
@@ -194,9 +218,8 @@ def _fit(
         use_distributed_sampler=False,  # medtl's samplers shard exactly (data.samplers)
         log_every_n_steps=1,
     )
-    train_loader = make_loader(data, splits["train"], cfg, train=True)
     val_idx = splits["val"] or splits["train"]
-    val_loader = make_loader(data, val_idx, cfg, train=False)
+    train_loader, val_loader = _loaders(cfg, task, data, splits["train"], val_idx)
     t0 = time.perf_counter()
     try:
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from medtl.config import Config
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
@@ -100,12 +100,19 @@ def make_loader(
     ds = CachedDataset(
         data.cache, indices, data.labels, augment=(augment or cfg.data.augment) if train else "none"
     )
+    return loader_for(ds, cfg, train)
+
+
+def loader_for(ds: TorchDataset, cfg: Config, train: bool) -> DataLoader:
+    """DataLoader with medtl's samplers: seeded per-epoch shuffling (train) or exact
+    sharded evaluation order; both shard over DDP ranks themselves."""
     workers = cfg.data.workers
+    n = len(ds)
     return DataLoader(
         ds,
         batch_size=cfg.train.batch_size,
-        sampler=EpochSeededSampler(len(indices), cfg.train.seed) if train else ShardedEvalSampler(len(indices)),
-        drop_last=train and len(indices) > cfg.train.batch_size,
+        sampler=EpochSeededSampler(n, cfg.train.seed) if train else ShardedEvalSampler(n),
+        drop_last=train and n > cfg.train.batch_size,
         num_workers=workers,
         persistent_workers=workers > 0,
     )

@@ -53,6 +53,11 @@ class EpochMetricsCSV(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        done = {int(r["epoch"]) for r in self.rows}
+        if not trainer.callback_metrics and trainer.current_epoch in done:
+            # resumed from a checkpoint taken at this epoch's validation end: the epoch's
+            # metrics were written before the interruption and nothing new was measured
+            return
         row: dict[str, Any] = {
             "epoch": trainer.current_epoch,
             "epoch_time_s": round(time.perf_counter() - self.epoch_t0, 3),

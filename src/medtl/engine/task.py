@@ -95,7 +95,10 @@ class MedtlTask(L.LightningModule):
         )
 
     # ---------------------------------------------------------------- losses
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """Images -> the whole net; a tuple of cached encoder features -> decoder and heads."""
+        if isinstance(x, (tuple, list)):
+            return self.net.heads(list(x))
         return self.net(x)
 
     def compute_loss(
@@ -122,13 +125,13 @@ class MedtlTask(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, mask, label, _ = batch
-        parts = self.compute_loss(self.net(x), mask, label)
+        parts = self.compute_loss(self(x), mask, label)
         if not torch.isfinite(parts["loss"]):
             raise FloatingPointError(
                 f"loss became {parts['loss'].item()} at epoch {self.current_epoch}, step {batch_idx}; "
                 "lower train.lr or check the data (last good checkpoint kept)"
             )
-        bs = x.shape[0]
+        bs = mask.shape[0]
         for k, v in parts.items():
             self.log(
                 f"train_{k}", v, on_step=False, on_epoch=True, batch_size=bs, prog_bar=(k == "loss")
@@ -137,7 +140,7 @@ class MedtlTask(L.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, mask, label, row = batch
-        out = self.net(x)
+        out = self(x)
         keep = row >= 0  # distributed-evaluation padding is forwarded but not counted
         if not bool(keep.any()):
             return

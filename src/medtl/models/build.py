@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import segmentation_models_pytorch as smp
-from segmentation_models_pytorch.base import initialization as smp_init
 import torch
+from segmentation_models_pytorch.base import initialization as smp_init
 from torch import nn
 
 from medtl.errors import ConfigError

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Real-data experiments of docs/results.md on BUSI (2 CPU cores). Each step writes its
+# results as it finishes; re-running skips finished comparison cells.
+# Usage: bash benchmarks/busi_experiments.sh [OUT]   (default results/busi)
+set -euo pipefail
+BUSI=${BUSI:-$(cd "$(dirname "$0")/.." && pwd)/../shared/data/busi/Dataset_BUSI_with_GT}
+OUT=${1:-results/busi}
+M=${MEDTL:-medtl}
+mkdir -p "$OUT"
+SIZE=${SIZE:-96}
+EPOCHS=${EPOCHS:-10}
+stamp() { date -u +%FT%TZ; }
+
+# 2. multitask: segmentation + benign/malignant/normal on one grouped split
+echo "$(stamp) multitask start" >> "$OUT/timeline.txt"
+/usr/bin/time -v $M train -c configs/busi_multitask.yaml data.root="$BUSI" data.image_size=$SIZE \
+  train.epochs=$EPOCHS output.dir="$OUT" output.name=multitask --no-progress 2> "$OUT/multitask.time" | tail -1
+$M evaluate "$OUT/multitask" --split test > "$OUT/multitask.eval.txt" 2>&1
+echo "$(stamp) multitask done" >> "$OUT/timeline.txt"
+
+# 3. what the audit changes: the same segmentation recipe on a naive split vs the grouped split
+for g in false true; do
+  /usr/bin/time -v $M train -c configs/busi_seg.yaml data.root="$BUSI" data.image_size=$SIZE \
+    train.epochs=$EPOCHS data.group_duplicates=$g output.dir="$OUT" output.name=seg_group_$g --no-progress \
+    2> "$OUT/seg_group_$g.time" | tail -1
+  $M evaluate "$OUT/seg_group_$g" --split test > "$OUT/seg_group_$g.eval.txt" 2>&1
+  echo "$(stamp) seg group_duplicates=$g done" >> "$OUT/timeline.txt"
+done
+
+# 1. lesion segmentation, 3-fold grouped CV: pretrained fine-tuned vs frozen vs random init
+$M compare -c configs/busi_seg.yaml data.root="$BUSI" data.image_size=$SIZE train.epochs=$EPOCHS \
+  model.strategy=finetune,frozen --folds 3 --out "$OUT/seg_cv" --no-progress > "$OUT/seg_cv.txt" 2>&1
+echo "$(stamp) seg cv done" >> "$OUT/timeline.txt"
