@@ -135,6 +135,15 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from medtl import bench
+
+    result = bench.run_bench(a.overrides, a.naive, **bench.cli_settings(a.encoders, a.steps, a.quick))
+    print(bench.format_table(result))
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     from medtl import api
 
@@ -220,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("report", cmd_report, "self-contained HTML report of a run or a comparison")
     sp.add_argument("dir")
+
+    sp = add("bench", cmd_bench, "throughput / memory vs the naive loop (JSON object printed last)")
+    sp.add_argument("--naive", metavar="PATH", help="naive_baseline.py (default: ../shared/bench/naive_baseline.py)")
+    sp.add_argument("--encoders", help="comma-separated (default resnet18,efficientnet-lite0,vgg16_bn)")
+    sp.add_argument("--steps", type=int, help="timed steps per measurement (default 10)")
+    sp.add_argument("--quick", action="store_true", help="64 px, resnet18 only, 3 steps (smoke test)")
+    sp.add_argument("overrides", nargs="*", help="key=value, e.g. data.root=DIR")
 
     add("models", cmd_models, "encoders, decoders, weights on disk")
     return p
