@@ -9,10 +9,20 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 
-BUSI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "busi" / "Dataset_BUSI_with_GT"
+BUSI = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "busi" / "Dataset_BUSI_with_GT"
+)
 
-TINY = ["data.image_size=32", "train.epochs=1", "train.batch_size=4", "model.weights=none",
-        "model.encoder=resnet18", "data.augment=none", "train.patience=0", "train.threads=1"]
+TINY = [
+    "data.image_size=32",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "model.weights=none",
+    "model.encoder=resnet18",
+    "data.augment=none",
+    "train.patience=0",
+    "train.threads=1",
+]
 
 
 def pytest_collection_modifyitems(config, items):

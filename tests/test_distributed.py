@@ -20,8 +20,12 @@ DDP = ["train.devices=2", "train.strategy=ddp", "train.accelerator=cpu", "train.
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medtl", "train", "--no-progress", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "medtl", "train", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _single_process_val_dice(run: Path) -> float:
@@ -31,7 +35,7 @@ def _single_process_val_dice(run: Path) -> float:
     cfg = read_config(run)
     net, _ = build_model("segmentation", cfg.model.arch, cfg.model.encoder, "none")
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+    net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
     net.eval()
     data = prepare(cfg)
     val = load_splits(run / "splits.json", data.dataset.samples)["val"]
@@ -48,16 +52,31 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
 
     data = make_phantoms(tmp_path / "ph", n=21, size=32, seed=3)  # odd val count: padding matters
     out = tmp_path / "runs"
-    common = [f"data.root={data}", f"output.dir={out}", "data.image_size=32", "model.weights=none",
-              "model.encoder=resnet18", "train.batch_size=2", "train.epochs=1", "train.patience=0",
-              "data.val_fraction=0.35", "data.test_fraction=0", *DDP]
+    common = [
+        f"data.root={data}",
+        f"output.dir={out}",
+        "data.image_size=32",
+        "model.weights=none",
+        "model.encoder=resnet18",
+        "train.batch_size=2",
+        "train.epochs=1",
+        "train.patience=0",
+        "data.val_fraction=0.35",
+        "data.test_fraction=0",
+        *DDP,
+    ]
     first = _train(*common)
     assert first.returncode == 0, first.stderr[-3000:]
     runs = list(out.iterdir())
     assert len(runs) == 1, runs  # exactly one run folder for both ranks
     run = runs[0]
     assert first.stdout.strip().splitlines()[-1] == str(run)
-    n_val = len(load_splits(run / "splits.json", prepare(load_config(overrides=[f"data.root={data}"])).dataset.samples)["val"])
+    n_val = len(
+        load_splits(
+            run / "splits.json",
+            prepare(load_config(overrides=[f"data.root={data}"])).dataset.samples,
+        )["val"]
+    )
     assert n_val % 2 == 1
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(rows) == 1

@@ -16,8 +16,16 @@ import torch
 from medtl.errors import MedtlError
 from tests.conftest import train_tiny
 
-RESUME_ARGS = ["data.image_size=64", "train.batch_size=2", "model.weights=none", "model.encoder=resnet18",
-               "train.epochs=3", "train.deterministic=true", "train.patience=0", "data.augment=light"]
+RESUME_ARGS = [
+    "data.image_size=64",
+    "train.batch_size=2",
+    "model.weights=none",
+    "model.encoder=resnet18",
+    "train.epochs=3",
+    "train.deterministic=true",
+    "train.patience=0",
+    "data.augment=light",
+]
 
 
 def _metrics(run: Path) -> list[dict[str, str]]:
@@ -40,12 +48,18 @@ def phantoms64(tmp_path_factory) -> Path:
 def test_sigkill_then_resume_equals_uninterrupted(phantoms64, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     common = [f"data.root={phantoms64}", f"output.dir={tmp_path}", *RESUME_ARGS]
-    ref = subprocess.run(_cli(*common, "output.name=ref"), capture_output=True, text=True, env=env, timeout=300)
+    ref = subprocess.run(
+        _cli(*common, "output.name=ref"), capture_output=True, text=True, env=env, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(*common, "output.name=killed"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        _cli(*common, "output.name=killed"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     deadline = time.time() + 240
     while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -56,14 +70,18 @@ def test_sigkill_then_resume_equals_uninterrupted(phantoms64, tmp_path):
     assert done_before < 3, "the kill came too late to test anything"
     torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)  # never corrupt
 
-    resumed = subprocess.run(_cli(f"train.resume={run}"), capture_output=True, text=True, env=env, timeout=300)
+    resumed = subprocess.run(
+        _cli(f"train.resume={run}"), capture_output=True, text=True, env=env, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.strip().splitlines()[-1] == str(run)
     assert (run / "splits.json").read_text() == (tmp_path / "ref" / "splits.json").read_text()
     assert _metrics(run) == _metrics(tmp_path / "ref")
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(phantoms64, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
+    phantoms64, tmp_path, monkeypatch
+):
     import medtl.engine.losses as losses
 
     calls = {"n": 0}
@@ -76,12 +94,20 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(phant
 
     monkeypatch.setitem(losses.SEG_LOSSES, "dice_bce", poisoned)
     with pytest.raises(MedtlError, match="loss became nan at epoch 1"):
-        train_tiny(phantoms64, tmp_path, "output.name=nan", "train.epochs=3", "train.batch_size=2",
-                   "data.image_size=64")
+        train_tiny(
+            phantoms64,
+            tmp_path,
+            "output.name=nan",
+            "train.epochs=3",
+            "train.batch_size=2",
+            "data.image_size=64",
+        )
     run = tmp_path / "nan"
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 0
-    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
 
 
 def test_atomic_write_never_leaves_a_partial_file(tmp_path):

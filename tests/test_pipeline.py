@@ -23,12 +23,22 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_train_writes_the_run_folder_and_prints_it_last(phantoms, tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "train", f"data.root={phantoms}", f"output.dir={tmp_path}", "output.name=r", *TINY)
+    code, out, _ = run_cli(
+        capsys, "train", f"data.root={phantoms}", f"output.dir={tmp_path}", "output.name=r", *TINY
+    )
     assert code == 0
     run = Path(out.strip().splitlines()[-1])
     assert run == tmp_path / "r"
-    for name in ("config.yaml", "splits.json", "env.json", "train.log", "metrics.csv", "model.pt",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "splits.json",
+        "env.json",
+        "train.log",
+        "metrics.csv",
+        "model.pt",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).is_file(), name
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["data"]["image_size"] == 32 and cfg["model"]["encoder"] == "resnet18"
@@ -55,22 +65,36 @@ def test_evaluate_writes_consistent_metrics(seg_run, capsys):
     dice = [float(r["dice"]) for r in rows]
     assert summary["segmentation"]["dice"]["mean"] == pytest.approx(np.nanmean(dice), abs=1e-5)
     for r in rows:  # per-image Dice agrees with the saved prediction and the true mask
-        pred = np.array(Image.open(ev / "predictions" / f"{r['class']}_{Path(r['image']).stem}_pred.png")) > 0
+        pred = (
+            np.array(
+                Image.open(ev / "predictions" / f"{r['class']}_{Path(r['image']).stem}_pred.png")
+            )
+            > 0
+        )
         assert pred.sum() == int(r["pred_area"])
-    for name in ("dice_histogram.png", "learning_curves.png", "overlays_grid.png", "predictions.gif"):
+    for name in (
+        "dice_histogram.png",
+        "learning_curves.png",
+        "overlays_grid.png",
+        "predictions.gif",
+    ):
         assert (ev / name).stat().st_size > 1000, name
 
 
 def test_predict_maps_back_to_the_original_size(seg_run, tmp_path, capsys):
     img = tmp_path / "scan one.png"
     Image.fromarray((np.random.default_rng(0).random((50, 70)) * 255).astype(np.uint8)).save(img)
-    code, out, _ = run_cli(capsys, "predict", str(seg_run), str(img), "--out", str(tmp_path / "pred"))
+    code, out, _ = run_cli(
+        capsys, "predict", str(seg_run), str(img), "--out", str(tmp_path / "pred")
+    )
     assert code == 0
     mask = Image.open(tmp_path / "pred" / "scan one_mask.png")
     assert mask.size == (70, 50)
     assert set(np.unique(np.array(mask))) <= {0, 255}
     rows = list(csv.DictReader((tmp_path / "pred" / "predictions.csv").open()))
-    assert rows[0]["image"] == str(img) and int(rows[0]["lesion_pixels"]) == (np.array(mask) > 0).sum()
+    assert (
+        rows[0]["image"] == str(img) and int(rows[0]["lesion_pixels"]) == (np.array(mask) > 0).sum()
+    )
 
 
 def test_multitask_evaluation_has_both_sets_of_metrics(mt_run):
@@ -82,7 +106,12 @@ def test_multitask_evaluation_has_both_sets_of_metrics(mt_run):
     assert np.array(cls["confusion_matrix"]).sum() == 16
     assert set(summary["segmentation_per_class"]) == {"benign", "malignant", "normal"}
     ev = Path(summary["out_dir"])
-    for name in ("confusion_matrix.png", "roc.png", "classification_report.txt", "classification_report.csv"):
+    for name in (
+        "confusion_matrix.png",
+        "roc.png",
+        "classification_report.txt",
+        "classification_report.csv",
+    ):
         assert (ev / name).is_file(), name
     report = (ev / "classification_report.txt").read_text()
     assert "macro avg" in report and "benign" in report

@@ -25,16 +25,26 @@ def test_recipe_loads(path):
 
 
 def test_data_classes_keeps_only_the_named_classes(phantoms):
-    ds = load_samples(load_config(overrides=[f"data.root={phantoms}", "data.classes=benign,malignant"]))
+    ds = load_samples(
+        load_config(overrides=[f"data.root={phantoms}", "data.classes=benign,malignant"])
+    )
     assert ds.classes == ["benign", "malignant"]
     assert {s.label for s in ds.samples} == {"benign", "malignant"}
     with pytest.raises(DataError, match="benign,maligant|maligant"):
-        load_samples(load_config(overrides=[f"data.root={phantoms}", "data.classes=benign,maligant"]))
+        load_samples(
+            load_config(overrides=[f"data.root={phantoms}", "data.classes=benign,maligant"])
+        )
 
 
 def test_augment_copies_repeat_each_training_image(phantoms):
-    cfg = load_config(overrides=[f"data.root={phantoms}", "data.image_size=32", "data.augment_copies=2",
-                                 "train.batch_size=1"])
+    cfg = load_config(
+        overrides=[
+            f"data.root={phantoms}",
+            "data.image_size=32",
+            "data.augment_copies=2",
+            "train.batch_size=1",
+        ]
+    )
     data = prepare(cfg)
     loader = make_loader(data, [0, 1, 2], cfg, train=True)
     rows = sorted(int(r) for _, _, _, r in loader)

@@ -83,14 +83,27 @@ def demo(out: str | Path = "demo_runs", quick: bool = False) -> list[dict[str, A
     return run_demo(Path(out), quick=quick)
 
 
-def compare(base: list[str], grid: list[str], folds: int = 0, out: str | Path = "compare",
-            config_file: str | Path | None = None, shard: tuple[int, int] | None = None,
-            progress: bool = False) -> Path:
+def compare(
+    base: list[str],
+    grid: list[str],
+    folds: int = 0,
+    out: str | Path = "compare",
+    config_file: str | Path | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> Path:
     """Train every cell of ``grid`` on identical splits/folds; see :mod:`medtl.compare`."""
     from medtl.compare import compare as run_compare
 
-    return run_compare(base, grid, folds=folds, out=Path(out), config_file=config_file, shard=shard,
-                       progress=progress)
+    return run_compare(
+        base,
+        grid,
+        folds=folds,
+        out=Path(out),
+        config_file=config_file,
+        shard=shard,
+        progress=progress,
+    )
 
 
 def collect(out: str | Path) -> dict[str, Any]:

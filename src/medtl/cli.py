@@ -77,7 +77,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     if info.get("int8"):
         q = info["int8"]
         drop = q.get("dice_drop", q.get("accuracy_drop"))
-        print(f"int8: {q['onnx']} (validation drop {drop:+.4f}, {q['speed']['speedup']}x fp32 ONNX speed)")
+        print(
+            f"int8: {q['onnx']} (validation drop {drop:+.4f}, {q['speed']['speedup']}x fp32 ONNX speed)"
+        )
     print(info["onnx"])
     return 0
 
@@ -110,10 +112,21 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if a.collect:
         api.collect(a.collect)
         return 0
-    base = [o for o in a.overrides if "," not in o.split("=", 1)[-1] or o.split("=", 1)[-1].startswith("[")]
+    base = [
+        o
+        for o in a.overrides
+        if "," not in o.split("=", 1)[-1] or o.split("=", 1)[-1].startswith("[")
+    ]
     grid = [o for o in a.overrides if o not in base]
-    out = api.compare(base, grid, folds=a.folds, out=a.out, config_file=a.config, shard=a.shard,
-                      progress=not a.no_progress)
+    out = api.compare(
+        base,
+        grid,
+        folds=a.folds,
+        out=a.out,
+        config_file=a.config,
+        shard=a.shard,
+        progress=not a.no_progress,
+    )
     print(out)
     return 0
 
@@ -138,7 +151,9 @@ def _shard(text: str) -> tuple[int, int]:
 def cmd_bench(a: argparse.Namespace) -> int:
     from medtl import bench
 
-    result = bench.run_bench(a.overrides, a.naive, **bench.cli_settings(a.encoders, a.steps, a.quick))
+    result = bench.run_bench(
+        a.overrides, a.naive, **bench.cli_settings(a.encoders, a.steps, a.quick)
+    )
     print(bench.format_table(result))
     print(json.dumps(result))
     return 0
@@ -198,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export", cmd_export, "deployable ONNX model, parity-checked against PyTorch")
     sp.add_argument("run")
     sp.add_argument("--format", default="onnx", choices=["onnx"])
-    sp.add_argument("--int8", action="store_true", help="also a static int8 model (Dice drop measured)")
+    sp.add_argument(
+        "--int8", action="store_true", help="also a static int8 model (Dice drop measured)"
+    )
     sp.add_argument("--opset", type=int, default=17)
 
     sp = add("synth", cmd_synth, "write the synthetic breast-ultrasound phantom data set")
@@ -218,12 +235,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
 
-    sp = add("compare", cmd_compare, "grid of runs on identical splits -> table with CIs, p-values, report")
+    sp = add(
+        "compare",
+        cmd_compare,
+        "grid of runs on identical splits -> table with CIs, p-values, report",
+    )
     sp.add_argument("-c", "--config", help="YAML config file for every cell")
-    sp.add_argument("--folds", type=int, default=0, help="K-fold cross-validation (grouped, stratified)")
-    sp.add_argument("--out", default="compare", help="comparison folder (re-running it skips finished cells)")
-    sp.add_argument("--shard", type=_shard, help="I/N: run every N-th cell starting at I (for clusters)")
-    sp.add_argument("--collect", metavar="DIR", help="merge the finished cells of DIR (e.g. after shards)")
+    sp.add_argument(
+        "--folds", type=int, default=0, help="K-fold cross-validation (grouped, stratified)"
+    )
+    sp.add_argument(
+        "--out", default="compare", help="comparison folder (re-running it skips finished cells)"
+    )
+    sp.add_argument(
+        "--shard", type=_shard, help="I/N: run every N-th cell starting at I (for clusters)"
+    )
+    sp.add_argument(
+        "--collect", metavar="DIR", help="merge the finished cells of DIR (e.g. after shards)"
+    )
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("overrides", nargs="*", help="key=value (fixed) and key=a,b (grid) overrides")
 
@@ -231,10 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir")
 
     sp = add("bench", cmd_bench, "throughput / memory vs the naive loop (JSON object printed last)")
-    sp.add_argument("--naive", metavar="PATH", help="naive_baseline.py (default: ../shared/bench/naive_baseline.py)")
-    sp.add_argument("--encoders", help="comma-separated (default resnet18,efficientnet-lite0,vgg16_bn)")
+    sp.add_argument(
+        "--naive",
+        metavar="PATH",
+        help="naive_baseline.py (default: ../shared/bench/naive_baseline.py)",
+    )
+    sp.add_argument(
+        "--encoders", help="comma-separated (default resnet18,efficientnet-lite0,vgg16_bn)"
+    )
     sp.add_argument("--steps", type=int, help="timed steps per measurement (default 10)")
-    sp.add_argument("--quick", action="store_true", help="64 px, resnet18 only, 3 steps (smoke test)")
+    sp.add_argument(
+        "--quick", action="store_true", help="64 px, resnet18 only, 3 steps (smoke test)"
+    )
     sp.add_argument("overrides", nargs="*", help="key=value, e.g. data.root=DIR")
 
     add("models", cmd_models, "encoders, decoders, weights on disk")

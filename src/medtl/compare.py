@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import json
@@ -46,7 +45,7 @@ from medtl.engine.metrics import (
     wilcoxon_pvalue,
 )
 from medtl.errors import ConfigError, DataError, MedtlError
-from medtl.io_utils import atomic_write_json, atomic_write_text
+from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text, read_csv
 
 log = logging.getLogger("medtl")
 
@@ -385,11 +384,6 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
 def _macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     cm = np.zeros((n_classes, n_classes))
     np.add.at(cm, (y, pred), 1)
@@ -478,7 +472,7 @@ def _config_result(
     train_s, img_s, epochs = [], [], []
     classes: list[str] = []
     for run in runs:
-        rows = _read_csv(run / "eval" / split / "per_image.csv")
+        rows = read_csv(run / "eval" / split / "per_image.csv")
         summary = json.loads((run / "eval" / split / "summary.json").read_text(encoding="utf-8"))
         rows_all += rows
         if task != "classification":
@@ -492,7 +486,7 @@ def _config_result(
             for m, v in _fold_cls(summary).items():
                 fold_values.setdefault(m, []).append(v)
         metrics_csv = run / "metrics.csv"
-        history = _read_csv(metrics_csv) if metrics_csv.is_file() else []
+        history = read_csv(metrics_csv) if metrics_csv.is_file() else []
         epochs.append(len(history))
         train_s.append(sum(_float(r.get("epoch_time_s")) for r in history))
         timing_file = run / TIMING_FILE
@@ -787,13 +781,4 @@ def results_csv(results: dict[str, Any]) -> str:
         row["train_s_per_fold"] = c["timing"]["train_s"]
         row["infer_img_per_s"] = c["timing"]["infer_img_per_s"]
         rows.append(row)
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    return csv_text(rows)

@@ -38,9 +38,16 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, Any]:
     if not data.exists():
         make_phantoms(data, n=s["n"], size=s["size"], seed=0)
     base = [
-        f"data.root={data}", f"data.image_size={s['size']}", f"train.epochs={s['epochs']}",
-        "model.encoder=efficientnet-lite0", "model.arch=unet", "model.encoder_lr_mult=1.0",
-        "train.lr=0.003", "train.batch_size=8", "train.patience=0",
+        f"data.root={data}",
+        f"data.image_size={s['size']}",
+        f"train.epochs={s['epochs']}",
+        "model.encoder=efficientnet-lite0",
+        "model.arch=unet",
+        "model.encoder_lr_mult=1.0",
+        "train.lr=0.003",
+        "train.batch_size=8",
+        "train.patience=0",
+        "data.augment=none",
     ]
     folder = compare(base, [], folds=s["folds"], out=out / "comparison", cell_list=CELLS)
     results = collect(folder, quiet=True)  # compare() printed the table already
@@ -48,4 +55,3 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, Any]:
     atomic_write_json(out / "demo.json", {"settings": s, "report": str(report), "results": results})
     print(f"report: {report}")
     return results
-

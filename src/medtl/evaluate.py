@@ -3,8 +3,6 @@ predicted masks and overlays under ``RUN/eval/<split>/``."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from medtl.engine.metrics import (
 )
 from medtl.errors import MedtlError
 from medtl.inference import infer, mask_at_size, overlay, safe_name, save_png
-from medtl.io_utils import atomic_write_json, atomic_write_text
+from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text
 from medtl.runs import load_bundle
 
 log = logging.getLogger("medtl")
@@ -44,17 +42,6 @@ def _choose_split(run: Path, data: PreparedData, split: str) -> tuple[str, list[
             f"{run}/splits.json has no '{split}' images; use --split val (or train/all)"
         )
     return split, splits[split]
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 def evaluate(
@@ -116,17 +103,25 @@ def evaluate(
         )
         atomic_write_text(
             out_dir / "classification_report.csv",
-            _csv_text(classification_report_rows(scores, classes)),
+            csv_text(classification_report_rows(scores, classes)),
         )
-    atomic_write_text(out_dir / "per_image.csv", _csv_text(rows))
+    atomic_write_text(out_dir / "per_image.csv", csv_text(rows))
     if plots:
         write_plots(run, out_dir, rows, cases, summary, probs_all, y_all, classes)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
 
 
-def write_plots(run: Path, out_dir: Path, rows: list[dict[str, Any]], cases: dict[int, Any],
-                summary: dict[str, Any], probs: list, y_true: list, classes: list[str]) -> list[Path]:
+def write_plots(
+    run: Path,
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    cases: dict[int, Any],
+    summary: dict[str, Any],
+    probs: list,
+    y_true: list,
+    classes: list[str],
+) -> list[Path]:
     """The evaluation plots: learning curves, confusion matrix, ROC, Dice histogram,
     best/median/worst overlay grid and predictions.gif (those the task has)."""
     from medtl import plots
@@ -136,18 +131,30 @@ def write_plots(run: Path, out_dir: Path, rows: list[dict[str, Any]], cases: dic
         written.append(plots.learning_curves(run / "metrics.csv", out_dir / "learning_curves.png"))
     cls = summary.get("classification")
     if cls:
-        written.append(plots.confusion_matrix_plot(cls["confusion_matrix"], classes, out_dir / "confusion_matrix.png"))
+        written.append(
+            plots.confusion_matrix_plot(
+                cls["confusion_matrix"], classes, out_dir / "confusion_matrix.png"
+            )
+        )
         known = [i for i, y in enumerate(y_true) if y >= 0]
         if len({y_true[i] for i in known}) >= 2:
-            written.append(plots.roc_plot(np.array([y_true[i] for i in known]), np.stack([probs[i] for i in known]),
-                                          classes, out_dir / "roc.png"))
+            written.append(
+                plots.roc_plot(
+                    np.array([y_true[i] for i in known]),
+                    np.stack([probs[i] for i in known]),
+                    classes,
+                    out_dir / "roc.png",
+                )
+            )
     if "segmentation" in summary:
         dice = [r["dice"] for r in rows]
         by_class: dict[str, list[float]] = {}
         for r in rows:
             if r.get("class"):
                 by_class.setdefault(r["class"], []).append(r["dice"])
-        written.append(plots.dice_histogram(dice, out_dir / "dice_histogram.png", by_class=by_class or None))
+        written.append(
+            plots.dice_histogram(dice, out_dir / "dice_histogram.png", by_class=by_class or None)
+        )
         picked = plots.select_cases(dice, k=4)
         items, frames = [], []
         for group in ("best", "median", "worst"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -29,6 +31,27 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV text; the header is the union of the rows' keys in first-seen order."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """CSV rows as dicts; a missing file gives no rows."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -4,8 +4,6 @@ can never escape ``out``."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from medtl.data.layouts import is_image, mask_stem
 from medtl.data.transforms import resize_pair, to_float
 from medtl.errors import DataError
 from medtl.inference import infer, mask_at_size, overlay, safe_name, save_png
-from medtl.io_utils import atomic_write_text
+from medtl.io_utils import atomic_write_text, csv_text
 from medtl.runs import load_bundle
 
 
@@ -39,10 +37,14 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     return found
 
 
-def predict(run: str | Path, inputs: list[str | Path], out: str | Path, tta: bool = False) -> list[str]:
+def predict(
+    run: str | Path, inputs: list[str | Path], out: str | Path, tta: bool = False
+) -> list[str]:
     """Predict every input image with the run's PyTorch model; returns the written paths."""
     net, cfg, classes = load_bundle(Path(run))
-    return write_predictions(lambda x: infer(net, x, tta), cfg.data.image_size, classes, inputs, Path(out))
+    return write_predictions(
+        lambda x: infer(net, x, tta), cfg.data.image_size, classes, inputs, Path(out)
+    )
 
 
 def write_predictions(
@@ -83,10 +85,6 @@ def write_predictions(
                 {f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.tolist(), strict=True)}
             )
         rows.append(row)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "predictions.csv", buf.getvalue())
+    atomic_write_text(out / "predictions.csv", csv_text(rows))
     written.append(str(out / "predictions.csv"))
     return written

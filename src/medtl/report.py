@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -31,7 +30,7 @@ from PIL import Image
 
 from medtl import plots
 from medtl.errors import MedtlError
-from medtl.io_utils import atomic_write_text
+from medtl.io_utils import atomic_write_text, read_csv
 
 REPORT = "report.html"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -159,13 +158,6 @@ def page(kicker: str, title: str, subtitle: str, answer: str, body: Sequence[str
         + f"<footer>Written by medtl on {stamp}. Self-contained: figures are embedded; "
         "nothing is loaded from outside this file.</footer></main></body></html>\n"
     )
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -345,7 +337,7 @@ def _file_or(path: Path, make: Any) -> bytes | None:
 def _eval_section(run: Path, split_dir: Path, classes: list[str]) -> str:
     summary = _read_json(split_dir / "summary.json")
     split = summary.get("split", split_dir.name)
-    rows = _read_csv(split_dir / "per_image.csv")
+    rows = read_csv(split_dir / "per_image.csv")
     out = [f"<h3>{esc(split)} ({summary.get('n_images', len(rows))} images)</h3>"]
     if summary.get("segmentation"):
         out.append(_seg_metric_table(summary["segmentation"]))
@@ -497,7 +489,7 @@ def run_html(run: Path) -> str:
         )
 
     body.append("<h2>Training</h2>")
-    history = _read_csv(run / "metrics.csv")
+    history = read_csv(run / "metrics.csv")
     pairs = []
     if lines.get("model"):
         pairs.append(("model", esc(lines["model"])))
@@ -789,10 +781,10 @@ def comparison_html(out: Path) -> str:
         rows, dirs, hist = [], [], []
         for rel in c["runs"]:
             run = out / rel
-            fold_rows = _read_csv(run / "eval" / split / "per_image.csv")
+            fold_rows = read_csv(run / "eval" / split / "per_image.csv")
             rows += fold_rows
             dirs += [run / "eval" / split] * len(fold_rows)
-            hist.append(_read_csv(run / "metrics.csv"))
+            hist.append(read_csv(run / "metrics.csv"))
         rows_of[c["cell"]] = (rows, dirs)
         per_image[c["cell"]] = [_float(r.get("dice")) for r in rows]
         histories[c["cell"]] = hist

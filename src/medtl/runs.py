@@ -83,7 +83,9 @@ def shared_run_dir(cfg: Config, wait_s: float = 300.0) -> tuple[Path, bool]:
     deadline = time.time() + wait_s
     while not path.is_dir():
         if time.time() > deadline:
-            raise MedtlError(f"rank {process_rank()}: rank 0 did not create {path}; set output.name for all ranks")
+            raise MedtlError(
+                f"rank {process_rank()}: rank 0 did not create {path}; set output.name for all ranks"
+            )
         time.sleep(0.2)
     return path, False
 

@@ -46,7 +46,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*is deprecated.*")
-    warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # frozen encoders, on purpose
+    warnings.filterwarnings(
+        "ignore", ".*module\\(s\\) in eval mode.*"
+    )  # frozen encoders, on purpose
 
 
 def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config:
@@ -64,7 +66,9 @@ def _resume_target(cfg: Config) -> Path | None:
         return None
     run = Path(cfg.train.resume)
     if not (run / "config.yaml").is_file():
-        raise MedtlError(f"train.resume={run}: not a run folder (no config.yaml); give the folder 'medtl train' printed")
+        raise MedtlError(
+            f"train.resume={run}: not a run folder (no config.yaml); give the folder 'medtl train' printed"
+        )
     return run
 
 
@@ -148,26 +152,39 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
             handler.close()
 
 
-def _loaders(cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]):
+def _loaders(
+    cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]
+):
     """Train/val loaders over cached images, or over cached encoder features (frozen)."""
     from medtl.engine.features import FeatureDataset, cache_reason, feature_bytes
 
     reason = cache_reason(cfg)
     if reason is None:
         copies = cfg.data.augment_copies
-        need_mb = feature_bytes(task.net, cfg.data.image_size) * (len(train_idx) * (1 + copies) + len(val_idx)) / 2**20
+        need_mb = (
+            feature_bytes(task.net, cfg.data.image_size)
+            * (len(train_idx) * (1 + copies) + len(val_idx))
+            / 2**20
+        )
         if need_mb > cfg.data.in_memory_limit_mb:
             reason = f"encoder features need {need_mb:.0f} MB > data.in_memory_limit_mb={cfg.data.in_memory_limit_mb}"
     if reason is not None:
         if cfg.model.strategy == "frozen":
             log.info(f"feature cache off: {reason}")
-        return (make_loader(data, train_idx, cfg, train=True), make_loader(data, val_idx, cfg, train=False))
+        return (
+            make_loader(data, train_idx, cfg, train=True),
+            make_loader(data, val_idx, cfg, train=False),
+        )
     t0 = time.perf_counter()
-    train_ds = FeatureDataset(task.net, data.cache, train_idx, data.labels, cfg.data.augment, cfg.data.augment_copies)
+    train_ds = FeatureDataset(
+        task.net, data.cache, train_idx, data.labels, cfg.data.augment, cfg.data.augment_copies
+    )
     val_ds = FeatureDataset(task.net, data.cache, val_idx, data.labels)
-    log.info(f"feature cache: frozen encoder features of {len(train_ds)} training items "
-             f"({1 + cfg.data.augment_copies} per image) and {len(val_ds)} validation images "
-             f"computed once in {time.perf_counter() - t0:.1f}s")
+    log.info(
+        f"feature cache: frozen encoder features of {len(train_ds)} training items "
+        f"({1 + cfg.data.augment_copies} per image) and {len(val_ds)} validation images "
+        f"computed once in {time.perf_counter() - t0:.1f}s"
+    )
     return loader_for(train_ds, cfg, train=True), loader_for(val_ds, cfg, train=False)
 
 
@@ -187,8 +204,14 @@ def _fit(
     # Lightning's save_last only writes when a top-k checkpoint is saved; resume needs the
     # state after every epoch, so "last" is its own checkpoint without a monitor.
     # Saved at validation end like the best one, so both hold the same loop/scheduler state.
-    last_ckpt = ModelCheckpoint(dirpath=run / "checkpoints", filename="last", save_top_k=1, monitor=None,
-                                enable_version_counter=False, save_on_train_epoch_end=False)
+    last_ckpt = ModelCheckpoint(
+        dirpath=run / "checkpoints",
+        filename="last",
+        save_top_k=1,
+        monitor=None,
+        enable_version_counter=False,
+        save_on_train_epoch_end=False,
+    )
     metrics_csv = EpochMetricsCSV(run / "metrics.csv")
     callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv]
     if t.patience > 0:

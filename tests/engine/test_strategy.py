@@ -26,7 +26,7 @@ def start_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 def _trained_encoder(run: Path) -> dict[str, torch.Tensor]:
     """Encoder state at the end of training (last.ckpt; model.pt holds the best epoch)."""
     sd = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    return {k[len("net.encoder."):]: v for k, v in sd.items() if k.startswith("net.encoder.")}
+    return {k[len("net.encoder.") :]: v for k, v in sd.items() if k.startswith("net.encoder.")}
 
 
 def _in_last_stage(name: str) -> bool:
@@ -41,7 +41,9 @@ def _changed(before: dict, after: dict) -> set[str]:
 
 def test_frozen_encoder_is_bit_identical_including_batchnorm(phantoms, tmp_path, start_weights):
     path, before = start_weights
-    run = train_tiny(phantoms, tmp_path, f"model.weights={path}", "model.strategy=frozen", "train.epochs=2")
+    run = train_tiny(
+        phantoms, tmp_path, f"model.weights={path}", "model.strategy=frozen", "train.epochs=2"
+    )
     after = _trained_encoder(run)
     assert _changed(before, after) == set()  # weights, running_mean/var, num_batches_tracked
     rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -50,8 +52,15 @@ def test_frozen_encoder_is_bit_identical_including_batchnorm(phantoms, tmp_path,
 
 def test_finetune_changes_the_encoder_with_a_smaller_lr(phantoms, tmp_path, start_weights):
     path, before = start_weights
-    run = train_tiny(phantoms, tmp_path, f"model.weights={path}", "model.strategy=finetune",
-                     "model.encoder_lr_mult=0.1", "train.lr=0.002", "train.scheduler=none")
+    run = train_tiny(
+        phantoms,
+        tmp_path,
+        f"model.weights={path}",
+        "model.strategy=finetune",
+        "model.encoder_lr_mult=0.1",
+        "train.lr=0.002",
+        "train.scheduler=none",
+    )
     after = _trained_encoder(run)
     assert "conv1.weight" in _changed(before, after)
     row = next(csv.DictReader((run / "metrics.csv").open()))
@@ -61,7 +70,13 @@ def test_finetune_changes_the_encoder_with_a_smaller_lr(phantoms, tmp_path, star
 
 def test_partial_trains_only_the_last_stages(phantoms, tmp_path, start_weights):
     path, before = start_weights
-    run = train_tiny(phantoms, tmp_path, f"model.weights={path}", "model.strategy=partial", "model.unfreeze_stages=1")
+    run = train_tiny(
+        phantoms,
+        tmp_path,
+        f"model.weights={path}",
+        "model.strategy=partial",
+        "model.unfreeze_stages=1",
+    )
     changed = _changed(before, _trained_encoder(run))
     assert changed and all(k.startswith("layer4.") for k in changed)
     assert _in_last_stage("layer4.0.conv1.weight")
@@ -69,8 +84,15 @@ def test_partial_trains_only_the_last_stages(phantoms, tmp_path, start_weights):
 
 def test_two_stage_unfreezes_at_the_warmup_epoch(phantoms, tmp_path, start_weights):
     path, before = start_weights
-    run = train_tiny(phantoms, tmp_path, f"model.weights={path}", "model.strategy=two_stage",
-                     "model.unfreeze_stages=2", "model.warmup_epochs=1", "train.epochs=2")
+    run = train_tiny(
+        phantoms,
+        tmp_path,
+        f"model.weights={path}",
+        "model.strategy=two_stage",
+        "model.unfreeze_stages=2",
+        "model.warmup_epochs=1",
+        "train.epochs=2",
+    )
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [float(r["encoder_trainable_stages"]) for r in rows] == [0.0, 2.0]
     changed = _changed(before, _trained_encoder(run))

@@ -22,20 +22,32 @@ def _encoder(name: str):
 @pytest.fixture(autouse=True)
 def cached_encoders(monkeypatch):
     """Each encoder is built once per session and copied (VGG takes seconds to build)."""
-    monkeypatch.setattr(build, "create_encoder", lambda name, weights="none", in_channels=3: (
-        copy.deepcopy(_encoder(name)[0]) if in_channels == 3 else create_encoder(name, weights, in_channels)[0],
-        "random init"))
+    monkeypatch.setattr(
+        build,
+        "create_encoder",
+        lambda name, weights="none", in_channels=3: (
+            copy.deepcopy(_encoder(name)[0])
+            if in_channels == 3
+            else create_encoder(name, weights, in_channels)[0],
+            "random init",
+        ),
+    )
 
 
 def _dilatable(encoder: str) -> bool:
-    return hasattr(_encoder(encoder)[0], "make_dilated") and ENCODERS[encoder].family not in ("vgg", "densenet")
+    return hasattr(_encoder(encoder)[0], "make_dilated") and ENCODERS[encoder].family not in (
+        "vgg",
+        "densenet",
+    )
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_every_encoder_decoder_pair_trains_one_step(encoder, arch):
     if arch in DILATED_ARCHS and not _dilatable(encoder):
-        with pytest.raises(ConfigError, match=f"model.arch={arch} cannot be built on model.encoder={encoder}"):
+        with pytest.raises(
+            ConfigError, match=f"model.arch={arch} cannot be built on model.encoder={encoder}"
+        ):
             build_model("segmentation", arch, encoder, "none")
         return
     net, _ = build_model("multitask", arch, encoder, "none", n_classes=3)

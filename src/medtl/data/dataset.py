@@ -17,7 +17,9 @@ from medtl.data.layouts import Sample
 from medtl.data.transforms import apply_augment, build_augment, resize_pair, to_float
 
 
-def load_sample(sample: Sample, size: int, with_mask: bool) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
+def load_sample(
+    sample: Sample, size: int, with_mask: bool
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
     """Decode and resize one sample -> (full-size uint8 image, uint8 (3,S,S), uint8 mask (1,S,S) or None)."""
     image = read_image(sample.image)
     mask = read_mask(sample.masks, image.shape[:2]) if with_mask else None
@@ -34,7 +36,9 @@ class SampleCache:
     computed during the same decode so duplicate grouping costs no second decode.
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, with_masks: bool, with_hashes: bool = False):
+    def __init__(
+        self, samples: Sequence[Sample], size: int, with_masks: bool, with_hashes: bool = False
+    ):
         from medtl.data.audit import hashes_of
 
         self.samples = list(samples)

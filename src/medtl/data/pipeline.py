@@ -46,7 +46,9 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
         unknown = sorted(set(keep) - set(ds.classes))
         if unknown:
-            raise DataError(f"{ds.root}: data.classes names {unknown}, not among {ds.classes}; fix the list")
+            raise DataError(
+                f"{ds.root}: data.classes names {unknown}, not among {ds.classes}; fix the list"
+            )
         ds.samples = [s for s in ds.samples if s.label in keep]
         ds.classes = [c for c in ds.classes if c in keep]
     if needs_masks(cfg.task):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import time
@@ -13,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from medtl.io_utils import atomic_write, atomic_write_text
+from medtl.io_utils import atomic_write, atomic_write_text, csv_text, read_csv
 
 log = logging.getLogger("medtl")
 
@@ -41,14 +40,14 @@ class EpochMetricsCSV(L.Callback):
 
     def load_existing(self) -> None:
         """On resume: keep the rows already written."""
-        if self.path.exists():
-            with self.path.open(newline="") as fh:
-                self.rows = list(csv.DictReader(fh))
+        self.rows = read_csv(self.path)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_t0 = time.perf_counter()
         # the lr this epoch trains with (schedulers step at the epoch's end)
-        self.epoch_lrs = {f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups}
+        self.epoch_lrs = {
+            f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups
+        }
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -76,11 +75,4 @@ class EpochMetricsCSV(L.Callback):
             log.info(f"epoch {trainer.current_epoch}: {shown} ({row['epoch_time_s']:.1f}s)")
 
     def _write(self) -> None:
-        keys: list[str] = []
-        for r in self.rows:
-            keys += [k for k in r if k not in keys]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
+        atomic_write_text(self.path, csv_text(self.rows))

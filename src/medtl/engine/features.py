@@ -29,8 +29,10 @@ def cache_reason(cfg: Config) -> str | None:
     if not cfg.train.feature_cache or cfg.model.strategy != "frozen":
         return "only for model.strategy=frozen with train.feature_cache=true"
     if cfg.data.augment != "none" and cfg.data.augment_copies == 0:
-        return (f"data.augment={cfg.data.augment} draws new augmentations every epoch; "
-                "set data.augment=none or data.augment_copies=K to cache encoder features")
+        return (
+            f"data.augment={cfg.data.augment} draws new augmentations every epoch; "
+            "set data.augment=none or data.augment_copies=K to cache encoder features"
+        )
     return None
 
 
@@ -48,8 +50,16 @@ class FeatureDataset(TorchDataset):
     augmentations (training only). Padding indices (>= len) follow CachedDataset's rule.
     """
 
-    def __init__(self, net: Net, cache: SampleCache, indices: Sequence[int], labels: Sequence[int] | None,
-                 augment: str = "none", copies: int = 0, batch: int = 16):
+    def __init__(
+        self,
+        net: Net,
+        cache: SampleCache,
+        indices: Sequence[int],
+        labels: Sequence[int] | None,
+        augment: str = "none",
+        copies: int = 0,
+        batch: int = 16,
+    ):
         self.rows: list[int] = []
         images, masks = [], []
         aug = build_augment(augment) if copies else None
@@ -60,7 +70,11 @@ class FeatureDataset(TorchDataset):
                 if k > 0:
                     image, mask = apply_augment(aug, image, mask)
                 images.append(image)
-                masks.append(mask if mask is not None else torch.zeros((1, *image.shape[1:]), dtype=torch.uint8))
+                masks.append(
+                    mask
+                    if mask is not None
+                    else torch.zeros((1, *image.shape[1:]), dtype=torch.uint8)
+                )
                 self.rows.append(row)
         self.masks = torch.stack(masks).float()
         self.labels = labels
@@ -69,10 +83,12 @@ class FeatureDataset(TorchDataset):
         chunks: list[list[torch.Tensor]] = []
         with torch.inference_mode():
             for start in range(0, len(images), batch):
-                x = to_float(torch.stack(images[start:start + batch]))
+                x = to_float(torch.stack(images[start : start + batch]))
                 chunks.append([f.clone() for f in net.encoder(net.normalise(x))])
         net.train(net_mode)
-        self.features = [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))] if chunks else []
+        self.features = (
+            [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))] if chunks else []
+        )
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -65,7 +65,11 @@ class MedtlTask(L.LightningModule):
         )
         self.val_dice = MeanMetric(nan_strategy="ignore")
         self.val_iou = MeanMetric(nan_strategy="ignore")
-        loss_parts = ["loss"] + (["seg_loss"] if self.has_seg else []) + (["cls_loss"] if self.has_cls else [])
+        loss_parts = (
+            ["loss"]
+            + (["seg_loss"] if self.has_seg else [])
+            + (["cls_loss"] if self.has_cls else [])
+        )
         self.val_losses = torch.nn.ModuleDict({k: MeanMetric() for k in loss_parts})
         if self.has_cls:
             self.val_cls = classification_metric_collection(n_classes, prefix="val_")

@@ -40,8 +40,13 @@ def _smp_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn
         # encoder, which we replace anyway (2 s for VGG). Decoder and head are then
         # materialised and initialised exactly as smp does (defaults, then its init).
         with torch.device("meta"):
-            model = smp.create_model(SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes)
-        decoder, head = model.decoder.to_empty(device="cpu"), model.segmentation_head.to_empty(device="cpu")
+            model = smp.create_model(
+                SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes
+            )
+        decoder, head = (
+            model.decoder.to_empty(device="cpu"),
+            model.segmentation_head.to_empty(device="cpu"),
+        )
         for module in (*decoder.modules(), *head.modules()):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
