@@ -200,6 +200,7 @@ def _fit(
         monitor=monitor,
         mode=mode,
         enable_version_counter=False,
+        save_on_train_epoch_end=False,
     )
     # Lightning's save_last only writes when a top-k checkpoint is saved; resume needs the
     # state after every epoch, so "last" is its own checkpoint without a monitor.
@@ -215,7 +216,11 @@ def _fit(
     metrics_csv = EpochMetricsCSV(run / "metrics.csv")
     callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv]
     if t.patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.patience))
+        callbacks.append(
+            EarlyStopping(
+                monitor=monitor, mode=mode, patience=t.patience, check_on_train_epoch_end=False
+            )
+        )
     last = run / "checkpoints" / "last.ckpt"
     resume_from = last if (t.resume and last.is_file()) else None
     if t.resume and resume_from is None:
