@@ -152,6 +152,29 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
             handler.close()
 
 
+def make_logger(cfg: Config, run: Path):
+    """``train.logger``: csv (medtl's own metrics.csv only), tensorboard or mlflow (a local
+    store under RUN/), as Lightning loggers next to metrics.csv."""
+    name = cfg.train.logger
+    if name == "csv":
+        return False
+    module = {"tensorboard": "tensorboard", "mlflow": "mlflow"}[name]
+    try:
+        __import__(module)
+    except ImportError:
+        raise MedtlError(
+            f"train.logger={name} needs the '{module}' package; run 'pip install {module}' "
+            "or use train.logger=csv"
+        ) from None
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
+
+    if name == "tensorboard":
+        return TensorBoardLogger(save_dir=str(run), name="tensorboard", version="")
+    return MLFlowLogger(
+        experiment_name="medtl", run_name=run.name, tracking_uri=f"file:{run / 'mlruns'}"
+    )
+
+
 def _loaders(
     cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]
 ):
@@ -236,7 +259,7 @@ def _fit(
         precision=t.precision,
         deterministic=t.deterministic or None,
         callbacks=callbacks,
-        logger=False,
+        logger=make_logger(cfg, run),
         enable_progress_bar=progress,
         enable_model_summary=False,
         default_root_dir=run,

@@ -21,7 +21,9 @@ def resize_pair(
     Images are resized with antialiased bilinear interpolation, masks with nearest neighbour
     (values stay 0/1). Returns ``(3, S, S)`` and ``(1, S, S)`` uint8 tensors.
     """
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    img = torch.from_numpy(np.array(image, copy=True)).permute(
+        2, 0, 1
+    )  # decoded arrays are read-only
     img = F.resize(img, [size, size], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
     out_mask = None
     if mask is not None:
