@@ -109,22 +109,14 @@ class MedtlTask(L.LightningModule):
         self, out: dict[str, torch.Tensor], mask: torch.Tensor, label: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         parts: dict[str, torch.Tensor] = {}
-        total = 0.0
         if self.has_seg:
             parts["seg_loss"] = self.seg_loss(out["seg"], mask)
-            total = (
-                total + self.cfg.model.seg_weight * parts["seg_loss"]
-                if self.has_cls
-                else parts["seg_loss"]
-            )
         if self.has_cls:
             parts["cls_loss"] = self.cls_loss(out["cls"], label)
-            total = (
-                total + self.cfg.model.cls_weight * parts["cls_loss"]
-                if self.has_seg
-                else parts["cls_loss"]
-            )
-        parts["loss"] = total
+        # the weights apply to multitask only; a single task's loss is used as is
+        m = self.cfg.model
+        weights = {"seg_loss": m.seg_weight, "cls_loss": m.cls_weight} if len(parts) == 2 else {}
+        parts["loss"] = sum(weights.get(k, 1.0) * v for k, v in parts.items())
         return parts
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
