@@ -713,7 +713,7 @@ def _per_image_figure(results: dict[str, Any], per_image: dict[str, list[float]]
     ax.set_xlabel("per-image Dice")
     ax.set_xlim(-0.02, 1.02)
     ax.grid(alpha=0.3, axis="x")
-    ax.set_title("Per-image Dice of every held-out image (box: quartiles, diamond: mean)")
+    ax.set_title("Per-image Dice of every held-out image\n(box: quartiles, diamond: mean)")
     return png_bytes(fig)
 
 
