@@ -13,20 +13,13 @@ import pytest
 from medtl.compare import cell_id, collect, compare, expand_grid
 from medtl.engine.metrics import aggregate, paired_bootstrap_pvalue, wilcoxon_pvalue
 from medtl.errors import ConfigError, MedtlError
+from tests.conftest import TINY
 
 GRID = ["model.strategy=frozen,finetune"]
 
 
 def base(root: Path) -> list[str]:
-    return [
-        f"data.root={root}",
-        "data.image_size=32",
-        "model.encoder=resnet18",
-        "model.weights=none",
-        "train.epochs=1",
-        "train.batch_size=4",
-        "train.threads=1",
-    ]
+    return [f"data.root={root}", *TINY]
 
 
 def without_timing(results: dict) -> dict:

@@ -13,6 +13,7 @@ from PIL import Image
 from medtl.compare import compare
 from medtl.errors import MedtlError
 from medtl.report import CHROMIUM, render_screenshot, write_report
+from tests.conftest import TINY
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
@@ -23,16 +24,7 @@ def cmp(tmp_path_factory):
 
     root = make_phantoms(tmp_path_factory.mktemp("ph") / "data", n=12, size=32, seed=0)
     out = tmp_path_factory.mktemp("cmp") / "c"
-    base = [
-        f"data.root={root}",
-        "data.image_size=32",
-        "model.encoder=resnet18",
-        "model.weights=none",
-        "train.epochs=1",
-        "train.batch_size=4",
-        "train.threads=1",
-        "data.val_fraction=0.34",
-    ]
+    base = [f"data.root={root}", *TINY, "data.val_fraction=0.34"]
     compare(base, ["model.strategy=frozen,finetune"], folds=0, out=out)
     return out
 

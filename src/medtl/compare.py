@@ -673,15 +673,22 @@ def fmt_p(value: Any) -> str:
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
-def fmt_stat(s: dict[str, Any] | None) -> str:
-    """``mean ± std [lo, hi]`` (the parts that exist)."""
+def fmt_stat(
+    s: dict[str, Any] | None,
+    number: Any = None,
+    ci: Any = None,
+) -> str:
+    """``mean ± std [lo, hi]`` (the parts that exist); ``number`` formats each value and
+    ``ci(lo, hi)`` the interval (the HTML report wraps it in markup)."""
+    number = number or fmt
+    ci = ci or (lambda lo, hi: f" [{lo}, {hi}]")
     if not s:
         return "–"
-    text = fmt(s.get("mean"))
+    text = number(s.get("mean"))
     if s.get("std") is not None and math.isfinite(_float(s.get("std"))):
-        text += f" ± {fmt(s['std'])}"
+        text += f" ± {number(s['std'])}"
     if s.get("ci_low") is not None and math.isfinite(_float(s.get("ci_low"))):
-        text += f" [{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]"
+        text += ci(number(s["ci_low"]), number(s["ci_high"]))
     return text
 
 

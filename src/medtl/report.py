@@ -541,21 +541,14 @@ def run_html(run: Path) -> str:
 
 # ----------------------------------------------------------------------------- comparison report
 def _results_table(results: dict[str, Any]) -> str:
-    from medtl.compare import METRIC_NAMES, shown_metrics
+    from medtl.compare import METRIC_NAMES, fmt_stat, shown_metrics
 
     folds = results["folds"]
     names = shown_metrics(results["task"])
     paired = METRIC_NAMES[results["paired_metric"]]
 
     def stat(s: dict[str, Any] | None) -> str:
-        if not s:
-            return "–"
-        text = _num(s.get("mean"))
-        if s.get("std") is not None and math.isfinite(_float(s.get("std"))):
-            text += f" ± {_num(s['std'])}"
-        if s.get("ci_low") is not None and math.isfinite(_float(s.get("ci_low"))):
-            text += f'<br><span class="ci">[{_num(s["ci_low"])}, {_num(s["ci_high"])}]</span>'
-        return text
+        return fmt_stat(s, _num, lambda lo, hi: f'<br><span class="ci">[{lo}, {hi}]</span>')
 
     head = ["#", "configuration"]
     for i, m in enumerate(names):
