@@ -124,6 +124,29 @@ def test_print_config_and_mistyped_key(capsys):
     assert code == 2 and "train.lrr" in err and "train.lr" in err and "Traceback" not in err
 
 
+def test_missing_logger_package_fails_before_writing(phantoms, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name == "tensorboard":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    out_dir = tmp_path / "runs"
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        f"data.root={phantoms}",
+        f"output.dir={out_dir}",
+        "train.logger=tensorboard",
+        *TINY,
+    )
+    assert code == 2 and "pip install tensorboard" in err and not out_dir.exists()
+
+
 def _bad_input_cases(tmp_path: Path, phantoms: Path) -> dict[str, tuple[Path, str]]:
     empty = tmp_path / "empty"
     empty.mkdir()

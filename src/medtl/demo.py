@@ -7,6 +7,7 @@ weights frozen vs fine-tuned vs the same encoder from random init, all on identi
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ CELLS = [
 
 def run_demo(out: Path, quick: bool = False) -> dict[str, Any]:
     """Run the comparison and write its report; returns the collected results."""
-    from medtl.compare import collect
     from medtl.data.synthetic import make_phantoms
     from medtl.report import write_report
 
@@ -50,7 +50,8 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, Any]:
         "data.augment=none",
     ]
     folder = compare(base, [], folds=s["folds"], out=out / "comparison", cell_list=CELLS)
-    results = collect(folder, quiet=True)  # compare() printed the table already
+    # compare() collected the finished cells and printed the table; reuse its results
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     report = write_report(folder)
     atomic_write_json(out / "demo.json", {"settings": s, "report": str(report), "results": results})
     print(f"report: {report}")

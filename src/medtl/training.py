@@ -84,6 +84,7 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     is checked before the run folder is created, so a failure leaves nothing behind.
     """
     resume_run = _resume_target(cfg)
+    check_logger(cfg)
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
     quiet_lightning()
@@ -152,23 +153,28 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
             handler.close()
 
 
+def check_logger(cfg: Config) -> None:
+    """Fail before anything is written when ``train.logger`` needs a package that is missing."""
+    name = cfg.train.logger
+    if name == "csv":
+        return
+    try:
+        __import__(name)  # the logger's package has the logger's name
+    except ImportError:
+        raise MedtlError(
+            f"train.logger={name} needs the '{name}' package; run 'pip install {name}' "
+            "or use train.logger=csv"
+        ) from None
+
+
 def make_logger(cfg: Config, run: Path):
     """``train.logger``: csv (medtl's own metrics.csv only), tensorboard or mlflow (a local
     store under RUN/), as Lightning loggers next to metrics.csv."""
-    name = cfg.train.logger
-    if name == "csv":
+    if cfg.train.logger == "csv":
         return False
-    module = {"tensorboard": "tensorboard", "mlflow": "mlflow"}[name]
-    try:
-        __import__(module)
-    except ImportError:
-        raise MedtlError(
-            f"train.logger={name} needs the '{module}' package; run 'pip install {module}' "
-            "or use train.logger=csv"
-        ) from None
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
-    if name == "tensorboard":
+    if cfg.train.logger == "tensorboard":
         return TensorBoardLogger(save_dir=str(run), name="tensorboard", version="")
     return MLFlowLogger(
         experiment_name="medtl", run_name=run.name, tracking_uri=f"file:{run / 'mlruns'}"
