@@ -9,7 +9,7 @@ STAMP := $(VENV)/.medtl-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,onnx]'
+	$(BIN)/pip install -q -e '.[dev,onnx,tracking]'
 	touch $(STAMP)
 
 setup: $(STAMP)

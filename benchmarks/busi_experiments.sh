@@ -27,7 +27,11 @@ for g in false true; do
   echo "$(stamp) seg group_duplicates=$g done" >> "$OUT/timeline.txt"
 done
 
-# 1. lesion segmentation, 3-fold grouped CV: pretrained fine-tuned vs frozen vs random init
+# 1. lesion segmentation, 5-fold grouped CV: pretrained fine-tuned vs frozen vs two-stage vs
+#    the same encoder from random init (paired: every cell trains on the same folds)
+FOLDS=${FOLDS:-5}
 $M compare -c configs/busi_seg.yaml data.root="$BUSI" data.image_size=$SIZE train.epochs=$EPOCHS \
-  model.strategy=finetune,frozen --folds 3 --out "$OUT/seg_cv" --no-progress > "$OUT/seg_cv.txt" 2>&1
-echo "$(stamp) seg cv done" >> "$OUT/timeline.txt"
+  --cell model.strategy=finetune --cell model.strategy=frozen --cell model.strategy=two_stage \
+  --cell 'model.strategy=finetune model.weights=none' \
+  --folds $FOLDS --out "$OUT/seg_cv$FOLDS" --no-progress > "$OUT/seg_cv$FOLDS.txt" 2>&1
+echo "$(stamp) seg cv$FOLDS done" >> "$OUT/timeline.txt"

@@ -179,6 +179,27 @@ def test_rerun_trains_nothing(cmp, phantoms, capsys):
         compare(base(phantoms), ["model.strategy=frozen,partial"], folds=2, out=cmp)
 
 
+def test_explicit_cells_from_the_cli_equal_the_grid(cmp, phantoms, capsys, tmp_path):
+    import shutil
+
+    from tests.test_pipeline import run_cli
+
+    cmp = shutil.copytree(cmp, tmp_path / "copy")  # keeps mtimes; the fixture stays as it is
+    files = [p for p in (cmp / "cells").rglob("*") if p.is_file()]
+    before = {p: p.stat().st_mtime_ns for p in files}
+    cells = ["--cell", "model.strategy=frozen", "--cell", "model.strategy=finetune"]
+    code, out, _ = run_cli(
+        capsys, "compare", *base(phantoms), *cells, "--folds", "2", "--out", str(cmp)
+    )
+    # the same cells as the key=a,b grid: the same comparison, nothing to train again
+    assert code == 0 and out.strip().endswith(str(cmp))
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    code, _, err = run_cli(
+        capsys, "compare", *base(phantoms), *GRID, *cells, "--out", str(cmp.parent / "x")
+    )
+    assert code == 2 and "not both" in err
+
+
 def test_shards_then_collect_equal_unsharded(cmp, phantoms, tmp_path):
     out = tmp_path / "sharded"
     compare(base(phantoms), GRID, folds=2, out=out, shard=(1, 2))

@@ -91,8 +91,13 @@ def compare(
     config_file: str | Path | None = None,
     shard: tuple[int, int] | None = None,
     progress: bool = False,
+    cells: list[list[str]] | None = None,
 ) -> Path:
-    """Train every cell of ``grid`` on identical splits/folds; see :mod:`medtl.compare`."""
+    """Train every cell of ``grid`` on identical splits/folds; see :mod:`medtl.compare`.
+
+    ``cells`` lists the configurations explicitly (each a list of ``key=value``) instead of
+    the cartesian product of ``grid``.
+    """
     from medtl.compare import compare as run_compare
 
     return run_compare(
@@ -103,6 +108,7 @@ def compare(
         config_file=config_file,
         shard=shard,
         progress=progress,
+        cell_list=cells,
     )
 
 

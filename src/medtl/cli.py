@@ -126,6 +126,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         config_file=a.config,
         shard=a.shard,
         progress=not a.no_progress,
+        cells=[c.split() for c in a.cell] if a.cell else None,
     )
     print(out)
     return 0
@@ -252,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--collect", metavar="DIR", help="merge the finished cells of DIR (e.g. after shards)"
+    )
+    sp.add_argument(
+        "--cell",
+        action="append",
+        metavar="'K=V K=V'",
+        help="one configuration (space-separated overrides); repeat for each cell "
+        "instead of a key=a,b grid, e.g. --cell 'model.weights=none'",
     )
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("overrides", nargs="*", help="key=value (fixed) and key=a,b (grid) overrides")

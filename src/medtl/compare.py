@@ -205,7 +205,7 @@ def read_design(out: Path) -> dict[str, Any]:
         ) from None
 
 
-_DESIGN_KEYS = ("base_overrides", "grid", "config_file", "folds", "eval_split", "cells")
+_DESIGN_KEYS = ("base_overrides", "config_file", "folds", "eval_split", "cells")
 
 
 # ----------------------------------------------------------------------------- running cells
@@ -316,6 +316,8 @@ def compare(
     base = list(base_overrides) + fixed
     cells = expand_grid([f"{k}={','.join(v)}" for k, v in sweeps if len(v) > 1])
     if cell_list is not None:
+        if cells != [[]]:
+            raise MedtlError("give the cells either as key=a,b sweeps or as --cell lists, not both")
         cells = [list(c) for c in cell_list]
     ids = [cell_id(c) for c in cells]
     configs = [

@@ -115,6 +115,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
+    def to_flat_dict(self) -> dict[str, Any]:
+        """The config as flat ``{"model.encoder": ..., "task": ...}`` pairs."""
+        return _flatten(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (safe for YAML/JSON)."""
         return asdict(self)
