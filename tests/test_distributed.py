@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +16,15 @@ from medtl.config import load_config
 from medtl.data.pipeline import make_loader, prepare
 from medtl.data.splits import load_splits
 from medtl.engine.metrics import dice_per_image_torch
+from medtl.evaluate import evaluate
 from medtl.runs import read_config
 
 DDP = ["train.devices=2", "train.strategy=ddp", "train.accelerator=cpu", "train.threads=1"]
 
 
-def _train(*args: str) -> subprocess.CompletedProcess:
+def _medtl(verb: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "medtl", "train", "--no-progress", *args],
+        [sys.executable, "-m", "medtl", verb, *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -65,7 +68,7 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
         "data.test_fraction=0",
         *DDP,
     ]
-    first = _train(*common)
+    first = _medtl("train", "--no-progress", *common)
     assert first.returncode == 0, first.stderr[-3000:]
     runs = list(out.iterdir())
     assert len(runs) == 1, runs  # exactly one run folder for both ranks
@@ -83,9 +86,29 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
     assert float(rows[0]["val_dice"]) == pytest.approx(_single_process_val_dice(run), abs=1e-5)
     assert "effective batch 4" in (run / "train.log").read_text()
 
-    resumed = _train(f"train.resume={run}", "train.epochs=2")
+    resumed = _medtl("train", "--no-progress", f"train.resume={run}", "train.epochs=2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert float(rows[1]["val_dice"]) == pytest.approx(_single_process_val_dice(run), abs=1e-5)
     assert len(list(out.iterdir())) == 1
+
+    # distributed evaluation: 2 processes write exactly what one process writes
+    evaluated = _medtl("evaluate", str(run), "--split", "val", *DDP)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert evaluated.stdout.count("dice") == 1  # only rank 0 prints
+    out_dir = run / "eval" / "val"
+    two = (
+        (out_dir / "per_image.csv").read_text(),
+        json.loads((out_dir / "summary.json").read_text()),
+    )
+    overlays = sorted(p.name for p in (out_dir / "overlays").iterdir())
+    assert two[1]["processes"] == 2 and two[1]["n_images"] == n_val
+    shutil.rmtree(out_dir)
+    one = evaluate(run, split="val")
+    assert (out_dir / "per_image.csv").read_text() == two[0]
+    assert {k: v for k, v in two[1].items() if k != "processes"} == json.loads(json.dumps(one))
+    assert sorted(p.name for p in (out_dir / "overlays").iterdir()) == overlays
+    assert one["segmentation"]["dice"]["mean"] == pytest.approx(
+        float(rows[1]["val_dice"]), abs=1e-5
+    )

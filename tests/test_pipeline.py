@@ -54,6 +54,14 @@ def test_train_writes_the_run_folder_and_prints_it_last(phantoms, tmp_path, caps
     assert bundle["config"]["task"] == "segmentation" and bundle["state_dict"]
 
 
+def test_evaluate_takes_only_process_settings(seg_run, capsys):
+    code, _, err = run_cli(capsys, "evaluate", str(seg_run), "--split", "val", "model.arch=fpn")
+    assert code == 2 and "model.arch" in err and "train.devices" in err
+    with pytest.raises(SystemExit) as exc:  # argparse's own exit 2
+        run_cli(capsys, "evaluate", str(seg_run), "--split", "val", "oops")
+    assert exc.value.code == 2 and "unrecognized arguments: oops" in capsys.readouterr().err
+
+
 def test_evaluate_writes_consistent_metrics(seg_run, capsys):
     code, out, _ = run_cli(capsys, "evaluate", str(seg_run))
     assert code == 0 and "dice" in out and "empty masks" in out

@@ -47,7 +47,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from medtl import api
 
-    summary = api.evaluate(a.run, data=a.data, split=a.split, tta=a.tta)
+    summary = api.evaluate(a.run, data=a.data, split=a.split, tta=a.tta, overrides=a.overrides)
+    if summary.get("rank"):
+        return 0  # another DDP process; rank 0 prints
     print(api.format_summary(summary))
     print(summary["out_dir"])
     return 0
@@ -202,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--tta", action="store_true", help="horizontal-flip test-time augmentation (2x cost)"
     )
+    sp.add_argument(
+        "overrides",
+        nargs="*",
+        help="train.devices=N train.accelerator=... train.num_nodes=... (DDP evaluation)",
+        metavar="key=value",
+    )
 
     sp = add("predict", cmd_predict, "masks / labels / overlays for new images")
     sp.add_argument("run")
@@ -288,7 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    a, extra = parser.parse_known_args(argv)
+    # argparse gives an optional-interleaved positional list only its first run of values
+    # (``evaluate RUN --split val train.devices=2``); key=value words after an option
+    # belong to the overrides too
+    stray = [w for w in extra if w.startswith("-") or "=" not in w]
+    if stray or (extra and not hasattr(a, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        a.overrides = list(a.overrides or []) + extra
     _stderr_logging()
     try:
         return a.fn(a)

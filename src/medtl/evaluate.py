@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtl.config import Config
+from medtl.config import Config, parse_override, set_key
 from medtl.data.io import read_image, read_mask
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.splits import load_splits
@@ -29,6 +29,61 @@ from medtl.runs import load_bundle
 
 log = logging.getLogger("medtl")
 SEG_KEYS = ("dice", "iou", "precision", "recall", "hd95")
+# the settings a user may change when evaluating a run: where and on how many processes
+PROCESS_KEYS = (
+    "train.devices",
+    "train.num_nodes",
+    "train.accelerator",
+    "train.strategy",
+    "train.threads",
+)
+
+
+def _apply_process_overrides(cfg: Config, overrides: list[str]) -> None:
+    """Evaluation runs in one CPU process unless ``overrides`` ask for more; how the run was
+    trained (e.g. 2 GPUs) does not decide it."""
+    cfg.train.devices, cfg.train.num_nodes = 1, 1
+    cfg.train.accelerator, cfg.train.strategy = "cpu", "auto"
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in PROCESS_KEYS:
+            raise MedtlError(
+                f"evaluate takes only {', '.join(PROCESS_KEYS)}; '{key}' belongs to training "
+                "(the run's config.yaml is used as it is)"
+            )
+        set_key(cfg, key, value)
+
+
+def _launch(cfg: Config):
+    """A Lightning Fabric (DDP) when ``train.devices x train.num_nodes > 1``, else None.
+
+    Launched by Fabric itself (it re-runs this command once per extra local process), by
+    ``torchrun`` or by SLURM, exactly like training.
+    """
+    t = cfg.train
+    if t.devices * t.num_nodes == 1 and t.accelerator == "cpu":
+        return None
+    from lightning.fabric import Fabric
+
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    strategy = "ddp" if t.strategy == "auto" else t.strategy
+    fabric = Fabric(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy
+    )
+    fabric.launch()
+    return fabric
+
+
+def _gather(records: list[dict[str, Any]], fabric) -> list[dict[str, Any]]:
+    """Every rank's records on every rank (one process: unchanged), in split order."""
+    if fabric is None or fabric.world_size == 1:
+        return records
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * fabric.world_size
+    dist.all_gather_object(parts, records)
+    return sorted((r for part in parts for r in part), key=lambda r: r["position"])
 
 
 def _choose_split(run: Path, data: PreparedData, split: str) -> tuple[str, list[int]]:
@@ -51,8 +106,13 @@ def evaluate(
     tta: bool = False,
     save_images: int = 64,
     plots: bool = True,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run; returns the summary dict (also written to summary.json).
+
+    ``overrides`` may set :data:`PROCESS_KEYS`: with ``train.devices=N`` (and/or
+    ``train.num_nodes``) the images are sharded over N DDP processes, the per-image rows
+    are gathered, and rank 0 writes exactly what one process would write.
 
     ``data`` evaluates on another folder (all its images, labelled by the run's classes);
     otherwise ``split`` of the run's own splits.json is used. Masks are compared at the
@@ -61,6 +121,10 @@ def evaluate(
     """
     run = Path(run)
     net, cfg, classes = load_bundle(run)
+    _apply_process_overrides(cfg, list(overrides or []))
+    fabric = _launch(cfg)
+    device = fabric.device if fabric is not None else torch.device("cpu")
+    net.to(device)
     cfg.data.group_duplicates = False  # grouping only matters for splitting
     prepared = prepare(cfg, root=data)
     if data is not None:
@@ -71,9 +135,14 @@ def evaluate(
     else:
         split, indices = _choose_split(run, prepared, split)
     out_dir = run / "eval" / split
-    rows, probs_all, y_all, cases = _predict_rows(
-        net, cfg, prepared, indices, classes, out_dir, tta, save_images
+    records = _gather(
+        _predict_records(net, cfg, prepared, indices, classes, out_dir, tta, save_images, device),
+        fabric,
     )
+    rows = [r["row"] for r in records]
+    probs_all = [r["probs"] for r in records if r["probs"] is not None]
+    y_all = [r["label"] for r in records if r["probs"] is not None]
+    cases = {p: r["case"] for p, r in enumerate(records) if r["case"] is not None}
     summary: dict[str, Any] = {
         "run": str(run),
         "split": split,
@@ -82,6 +151,10 @@ def evaluate(
         "task": cfg.task,
         "out_dir": str(out_dir),
     }
+    if fabric is not None and fabric.world_size > 1:
+        summary["processes"] = fabric.world_size
+    if fabric is not None and fabric.global_rank != 0:
+        return {**summary, "rank": fabric.global_rank}  # rank 0 writes the files
     if cfg.task != "classification":
         summary["empty_mask_rule"] = EMPTY_RULE_TEXT[cfg.train.empty_mask]
         summary["segmentation"] = {k: aggregate([r[k] for r in rows]) for k in SEG_KEYS}
@@ -169,7 +242,7 @@ def write_plots(
     return written
 
 
-def _predict_rows(
+def _predict_records(
     net,
     cfg: Config,
     prepared: PreparedData,
@@ -178,25 +251,28 @@ def _predict_rows(
     out_dir: Path,
     tta: bool,
     save_images: int,
-) -> tuple[list[dict[str, Any]], list, list, dict]:
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """One record per image of this process's shard: its position in ``indices``, the
+    per-image CSV row, class probabilities, label and best/worst-grid thumbnail. Predicted
+    masks (and overlays for the first ``save_images`` positions) are written here."""
     loader = make_loader(prepared, indices, cfg, train=False)
     samples = prepared.dataset.samples
-    rows: list[dict[str, Any]] = []
-    cases: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    probs_all: list[np.ndarray] = []
-    y_all: list[int] = []
-    written = 0
+    position = {idx: p for p, idx in enumerate(indices)}
+    records: list[dict[str, Any]] = []
     for x, _, label, rows_idx in loader:
-        out = infer(net, x, tta)
+        out = {k: v.float().cpu() for k, v in infer(net, x.to(device), tta).items()}
         for j, idx in enumerate(rows_idx.tolist()):
+            if idx < 0:
+                continue  # padding that evens out the shards of several processes
             s = samples[idx]
             row: dict[str, Any] = {"image": str(s.image), "class": s.label or ""}
+            rec: dict[str, Any] = {"position": position[idx], "probs": None, "case": None}
             if "cls" in out:
-                p = torch.softmax(out["cls"][j].float(), 0).numpy()
+                p = torch.softmax(out["cls"][j], 0).numpy()
                 row["prediction"] = classes[int(p.argmax())]
                 row.update({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p, strict=True)})
-                probs_all.append(p)
-                y_all.append(int(label[j]))
+                rec["probs"], rec["label"] = p, int(label[j])
             if "seg" in out:
                 h, w = prepared.cache.sizes[idx]
                 pred = mask_at_size(out["seg"][j], h, w)
@@ -212,12 +288,12 @@ def _predict_rows(
                 name = safe_name(f"{s.label + '_' if s.label else ''}{s.image.stem}")
                 save_png(out_dir / "predictions" / f"{name}_pred.png", pred)
                 image = read_image(s.image)
-                if written < save_images:
+                if rec["position"] < save_images:
                     save_png(out_dir / "overlays" / f"{name}.png", overlay(image, pred, truth))
-                    written += 1
-                cases[len(rows)] = _thumbnail(image, pred, truth)
-            rows.append(row)
-    return rows, probs_all, y_all, cases
+                rec["case"] = _thumbnail(image, pred, truth)
+            rec["row"] = row
+            records.append(rec)
+    return records
 
 
 def _thumbnail(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, side: int = 192):
