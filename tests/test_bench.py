@@ -147,3 +147,29 @@ def test_naive_command_and_json_line():
     assert bench.last_json_line('noise\n{"a": 1}\n{"b": 2}\ntrailing\n') == {"b": 2}
     with pytest.raises(ValueError):
         bench.last_json_line("no json here")
+
+
+def test_worker_trains_the_frozen_decoder_on_cached_features(phantoms):
+    spec = {
+        "overrides": ["train.threads=1"],
+        "encoder": "resnet18",
+        "size": 64,
+        "batch": 4,
+        "steps": 2,
+        "warmup": 1,
+        "data_root": str(phantoms),
+        "inference": False,
+    }
+    frozen = bench.medtl_worker({**spec, "strategy": "frozen"})
+    assert frozen["feature_cache_s"] is not None and frozen["layout"] == "contiguous"
+    assert frozen["train_img_per_s"] > 0
+    finetune = bench.medtl_worker({**spec, "strategy": "finetune", "layout": "contiguous"})
+    assert finetune["feature_cache_s"] is None
+    uncached = bench.medtl_worker(
+        {
+            **spec,
+            "strategy": "frozen",
+            "overrides": ["train.threads=1", "train.feature_cache=false"],
+        }
+    )
+    assert uncached["feature_cache_s"] is None

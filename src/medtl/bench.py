@@ -207,6 +207,8 @@ def _encoder_summary(e: dict[str, Any], n_images: int, peak: float) -> dict[str,
             "train_mfu": mfu(flops, mt, peak),
             "layout": (ours or {}).get("layout"),
             "probe_img_per_s": (ours or {}).get("probe"),
+            # frozen: encoder features computed once before the first epoch (None: not cached)
+            "feature_cache_s": (ours or {}).get("feature_cache_s"),
         }
     naive_ft = e.get("naive", {}).get("finetune") or {}
     ours_ft = e.get("medtl", {}).get("finetune") or {}
@@ -351,7 +353,7 @@ def _step_timer(warmup: int):
             if step == warmup and warmup > 0:
                 self.t0 = time.perf_counter()  # like the naive loop: next fetch is timed
             elif step > warmup:
-                self.n_img += batch[0].shape[0]
+                self.n_img += batch[1].shape[0]  # masks: batch[0] may be a feature tuple
                 self.t1 = time.perf_counter()
 
         @property
@@ -435,9 +437,10 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from medtl.config import load_config
     from medtl.data.pipeline import make_loader, prepare
+    from medtl.engine.features import cache_reason
     from medtl.engine.task import MedtlTask
     from medtl.models.build import build_model
-    from medtl.training import quiet_lightning, set_threads
+    from medtl.training import feature_loader, quiet_lightning, set_threads
 
     quiet_lightning()
     logging.getLogger("medtl").setLevel(logging.WARNING)
@@ -468,6 +471,14 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     task = MedtlTask(net, cfg)
 
     layout, probe = spec.get("layout") or "auto", None
+    feature_s = None
+    if cache_reason(cfg) is None:
+        # frozen encoder: its features are computed once and only the decoder trains, as
+        # in `medtl train` (the one-off cost is reported, the steps time the decoder)
+        t0 = time.perf_counter()
+        loader = feature_loader(cfg, task, data, idx, train=True)
+        feature_s = round(time.perf_counter() - t0, 2)
+        layout = "contiguous"
     if layout == "auto":
         layout, probe = _probe_train_layout(task, loader, cfg)
     elif layout == "channels_last":
@@ -499,6 +510,7 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "layout": layout,
         "probe": probe,
         "cache_build_s": round(cache_s, 2),
+        "feature_cache_s": feature_s,
         "threads": torch.get_num_threads(),
     }
     x1 = torch.rand(1, 3, spec["size"], spec["size"])

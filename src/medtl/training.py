@@ -201,7 +201,7 @@ def _loaders(
     cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]
 ):
     """Train/val loaders over cached images, or over cached encoder features (frozen)."""
-    from medtl.engine.features import FeatureDataset, cache_reason, feature_bytes
+    from medtl.engine.features import cache_reason, feature_bytes
 
     reason = cache_reason(cfg)
     if reason is None:
@@ -221,16 +221,30 @@ def _loaders(
             make_loader(data, val_idx, cfg, train=False),
         )
     t0 = time.perf_counter()
-    train_ds = FeatureDataset(
-        task.net, data.cache, train_idx, data.labels, cfg.data.augment, cfg.data.augment_copies
-    )
-    val_ds = FeatureDataset(task.net, data.cache, val_idx, data.labels)
+    train_loader = feature_loader(cfg, task, data, train_idx, train=True)
+    val_loader = feature_loader(cfg, task, data, val_idx, train=False)
     log.info(
-        f"feature cache: frozen encoder features of {len(train_ds)} training items "
-        f"({1 + cfg.data.augment_copies} per image) and {len(val_ds)} validation images "
-        f"computed once in {time.perf_counter() - t0:.1f}s"
+        f"feature cache: frozen encoder features of {len(train_loader.dataset)} training items "
+        f"({1 + cfg.data.augment_copies} per image) and {len(val_loader.dataset)} validation "
+        f"images computed once in {time.perf_counter() - t0:.1f}s"
     )
-    return loader_for(train_ds, cfg, train=True), loader_for(val_ds, cfg, train=False)
+    return train_loader, val_loader
+
+
+def feature_loader(
+    cfg: Config, task: MedtlTask, data: PreparedData, indices: list[int], train: bool
+) -> torch.utils.data.DataLoader:
+    """A loader over the frozen encoder's features of ``indices``, computed now, once
+    (training: ``1 + data.augment_copies`` fixed copies per image)."""
+    from medtl.engine.features import FeatureDataset
+
+    if train:
+        ds = FeatureDataset(
+            task.net, data.cache, indices, data.labels, cfg.data.augment, cfg.data.augment_copies
+        )
+    else:
+        ds = FeatureDataset(task.net, data.cache, indices, data.labels)
+    return loader_for(ds, cfg, train=train)
 
 
 def _fit(
