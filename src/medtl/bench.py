@@ -9,7 +9,7 @@ One invocation runs, back to back on the same data and machine, for each encoder
   and the real :class:`medtl.engine.task.MedtlTask` driven by a Lightning ``Trainer``, so
   Lightning, metric logging and the loss are all inside the timing. It runs in its own
   subprocess too, so its peak RSS is its own. The memory layout (contiguous or
-  channels_last) is chosen by a short probe and kept only where it measures faster;
+  channels_last) is chosen by the same one-step probe as ``train.memory_format=auto``;
   inference additionally tries Conv-BN folding (``torch.fx.experimental.optimization.fuse``);
 - the train DataLoader alone (after the cache is built) -> ``loader_vs_train``;
 - FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``; forward, and forward +
@@ -365,35 +365,6 @@ def _step_timer(warmup: int):
     return StepTimer()
 
 
-def _channels_last_collate(collate: Callable) -> Callable:
-    def wrapped(items):
-        x, *rest = collate(items)
-        return (x.contiguous(memory_format=torch.channels_last), *rest)
-
-    return wrapped
-
-
-def _probe_train_layout(task, loader, cfg) -> tuple[str, dict[str, float]]:
-    """img/s of 1 warm + 1 timed forward/backward per memory layout; the faster one wins."""
-    x, y, label, _ = next(iter(loader))
-    speeds: dict[str, float] = {}
-    for layout in ("contiguous", "channels_last"):
-        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        task.net.to(memory_format=fmt)
-        xi = x.contiguous(memory_format=fmt)
-        task.train()
-        for i in range(2):
-            t0 = time.perf_counter()
-            task.compute_loss(task.net(xi), y, label)["loss"].backward()
-            if i == 1:
-                speeds[layout] = round(x.shape[0] / (time.perf_counter() - t0), 3)
-        task.net.zero_grad(set_to_none=True)
-    best = max(speeds, key=lambda k: speeds[k])
-    fmt = torch.channels_last if best == "channels_last" else torch.contiguous_format
-    task.net.to(memory_format=fmt)
-    return best, speeds
-
-
 def _inference(net, loader, warmup: int, steps: int, layout: str) -> tuple[str, float, dict]:
     """Inference img/s of eager (both layouts) and Conv-BN-folded variants; the best wins."""
     from torch.fx.experimental.optimization import fuse
@@ -438,6 +409,7 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from medtl.config import load_config
     from medtl.data.pipeline import make_loader, prepare
     from medtl.engine.features import cache_reason
+    from medtl.engine.layout import probe_layouts, set_layout
     from medtl.engine.task import MedtlTask
     from medtl.models.build import build_model
     from medtl.training import feature_loader, quiet_lightning, set_threads
@@ -479,12 +451,10 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         loader = feature_loader(cfg, task, data, idx, train=True)
         feature_s = round(time.perf_counter() - t0, 2)
         layout = "contiguous"
-    if layout == "auto":
-        layout, probe = _probe_train_layout(task, loader, cfg)
-    elif layout == "channels_last":
-        task.net.to(memory_format=torch.channels_last)
-    if layout == "channels_last":
-        loader.collate_fn = _channels_last_collate(loader.collate_fn)
+    if layout == "auto":  # what `medtl train` does with train.memory_format=auto
+        layout, probe = probe_layouts(task, next(iter(loader)))
+    else:
+        set_layout(task, layout)
 
     timer = _step_timer(warmup)
     trainer = L.Trainer(
@@ -527,7 +497,6 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         out["infer_flops_per_img"] = count_flops(
             task.net.to(memory_format=torch.contiguous_format), x1
         )
-        loader.collate_fn = make_loader(data, idx, cfg, train=True).collate_fn
         n, t0 = 0, time.perf_counter()
         while n < max(2 * len(idx), 256):  # the cache is built: this is pure loader cost
             for batch in loader:

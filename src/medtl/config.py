@@ -94,6 +94,8 @@ class TrainConfig:
     logger: str = "csv"
     max_steps_per_epoch: int = 0
     feature_cache: bool = True
+    memory_format: str = "auto"
+    cpu_allocator: str = "tuned"
     threads: int = 0
 
 
@@ -137,6 +139,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.logger": LOGGERS,
     "train.precision": ("32", "16-mixed", "bf16-mixed", "64"),
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+    "train.memory_format": ("auto", "contiguous", "channels_last"),
+    "train.cpu_allocator": ("tuned", "default"),
 }
 
 

@@ -14,6 +14,7 @@ from medtl.config import Config, parse_override, set_key
 from medtl.data.io import read_image, read_mask
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.splits import load_splits
+from medtl.engine.cpu import set_threads
 from medtl.engine.metrics import (
     EMPTY_RULE_TEXT,
     aggregate,
@@ -122,6 +123,7 @@ def evaluate(
     run = Path(run)
     net, cfg, classes = load_bundle(run)
     _apply_process_overrides(cfg, list(overrides or []))
+    set_threads(cfg)
     fabric = _launch(cfg)
     device = fabric.device if fabric is not None else torch.device("cpu")
     net.to(device)

@@ -13,6 +13,7 @@ import torch
 from medtl.data.io import read_image
 from medtl.data.layouts import is_image, mask_stem
 from medtl.data.transforms import resize_pair, to_float
+from medtl.engine.cpu import set_threads
 from medtl.errors import DataError
 from medtl.inference import infer, mask_at_size, overlay, safe_name, save_png
 from medtl.io_utils import atomic_write_text, csv_text
@@ -42,6 +43,7 @@ def predict(
 ) -> list[str]:
     """Predict every input image with the run's PyTorch model; returns the written paths."""
     net, cfg, classes = load_bundle(Path(run))
+    set_threads(cfg)
     return write_predictions(
         lambda x: infer(net, x, tta), cfg.data.image_size, classes, inputs, Path(out)
     )

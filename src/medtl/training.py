@@ -17,6 +17,7 @@ from medtl.data.dataset import class_counts
 from medtl.data.pipeline import PreparedData, loader_for, make_loader, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
 from medtl.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV
+from medtl.engine.cpu import set_threads
 from medtl.engine.losses import balanced_class_weights
 from medtl.engine.task import MedtlTask, monitor_key
 from medtl.errors import MedtlError
@@ -33,11 +34,6 @@ from medtl.runs import (
 )
 
 log = logging.getLogger("medtl")
-
-
-def set_threads(cfg: Config) -> None:
-    """Use every core for intra-op math unless ``train.threads`` says otherwise."""
-    torch.set_num_threads(cfg.train.threads or max(1, os.cpu_count() or 1))
 
 
 def quiet_lightning() -> None:
@@ -247,6 +243,31 @@ def feature_loader(
     return loader_for(ds, cfg, train=train)
 
 
+def _choose_layout(cfg: Config, task: MedtlTask, loader) -> None:
+    """``train.memory_format``: as given, or ``auto`` = the faster of a one-step probe in
+    each layout (one CPU process, image batches, not deterministic); otherwise contiguous."""
+    from medtl.engine.layout import probe_layouts, set_layout
+
+    t = cfg.train
+    layout = t.memory_format
+    if layout == "auto":
+        single_cpu = t.accelerator == "cpu" and t.devices * t.num_nodes == 1
+        batch = next(iter(loader)) if single_cpu and not t.deterministic else None
+        if batch is None or isinstance(batch[0], (tuple, list)):  # features: decoder only
+            layout = "contiguous"
+        else:
+            layout, speeds = probe_layouts(task, batch)
+            log.info(
+                "memory format: "
+                + layout
+                + " (probe, img/s: "
+                + ", ".join(f"{k} {v}" for k, v in speeds.items())
+                + ")"
+            )
+            return
+    set_layout(task, layout)
+
+
 def _fit(
     cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[int]], progress: bool
 ) -> Path:
@@ -307,6 +328,7 @@ def _fit(
     )
     val_idx = splits["val"] or splits["train"]
     train_loader, val_loader = _loaders(cfg, task, data, splits["train"], val_idx)
+    _choose_layout(cfg, task, train_loader)
     t0 = time.perf_counter()
     try:
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)

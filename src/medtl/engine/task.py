@@ -53,6 +53,7 @@ class MedtlTask(L.LightningModule):
         super().__init__()
         self.net = net
         self.cfg = cfg
+        self.memory_format = "contiguous"  # of the inputs; see medtl.engine.layout
         self.task = cfg.task
         self.n_classes = n_classes
         self.has_seg = cfg.task in ("segmentation", "multitask")
@@ -103,6 +104,8 @@ class MedtlTask(L.LightningModule):
         """Images -> the whole net; a tuple of cached encoder features -> decoder and heads."""
         if isinstance(x, (tuple, list)):
             return self.net.heads(list(x))
+        if getattr(self, "memory_format", "contiguous") == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def compute_loss(
