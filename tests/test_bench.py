@@ -173,3 +173,17 @@ def test_worker_trains_the_frozen_decoder_on_cached_features(phantoms):
         }
     )
     assert uncached["feature_cache_s"] is None
+
+
+def test_median_merge_keeps_medians_and_raw_repeats():
+    runs = [
+        {"train_img_per_s": 2.0, "layout": "contiguous", "peak_rss_mb": 10, "flag": True},
+        {"train_img_per_s": 9.0, "layout": "channels_last", "peak_rss_mb": 30, "flag": False},
+        {"train_img_per_s": 3.0, "layout": "contiguous", "peak_rss_mb": 20, "flag": True},
+    ]
+    m = bench.median_merge(runs)
+    assert m["train_img_per_s"] == 3.0 and m["peak_rss_mb"] == 20
+    assert m["layout"] == "contiguous" and m["flag"] is True  # non-numbers: the first run's
+    assert m["repeats_train_img_per_s"] == [2.0, 9.0, 3.0]
+    assert "repeats_train_img_per_s" not in bench.median_merge(runs[:1])
+    assert bench.cli_settings(repeats=3)["repeats"] == 3

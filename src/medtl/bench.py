@@ -96,6 +96,21 @@ def ratio(medtl_value: float | None, naive_value: float | None) -> float | None:
     return round(medtl_value / naive_value, 3)
 
 
+def median_merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One measurement from repeated ones: the median of every numeric key (others from the
+    first run); with several runs, ``repeats_train_img_per_s`` lists the raw values."""
+    import statistics
+
+    out = dict(runs[0])
+    for key in runs[0]:
+        values = [r.get(key) for r in runs]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out[key] = statistics.median(values)
+    if len(runs) > 1:
+        out["repeats_train_img_per_s"] = [r.get("train_img_per_s") for r in runs]
+    return out
+
+
 def epoch_seconds(n_images: int, img_per_s: float | None) -> float | None:
     """Seconds one pass over ``n_images`` takes at ``img_per_s``."""
     if not img_per_s:
@@ -553,8 +568,13 @@ def run_bench(
     strategies: Sequence[str] = STRATEGIES,
     n_images: int = 64,
     echo: Callable[[str], None] | None = None,
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Benchmark medtl against the naive loop; returns the :func:`summarise` dict.
+
+    ``repeats`` > 1 runs each naive/medtl pair that many times, interleaved (naive, medtl,
+    naive, medtl, ...), and keeps the median of every number (:func:`median_merge`), which
+    damps a shared machine's swings in speed.
 
     Data: ``data.root=...`` from ``overrides``, else ``n_images`` phantoms at ``size`` px in a
     temporary folder. ``overrides`` also reach medtl's config (after :data:`FAIR_DEFAULTS`).
@@ -596,10 +616,6 @@ def run_bench(
                 cmd = naive_command(
                     script, Path(root), smp_names[enc], size, batch, steps, warmup, frozen
                 )
-                res["naive"][strategy] = _run_json(
-                    cmd, f"naive loop ({enc}, {strategy})", Path(tmp)
-                )
-                say(f"bench: naive {enc} {strategy}: {res['naive'][strategy]}")
                 spec = {
                     "overrides": list(overrides),
                     "encoder": enc,
@@ -611,8 +627,14 @@ def run_bench(
                     "data_root": root,
                     "inference": not frozen,
                 }
-                res["medtl"][strategy] = run_medtl(spec)
-                say(f"bench: medtl {enc} {strategy}: {res['medtl'][strategy]}")
+                naive_runs, medtl_runs = [], []
+                for _ in range(max(1, repeats)):
+                    naive_runs.append(_run_json(cmd, f"naive loop ({enc}, {strategy})", Path(tmp)))
+                    say(f"bench: naive {enc} {strategy}: {naive_runs[-1]}")
+                    medtl_runs.append(run_medtl(spec))
+                    say(f"bench: medtl {enc} {strategy}: {medtl_runs[-1]}")
+                res["naive"][strategy] = median_merge(naive_runs)
+                res["medtl"][strategy] = median_merge(medtl_runs)
             results[enc] = res
     meta = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -625,6 +647,7 @@ def run_bench(
         "warmup": warmup,
         "n_images": n_images,
         "overrides": list(overrides),
+        "repeats": max(1, repeats),
         "load_avg_before": load_before,
         "load_avg_after": _load_average(),
     }
@@ -674,7 +697,10 @@ def size_scaling(
 
 
 def cli_settings(
-    encoders: str | None = None, steps: int | None = None, quick: bool = False
+    encoders: str | None = None,
+    steps: int | None = None,
+    quick: bool = False,
+    repeats: int | None = None,
 ) -> dict[str, Any]:
     """:func:`run_bench` keyword arguments for ``medtl bench [--encoders a,b] [--steps N] [--quick]``.
 
@@ -688,6 +714,8 @@ def cli_settings(
         kw["encoders"] = tuple(e.strip() for e in encoders.split(",") if e.strip())
     if steps is not None:
         kw["steps"] = int(steps)
+    if repeats is not None:
+        kw["repeats"] = int(repeats)
     return kw
 
 

@@ -155,7 +155,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     from medtl import bench
 
     result = bench.run_bench(
-        a.overrides, a.naive, **bench.cli_settings(a.encoders, a.steps, a.quick)
+        a.overrides, a.naive, **bench.cli_settings(a.encoders, a.steps, a.quick, a.repeats)
     )
     print(bench.format_table(result))
     print(json.dumps(result))
@@ -285,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoders", help="comma-separated (default resnet18,efficientnet-lite0,vgg16_bn)"
     )
     sp.add_argument("--steps", type=int, help="timed steps per measurement (default 10)")
+    sp.add_argument(
+        "--repeats",
+        type=int,
+        help="interleaved naive/medtl pairs per measurement, medians kept (default 1)",
+    )
     sp.add_argument(
         "--quick", action="store_true", help="64 px, resnet18 only, 3 steps (smoke test)"
     )
