@@ -96,6 +96,7 @@ class TrainConfig:
     feature_cache: bool = True
     memory_format: str = "auto"
     cpu_allocator: str = "tuned"
+    compile: bool = False
     threads: int = 0
 
 
