@@ -96,7 +96,6 @@ class TrainConfig:
     feature_cache: bool = True
     memory_format: str = "auto"
     cpu_allocator: str = "tuned"
-    compile: bool = False
     threads: int = 0
 
 

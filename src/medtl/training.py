@@ -329,8 +329,6 @@ def _fit(
     val_idx = splits["val"] or splits["train"]
     train_loader, val_loader = _loaders(cfg, task, data, splits["train"], val_idx)
     _choose_layout(cfg, task, train_loader)
-    if t.compile:
-        task.net.compile()  # in place: state_dict keys, checkpoints and bundles unchanged
     t0 = time.perf_counter()
     try:
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
