@@ -66,8 +66,6 @@ def _launch(cfg: Config):
         return None
     from lightning.fabric import Fabric
 
-    if t.threads:
-        torch.set_num_threads(t.threads)
     strategy = "ddp" if t.strategy == "auto" else t.strategy
     fabric = Fabric(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy
