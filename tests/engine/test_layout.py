@@ -13,14 +13,18 @@ from medtl.models.build import build_model
 from tests.conftest import train_tiny
 
 
-def test_probe_leaves_weights_statistics_and_grads_untouched(phantoms):
+def _task_and_data(phantoms):
     cfg = load_config(
         overrides=[f"data.root={phantoms}", "data.image_size=32", "model.weights=none"]
     )
-    data = prepare(cfg)
     net, _ = build_model("segmentation", "unet", "resnet18", "none")
     task = MedtlTask(net, cfg)
     task.eval()
+    return task, net, cfg, prepare(cfg)
+
+
+def test_probe_leaves_weights_statistics_and_grads_untouched(phantoms):
+    task, net, cfg, data = _task_and_data(phantoms)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     batch = next(iter(make_loader(data, [0, 1, 2, 3], cfg, train=True)))
     best, speeds = probe_layouts(task, batch)
@@ -38,13 +42,7 @@ def test_probe_leaves_weights_statistics_and_grads_untouched(phantoms):
 def test_both_layouts_compute_the_same_loss_and_training_uses_the_choice(phantoms, tmp_path):
     from medtl.engine.layout import set_layout
 
-    cfg = load_config(
-        overrides=[f"data.root={phantoms}", "data.image_size=32", "model.weights=none"]
-    )
-    data = prepare(cfg)
-    net, _ = build_model("segmentation", "unet", "resnet18", "none")
-    task = MedtlTask(net, cfg)
-    task.eval()
+    task, _, cfg, data = _task_and_data(phantoms)
     x, y, label, _ = next(iter(make_loader(data, [0, 1, 2, 3], cfg, train=False)))
     losses = {}
     for layout in ("contiguous", "channels_last"):
