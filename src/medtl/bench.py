@@ -424,10 +424,9 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from medtl.config import load_config
     from medtl.data.pipeline import make_loader, prepare
     from medtl.engine.features import cache_reason
-    from medtl.engine.layout import probe_layouts, set_layout
     from medtl.engine.task import MedtlTask
     from medtl.models.build import build_model
-    from medtl.training import feature_loader, quiet_lightning, set_threads
+    from medtl.training import choose_layout, feature_loader, quiet_lightning, set_threads
 
     quiet_lightning()
     logging.getLogger("medtl").setLevel(logging.WARNING)
@@ -437,6 +436,7 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         f"model.strategy={spec['strategy']}",
         f"data.image_size={spec['size']}",
         f"train.batch_size={spec['batch']}",
+        f"train.memory_format={spec.get('layout') or 'auto'}",
     ]
     cfg = load_config(None, [*FAIR_DEFAULTS, *spec.get("overrides", []), *forced])
     set_threads(cfg)
@@ -457,7 +457,6 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     )
     task = MedtlTask(net, cfg)
 
-    layout, probe = spec.get("layout") or "auto", None
     feature_s = None
     if cache_reason(cfg) is None:
         # frozen encoder: its features are computed once and only the decoder trains, as
@@ -465,11 +464,7 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         loader = feature_loader(cfg, task, data, idx, train=True)
         feature_s = round(time.perf_counter() - t0, 2)
-        layout = "contiguous"
-    if layout == "auto":  # what `medtl train` does with train.memory_format=auto
-        layout, probe = probe_layouts(task, next(iter(loader)))
-    else:
-        set_layout(task, layout)
+    layout, probe = choose_layout(cfg, task, loader)  # exactly as `medtl train` does
 
     timer = _step_timer(warmup)
     trainer = L.Trainer(

@@ -243,9 +243,10 @@ def feature_loader(
     return loader_for(ds, cfg, train=train)
 
 
-def _choose_layout(cfg: Config, task: MedtlTask, loader) -> None:
+def choose_layout(cfg: Config, task: MedtlTask, loader) -> tuple[str, dict[str, float] | None]:
     """``train.memory_format``: as given, or ``auto`` = the faster of a one-step probe in
-    each layout (one CPU process, image batches, not deterministic); otherwise contiguous."""
+    each layout (one CPU process, image batches, not deterministic); otherwise contiguous.
+    Returns the layout and the probe's img/s (None without a probe)."""
     from medtl.engine.layout import probe_layouts, set_layout
 
     t = cfg.train
@@ -264,8 +265,9 @@ def _choose_layout(cfg: Config, task: MedtlTask, loader) -> None:
                 + ", ".join(f"{k} {v}" for k, v in speeds.items())
                 + ")"
             )
-            return
+            return layout, speeds
     set_layout(task, layout)
+    return layout, None
 
 
 def _fit(
@@ -328,7 +330,7 @@ def _fit(
     )
     val_idx = splits["val"] or splits["train"]
     train_loader, val_loader = _loaders(cfg, task, data, splits["train"], val_idx)
-    _choose_layout(cfg, task, train_loader)
+    choose_layout(cfg, task, train_loader)
     t0 = time.perf_counter()
     try:
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
