@@ -15,6 +15,8 @@ from pathlib import Path
 
 from medtl.errors import MedtlError
 
+EAGER_HELP = "run the network as trained (default on CPU: Conv-BN folded, channels_last)"
+
 
 def _stderr_logging() -> None:
     log = logging.getLogger("medtl")
@@ -47,7 +49,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from medtl import api
 
-    summary = api.evaluate(a.run, data=a.data, split=a.split, tta=a.tta, overrides=a.overrides)
+    summary = api.evaluate(
+        a.run, data=a.data, split=a.split, tta=a.tta, overrides=a.overrides, optimise=not a.eager
+    )
     if summary.get("rank"):
         return 0  # another DDP process; rank 0 prints
     print(api.format_summary(summary))
@@ -64,7 +68,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
         model = Path(a.run) / "export" / ("model.int8.onnx" if a.int8 else "model.onnx")
         written = predict_onnx(a.run, a.inputs, a.out, tta=a.tta, model=model)
     else:
-        written = api.predict(a.run, a.inputs, a.out, tta=a.tta)
+        written = api.predict(
+            a.run, a.inputs, a.out, tta=a.tta, optimise=not a.eager, batch_size=a.batch_size
+        )
     for line in written:
         print(line)
     return 0
@@ -204,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--tta", action="store_true", help="horizontal-flip test-time augmentation (2x cost)"
     )
+    sp.add_argument("--eager", action="store_true", help=EAGER_HELP)
     sp.add_argument(
         "overrides",
         nargs="*",
@@ -218,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
     sp.add_argument("--onnx", action="store_true", help="use RUN/export/model.onnx (ONNX Runtime)")
     sp.add_argument("--int8", action="store_true", help="use RUN/export/model.int8.onnx")
+    sp.add_argument("--eager", action="store_true", help=EAGER_HELP)
+    sp.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
 
     sp = add("export", cmd_export, "deployable ONNX model, parity-checked against PyTorch")
     sp.add_argument("run")

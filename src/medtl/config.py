@@ -94,6 +94,7 @@ class TrainConfig:
     logger: str = "csv"
     max_steps_per_epoch: int = 0
     feature_cache: bool = True
+    feature_cache_dtype: str = "float32"
     memory_format: str = "auto"
     cpu_allocator: str = "tuned"
     threads: int = 0
@@ -141,6 +142,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "train.memory_format": ("auto", "contiguous", "channels_last"),
     "train.cpu_allocator": ("tuned", "default"),
+    "train.feature_cache_dtype": ("float32", "bfloat16"),
 }
 
 

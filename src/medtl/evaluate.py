@@ -24,7 +24,7 @@ from medtl.engine.metrics import (
     seg_scores,
 )
 from medtl.errors import MedtlError
-from medtl.inference import infer, mask_at_size, overlay, safe_name, save_png
+from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
 from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text
 from medtl.runs import load_bundle
 
@@ -106,6 +106,7 @@ def evaluate(
     save_images: int = 64,
     plots: bool = True,
     overrides: list[str] | None = None,
+    optimise: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a trained run; returns the summary dict (also written to summary.json).
 
@@ -116,7 +117,9 @@ def evaluate(
     ``data`` evaluates on another folder (all its images, labelled by the run's classes);
     otherwise ``split`` of the run's own splits.json is used. Masks are compared at the
     image's original resolution. ``save_images`` caps the overlays written (masks: all);
-    ``plots=False`` skips the figures (e.g. inside a comparison grid).
+    ``plots=False`` skips the figures (e.g. inside a comparison grid). ``optimise=False``
+    runs the eager network instead of the CPU-optimised one
+    (:func:`medtl.inference.inference_net`: Conv-BN folded, channels_last).
     """
     run = Path(run)
     net, cfg, classes = load_bundle(run)
@@ -124,7 +127,7 @@ def evaluate(
     set_threads(cfg)
     fabric = _launch(cfg)
     device = fabric.device if fabric is not None else torch.device("cpu")
-    net.to(device)
+    net = inference_net(net.to(device), device, optimise)
     cfg.data.group_duplicates = False  # grouping only matters for splitting
     prepared = prepare(cfg, root=data)
     if data is not None:
@@ -148,6 +151,7 @@ def evaluate(
         "split": split,
         "n_images": len(rows),
         "tta": tta,
+        "inference": net.describe() if hasattr(net, "describe") else "eager",
         "task": cfg.task,
         "out_dir": str(out_dir),
     }

@@ -1,8 +1,10 @@
 """Batched inference shared by evaluate and predict: inference_mode, optional flip TTA,
-and mapping of segmentation logits back to each image's original size."""
+CPU graph optimisation (Conv-BN folding, channels_last), and mapping of segmentation
+logits back to each image's original size."""
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -14,8 +16,77 @@ from medtl.data.transforms import resize_logits_to
 from medtl.models.build import Net
 
 
+class InferenceNet(torch.nn.Module):
+    """An eval-mode network for inference only: Conv-BN folded where the graph can be traced,
+    weights and inputs in channels_last (measured faster on CPU, docs/performance.md).
+    Outputs equal the eager network's to float rounding (tested: max abs diff < 1e-4)."""
+
+    def __init__(self, net: torch.nn.Module, fold_bn: bool = True, channels_last: bool = True):
+        super().__init__()
+        net = copy.deepcopy(net).eval()  # the caller's network stays as it was
+        self.steps: list[str] = []
+        if fold_bn:
+            try:
+                from torch.fx.experimental.optimization import fuse
+
+                net = fuse(net, inplace=True)
+                self.steps.append("conv-bn folded")
+            except Exception as exc:  # data-dependent code (e.g. TF-"same" padding) does not trace
+                n = fold_sequential_conv_bn(net)
+                self.steps.append(
+                    f"conv-bn folded in {n} sequential blocks (not traceable: {type(exc).__name__})"
+                    if n
+                    else f"conv-bn not folded ({type(exc).__name__})"
+                )
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+            self.steps.append("channels_last")
+        self.net = net.eval()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(x.contiguous(memory_format=self.fmt))
+
+    def describe(self) -> str:
+        """What was done to the network, e.g. ``"conv-bn folded, channels_last"``."""
+        return ", ".join(self.steps) or "eager"
+
+
+def fold_sequential_conv_bn(module: torch.nn.Module) -> int:
+    """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` inside an
+    ``nn.Sequential`` into that conv (in place; the BN becomes ``Identity``). Needs no graph
+    tracing, so it serves networks fx cannot trace (VGG features, smp decoder blocks).
+    Returns the number of pairs folded."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for seq in [m for m in module.modules() if isinstance(m, torch.nn.Sequential)]:
+        keys = list(seq._modules)
+        for a, b in zip(keys, keys[1:], strict=False):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if (
+                type(conv) is torch.nn.Conv2d
+                and type(bn) is torch.nn.BatchNorm2d
+                and bn.track_running_stats
+                and conv.out_channels == bn.num_features
+            ):
+                seq._modules[a] = fuse_conv_bn_eval(conv.eval(), bn.eval())
+                seq._modules[b] = torch.nn.Identity()
+                folded += 1
+    return folded
+
+
+def inference_net(net: Net, device: torch.device | str = "cpu", optimise: bool = True):
+    """The network evaluate and predict run: :class:`InferenceNet` on CPU when ``optimise``,
+    otherwise ``net`` itself in eval mode (GPUs keep the eager network)."""
+    net.eval()
+    if not optimise or torch.device(device).type != "cpu":
+        return net
+    return InferenceNet(net)
+
+
 @torch.inference_mode()
-def infer(net: Net, x: torch.Tensor, tta: bool = False) -> dict[str, torch.Tensor]:
+def infer(net: torch.nn.Module, x: torch.Tensor, tta: bool = False) -> dict[str, torch.Tensor]:
     """Logits for a float batch in [0, 1]; ``tta`` averages with the horizontally flipped input."""
     net.eval()
     out = net(x)

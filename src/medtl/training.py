@@ -197,13 +197,14 @@ def _loaders(
     cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]
 ):
     """Train/val loaders over cached images, or over cached encoder features (frozen)."""
-    from medtl.engine.features import cache_reason, feature_bytes
+    from medtl.engine.features import CACHE_DTYPES, cache_reason, feature_bytes
 
     reason = cache_reason(cfg)
     if reason is None:
         copies = cfg.data.augment_copies
+        dtype = CACHE_DTYPES[cfg.train.feature_cache_dtype]
         need_mb = (
-            feature_bytes(task.net, cfg.data.image_size)
+            feature_bytes(task.net, cfg.data.image_size, dtype)
             * (len(train_idx) * (1 + copies) + len(val_idx))
             / 2**20
         )
@@ -222,7 +223,8 @@ def _loaders(
     log.info(
         f"feature cache: frozen encoder features of {len(train_loader.dataset)} training items "
         f"({1 + cfg.data.augment_copies} per image) and {len(val_loader.dataset)} validation "
-        f"images computed once in {time.perf_counter() - t0:.1f}s"
+        f"images computed once in {time.perf_counter() - t0:.1f}s, stored as "
+        f"{cfg.train.feature_cache_dtype}"
     )
     return train_loader, val_loader
 
@@ -232,14 +234,21 @@ def feature_loader(
 ) -> torch.utils.data.DataLoader:
     """A loader over the frozen encoder's features of ``indices``, computed now, once
     (training: ``1 + data.augment_copies`` fixed copies per image)."""
-    from medtl.engine.features import FeatureDataset
+    from medtl.engine.features import CACHE_DTYPES, FeatureDataset
 
+    dtype = CACHE_DTYPES[cfg.train.feature_cache_dtype]
     if train:
         ds = FeatureDataset(
-            task.net, data.cache, indices, data.labels, cfg.data.augment, cfg.data.augment_copies
+            task.net,
+            data.cache,
+            indices,
+            data.labels,
+            cfg.data.augment,
+            cfg.data.augment_copies,
+            dtype=dtype,
         )
     else:
-        ds = FeatureDataset(task.net, data.cache, indices, data.labels)
+        ds = FeatureDataset(task.net, data.cache, indices, data.labels, dtype=dtype)
     return loader_for(ds, cfg, train=train)
 
 

@@ -9,7 +9,7 @@ import torch
 
 from medtl.config import load_config
 from medtl.data.pipeline import make_loader, prepare
-from medtl.engine.features import FeatureDataset, cache_reason
+from medtl.engine.features import FeatureDataset, cache_reason, feature_bytes
 from medtl.engine.task import MedtlTask
 from medtl.models.build import build_model
 from tests.conftest import train_tiny
@@ -76,3 +76,41 @@ def test_frozen_training_with_and_without_cache_agree(phantoms, tmp_path):
         [float(r["val_dice"]) for r in csv.DictReader((run / "metrics.csv").open())] for run in runs
     )
     assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_bfloat16_cache_halves_memory_and_keeps_the_loss(phantoms):
+    cfg = load_config(
+        overrides=[f"data.root={phantoms}", "data.image_size=32", "model.weights=none"]
+    )
+    data = prepare(cfg)
+    torch.manual_seed(0)
+    net, _ = build_model("segmentation", "unet", "resnet18", "none")
+    task = MedtlTask(net, cfg).eval()
+    rows = [0, 3, 5, 9]
+    f32 = FeatureDataset(net, data.cache, rows, None)
+    bf16 = FeatureDataset(net, data.cache, rows, None, dtype=torch.bfloat16)
+    size = [sum(f.numel() * f.element_size() for f in d.features) for d in (f32, bf16)]
+    assert size[1] * 2 == size[0] == feature_bytes(net, 32) * len(rows)
+    assert feature_bytes(net, 32, torch.bfloat16) * 2 == feature_bytes(net, 32)
+    item = bf16[1][0]
+    assert all(f.dtype == torch.float32 for f in item)  # the decoder trains in float32
+    assert not torch.equal(item[3], f32[1][0][3])  # really rounded
+    losses = []
+    for d in (f32, bf16):
+        batch = tuple(torch.stack([d[i][0][k] for i in range(4)]) for k in range(len(d.features)))
+        with torch.no_grad():
+            out = task(batch)
+            losses.append(task.compute_loss(out, torch.stack([d[i][1] for i in range(4)]), None))
+    assert losses[1]["loss"].item() == pytest.approx(losses[0]["loss"].item(), rel=1e-2)
+
+
+def test_bfloat16_cache_from_the_config(phantoms, tmp_path):
+    run = train_tiny(
+        phantoms,
+        tmp_path,
+        "model.strategy=frozen",
+        "train.feature_cache_dtype=bfloat16",
+        "output.name=bf16",
+    )
+    log = (run / "train.log").read_text()
+    assert "feature cache: frozen encoder features" in log and "bfloat16" in log
