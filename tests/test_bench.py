@@ -28,8 +28,8 @@ def _fake_results() -> dict:
             "infer_flops_per_img": 10e9,
             "peak_rss_mb": 1200.0,
             "layout": "channels_last",
-            "infer_variant": "fused",
-            "infer_variants": {"eager": 7.0, "channels_last": 10.0, "fused": 12.0},
+            "infer_variant": "conv-bn folded, channels_last",
+            "infer_variants": {"eager": 7.0, "medtl": 12.0},
             "cache_build_s": 0.5,
         },
         "frozen": {"train_img_per_s": 5.0, "train_flops_per_img": 20e9, "peak_rss_mb": 1900.0},
@@ -62,7 +62,7 @@ def test_summarise_headline_keys_and_ratios():
     assert s["infer_mfu"] == pytest.approx(10e9 * 12.0 / 100e9)
     ft = s["encoders"]["resnet18"]["finetune"]
     assert ft["naive_epoch_s"] == 32.0 and ft["medtl_epoch_s"] == pytest.approx(21.33)
-    assert s["encoders"]["resnet18"]["inference"]["variant"] == "fused"
+    assert s["encoders"]["resnet18"]["inference"]["variant"] == "conv-bn folded, channels_last"
 
 
 def test_summarise_reference_falls_back_to_first_encoder_and_tolerates_gaps():

@@ -10,7 +10,8 @@ One invocation runs, back to back on the same data and machine, for each encoder
   Lightning, metric logging and the loss are all inside the timing. It runs in its own
   subprocess too, so its peak RSS is its own. The memory layout (contiguous or
   channels_last) is chosen by the same one-step probe as ``train.memory_format=auto``;
-  inference additionally tries Conv-BN folding (``torch.fx.experimental.optimization.fuse``);
+  inference runs :class:`medtl.inference.InferenceNet`, the network ``medtl evaluate`` and
+  ``predict`` run (Conv-BN folded, channels_last), next to the eager one for reference;
 - the train DataLoader alone (after the cache is built) -> ``loader_vs_train``;
 - FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``; forward, and forward +
   backward for training) and a float32 2048x2048 matmul peak measured in the same run
@@ -380,37 +381,24 @@ def _step_timer(warmup: int):
     return StepTimer()
 
 
-def _inference(net, loader, warmup: int, steps: int, layout: str) -> tuple[str, float, dict]:
-    """Inference img/s of eager (both layouts) and Conv-BN-folded variants; the best wins."""
-    from torch.fx.experimental.optimization import fuse
+def _inference(net, loader, warmup: int, steps: int) -> tuple[str, float, dict]:
+    """Inference img/s of the network evaluate/predict run by default
+    (:class:`medtl.inference.InferenceNet`) and, for reference, of the eager network as
+    trained (contiguous). Returns ``(what InferenceNet did, its img/s, both speeds)``."""
+    from medtl.inference import InferenceNet
 
-    def run(model, fmt) -> float:
+    def run(model) -> float:
         def step(batch):
-            out = model(batch[0].contiguous(memory_format=fmt))
+            out = model(batch[0])
             return (torch.sigmoid(out["seg"]) > 0.5).float().mean().item()
 
         with torch.inference_mode():
             return round(_timed(loader, warmup, steps, step), 3)
 
-    net.eval()
-    speeds: dict[str, Any] = {}
-    for name, fmt in (("eager", torch.contiguous_format), ("channels_last", torch.channels_last)):
-        net.to(memory_format=fmt)
-        speeds[name] = run(net, fmt)
-    best_fmt = (
-        torch.channels_last
-        if speeds["channels_last"] > speeds["eager"]
-        else torch.contiguous_format
-    )
-    try:
-        net.to(memory_format=torch.contiguous_format)
-        fused = fuse(net).to(memory_format=best_fmt)
-        speeds["fused"] = run(fused, best_fmt)
-    except Exception as exc:  # symbolic tracing fails on some encoders (data-dependent code)
-        speeds["fused_error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
-    numeric = {k: v for k, v in speeds.items() if isinstance(v, float)}
-    best = max(numeric, key=lambda k: numeric[k])
-    return best, numeric[best], speeds
+    net.to(memory_format=torch.contiguous_format).eval()
+    fast = InferenceNet(net)
+    speeds = {"eager": run(net), "medtl": run(fast)}
+    return fast.describe(), speeds["medtl"], speeds
 
 
 def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -501,7 +489,7 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     )
     if spec.get("inference", True):
         eval_loader = make_loader(data, idx, cfg, train=False)
-        variant, ips, variants = _inference(task.net, eval_loader, warmup, steps, layout)
+        variant, ips, variants = _inference(task.net, eval_loader, warmup, steps)
         out.update(infer_img_per_s=ips, infer_variant=variant, infer_variants=variants)
         task.net.eval()
         out["infer_flops_per_img"] = count_flops(
