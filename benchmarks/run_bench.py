@@ -41,14 +41,23 @@ def main(argv: list[str] | None = None) -> int:
         if a.sizes:
             sizes = [int(s) for s in a.sizes.split(",")]
             result["size_scaling"] = size_scaling(
-                a.overrides, sizes, batch=a.batch, steps=kw["steps"], warmup=kw["warmup"]
+                a.overrides,
+                sizes,
+                batch=a.batch,
+                steps=kw["steps"],
+                warmup=kw["warmup"],
+                naive_script=a.naive,
             )
     except MedtlError as exc:
         print(f"run_bench: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
     for row in result.get("size_scaling", []):
-        print(f"size {row['size']}: {row['train_img_per_s']} img/s ({row['layout']})")
+        print(
+            f"size {row['size']}: naive {row['naive_train_img_per_s']} img/s, medtl "
+            f"{row['train_img_per_s']} img/s ({row['layout']}), ratio {row['ratio']}, "
+            f"cache {row['cache_mb_per_1000_images']} MB per 1000 images"
+        )
     line = json.dumps(result)
     if a.out:
         a.out.write_text(line + "\n")

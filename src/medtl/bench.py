@@ -478,6 +478,7 @@ def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "layout": layout,
         "probe": probe,
         "cache_build_s": round(cache_s, 2),
+        "cache_mb": round(data.cache.nbytes / 2**20, 2),
         "feature_cache_s": feature_s,
         "threads": torch.get_num_threads(),
     }
@@ -645,8 +646,13 @@ def size_scaling(
     steps: int = 10,
     warmup: int = 2,
     n_images: int = 64,
+    naive_script: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """medtl's fine-tuning img/s at each image size (phantoms made at the largest size)."""
+    """Fine-tuning img/s of medtl and of the naive loop at each image size (phantoms made
+    at the largest size), their ratio, medtl's decode-cache size and peak RSS."""
+    from medtl.models.encoders import get_encoder_spec
+
+    script = locate_naive(naive_script)
     with tempfile.TemporaryDirectory(prefix="medtl-bench-") as tmp:
         root = _data_root(overrides)
         if root is None:
@@ -666,11 +672,26 @@ def size_scaling(
                 "data_root": root,
                 "inference": False,
             }
+            cmd = naive_command(
+                script,
+                Path(root),
+                get_encoder_spec(encoder).smp_name,
+                s,
+                batch,
+                steps,
+                warmup,
+                False,
+            )
+            n = _run_json(cmd, f"naive loop ({encoder}, {s}px)", Path(tmp))
             r = run_medtl(spec)
             rows.append(
                 {
                     "size": s,
+                    "naive_train_img_per_s": n["train_img_per_s"],
                     "train_img_per_s": r["train_img_per_s"],
+                    "ratio": ratio(r["train_img_per_s"], n["train_img_per_s"]),
+                    "cache_mb": r.get("cache_mb"),
+                    "cache_mb_per_1000_images": round(4 * s * s * 1000 / 2**20, 1),
                     "layout": r["layout"],
                     "train_gflops_per_img": round(r["train_flops_per_img"] / 1e9, 2),
                     "peak_rss_mb": r["peak_rss_mb"],

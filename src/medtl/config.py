@@ -97,6 +97,7 @@ class TrainConfig:
     feature_cache_dtype: str = "float32"
     memory_format: str = "auto"
     cpu_allocator: str = "tuned"
+    compile: str = "none"
     threads: int = 0
 
 
@@ -142,6 +143,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "train.memory_format": ("auto", "contiguous", "channels_last"),
     "train.cpu_allocator": ("tuned", "default"),
+    "train.compile": ("none", "inductor", "aot_eager"),
     "train.feature_cache_dtype": ("float32", "bfloat16"),
 }
 

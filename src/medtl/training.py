@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medtl.config import Config
-from medtl.data.dataset import class_counts
+from medtl.data.dataset import CachedDataset, class_counts
 from medtl.data.pipeline import PreparedData, loader_for, make_loader, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
 from medtl.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV
@@ -279,6 +279,22 @@ def choose_layout(cfg: Config, task: MedtlTask, loader) -> tuple[str, dict[str, 
     return layout, None
 
 
+def compile_net(cfg: Config, task: MedtlTask, on_features: bool = False) -> bool:
+    """``train.compile=inductor|aot_eager``: ``torch.compile`` the network's forward in place
+    (``nn.Module.compile``: parameter names, checkpoints and model.pt stay as without it).
+    Off by default: on this project's 2-core CPU inductor made training slower after a
+    ~2-minute compile (docs/performance.md); it is for GPUs. Returns whether it compiled."""
+    backend = cfg.train.compile
+    if backend == "none":
+        return False
+    if on_features:  # cached encoder features: the compiled forward would never run
+        log.info("train.compile: not applied (frozen encoder features are cached)")
+        return False
+    task.net.compile(backend=backend)
+    log.info(f"train.compile: network forward compiled with torch.compile(backend={backend!r})")
+    return True
+
+
 def _fit(
     cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[int]], progress: bool
 ) -> Path:
@@ -340,6 +356,7 @@ def _fit(
     val_idx = splits["val"] or splits["train"]
     train_loader, val_loader = _loaders(cfg, task, data, splits["train"], val_idx)
     choose_layout(cfg, task, train_loader)
+    compile_net(cfg, task, on_features=not isinstance(train_loader.dataset, CachedDataset))
     t0 = time.perf_counter()
     try:
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
