@@ -164,7 +164,23 @@ def test_int8_records_dice_drop_and_speed(multi_run, tmp_path, monkeypatch):
     q = json.loads((tmp_path / "export.json").read_text())["int8"]
     assert q == json.loads(json.dumps(info["int8"]))
     assert (tmp_path / "model.int8.onnx").is_file()
-    assert q["calibration_images"] == q["val"]["n_images"] == 3  # 12 images, val 25 %
+    splits = json.loads((multi_run / "splits.json").read_text())
+    assert q["val"]["n_images"] == len(splits["val"]) == 3  # 12 images, val 25 %
+    # calibrated on the training images, not on the validation images it is scored on
+    assert q["calibration_images"] == len(splits["train"])
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "model.int8.onnx")).graph
+    weights = {i.name for i in graph.initializer}
+    deq = {
+        o
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in weights
+        for o in n.output
+    }
+    consumers = {n.op_type for n in graph.node if deq & set(n.input)}
+    # int8 weights only in convolutions / linear layers (QUANTISED_OPS)
+    assert "Conv" in consumers and consumers <= set(export.QUANTISED_OPS)
     assert math.isfinite(q["dice_drop"]) and abs(q["dice_drop"]) <= 1
     assert math.isfinite(q["accuracy_drop"])
     assert q["val"]["fp32"]["dice"] - q["val"]["int8"]["dice"] == pytest.approx(q["dice_drop"])
