@@ -114,9 +114,18 @@ def test_predict_batches_give_the_same_outputs_as_one_at_a_time(mt_run, tmp_path
         assert (m1 != m3).mean() < 0.01
 
 
-def test_predict_rejects_a_zero_batch(seg_run, tmp_path):
+def test_predict_rejects_a_zero_batch(seg_run, tmp_path, capsys):
+    from medtl.cli import main
     from medtl.errors import ConfigError
     from medtl.predict import predict
 
     with pytest.raises(ConfigError, match="--batch-size"):
         predict(seg_run, [tmp_path], tmp_path / "out", batch_size=0)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(img)
+    code = main(
+        ["predict", str(seg_run), str(img), "--out", str(tmp_path / "o"), "--batch-size", "0"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--batch-size" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing half-written

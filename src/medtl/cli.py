@@ -66,7 +66,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
         from medtl.export import predict_onnx
 
         model = Path(a.run) / "export" / ("model.int8.onnx" if a.int8 else "model.onnx")
-        written = predict_onnx(a.run, a.inputs, a.out, tta=a.tta, model=model)
+        written = predict_onnx(
+            a.run, a.inputs, a.out, tta=a.tta, model=model, batch_size=a.batch_size
+        )
     else:
         written = api.predict(
             a.run, a.inputs, a.out, tta=a.tta, optimise=not a.eager, batch_size=a.batch_size

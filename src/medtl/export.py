@@ -431,9 +431,11 @@ def predict_onnx(
     out: str | Path,
     tta: bool = False,
     model: str | Path | None = None,
+    batch_size: int = 8,
 ) -> list[str]:
     """``medtl predict --onnx``: like :func:`medtl.predict.predict` but through ONNX Runtime
-    on ``model`` (default ``RUN/export/model.onnx``; ``RUN/export/model.int8.onnx`` works too)."""
+    on ``model`` (default ``RUN/export/model.onnx``; ``RUN/export/model.int8.onnx`` works too),
+    ``batch_size`` images per call."""
     path = Path(model) if model is not None else Path(run) / "export" / "model.onnx"
     if not path.is_file():
         raise MedtlError(f"{path} not found; run 'medtl export {run}' first")
@@ -446,4 +448,6 @@ def predict_onnx(
 
     from medtl.predict import write_predictions
 
-    return write_predictions(infer_fn, predictor.image_size, predictor.classes, inputs, Path(out))
+    return write_predictions(
+        infer_fn, predictor.image_size, predictor.classes, inputs, Path(out), batch_size
+    )

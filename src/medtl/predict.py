@@ -51,10 +51,6 @@ def predict(
     ``optimise`` runs the CPU-optimised network (:func:`medtl.inference.inference_net`:
     Conv-BN folded, channels_last; ``False`` = eager); images go through it
     ``batch_size`` at a time."""
-    if batch_size < 1:
-        raise ConfigError(
-            f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
-        )
     net, cfg, classes = load_bundle(Path(run))
     set_threads(cfg)
     net = inference_net(net, "cpu", optimise)
@@ -74,6 +70,10 @@ def write_predictions(
     """Predict every input with ``infer_fn`` (float batch (B,3,S,S) in [0,1] -> logits dict,
     PyTorch or ONNX Runtime), ``batch_size`` images per call; writes masks, overlays and
     predictions.csv into ``out``."""
+    if batch_size < 1:
+        raise ConfigError(
+            f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
+        )
     written: list[str] = []
     rows: list[dict] = []
     used: set[str] = set()
