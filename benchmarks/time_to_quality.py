@@ -28,7 +28,6 @@ stdout: a table and, last, one JSON line; OUT/ttq.json holds the same with every
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
@@ -37,8 +36,10 @@ import sys
 import time
 from pathlib import Path
 
+from medtl.bench import locate_naive
+from medtl.io_utils import read_csv
+
 REPO = Path(__file__).resolve().parents[1]
-NAIVE = REPO.parent / "shared" / "bench" / "naive_baseline.py"
 
 
 def log(msg: str) -> None:
@@ -79,7 +80,8 @@ def run_medtl(a: argparse.Namespace) -> dict:
     while True:
         done = proc.poll() is not None
         wall = time.perf_counter() - t0
-        rows = _read_metrics(run / "metrics.csv")
+        # metrics.csv is rewritten atomically each epoch: a read never sees half a file
+        rows = [r for r in read_csv(run / "metrics.csv") if r.get("val_dice")]
         for row in rows[len(epochs) :]:
             e = {
                 "epoch": int(row["epoch"]),
@@ -97,14 +99,6 @@ def run_medtl(a: argparse.Namespace) -> dict:
         proc.terminate()
         proc.wait()
     return {"epochs": epochs, "reached": reached, "wall_s": round(time.perf_counter() - t0, 1)}
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    try:
-        with open(path, newline="") as f:
-            return [r for r in csv.DictReader(f) if r.get("val_dice")]
-    except (FileNotFoundError, csv.Error):
-        return []
 
 
 def run_naive(a: argparse.Namespace, splits: Path) -> dict:
@@ -151,7 +145,7 @@ def naive_worker(data: str, splits_path: str, size: int, max_epochs: int) -> Non
     from medtl.engine.metrics import dice_per_image_torch
     from medtl.models.encoders import create_encoder
 
-    spec = importlib.util.spec_from_file_location("naive_baseline", NAIVE)
+    spec = importlib.util.spec_from_file_location("naive_baseline", locate_naive())
     naive = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(naive)
     torch.manual_seed(0)

@@ -197,14 +197,13 @@ def _loaders(
     cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]
 ):
     """Train/val loaders over cached images, or over cached encoder features (frozen)."""
-    from medtl.engine.features import CACHE_DTYPES, cache_reason, feature_bytes
+    from medtl.engine.features import cache_dtype, cache_reason, feature_bytes
 
     reason = cache_reason(cfg)
     if reason is None:
         copies = cfg.data.augment_copies
-        dtype = CACHE_DTYPES[cfg.train.feature_cache_dtype]
         need_mb = (
-            feature_bytes(task.net, cfg.data.image_size, dtype)
+            feature_bytes(task.net, cfg.data.image_size, cache_dtype(cfg))
             * (len(train_idx) * (1 + copies) + len(val_idx))
             / 2**20
         )
@@ -234,9 +233,9 @@ def feature_loader(
 ) -> torch.utils.data.DataLoader:
     """A loader over the frozen encoder's features of ``indices``, computed now, once
     (training: ``1 + data.augment_copies`` fixed copies per image)."""
-    from medtl.engine.features import CACHE_DTYPES, FeatureDataset
+    from medtl.engine.features import FeatureDataset, cache_dtype
 
-    dtype = CACHE_DTYPES[cfg.train.feature_cache_dtype]
+    dtype = cache_dtype(cfg)
     if train:
         ds = FeatureDataset(
             task.net,

@@ -41,6 +41,11 @@ def cache_reason(cfg: Config) -> str | None:
 CACHE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def cache_dtype(cfg: Config) -> torch.dtype:
+    """The dtype ``train.feature_cache_dtype`` stores features in."""
+    return CACHE_DTYPES[cfg.train.feature_cache_dtype]
+
+
 def feature_bytes(net: Net, size: int, dtype: torch.dtype = torch.float32) -> int:
     """Bytes of the cached encoder features of one image at ``size`` stored as ``dtype``
     (measured on one input)."""
