@@ -6,10 +6,12 @@ STAMP := $(VENV)/.medtl-installed
 
 .PHONY: setup demo test lint format bench clean
 
-$(STAMP): pyproject.toml
+# constraints.txt holds the exact versions the project is tested with (torch included);
+# pyproject.toml itself only states ranges, so GPU users keep their own CUDA build of torch.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,onnx,tracking]'
+	$(BIN)/pip install -q -c constraints.txt torch torchvision
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,onnx,tracking]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,8 +30,11 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# the reference naive loop lives in the project's shared folder beside the checkout
+NAIVE ?= ../shared/bench/naive_baseline.py
+
 bench: $(STAMP)
-	$(BIN)/medtl bench
+	$(BIN)/medtl bench --naive $(NAIVE)
 
 clean:
 	rm -rf demo_runs runs .pytest_cache
