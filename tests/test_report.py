@@ -6,14 +6,17 @@ import base64
 import io
 import json
 import re
+import shutil
 
 import pytest
 from PIL import Image
 
 from medtl.compare import compare
 from medtl.errors import MedtlError
-from medtl.report import CHROMIUM, render_screenshot, write_report
+from medtl.report import write_report
+from medtl.report.run_page import NO_RUN_JSON
 from tests.conftest import TINY
+from tests.screenshot import CHROMIUM, render_screenshot
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
@@ -76,10 +79,87 @@ def test_report_rejects_other_folders(tmp_path):
 
 
 def test_report_collects_when_results_missing(cmp):
+    results = json.loads((cmp / "results.json").read_text())
     (cmp / "results.json").unlink()
     text = write_report(cmp).read_text()
-    assert (cmp / "results.json").is_file()
+    assert not (cmp / "results.json").is_file()  # collected in memory: rendering writes no results
     assert "Which configuration is best?" in text
+    assert f"{results['configs'][0]['metrics']['dice']['images']['mean']:.3f}" in text
+
+
+RUN_JSON = {
+    "format": "medtl-run-1",
+    "status": "failed",
+    "error": "CUDA out of memory in epoch 3",
+    "started": "2026-12-01T20:00:00Z",
+    "ended": "2026-12-01T20:01:00Z",
+    "data": {
+        "summary": "/data/busi: layout=class_folders, 777 images (777 with masks); classes: x",
+        "layout": "class_folders",
+        "n_images": 777,
+        "classes": ["benign", "malignant"],
+        "duplicate_groups": {"n_groups_with_duplicates": 3, "n_images_in_them": 7},
+        "mask_interpretation": "binary: masks thresholded at 128",
+    },
+    "split": {"train": 543, "val": 117, "test": 117},
+    "model": {
+        "task": "segmentation",
+        "arch": "unet",
+        "encoder": "resnet18",
+        "strategy": "finetune",
+        "weights": "imagenet <b>tv</b>",
+    },
+    "memory_layout": {"chosen": "channels_last", "probe_img_per_s": None},
+    "monitor": "val_dice",
+    "epochs": [{"epoch": 0, "seconds": 3.25}, {"epoch": 1, "seconds": 2.0}],
+    "best_epoch": 1,
+    "best_score": 0.8125,
+    "unfreeze_epochs": [1],
+    "train_seconds": 41.04,
+}
+
+
+@pytest.fixture()
+def run_copy(cmp, tmp_path):
+    """A trained run folder of the comparison, copied so that its run.json can be rewritten."""
+    run = tmp_path / "fold0"
+    shutil.copytree(next((cmp / "cells").glob("*/fold0")), run)
+    return run
+
+
+def test_run_report_reads_run_json(run_copy):
+    (run_copy / "train.log").unlink(missing_ok=True)  # the page never reads log prose
+    (run_copy / "run.json").write_text(json.dumps(RUN_JSON))
+    text = write_report(run_copy).read_text()
+    check_self_contained(text)
+    assert "This run did not finish" in text and "CUDA out of memory in epoch 3" in text
+    assert "layout=class_folders, 777 images" in text  # the data line from run.json
+    assert "train 543 · val 117 · test 117" in text  # split sizes
+    assert "arch=unet encoder=resnet18 strategy=finetune" in text  # the model line
+    assert "weights: imagenet &lt;b&gt;tv&lt;/b&gt;" in text and "<b>tv</b>" not in text  # escaped
+    assert "3 groups" in text and "binary: masks thresholded at 128" in text
+    assert "finished in 41.0s; best epoch 1, best val_dice=0.8125" in text
+    assert "2 (5.2 s of training)" in text  # epochs and seconds from run.json
+    assert NO_RUN_JSON not in text
+
+
+def test_run_report_finished_run_has_no_notice(run_copy):
+    (run_copy / "run.json").write_text(
+        json.dumps({**RUN_JSON, "status": "finished", "error": None})
+    )
+    text = write_report(run_copy).read_text()
+    assert "did not finish" not in text
+    (run_copy / "run.json").write_text(json.dumps({**RUN_JSON, "status": "running", "error": None}))
+    assert "This run did not finish" in write_report(run_copy).read_text()
+
+
+def test_run_report_without_run_json(run_copy):
+    (run_copy / "run.json").unlink(missing_ok=True)
+    text = write_report(run_copy).read_text()
+    check_self_contained(text)
+    assert NO_RUN_JSON in text
+    assert "did not finish" not in text
+    assert "encoder: resnet18" in text  # what config.yaml gives is still shown
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs /usr/bin/chromium")
@@ -91,3 +171,19 @@ def test_render_screenshot(cmp, tmp_path):
         assert im.size == (1280, 2000)
         grey = im.convert("L")
         assert grey.getextrema()[0] < 100  # something dark (text) was drawn
+
+
+def test_html_kit_escapes_and_formats():
+    import doctest
+
+    from medtl.report import html
+
+    assert doctest.testmod(html).failed == 0
+    cell = {"text": "a<b", "code": True, "ci": "[0.1, 0.2]"}
+    out = html.render_string(
+        '{% from "macros.html" import table %}{{ table(["x", "p"], rows, numeric=[1]) }}',
+        rows=[[cell, {"text": "0.010", "sig": html.significant("0.010")}], ["–", "0.200"]],
+    )
+    assert '<code>a&lt;b</code><br><span class="ci">[0.1, 0.2]</span>' in out
+    assert '<span class="sig">0.010</span>' in out and '<td class="num">0.200</td>' in out
+    assert html.significant("<0.001") and not html.significant("–")

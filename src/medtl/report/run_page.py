@@ -1,0 +1,274 @@
+"""The report page of one run folder: results per evaluated split, data, training, config.
+
+Run facts (data summary, split sizes, model, timings, best epoch, status) come from
+``RUN/run.json``, written by training; a run made before medtl 0.2 has none, and the page
+shows what ``config.yaml``, ``splits.json`` and ``metrics.csv`` give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from medtl import plots
+from medtl.compare import fmt
+from medtl.io_utils import read_csv, to_float
+from medtl.report.cases import overlay_grid_png
+from medtl.report.html import figure, png_bytes, read_json, render
+
+NO_RUN_JSON = "no run.json (run made before medtl 0.2)"
+EVAL_ORDER = {"test": 0, "external": 1, "val": 2}
+SEG_METRICS = ("dice", "iou", "precision", "recall", "hd95")
+
+
+def _file_or(path: Path, make: Callable[[], bytes]) -> bytes | None:
+    """The PNG at ``path`` if evaluate wrote one, else ``make()`` (None when impossible)."""
+    if path.is_file():
+        return path.read_bytes()
+    try:
+        return make()
+    except Exception:  # a figure that cannot be drawn from what is there is left out
+        return None
+
+
+# ----------------------------------------------------------------------------- results
+def _seg_table(seg: Mapping[str, Any]) -> dict[str, Any]:
+    rows = []
+    for k in SEG_METRICS:
+        a = seg.get(k)
+        if a:
+            ci = f"{fmt(a.get('ci_low'))} – {fmt(a.get('ci_high'))}"
+            name = "HD95 (px)" if k == "hd95" else k
+            stats = [fmt(a.get(s)) for s in ("mean", "std", "median")]
+            rows.append([name, *stats, ci, str(a.get("n", ""))])
+    return {"head": ["metric", "mean", "std", "median", "95% CI", "n"], "rows": rows}
+
+
+def _cls_tables(cls: Mapping[str, Any]) -> list[dict[str, Any]]:
+    top = [
+        ["accuracy", fmt(cls.get("accuracy"))],
+        ["balanced accuracy", fmt(cls.get("balanced_accuracy"))],
+        ["macro F1", fmt((cls.get("macro_avg") or {}).get("f1"))],
+        ["AUROC (macro)", fmt(cls.get("auroc_macro"))],
+    ]
+    per = [
+        [c, fmt(v.get("precision")), fmt(v.get("recall")), fmt(v.get("f1"))]
+        + [str(v.get("support", "")), fmt(v.get("auroc"))]
+        for c, v in (cls.get("per_class") or {}).items()
+    ]
+    head = ["class", "precision", "recall", "F1", "support", "AUROC"]
+    return [{"head": ["metric", "value"], "rows": top}, {"head": head, "rows": per}]
+
+
+def _cls_figures(split_dir: Path, cls: Mapping[str, Any], names: list[str], rows: list) -> list:
+    figs = []
+    data = _file_or(
+        split_dir / "confusion_matrix.png",
+        lambda: png_bytes(plots.confusion_matrix_figure(cls["confusion_matrix"], names)),
+    )
+    if data:
+        figs.append(figure(data, "confusion matrix", "Confusion matrix (rows: true class)"))
+    if rows and names and all(f"p_{c}" in rows[0] for c in names):
+        known = [r for r in rows if r.get("class") in names]
+        y = np.array([names.index(r["class"]) for r in known])
+        p = np.array([[to_float(r[f"p_{c}"]) for c in names] for r in known])
+        if len(set(y.tolist())) >= 2:
+            data = _file_or(split_dir / "roc.png", lambda: png_bytes(plots.roc_figure(y, p, names)))
+            if data:
+                figs.append(figure(data, "ROC curves", "One-vs-rest ROC curves"))
+    return figs
+
+
+def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
+    """What the page shows for one ``eval/SPLIT`` folder: tables, figures, case grid."""
+    summary = read_json(split_dir / "summary.json")
+    split = summary.get("split", split_dir.name)
+    rows = read_csv(split_dir / "per_image.csv")
+    seg, cls = summary.get("segmentation"), summary.get("classification")
+    tables = ([_seg_table(seg)] if seg else []) + (_cls_tables(cls) if cls else [])
+    figs, cases = [], None
+    if cls and cls.get("confusion_matrix"):
+        figs += _cls_figures(split_dir, cls, cls.get("classes") or classes, rows)
+    if seg and rows:
+        dice = [to_float(r.get("dice")) for r in rows]
+        data = _file_or(
+            split_dir / "dice_histogram.png", lambda: png_bytes(plots.dice_histogram_figure(dice))
+        )
+        if data:
+            figs.append(figure(data, "Dice histogram", "Per-image Dice"))
+        data = _file_or(
+            split_dir / "overlays_grid.png",
+            lambda: overlay_grid_png(rows, [split_dir] * len(rows), split),
+        )
+        if data:
+            caption = (
+                "Best, median and worst cases: prediction in red, ground-truth outline in green"
+            )
+            cases = figure(data, "overlays", caption)
+    return {
+        "split": split,
+        "n_images": summary.get("n_images", len(rows)),
+        "tables": tables,
+        "empty_rule": summary.get("empty_mask_rule") if seg else None,
+        "figures": figs,
+        "cases": cases,
+    }
+
+
+# ----------------------------------------------------------------------------- data, training
+def _split_table(splits: Mapping[str, Any]) -> dict[str, Any] | None:
+    names = [n for n in ("train", "val", "test") if splits.get(n)]
+    if not names:
+        return None
+    classes = sorted({e.get("label") or "-" for n in names for e in splits[n]})
+    rows = [
+        [c] + [sum((e.get("label") or "-") == c for e in splits[n]) for n in names] for c in classes
+    ]
+    rows.append(["all"] + [len(splits[n]) for n in names])
+    classes_of_rows = [""] * len(classes) + ["total"]
+    return {"head": ["class", *names], "rows": rows, "row_classes": classes_of_rows}
+
+
+def _duplicates_line(dup: Mapping[str, Any]) -> str:
+    if dup.get("enabled") is False:
+        return "not grouped (data.group_duplicates=false)"
+    n = dup.get("n_groups_with_duplicates") or 0
+    if not n:
+        return "none found"
+    m = dup.get("n_images_in_them", "?")
+    return f"{n} groups of near-duplicate images ({m} images), each kept in one split"
+
+
+def _data_pairs(
+    cfg: Mapping[str, Any], splits: Mapping[str, Any], facts: Mapping[str, Any]
+) -> list:
+    data_cfg, found = cfg.get("data", {}), facts.get("data") or {}
+    pairs = [
+        ("data", data_cfg.get("root")),
+        ("layout", found.get("layout") or splits.get("layout", data_cfg.get("layout"))),
+    ]
+    if found.get("summary"):
+        pairs.append(("found", found["summary"]))
+    if found.get("duplicate_groups"):
+        pairs.append(("duplicates", _duplicates_line(found["duplicate_groups"])))
+    if found.get("mask_interpretation"):
+        pairs.append(("masks", found["mask_interpretation"]))
+    classes = found.get("classes") or splits.get("classes")
+    if classes:
+        pairs.append(("classes", ", ".join(classes)))
+    if facts.get("split"):
+        pairs.append(("split", " · ".join(f"{k} {v}" for k, v in facts["split"].items())))
+    pairs.append(("split seed", splits.get("seed", data_cfg.get("seed"))))
+    return pairs
+
+
+def _model_line(model: Mapping[str, Any]) -> str:
+    keys = ("task", "arch", "encoder", "strategy")
+    line = " ".join(f"{k}={model[k]}" for k in keys if model.get(k) is not None)
+    return f"{line}; weights: {model['weights']}" if model.get("weights") else line
+
+
+def _finish_line(facts: Mapping[str, Any]) -> str | None:
+    if facts.get("train_seconds") is None:
+        return None
+    text = f"finished in {to_float(facts['train_seconds']):.1f}s"
+    if facts.get("best_epoch") is not None:
+        text += f"; best epoch {facts['best_epoch']}"
+    if facts.get("best_score") is not None:
+        text += f", best {facts.get('monitor', 'score')}={to_float(facts['best_score']):.4f}"
+    return text
+
+
+def _training_pairs(cfg: Mapping[str, Any], facts: Mapping[str, Any], history: list) -> list:
+    train = cfg.get("train", {})
+    pairs = [("model", _model_line(facts["model"]))] if facts.get("model") else []
+    layout = facts.get("memory_layout") or {}
+    if layout.get("chosen"):
+        probe = layout.get("probe_img_per_s") or {}
+        measured = ", ".join(f"{k} {fmt(v, 1)} img/s" for k, v in probe.items())
+        pairs.append(
+            ("memory layout", layout["chosen"] + (f" (probe: {measured})" if measured else ""))
+        )
+    optimiser = f"{train.get('optimizer')}, lr {train.get('lr')}, {train.get('scheduler')} schedule"
+    pairs.append(("optimiser", f"{optimiser}, batch {train.get('batch_size')}"))
+    loss = train.get("loss") if cfg.get("task") != "classification" else train.get("cls_loss")
+    pairs.append(("loss", loss))
+    if facts.get("epochs"):
+        seconds = [to_float(e.get("seconds")) for e in facts["epochs"]]
+    else:
+        seconds = [to_float(r.get("epoch_time_s")) for r in history]
+    if seconds:
+        pairs.append(("epochs run", f"{len(seconds)} ({fmt(sum(seconds), 1)} s of training)"))
+    if facts.get("unfreeze_epochs"):
+        pairs.append(("encoder unfrozen", "epoch " + ", ".join(map(str, facts["unfreeze_epochs"]))))
+    finish = _finish_line(facts)
+    if finish:
+        pairs.append(("result", finish))
+    return pairs
+
+
+def _notice(facts: Mapping[str, Any]) -> str | None:
+    """The 'did not finish' notice for a failed or still running run."""
+    status = facts.get("status")
+    if status == "failed":
+        return "This run did not finish: it failed" + (
+            f": {facts['error']}" if facts.get("error") else "."
+        )
+    if status == "running":
+        return (
+            "This run did not finish: it is still running (or was stopped); results may be missing."
+        )
+    return None
+
+
+# ----------------------------------------------------------------------------- page
+def run_html(run: Path) -> str:
+    """The HTML page of one run folder."""
+    run = Path(run)
+    config_text = (run / "config.yaml").read_text(encoding="utf-8")
+    cfg = yaml.safe_load(config_text) or {}
+    facts, splits = read_json(run / "run.json"), read_json(run / "splits.json")
+    eval_dirs = sorted(d for d in run.glob("eval/*") if (d / "summary.json").is_file())
+    eval_dirs.sort(key=lambda d: (EVAL_ORDER.get(d.name, 3), d.name))
+    history = read_csv(run / "metrics.csv")
+    curves = None
+    if history:
+        data = png_bytes(plots.learning_curves_figure(history))
+        curves = figure(
+            data, "learning curves", "Loss (left) and validation metrics (right) per epoch"
+        )
+    env = read_json(run / "env.json")
+    env.pop("argv", None)
+    return render(
+        "run.html",
+        kicker="medtl run report",
+        title=f"{run.parent.name}/{run.name}" if run.name.startswith("fold") else run.name,
+        subtitle=_subtitle(cfg),
+        run=str(run),
+        headline=read_json(eval_dirs[0] / "summary.json") if eval_dirs else None,
+        notice=_notice(facts),
+        evals=[_eval_section(d, list(splits.get("classes") or [])) for d in eval_dirs],
+        data_pairs=_data_pairs(cfg, splits, facts),
+        split_table=_split_table(splits),
+        training_pairs=_training_pairs(cfg, facts, history),
+        no_facts=NO_RUN_JSON if not facts else None,
+        curves=curves,
+        config_text=config_text,
+        env_pairs=list(env.items()),
+    )
+
+
+def _subtitle(cfg: Mapping[str, Any]) -> str:
+    model, data, train = cfg.get("model", {}), cfg.get("data", {}), cfg.get("train", {})
+    return (
+        f"task {cfg.get('task', '?')} · {model.get('arch')} decoder · {model.get('encoder')} encoder "
+        f"({model.get('weights')} weights, {model.get('strategy')}) · {data.get('image_size')} px · "
+        f"{train.get('epochs')} epochs"
+    )
+
+
+__all__ = ["NO_RUN_JSON", "run_html"]
