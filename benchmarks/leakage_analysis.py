@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medtl.data.audit import duplicate_groups
+from medtl.data.dedup import duplicate_groups
 from medtl.data.pipeline import load_samples
-from medtl.engine.metrics import aggregate
+from medtl.metrics import aggregate
 from medtl.runs import read_config
 
 

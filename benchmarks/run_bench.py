@@ -22,7 +22,9 @@ from medtl.errors import MedtlError
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", help="key=value medtl overrides, e.g. data.root=DIR")
-    ap.add_argument("--naive", type=Path, help="path to naive_baseline.py")
+    ap.add_argument(
+        "--naive", type=Path, help="naive_baseline.py (default: $MEDTL_NAIVE_BASELINE, ./)"
+    )
     ap.add_argument("--encoders", help="default: resnet18,efficientnet-lite0,vgg16_bn")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)

@@ -7,7 +7,7 @@ size, threshold 0.5, :func:`medtl.engine.metrics.dice_per_image_torch`):
 
 - medtl: ``medtl train -c configs/busi_seg.yaml`` (medtl's BUSI recipe: Dice+BCE, AdamW,
   cosine, standard augmentation, decode-once cache, layout probe, tuned allocator);
-- naive: the loop of ``shared/bench/naive_baseline.py`` (its ``SegDataset``: PIL decode and
+- naive: the loop of ``naive_baseline.py`` (``--naive PATH``; its ``SegDataset``: PIL decode and
   resize of every sample every step; BCE, Adam lr 1e-4, batch 8, fp32, no augmentation,
   glibc's default allocator) plus a validation pass per epoch, on medtl's split
   (``RUN/splits.json``) and with medtl's pretrained encoder weights loaded into the same
@@ -21,7 +21,7 @@ is stopped and reported as not reached (the ratio is then a lower bound).
 
 Usage:
     python benchmarks/time_to_quality.py DATA [--size 128] [--target 0.70] [--threads 1]
-        [--cpus 0] [--max-minutes 30] [--max-epochs 40 (naive side; medtl uses its recipe's epochs)] [--out results/ttq]
+        [--naive PATH] [--cpus 0] [--max-minutes 30] [--max-epochs 40 (naive side; medtl uses its recipe's epochs)] [--out results/ttq]
 stdout: a table and, last, one JSON line; OUT/ttq.json holds the same with every epoch.
 """
 
@@ -112,7 +112,7 @@ def run_naive(a: argparse.Namespace, splits: Path) -> dict:
         "--size",
         str(a.size),
     ]
-    cmd += ["--max-epochs", str(a.max_epochs)]
+    cmd += ["--max-epochs", str(a.max_epochs), "--naive", str(locate_naive(a.naive))]
     env = thread_env(a.threads)
     env.pop("MALLOC_MMAP_MAX_", None)  # the reference keeps glibc's default allocator
     t0 = time.perf_counter()
@@ -137,7 +137,7 @@ def run_naive(a: argparse.Namespace, splits: Path) -> dict:
     return {"epochs": epochs, "reached": reached, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
-def naive_worker(data: str, splits_path: str, size: int, max_epochs: int) -> None:
+def naive_worker(data: str, splits_path: str, size: int, max_epochs: int, script: str) -> None:
     """The naive loop with a validation pass per epoch (prints one JSON line per epoch)."""
     import segmentation_models_pytorch as smp
     import torch
@@ -145,7 +145,7 @@ def naive_worker(data: str, splits_path: str, size: int, max_epochs: int) -> Non
     from medtl.engine.metrics import dice_per_image_torch
     from medtl.models.encoders import create_encoder
 
-    spec = importlib.util.spec_from_file_location("naive_baseline", locate_naive())
+    spec = importlib.util.spec_from_file_location("naive_baseline", locate_naive(script))
     naive = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(naive)
     torch.manual_seed(0)
@@ -184,8 +184,9 @@ def main() -> None:
         ap.add_argument("splits")
         ap.add_argument("--size", type=int, default=128)
         ap.add_argument("--max-epochs", type=int, default=40)
+        ap.add_argument("--naive", required=True)
         w = ap.parse_args()
-        naive_worker(w.data, w.splits, w.size, w.max_epochs)
+        naive_worker(w.data, w.splits, w.size, w.max_epochs, w.naive)
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data")
@@ -195,6 +196,7 @@ def main() -> None:
     ap.add_argument("--cpus", default="0", help="taskset CPU list ('' = no pinning)")
     ap.add_argument("--max-minutes", type=float, default=30)
     ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--naive", help="naive_baseline.py (default: $MEDTL_NAIVE_BASELINE, ./)")
     ap.add_argument("--out", default="results/ttq")
     a = ap.parse_args()
     a.data = str(Path(a.data).resolve())

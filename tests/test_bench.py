@@ -13,6 +13,9 @@ import torch
 from medtl import bench
 from medtl.errors import MedtlError
 
+# The reference loop lives next to the project, not in it; tests pass its path explicitly.
+NAIVE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "naive_baseline.py"
+
 
 def _fake_results() -> dict:
     naive = {
@@ -114,16 +117,37 @@ def test_locate_naive_missing_names_path_and_fix(tmp_path):
     assert str(missing) in str(err.value) and "--naive PATH" in str(err.value)
 
 
-def test_locate_naive_given_and_default(tmp_path):
+def test_locate_naive_given_then_env_then_cwd(tmp_path, monkeypatch):
     script = tmp_path / "naive_baseline.py"
     script.write_text("print('{}')\n")
     assert bench.locate_naive(script) == script
-    default = bench.default_naive_script()
-    assert default.parts[-3:] == ("shared", "bench", "naive_baseline.py")
-    import medtl
+    elsewhere = tmp_path / "env" / "loop.py"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("print('{}')\n")
+    monkeypatch.setenv(bench.NAIVE_ENV, str(elsewhere))
+    assert bench.locate_naive() == elsewhere  # the environment variable, when no path is given
+    assert bench.locate_naive(script) == script  # an explicit path wins
+    monkeypatch.delenv(bench.NAIVE_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert bench.locate_naive() == tmp_path / "naive_baseline.py"  # the current directory
+    monkeypatch.chdir(elsewhere.parent)
+    with pytest.raises(MedtlError) as err:
+        bench.locate_naive()
+    msg = str(err.value)
+    assert "--naive PATH" in msg and bench.NAIVE_ENV in msg and "\n" not in msg
+    assert str(elsewhere.parent / "naive_baseline.py") in msg
 
-    repo = Path(medtl.__file__).resolve().parents[2]
-    assert default == repo.parent / "shared" / "bench" / "naive_baseline.py"
+
+@pytest.mark.skipif(not NAIVE.is_file(), reason=f"naive baseline not found at {NAIVE}")
+def test_locate_naive_finds_the_reference_loop_by_its_path():
+    assert bench.locate_naive(NAIVE) == NAIVE
+    assert bench.locate_naive(str(NAIVE)) == NAIVE
+
+
+def test_package_never_points_outside_the_project():
+    src = Path(bench.__file__).resolve().parent
+    for module in src.glob("*.py"):
+        assert '"shared"' not in module.read_text(), module
 
 
 def test_naive_command_and_json_line():

@@ -55,10 +55,10 @@ def one_thread():
     every conv tens of times slower (measured 1.3 s vs 0.03 s per 32 px resnet18-UNet)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    export.THREADS, old = 1, export.THREADS
+    export.runtime.THREADS, old = 1, export.runtime.THREADS
     yield
     torch.set_num_threads(before)
-    export.THREADS = old
+    export.runtime.THREADS = old
 
 
 @pytest.fixture(scope="module")
@@ -152,14 +152,14 @@ def test_missing_run_and_model_are_user_errors(tmp_path):
 
 
 def test_parity_failure_names_the_difference(multi_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "PARITY_TOL", 0.0)  # any real difference now fails
+    monkeypatch.setattr(export.exporter, "PARITY_TOL", 0.0)  # any real difference now fails
     with pytest.raises(MedtlError, match=r"differs from PyTorch by [0-9.e-]+ on '(seg|cls)'"):
         export.export_onnx(multi_run, out=tmp_path)
     assert not (tmp_path / "export.json").exists() and not (tmp_path / "model.onnx").exists()
 
 
 def test_int8_records_dice_drop_and_speed(multi_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "BENCH_SECONDS", 0.05)
+    monkeypatch.setattr(export.quantise, "BENCH_SECONDS", 0.05)
     info = export.export_onnx(multi_run, out=tmp_path, int8=True)
     q = json.loads((tmp_path / "export.json").read_text())["int8"]
     assert q == json.loads(json.dumps(info["int8"]))

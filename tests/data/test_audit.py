@@ -11,39 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.data.audit import (
-    NEAR_DUP_MAX_DISTANCE,
-    assign_groups,
-    audit,
-    duplicate_groups,
-    image_hashes,
-    near_pairs,
-    phash,
-)
-from medtl.data.layouts import Sample
+from medtl.data.audit import audit
+from tests.data.conftest import SIZE, near_copy, save, smooth_image
 
 BUSI = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "busi"
-SIZE = 40
-
-
-def _img(seed: int, size: int = SIZE) -> np.ndarray:
-    """A smooth random grey image (values 40..200) with a little fine noise."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(40, 200, (5, 5)).astype(np.uint8)
-    big = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
-    return np.clip(big.astype(int) + rng.integers(-8, 9, big.shape), 0, 255).astype(np.uint8)
-
-
-def _near_copy(arr: np.ndarray, seed: int = 99) -> np.ndarray:
-    """Brightened by 10 and re-noised: the same picture, different pixels."""
-    rng = np.random.default_rng(seed)
-    return np.clip(arr.astype(int) + 10 + rng.integers(-3, 4, arr.shape), 0, 255).astype(np.uint8)
-
-
-def _save(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, mode).save(path) if mode else Image.fromarray(arr).save(path)
-    return path
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -63,113 +34,44 @@ def messy(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     b, m, n = root / "benign", root / "malignant", root / "normal"
     sq = _square_mask()  # 100 of 1600 pixels: coverage 0.0625
-    _save(b / "a.png", _img(1))
-    _save(b / "a_mask.png", sq)
-    _save(b / "b.png", _img(2))
+    save(b / "a.png", smooth_image(1))
+    save(b / "a_mask.png", sq)
+    save(b / "b.png", smooth_image(2))
     rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
     rgba[..., 3] = 255
     rgba[5:15, 5:15, :3] = 255
-    _save(b / "b_mask.png", rgba, "RGBA")
-    _save(b / "c.png", _img(3))
-    _save(b / "c_mask.png", sq.astype(np.uint16) * 257)  # 16-bit 0/65535
-    _save(b / "d.png", _img(4))
+    save(b / "b_mask.png", rgba, "RGBA")
+    save(b / "c.png", smooth_image(3))
+    save(b / "c_mask.png", sq.astype(np.uint16) * 257)  # 16-bit 0/65535
+    save(b / "d.png", smooth_image(4))
     pal = Image.fromarray((sq > 0).astype(np.uint8), "P")
     pal.putpalette([0, 0, 0, 255, 0, 0])
     pal.save(b / "d_mask.png")
-    _save(b / "e.png", _img(5))
+    save(b / "e.png", smooth_image(5))
     multi = sq.copy()
     multi[20:22, 20:22] = 1
     multi[30:32, 30:32] = 2
-    _save(b / "e_mask.png", multi)  # values {0, 1, 2, 255}
-    _save(b / "f.png", _img(6))
-    _save(b / "f_mask.png", _square_mask(32))  # wrong size
-    _save(b / "g.png", _img(7))
-    _save(b / "g_mask.png", sq)
+    save(b / "e_mask.png", multi)  # values {0, 1, 2, 255}
+    save(b / "f.png", smooth_image(6))
+    save(b / "f_mask.png", _square_mask(32))  # wrong size
+    save(b / "g.png", smooth_image(7))
+    save(b / "g_mask.png", sq)
     extra = np.zeros_like(sq)
     extra[30:40, 30:40] = 255  # disjoint square: union covers 200 pixels
-    _save(b / "g_mask_1.png", extra)
-    _save(b / "h.png", _img(8))  # no mask
+    save(b / "g_mask_1.png", extra)
+    save(b / "h.png", smooth_image(8))  # no mask
     (b / "z.png").write_bytes(b"")  # zero-byte image
-    _save(b / "z_mask.png", sq)
+    save(b / "z_mask.png", sq)
     (b / "notes.txt").write_text("scanner settings")
-    _save(b / "nc.png", _near_copy(_img(3)))  # near copy of c.png
-    _save(b / "nc_mask.png", sq)
+    save(b / "nc.png", near_copy(smooth_image(3)))  # near copy of c.png
+    save(b / "nc_mask.png", sq)
     _copy(b / "a.png", m / "a_copy.png")  # byte-identical copy in another class
-    _save(m / "a_copy_mask.png", sq)
-    _save(m / "m.png", _img(9))
-    _save(m / "m_mask.png", sq)
-    _save(n / "k.png", _img(10))
-    _save(n / "k_mask.png", np.zeros((SIZE, SIZE), np.uint8))
+    save(m / "a_copy_mask.png", sq)
+    save(m / "m.png", smooth_image(9))
+    save(m / "m_mask.png", sq)
+    save(n / "k.png", smooth_image(10))
+    save(n / "k_mask.png", np.zeros((SIZE, SIZE), np.uint8))
     return root
-
-
-def test_phash_is_robust_to_resize_brightness_and_separates_unrelated() -> None:
-    a = _img(1)
-    bigger = np.asarray(Image.fromarray(a).resize((80, 80), Image.Resampling.BILINEAR))
-    assert bin(phash(a) ^ phash(bigger)).count("1") <= NEAR_DUP_MAX_DISTANCE
-    assert bin(phash(a) ^ phash(_near_copy(a))).count("1") <= NEAR_DUP_MAX_DISTANCE
-    assert bin(phash(a) ^ phash(a.T)).count("1") > NEAR_DUP_MAX_DISTANCE
-    hashes = [phash(_img(s)) for s in range(40)]
-    assert len(near_pairs(hashes)) == 0  # 780 unrelated pairs, none near
-    assert 0 <= phash(a) < 2**64
-    assert bin(phash(a)).count("1") == 32  # half of the 64 coefficients above the median
-
-
-def test_image_hashes_exact_hash_ignores_file_format(tmp_path: Path) -> None:
-    a = _img(1)
-    p1, p2 = _save(tmp_path / "a.png", a), _save(tmp_path / "a.bmp", a)
-    p3 = _save(tmp_path / "b.png", _near_copy(a))
-    (h1, q1), (h2, q2), (h3, q3) = image_hashes([Sample(p1), Sample(p2), Sample(p3)])
-    assert h1 == h2 and q1 == q2
-    assert h3 != h1
-    assert len(h1) == 40  # sha1 hex
-
-
-def _fake(n: int) -> list[Sample]:
-    return [Sample(Path(f"img{i}.png")) for i in range(n)]
-
-
-def test_duplicate_groups_union_find_and_speed() -> None:
-    rng = np.random.default_rng(0)
-    n = 800
-    ph = [int(x) for x in rng.integers(0, 2**63, n, dtype=np.int64)]
-    ph[10] = ph[3] ^ 0b1011  # 3 bits from 3: near
-    ph[500] = ph[10] ^ (1 << 40)  # 1 bit from 10, 4 from 3: chains into the same group
-    hashes = [(f"sha{i}", p) for i, p in enumerate(ph)]
-    hashes[700] = ("sha42", ph[700])  # exact copy of 42, pHash unrelated on purpose
-    samples = _fake(n)
-    t0 = time.perf_counter()
-    groups = duplicate_groups(samples, hashes=hashes)
-    assert time.perf_counter() - t0 < 1.0
-    assert groups == [[3, 10, 500], [42, 700]]
-    assert duplicate_groups(samples, near=False, hashes=hashes) == [[42, 700]]
-    assert duplicate_groups(samples, max_distance=1, hashes=hashes) == [[10, 500], [42, 700]]
-
-
-def test_assign_groups_unions_duplicates_with_user_groups(tmp_path: Path) -> None:
-    a, c, e = _img(1), _img(3), _img(5)
-    paths = [
-        _save(tmp_path / "s0.png", a),
-        _save(tmp_path / "s1.png", a),  # exact copy of s0
-        _save(tmp_path / "s2.png", _near_copy(c)),
-        _save(tmp_path / "s3.png", c),  # near copy of s2
-        _save(tmp_path / "s4.png", _img(4)),
-        _save(tmp_path / "s5.png", e),
-        _save(tmp_path / "s6.png", e),  # exact copy of s5, other patient
-        _save(tmp_path / "s7.png", _img(7)),
-    ]
-    user = [None, "p2", None, None, "p1", "p1", "p3", None]
-    samples = [Sample(p, group=g, label="x") for p, g in zip(paths, user, strict=True)]
-    out = assign_groups(samples)
-    groups = [s.group for s in out]
-    assert groups[0] == groups[1] == "p2"  # the copy joins the patient of its twin
-    assert groups[2] == groups[3] and groups[2].startswith("dup-")
-    assert groups[4] == groups[5] == groups[6] == "p1+p3"  # tied by either notion
-    assert groups[7] is None
-    assert [s.image for s in out] == paths and all(s.label == "x" for s in out)
-    assert samples[0].group is None  # inputs untouched (frozen dataclass, replaced)
-    exact_only = [s.group for s in assign_groups(samples, near=False)]
-    assert exact_only[2] is None and exact_only[3] is None
 
 
 def test_audit_finds_every_defect_and_nothing_else(messy: Path) -> None:
@@ -232,8 +134,8 @@ def test_audit_finds_every_defect_and_nothing_else(messy: Path) -> None:
 
 def test_audit_clean_folder_is_ok(tmp_path: Path) -> None:
     for i, cls in enumerate(["a", "a", "b", "b"]):
-        _save(tmp_path / cls / f"x{i}.png", _img(i))
-        _save(tmp_path / cls / f"x{i}_mask.png", _square_mask())
+        save(tmp_path / cls / f"x{i}.png", smooth_image(i))
+        save(tmp_path / cls / f"x{i}_mask.png", _square_mask())
     (tmp_path / "README.md").write_text("root-level notes are fine")
     r = audit(tmp_path)
     assert r.ok, r.problems
@@ -244,12 +146,12 @@ def test_audit_clean_folder_is_ok(tmp_path: Path) -> None:
 
 
 def test_audit_flags_duplicates_spanning_premade_splits(tmp_path: Path) -> None:
-    _save(tmp_path / "train" / "cat" / "a.png", _img(1))
-    _save(tmp_path / "train" / "cat" / "b.png", _img(2))
-    _save(tmp_path / "train" / "dog" / "c.png", _img(3))
+    save(tmp_path / "train" / "cat" / "a.png", smooth_image(1))
+    save(tmp_path / "train" / "cat" / "b.png", smooth_image(2))
+    save(tmp_path / "train" / "dog" / "c.png", smooth_image(3))
     _copy(tmp_path / "train" / "cat" / "a.png", tmp_path / "test" / "cat" / "a2.png")
-    _save(tmp_path / "test" / "dog" / "c2.png", _near_copy(_img(3)))
-    _save(tmp_path / "test" / "dog" / "d.png", _img(4))
+    save(tmp_path / "test" / "dog" / "c2.png", near_copy(smooth_image(3)))
+    save(tmp_path / "test" / "dog" / "d.png", smooth_image(4))
     r = audit(tmp_path)
     assert r.layout == "imagefolder"
     assert r.splits == {"test": 3, "train": 3}
@@ -261,8 +163,8 @@ def test_audit_flags_duplicates_spanning_premade_splits(tmp_path: Path) -> None:
 
 
 def test_audit_flags_patient_group_spanning_splits(tmp_path: Path) -> None:
-    _save(tmp_path / "img" / "a.png", _img(1))
-    _save(tmp_path / "img" / "b.png", _img(2))
+    save(tmp_path / "img" / "a.png", smooth_image(1))
+    save(tmp_path / "img" / "b.png", smooth_image(2))
     (tmp_path / "manifest.csv").write_text(
         "image,label,group,split\nimg/a.png,x,p1,train\nimg/b.png,x,p1,test\n"
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medtl.models.encoders import create_encoder, encoder_stages
+from medtl.models.encoders import create_encoder
+from medtl.models.stages import encoder_stages
 from tests.conftest import train_tiny
 
 

@@ -15,20 +15,11 @@ from PIL import Image
 
 from medtl.errors import ConfigError, WeightsError
 from medtl.models import encoders as enc_mod
-from medtl.models.encoders import (
-    ENCODERS,
-    create_encoder,
-    describe_encoders,
-    encoder_channels,
-    encoder_stages,
-    get_encoder_spec,
-)
-from medtl.models.weights import (
-    efficientnet_lite_to_timm,
-    load_state_dict_file,
-    map_state_dict,
-    resolve_weights,
-)
+from medtl.models.encoders import create_encoder, describe_encoders, encoder_channels
+from medtl.models.registry import ENCODERS, get_encoder_spec
+from medtl.models.stages import encoder_stages
+from medtl.models.weight_keys import efficientnet_lite_to_timm, map_state_dict
+from medtl.models.weights import load_state_dict_file, resolve_weights
 
 MILITARY_UNIFORM = 652  # ImageNet class of Grace Hopper's portrait
 
@@ -60,7 +51,7 @@ def without_checksum(monkeypatch, name):
 def lite0_timm(weights: bool) -> torch.nn.Module:
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     if weights:
-        path = resolve_weights("efficientnet-lite0", "imagenet")
+        path = resolve_weights(get_encoder_spec("efficientnet-lite0"), "imagenet")
         sd = load_state_dict_file(path, ENCODERS["efficientnet-lite0"].source.sha256)
         result = model.load_state_dict(efficientnet_lite_to_timm(sd), strict=True)
         assert not result.missing_keys and not result.unexpected_keys
@@ -78,7 +69,7 @@ def grace_hopper(model) -> torch.Tensor:
 
 
 def test_efficientnet_lite0_package_weights_are_real_imagenet():
-    path = resolve_weights("efficientnet-lite0", "imagenet")
+    path = resolve_weights(get_encoder_spec("efficientnet-lite0"), "imagenet")
     assert path.name == "efficientnet-lite0-57934424.pth"
     pretrained = lite0_timm(weights=True)
     x = grace_hopper(pretrained)
@@ -114,7 +105,7 @@ def test_efficientnet_lite0_smp_encoder_matches_full_timm_model():
 def test_efficientnet_lite1_2_package_weights_load_strictly(n):
     encoder, origin = create_encoder(f"efficientnet-lite{n}", "imagenet")
     assert "(sha256 ok)" in origin
-    path = resolve_weights(f"efficientnet-lite{n}", "imagenet")
+    path = resolve_weights(get_encoder_spec(f"efficientnet-lite{n}"), "imagenet")
     sd = load_state_dict_file(path, None)
     torch.testing.assert_close(encoder.model.conv_stem.weight, sd["_conv_stem.weight"])
 
@@ -326,10 +317,10 @@ def test_timm_missing_weights_message():
 
 def test_map_state_dict_families():
     tv = torchvision.models.mobilenet_v2(weights=None).state_dict()
-    mapped = map_state_dict("mobilenet_v2", tv)
+    mapped = map_state_dict(get_encoder_spec("mobilenet_v2"), tv)
     assert not any(k.startswith("classifier") for k in mapped)
-    path = resolve_weights("efficientnet-lite0", "imagenet")
-    lite = map_state_dict("efficientnet-lite0", load_state_dict_file(path, None))
+    path = resolve_weights(get_encoder_spec("efficientnet-lite0"), "imagenet")
+    lite = map_state_dict(get_encoder_spec("efficientnet-lite0"), load_state_dict_file(path, None))
     assert all(k.startswith("model.") for k in lite)
     assert not any(k.startswith(("model.conv_head", "model.bn2", "model.classifier")) for k in lite)
     assert "model.blocks.6.0.conv_pwl.weight" in lite

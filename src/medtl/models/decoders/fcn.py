@@ -175,27 +175,30 @@ class FCNDecoder(nn.Module):
         return fit_to_size(self.up_final(x), features[0].shape[-2:])
 
 
-class FCN16Decoder(FCNDecoder):
+class _FixedStrideFCN(FCNDecoder):
+    """:class:`FCNDecoder` with ``skip_stride`` fixed by the subclass (FCN16, FCN8)."""
+
+    fixed_skip_stride: int
+
+    def __init__(
+        self,
+        encoder_channels: Sequence[int],
+        out_channels: int = 32,
+        head_channels: int = 256,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__(
+            encoder_channels, self.fixed_skip_stride, out_channels, head_channels, dropout
+        )
+
+
+class FCN16Decoder(_FixedStrideFCN):
     """:class:`FCNDecoder` with ``skip_stride=16``: fuses the stride-16 features, then x16."""
 
-    def __init__(
-        self,
-        encoder_channels: Sequence[int],
-        out_channels: int = 32,
-        head_channels: int = 256,
-        dropout: float = 0.5,
-    ) -> None:
-        super().__init__(encoder_channels, 16, out_channels, head_channels, dropout)
+    fixed_skip_stride = 16
 
 
-class FCN8Decoder(FCNDecoder):
+class FCN8Decoder(_FixedStrideFCN):
     """:class:`FCNDecoder` with ``skip_stride=8``: fuses stride-16 and stride-8, then x8."""
 
-    def __init__(
-        self,
-        encoder_channels: Sequence[int],
-        out_channels: int = 32,
-        head_channels: int = 256,
-        dropout: float = 0.5,
-    ) -> None:
-        super().__init__(encoder_channels, 8, out_channels, head_channels, dropout)
+    fixed_skip_stride = 8

@@ -42,21 +42,18 @@ class LightDecoder(nn.Module):
         out_channels: channels of the output (of the last transposed convolution).
         decoder_channels: output channels of each stage's 3x3 conv; one per stage.
 
-    Shapes (input ``(N, 3, H, W)``, ``H`` and ``W`` multiples of 32):
-        ``forward(features)`` takes the list returned by the smp encoder,
-        ``features[i]: (N, encoder_channels[i], H / 2**i, W / 2**i)``, and returns
-        ``(N, out_channels, H, W)``: stride 1, no activation.
+    Shapes: as :class:`~medtl.models.decoders.fcn.FCNDecoder`'s, the smp feature list in
+    (``H``, ``W`` multiples of 32), ``(N, out_channels, H, W)`` out, with no activation.
 
     Example:
         >>> import torch
         >>> channels = (3, 16, 24, 32, 96, 1280)  # mobilenet_v2
-        >>> feats = [torch.randn(2, c, 64 // 2**i, 64 // 2**i) for i, c in enumerate(channels)]
         >>> decoder = LightDecoder(channels)
-        >>> tuple(decoder(feats).shape)
+        >>> [stage[0].out_channels for stage in decoder.stages]  # the 3x3 convs, halving
+        [256, 128, 64, 32, 16]
+        >>> feats = [torch.randn(2, c, 64 // 2**i, 64 // 2**i) for i, c in enumerate(channels)]
+        >>> tuple(decoder(feats).shape)  # from features[5] alone, back to stride 1
         (2, 16, 64, 64)
-        >>> seg_head = torch.nn.Conv2d(decoder.out_channels, 1, 1)  # what build_model adds
-        >>> tuple(seg_head(decoder(feats)).shape)
-        (2, 1, 64, 64)
     """
 
     def __init__(

@@ -1,0 +1,133 @@
+"""The audit's per-file checks: each image and mask decoded once, what is odd about it.
+
+:func:`decode_sample` records unreadable files, masks that are not single-channel 8-bit
+binary (:func:`mask_reasons`), masks whose size differs from their image and images with
+several masks; :func:`other_files` lists the files that are not images.
+:mod:`medtl.data.audit` turns these into its report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from medtl.data.dedup import hashes_of
+from medtl.data.io import binarise_mask, read_array, read_image
+from medtl.data.layouts import IMAGE_EXTS, Sample
+from medtl.errors import DataError
+
+_SINGLE_CHANNEL_8BIT = ("1", "L")
+
+
+@dataclass
+class Decoded:
+    """Per sample, what one decode of its files gave."""
+
+    shape: tuple[int, int] | None = None
+    hashes: tuple[str, int] | None = None
+    coverage: float | None = None
+
+
+def mask_reasons(arr: np.ndarray, mode: str) -> list[str]:
+    """Why a mask array is not a single-channel 8-bit binary mask (empty list if it is)."""
+    reasons = []
+    if arr.ndim == 3:
+        reasons.append(f"not single-channel ({arr.shape[2]} channels)")
+    elif mode == "P":
+        reasons.append("palette (indices used as values)")
+    elif mode not in _SINGLE_CHANNEL_8BIT:
+        reasons.append(f"{arr.dtype.itemsize * 8}-bit {arr.dtype}")
+    flat = arr[..., : 3 if arr.shape[2] >= 3 else 1].max(axis=2) if arr.ndim == 3 else arr
+    values = np.unique(flat)
+    if len(values) > 2:
+        shown = ", ".join(str(v) for v in values[:8].tolist())
+        more = ", ..." if len(values) > 8 else ""
+        reasons.append(f"non-binary ({len(values)} values: {shown}{more})")
+    return reasons
+
+
+def _header_mode(path: Path) -> str:
+    if path.suffix.lower() == ".dcm":
+        return "DICOM"
+    with Image.open(path) as img:  # header only: no pixel decode
+        return img.mode
+
+
+def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
+    """Decode ``s``'s image and masks once; what is wrong with them goes into ``rep``'s lists
+    and counters (``unreadable``, ``multi_mask``, ``odd_masks``, ``mask_size_mismatch``,
+    ``image_modes``, ``mask_modes``, ``sizes``). A bad file is recorded, never raised."""
+    out = Decoded()
+    try:
+        rgb = read_image(s.image)  # first: its DataError says what is wrong
+        mode = _header_mode(s.image)
+    except (DataError, OSError) as exc:
+        rep["unreadable"].append({"path": str(s.image), "error": _err(s.image, exc)})
+        return out
+    out.shape = rgb.shape[:2]
+    out.hashes = hashes_of(rgb)
+    rep["image_modes"][mode] += 1
+    rep["sizes"][(rgb.shape[1], rgb.shape[0])] += 1
+    if not s.masks:
+        return out
+    if len(s.masks) > 1:
+        rep["multi_mask"].append({"image": str(s.image), "masks": [str(m) for m in s.masks]})
+    merged: np.ndarray | None = None
+    for m in s.masks:
+        try:
+            arr = read_array(m)
+            mmode = _header_mode(m)
+        except (DataError, OSError) as exc:
+            rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
+            continue
+        rep["mask_modes"][mmode] += 1
+        reasons = mask_reasons(arr, mmode)
+        if reasons:
+            rep["odd_masks"].append(
+                {
+                    "mask": str(m),
+                    "mode": mmode,
+                    "shape": list(arr.shape),
+                    "dtype": str(arr.dtype),
+                    "reasons": reasons,
+                }
+            )
+        if arr.shape[:2] != out.shape:
+            rep["mask_size_mismatch"].append(
+                {
+                    "mask": str(m),
+                    "mask_size": f"{arr.shape[1]}x{arr.shape[0]}",
+                    "image": str(s.image),
+                    "image_size": f"{out.shape[1]}x{out.shape[0]}",
+                }
+            )
+            continue
+        b = binarise_mask(arr)
+        merged = b if merged is None else merged | b
+    if merged is not None:
+        out.coverage = float(merged.mean())
+    return out
+
+
+def _err(path: Path, exc: Exception) -> str:
+    msg = str(exc)
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def other_files(root: Path, layout: str) -> list[str]:
+    """Files under ``root`` that are not images (hidden files included; root-level
+    manifests of the csv layout excluded)."""
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.suffix.lower() in IMAGE_EXTS:
+            continue
+        if layout == "csv" and p.parent == root and p.suffix.lower() == ".csv":
+            continue
+        out.append(str(p))
+    return out

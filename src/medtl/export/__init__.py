@@ -1,0 +1,37 @@
+"""``export_onnx(run)``: a deployable ONNX model, parity-checked against PyTorch, optionally
+quantised to int8 (static, calibrated on the run's training images) with its Dice and speed
+cost measured; ``OnnxPredictor`` and ``predict_onnx`` run it without PyTorch models.
+
+Files (all written atomically) under ``RUN/export/``::
+
+    model.onnx        input "image" float (N, 3, S, S) in [0, 1]; outputs "seg" and/or "cls"
+    model.int8.onnx   with int8=True (QDQ, per-channel weights; the output layers stay fp32)
+    export.json       paths, opset, parity max|diff| per output, sizes, int8 Dice and speed
+
+Modules: :mod:`~medtl.export.exporter` (``model.onnx`` and its parity check),
+:mod:`~medtl.export.quantise` (``model.int8.onnx``, its Dice and speed),
+:mod:`~medtl.export.runtime` (:class:`OnnxPredictor`), :mod:`~medtl.export.onnx_predict`
+(``medtl predict --onnx``). Settings are read where they are used:
+``runtime.THREADS`` (ONNX Runtime threads), ``exporter.PARITY_TOL``,
+``quantise.BENCH_SECONDS``.
+"""
+
+from __future__ import annotations
+
+from medtl.export.exporter import export_onnx
+from medtl.export.onnx_predict import OnnxNet, predict_onnx
+from medtl.export.quantise import QUANTISED_OPS, quantise_int8, throughput
+from medtl.export.runtime import INPUT_NAME, META_PREFIX, OUTPUT_ORDER, OnnxPredictor
+
+__all__ = [
+    "INPUT_NAME",
+    "META_PREFIX",
+    "OUTPUT_ORDER",
+    "QUANTISED_OPS",
+    "OnnxNet",
+    "OnnxPredictor",
+    "export_onnx",
+    "predict_onnx",
+    "quantise_int8",
+    "throughput",
+]

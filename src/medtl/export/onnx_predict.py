@@ -1,0 +1,60 @@
+"""``medtl predict --onnx``: predictions through ONNX Runtime, written as ``medtl predict`` does.
+
+Everything but the network is the PyTorch path's own code: the flip-TTA rule is
+:func:`medtl.inference.infer`, and the images, resizing, masks, overlays and
+predictions.csv are :func:`medtl.predict.write_predictions`; the network is an
+:class:`~medtl.export.runtime.OnnxPredictor` seen as a module (:class:`OnnxNet`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medtl.errors import MedtlError
+from medtl.export.runtime import OnnxPredictor
+
+
+class OnnxNet(nn.Module):
+    """An :class:`OnnxPredictor` with ``Net``'s interface: a float tensor batch in, a dict
+    of logit tensors out, so :func:`medtl.inference.infer` (and its TTA) can run it."""
+
+    def __init__(self, predictor: OnnxPredictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in self.predictor(x.numpy()).items()}
+
+
+def predict_onnx(
+    run: str | Path,
+    inputs: list[str | Path],
+    out: str | Path,
+    tta: bool = False,
+    model: str | Path | None = None,
+    batch_size: int = 8,
+) -> list[str]:
+    """``medtl predict --onnx``: like :func:`medtl.predict.predict` but through ONNX Runtime
+    on ``model`` (default ``RUN/export/model.onnx``; ``RUN/export/model.int8.onnx`` works too),
+    ``batch_size`` images per call."""
+    from medtl.inference import infer
+    from medtl.predict import write_predictions
+
+    path = Path(model) if model is not None else Path(run) / "export" / "model.onnx"
+    if not path.is_file():
+        raise MedtlError(f"{path} not found; run 'medtl export {run}' first")
+    predictor = OnnxPredictor(path)
+    if predictor.image_size is None:
+        raise MedtlError(f"{path} has no medtl metadata; re-export it with 'medtl export {run}'")
+    net = OnnxNet(predictor)
+    return write_predictions(
+        lambda x: infer(net, x, tta),
+        predictor.image_size,
+        predictor.classes,
+        inputs,
+        Path(out),
+        batch_size,
+    )
