@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from medtl.engine.metrics import aggregate
+from medtl.metrics import aggregate
 
 
 def rows_of(folder: Path, runs: list[str]) -> list[dict[str, str]]:

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medtl.compare import cell_id, collect, compare, expand_grid
-from medtl.engine.metrics import aggregate, paired_bootstrap_pvalue, wilcoxon_pvalue
+from medtl.compare import cell_id, collect, compare, expand_grid, split_overrides
 from medtl.errors import ConfigError, MedtlError
+from medtl.metrics import aggregate, paired_bootstrap_pvalue, wilcoxon_pvalue
 from tests.conftest import TINY
 
 GRID = ["model.strategy=frozen,finetune"]
+CLS = ("accuracy", "macro_f1", "auroc")
 
 
 def base(root: Path) -> list[str]:
@@ -67,6 +68,32 @@ def test_expand_grid_errors():
         expand_grid(["train.lr=1,"])
     with pytest.raises(ConfigError, match="key=value"):
         expand_grid(["train.lr"])
+
+
+def test_split_overrides_uses_the_grid_rule():
+    cases = [
+        "model.encoder=resnet18,vgg11",
+        "train.lr=0.01",
+        "model.strategy=a,b,c",
+        "a.b=[1,2]",
+        "c.d=x,y",
+        "data.classes=[a,b]",
+        "x=1",
+    ]
+    fixed, swept = split_overrides(cases)
+    assert fixed == ["train.lr=0.01", "a.b=[1,2]", "data.classes=[a,b]", "x=1"]
+    assert swept == ["model.encoder=resnet18,vgg11", "model.strategy=a,b,c", "c.d=x,y"]
+    # the rule cmd_compare used before agrees on all of these ...
+    old = [
+        o for o in cases if "," not in o.split("=", 1)[-1] or o.split("=", 1)[-1].startswith("[")
+    ]
+    assert fixed == old
+    # ... and the grid's rule decides the rest: a quoted value is one value, lists can sweep
+    assert split_overrides(['a.b="x,y"', "e.f=[1],[2]", "train.lr"]) == (
+        ['a.b="x,y"', "train.lr"],
+        ["e.f=[1],[2]"],
+    )
+    assert len(expand_grid(cases)) == len(expand_grid(swept)) == 2 * 3 * 2
 
 
 def test_cell_id_is_stable_readable_and_distinct():
@@ -251,7 +278,7 @@ def _fake_run(run: Path, rows: list[dict], summary: dict) -> None:
 
 
 def test_collect_classification_three_folds(tmp_path):
-    from medtl.engine.metrics import classification_scores
+    from medtl.metrics import classification_scores
 
     classes = ["a", "b"]
     rng = np.random.default_rng(1)
@@ -295,6 +322,26 @@ def test_collect_classification_three_folds(tmp_path):
             _fake_run(tmp_path / "cells" / cell / f"fold{f}", rows, summary)
     res = collect(tmp_path, quiet=True)
     assert res["primary"] == "macro_f1" and res["paired_metric"] == "accuracy"
+    # numbers pinned from before the statistics moved to medtl.metrics: same seeds, same draws
+    bad = next(c for c in res["configs"] if c["cell"] == "bad")
+    ci = {m: [bad["metrics"][m]["images"][k] for k in ("ci_low", "ci_high")] for m in CLS}
+    assert ci == {
+        "accuracy": [0.5833333333333334, 1.0],
+        "macro_f1": [0.5555555555555556, 1.0],
+        "auroc": [0.5833333333333334, 1.0],
+    }
+    assert [bad["metrics"][m]["folds"]["ci_low"] for m in CLS] == [0.75, 0.7333333333333334, 0.625]
+    assert bad["vs_best"]["images"]["p_bootstrap"] == 0.2383523295340932
+    assert bad["vs_best"]["folds"]["p_bootstrap"] == 0.03799240151969606
+    assert bad["vs_best"]["folds"]["mean_diff"] == -0.17777777777777773
+    # write=False: the same dict, nothing written
+    written = {n: (tmp_path / n).read_text() for n in ("results.json", "results.csv", "results.md")}
+    for name in written:
+        (tmp_path / name).unlink()
+    assert collect(tmp_path, quiet=True, write=False) == res
+    assert not any((tmp_path / name).exists() for name in written)
+    for name, text in written.items():
+        (tmp_path / name).write_text(text)
     good = next(c for c in res["configs"] if c["cell"] == "good")
     images = list(truth)
     y = np.array([classes.index(truth[i]) for i in images])

@@ -1,4 +1,4 @@
-"""Tests for medtl.engine.metrics: every expected number is worked out by hand."""
+"""Tests for medtl.metrics and medtl.engine.metrics: every expected number is worked out by hand."""
 
 from __future__ import annotations
 
@@ -9,22 +9,28 @@ import pytest
 import torch
 
 from medtl.engine.metrics import (
+    classification_metric_collection,
+    dice_per_image_torch,
+    iou_per_image_torch,
+)
+from medtl.errors import ConfigError
+from medtl.metrics import (
     EMPTY_RULE_TEXT,
     aggregate,
     auroc_binary,
     bootstrap_ci,
-    classification_metric_collection,
     classification_report_rows,
     classification_report_text,
     classification_scores,
-    dice_per_image_torch,
+    fold_summary,
     hd95,
-    iou_per_image_torch,
+    macro_f1,
     paired_bootstrap_pvalue,
+    paired_test,
     seg_scores,
     wilcoxon_pvalue,
 )
-from medtl.errors import ConfigError
+from medtl.metrics.statistics import bootstrap_statistic_ci, resample_indices
 
 NAN = float("nan")
 
@@ -183,6 +189,33 @@ def test_paired_pvalues():
     assert math.isnan(paired_bootstrap_pvalue([1.0], [0.0]))
 
 
+def test_bootstrap_statistic_ci_draws_the_resamples_of_bootstrap_ci():
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 1001):  # 1001: the resamples come in several blocks
+        v = rng.random(n)
+        # one stream: row r of the blocks is the r-th draw of rng.integers(0, n, n)
+        ref = np.random.default_rng(5)
+        blocks = np.concatenate(list(resample_indices(n, 2000, 5)))
+        assert np.array_equal(blocks, [ref.integers(0, n, n) for _ in range(2000)])
+        assert bootstrap_statistic_ci(n, lambda i, v=v: float(v[i].mean()), seed=5) == (
+            bootstrap_ci(v, seed=5)
+        )
+    assert bootstrap_statistic_ci(1, lambda i: 0.25) == (0.25, 0.25)
+    assert all(math.isnan(x) for x in bootstrap_statistic_ci(0, lambda i: 0.25))
+    assert all(math.isnan(x) for x in bootstrap_statistic_ci(5, lambda i: NAN))
+
+
+def test_fold_summary_and_paired_test():
+    s = fold_summary([0.5, NAN, 0.7])
+    assert s["values"][0] == 0.5 and math.isnan(s["values"][1]) and s["n"] == 2
+    assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(math.sqrt(0.02))
+    assert set(s) == {"values", "mean", "std", "n", "ci_low", "ci_high"}
+    t = paired_test([0.9, 0.8, NAN, 0.6], [0.7, 0.7, 0.5, 0.5])
+    assert t["n"] == 3 and t["mean_diff"] == pytest.approx((0.2 + 0.1 + 0.1) / 3)
+    assert t["p_bootstrap"] == paired_bootstrap_pvalue([0.9, 0.8, 0.6], [0.7, 0.7, 0.5], seed=0)
+    assert t["p_wilcoxon"] == wilcoxon_pvalue([0.9, 0.8, 0.6], [0.7, 0.7, 0.5])
+
+
 # ---------------------------------------------------------------- classification
 
 
@@ -272,6 +305,22 @@ def test_classification_binary_1d_probs_and_bad_input():
         classification_scores([0, 3], np.ones((2, 3)) / 3, C3)
     with pytest.raises(ValueError):
         classification_scores([0, 1], np.ones((2, 2)), C3)
+
+
+def test_macro_f1_equals_classification_scores_in_both_orders():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        c = int(rng.integers(2, 5))
+        y = rng.integers(0, c, 30)
+        probs = rng.random((30, c))
+        s = classification_scores(y, probs, [str(i) for i in range(c)])
+        pred = probs.argmax(1)
+        assert macro_f1(y, pred, c) == s["macro_avg"]["f1"]  # bit for bit
+        cm = np.array(s["confusion_matrix"], float)
+        denom = cm.sum(0) + cm.sum(1)
+        counts = np.divide(2 * np.diag(cm), denom, out=np.zeros(c), where=denom > 0)
+        assert macro_f1(y, pred, c, from_counts=True) == float(counts.mean())
+        assert macro_f1(y, pred, c, from_counts=True) == pytest.approx(s["macro_avg"]["f1"])
 
 
 def test_torchmetrics_collection():

@@ -1,0 +1,283 @@
+"""Collecting a comparison: every finished cell's held-out scores -> ``OUT/results.*``.
+
+Per configuration, each metric is summarised twice: pooled over every held-out image
+(``images``) and over the per-fold means (``folds``), with the statistics of
+:mod:`medtl.metrics.statistics`. Configurations are ranked by the primary metric pooled
+over images, and each is compared with the best on paired per-image scores (and, with
+>= 3 folds, on paired per-fold scores).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtl.compare.design import TIMING_FILE, read_design, run_finished
+from medtl.compare.grid import cell_label
+from medtl.compare.tables import results_csv, results_markdown
+from medtl.errors import MedtlError
+from medtl.io_utils import atomic_write_json, atomic_write_text, json_safe, read_csv, to_float
+from medtl.metrics.classification import classification_scores, macro_f1
+from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci, fold_summary, paired_test
+
+__all__ = ["CLS_METRICS", "N_BOOT", "PRIMARY", "SEG_METRICS", "collect"]
+
+log = logging.getLogger("medtl")
+
+SEG_METRICS = ("dice", "iou")
+CLS_METRICS = ("accuracy", "macro_f1", "auroc")
+PRIMARY = {"segmentation": "dice", "classification": "macro_f1", "multitask": "score"}
+N_BOOT = 2000
+
+
+# ----------------------------------------------------------------------------- one configuration
+def _cls_pooled(rows: list[dict[str, str]], classes: list[str]) -> dict[str, dict[str, Any]]:
+    """Accuracy, macro-F1 and AUROC pooled over images, with bootstrap CIs over images."""
+    known = [r for r in rows if r.get("class") in classes]
+    y = np.array([classes.index(r["class"]) for r in known], dtype=np.int64)
+    probs = np.array([[to_float(r.get(f"p_{c}")) for c in classes] for r in known], dtype=float)
+    probs = probs.reshape(len(known), len(classes))
+    pred = probs.argmax(1) if len(known) else np.zeros(0, np.int64)
+    scores = classification_scores(y, probs, classes)
+    correct = (pred == y).astype(float)
+
+    def f1(idx: np.ndarray) -> float:
+        return macro_f1(y[idx], pred[idx], len(classes), from_counts=True)
+
+    def auroc(idx: np.ndarray) -> float:
+        if len(np.unique(y[idx])) < 2:
+            return math.nan
+        return float(classification_scores(y[idx], probs[idx], classes)["auroc_macro"])
+
+    out = {"accuracy": aggregate(correct, n_boot=N_BOOT, seed=0)}
+    for name, value, stat in (
+        ("macro_f1", scores["macro_avg"]["f1"], f1),
+        ("auroc", scores["auroc_macro"], auroc),
+    ):
+        lo, hi = bootstrap_statistic_ci(len(known), stat, n_boot=N_BOOT, seed=0)
+        out[name] = {
+            "mean": float(value),
+            "std": None,
+            "n": len(known),
+            "ci_low": lo,
+            "ci_high": hi,
+        }
+    out["_confusion_matrix"] = scores["confusion_matrix"]  # type: ignore[assignment]
+    return out
+
+
+@dataclass
+class _Readings:
+    """What the runs of one configuration hold: per-image rows, per-fold means, timings."""
+
+    rows: list[dict[str, str]] = field(default_factory=list)
+    folds: dict[str, list[float]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    train_s: list[float] = field(default_factory=list)
+    img_s: list[float] = field(default_factory=list)
+
+    def add_fold(self, metric: str, value: float) -> None:
+        self.folds.setdefault(metric, []).append(value)
+
+
+def _read_fold(got: _Readings, run: Path, split: str, task: str) -> None:
+    rows = read_csv(run / "eval" / split / "per_image.csv")
+    summary = json.loads((run / "eval" / split / "summary.json").read_text(encoding="utf-8"))
+    got.rows += rows
+    if task != "classification":
+        for m in SEG_METRICS:
+            v = np.array([to_float(r.get(m)) for r in rows])
+            got.add_fold(m, float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
+    if task != "segmentation":
+        c = summary.get("classification") or {}
+        got.classes = list(c.get("classes") or got.classes)
+        got.add_fold("accuracy", to_float(c.get("accuracy")))
+        got.add_fold("macro_f1", to_float((c.get("macro_avg") or {}).get("f1")))
+        got.add_fold("auroc", to_float(c.get("auroc_macro")))
+    metrics_csv = run / "metrics.csv"
+    history = read_csv(metrics_csv) if metrics_csv.is_file() else []
+    got.epochs.append(len(history))
+    got.train_s.append(sum(to_float(r.get("epoch_time_s")) for r in history))
+    timing_file = run / TIMING_FILE
+    if timing_file.is_file():
+        got.img_s.append(to_float(json.loads(timing_file.read_text()).get("infer_img_per_s")))
+
+
+def _metrics(got: _Readings, task: str) -> tuple[dict[str, dict[str, Any]], Any]:
+    """Every metric over images and over folds, and the pooled confusion matrix (or None)."""
+    metrics: dict[str, dict[str, Any]] = {}
+    confusion = None
+    if task != "classification":
+        for m in SEG_METRICS:
+            metrics[m] = {"images": aggregate([to_float(r.get(m)) for r in got.rows], N_BOOT, 0)}
+    if task != "segmentation":
+        pooled = _cls_pooled(got.rows, got.classes)
+        confusion = pooled.pop("_confusion_matrix")
+        for m in CLS_METRICS:
+            metrics[m] = {"images": pooled[m]}
+    for m in metrics:
+        metrics[m]["folds"] = fold_summary(got.folds[m], n_boot=N_BOOT, seed=0)
+    if task == "multitask":
+        folds_score = [
+            (d + f) / 2 for d, f in zip(got.folds["dice"], got.folds["macro_f1"], strict=True)
+        ]
+        pooled_score = (
+            metrics["dice"]["images"]["mean"] + metrics["macro_f1"]["images"]["mean"]
+        ) / 2
+        metrics["score"] = {
+            "images": {
+                "mean": pooled_score,
+                "std": None,
+                "n": len(got.rows),
+                "ci_low": None,
+                "ci_high": None,
+            },
+            "folds": fold_summary(folds_score, n_boot=N_BOOT, seed=0),
+        }
+    return metrics, confusion
+
+
+def _paired_scores(got: _Readings, task: str) -> dict[str, float]:
+    """Per-image scores for the paired tests: Dice, or correctness for classification."""
+    paired = {}
+    for r in got.rows:
+        if task != "classification":
+            paired[r["image"]] = to_float(r.get("dice"))
+        elif r.get("class") in got.classes:
+            paired[r["image"]] = float(r.get("prediction") == r["class"])
+    return paired
+
+
+def _config_result(
+    cell: dict[str, Any], runs: list[Path], split: str, task: str
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Statistics of one configuration and its per-image paired scores (image path -> score)."""
+    got = _Readings()
+    for run in runs:
+        _read_fold(got, run, split, task)
+    metrics, confusion = _metrics(got, task)
+    result = {
+        "cell": cell["id"],
+        "configuration": cell_label(cell["overrides"]),
+        "overrides": cell["overrides"],
+        "runs": [str(Path("cells") / cell["id"] / r.name) for r in runs],
+        "n_images": len(got.rows),
+        "epochs": got.epochs,
+        "primary": metrics[PRIMARY[task]]["images"]["mean"],
+        "metrics": metrics,
+        "timing": {
+            "train_s_per_fold": [round(t, 3) for t in got.train_s],
+            "train_s": float(np.mean(got.train_s)) if got.train_s else math.nan,
+            "infer_img_per_s": float(np.nanmean(got.img_s)) if got.img_s else math.nan,
+        },
+    }
+    if confusion is not None:
+        result["confusion_matrix"] = confusion
+        result["classes"] = got.classes
+    return result, _paired_scores(got, task)
+
+
+# ----------------------------------------------------------------------------- all configurations
+def _gather(
+    out: Path, design: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Results of the finished configurations, their paired scores, the unfinished ones."""
+    split, task, k = design["eval_split"], design["task"], max(1, design["folds"])
+    configs, paired, incomplete = [], {}, []
+    for cell in design["cells"]:
+        runs = [out / "cells" / cell["id"] / f"fold{f}" for f in range(k)]
+        missing = [f for f, r in enumerate(runs) if not run_finished(r, split)]
+        if missing:
+            label = cell_label(cell["overrides"])
+            incomplete.append(
+                {"cell": cell["id"], "configuration": label, "missing_folds": missing}
+            )
+            continue
+        result, scores = _config_result(cell, runs, split, task)
+        result["position"] = len(configs) + len(incomplete)
+        configs.append(result)
+        paired[cell["id"]] = scores
+    if not configs:
+        raise MedtlError(
+            f"{out}/cells holds no finished configuration; run 'medtl compare' (every shard) first"
+        )
+    return configs, paired, incomplete
+
+
+def _rank(
+    configs: list[dict[str, Any]], paired: dict[str, dict[str, float]], task: str, k: int
+) -> None:
+    """Sort by the primary metric; test every configuration against the best, in place."""
+    configs.sort(
+        key=lambda c: (-c["primary"] if math.isfinite(c["primary"]) else math.inf, c["position"])
+    )
+    best = configs[0]
+    best_scores = paired[best["cell"]]
+    best_folds = best["metrics"][PRIMARY[task]]["folds"]["values"]
+    for rank, c in enumerate(configs, 1):
+        c["rank"] = rank
+        if c is best:
+            c["vs_best"] = None
+            continue
+        mine = paired[c["cell"]]
+        keys = sorted(set(mine) & set(best_scores))
+        c["vs_best"] = {
+            "images": paired_test([mine[i] for i in keys], [best_scores[i] for i in keys])
+        }
+        folds = c["metrics"][PRIMARY[task]]["folds"]["values"]
+        c["vs_best"]["folds"] = paired_test(folds, best_folds) if k >= 3 else None
+
+
+def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any]:
+    """Merge every finished cell under ``out`` (from any shards) into the results table.
+
+    Writes ``results.json`` / ``results.csv`` / ``results.md`` (unless ``write`` is False:
+    then nothing is written and the same dict is returned) and prints the Markdown table
+    (unless ``quiet``). Configurations are ranked by the primary metric pooled over all
+    held-out images (Dice; macro-F1 for classification; their mean for multitask); every
+    other configuration is compared with the best on paired per-image scores (Dice;
+    correctness for classification) and, with >= 3 folds, on paired per-fold primary scores.
+
+    Returns:
+        The results as ``results.json`` holds them (NaN as None).
+    """
+    out = Path(out).absolute()
+    design = read_design(out)
+    task = design["task"]
+    configs, paired, incomplete = _gather(out, design)
+    _rank(configs, paired, task, max(1, design["folds"]))
+    results = {
+        "format": "medtl-results-1",
+        "task": task,
+        "primary": PRIMARY[task],
+        "paired_metric": "accuracy" if task == "classification" else "dice",
+        "folds": design["folds"],
+        "eval_split": design["eval_split"],
+        "seed": design["seed"],
+        "base_overrides": design["base_overrides"],
+        "grid": design["grid"],
+        "n_images": design.get("n_images"),
+        "best": configs[0]["cell"],
+        "configs": configs,
+        "incomplete": incomplete,
+    }
+    table = results_markdown(results)
+    if write:
+        atomic_write_json(out / "results.json", results)
+        atomic_write_text(out / "results.csv", results_csv(results))
+        atomic_write_text(out / "results.md", table)
+    if incomplete:
+        log.warning(
+            f"{len(incomplete)} configuration(s) not finished yet: "
+            + ", ".join(i["cell"] for i in incomplete)
+        )
+    if not quiet:
+        print(table)
+    return json.loads(json.dumps(json_safe(results), default=str, allow_nan=False))

@@ -1,0 +1,184 @@
+"""The results table of a comparison, one builder for Markdown, CSV and the HTML report.
+
+:func:`table_rows` gives the header and the formatted cells; :func:`results_markdown`
+and the report's comparison page both render those rows, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from medtl.io_utils import csv_text, to_float
+
+__all__ = [
+    "METRIC_NAMES",
+    "fmt",
+    "fmt_p",
+    "fmt_stat",
+    "results_csv",
+    "results_markdown",
+    "shown_metrics",
+    "table_rows",
+]
+
+METRIC_NAMES = {
+    "dice": "Dice",
+    "iou": "IoU",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "auroc": "AUROC",
+    "score": "score (Dice+F1)/2",
+}
+
+
+def shown_metrics(task: str) -> list[str]:
+    """The metric keys the table shows for ``task``, the primary one first."""
+    return {
+        "segmentation": ["dice", "iou"],
+        "classification": ["macro_f1", "accuracy", "auroc"],
+        "multitask": ["score", "dice", "macro_f1", "accuracy"],
+    }[task]
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals; ``–`` when missing or not finite."""
+    v = to_float(value)
+    return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def fmt_p(value: Any) -> str:
+    """A p-value with 3 decimals, ``<0.001`` below that; ``–`` when missing."""
+    v = to_float(value)
+    if not math.isfinite(v):
+        return "–"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def fmt_stat(
+    s: dict[str, Any] | None,
+    number: Callable[[Any], str] | None = None,
+    ci: Callable[[str, str], str] | None = None,
+) -> str:
+    """``mean ± std [lo, hi]`` (the parts that exist); ``number`` formats each value and
+    ``ci(lo, hi)`` the interval (the HTML report wraps it in markup)."""
+    number = number or fmt
+    ci = ci or (lambda lo, hi: f" [{lo}, {hi}]")
+    if not s:
+        return "–"
+    text = number(s.get("mean"))
+    if s.get("std") is not None and math.isfinite(to_float(s.get("std"))):
+        text += f" ± {number(s['std'])}"
+    if s.get("ci_low") is not None and math.isfinite(to_float(s.get("ci_low"))):
+        text += ci(number(s["ci_low"]), number(s["ci_high"]))
+    return text
+
+
+def _header(results: dict[str, Any], names: list[str]) -> list[str]:
+    head = ["rank", "configuration"]
+    for i, m in enumerate(names):
+        head.append(f"{METRIC_NAMES[m]} images")
+        if i == 0 or results["folds"]:
+            head.append(f"{METRIC_NAMES[m]} folds")
+    head += [f"Δ {METRIC_NAMES[results['paired_metric']]} vs best", "p bootstrap", "p Wilcoxon"]
+    if results["folds"] >= 3:
+        head += ["p folds bootstrap", "p folds Wilcoxon"]
+    return head + ["train s/fold", "img/s"]
+
+
+def _vs_best_cells(vs: dict[str, Any] | None, folds: int) -> list[str]:
+    if vs is None:
+        return ["best", "", ""] + (["", ""] if folds >= 3 else [])
+    im = vs["images"]
+    row = [f"{to_float(im['mean_diff']):+.3f}", fmt_p(im["p_bootstrap"]), fmt_p(im["p_wilcoxon"])]
+    if folds >= 3:
+        fo = vs.get("folds") or {}
+        row += [fmt_p(fo.get("p_bootstrap")), fmt_p(fo.get("p_wilcoxon"))]
+    return row
+
+
+def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells of the results table (shared by Markdown and HTML).
+
+    Args:
+        results: the dict :func:`medtl.compare.collect` returns.
+
+    Returns:
+        ``(head, rows)``: the column titles, then one list of strings per configuration in
+        rank order: rank, configuration, ``fmt_stat`` of each shown metric over images (and
+        over folds), Δ/p-values against the best (``best`` on the best row), train s/fold
+        and img/s.
+    """
+    names = shown_metrics(results["task"])
+    folds = results["folds"]
+    rows = []
+    for c in results["configs"]:
+        row = [str(c["rank"]), c["configuration"]]
+        for i, m in enumerate(names):
+            row.append(fmt_stat(c["metrics"][m]["images"]))
+            if i == 0 or folds:
+                row.append(fmt_stat(c["metrics"][m]["folds"]) if folds else "–")
+        row += _vs_best_cells(c.get("vs_best"), folds)
+        t = c.get("timing") or {}
+        row += [fmt(t.get("train_s"), 1), fmt(t.get("infer_img_per_s"), 1)]
+        rows.append(row)
+    return _header(results, names), rows
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The results as a Markdown document: question, design, table, how to read it."""
+    head, rows = table_rows(results)
+    folds = results["folds"]
+    design = (
+        f"{folds}-fold cross-validation"
+        if folds
+        else f"one shared split, evaluated on '{results['eval_split']}'"
+    )
+    lines = [
+        "# Which configuration is best?",
+        "",
+        f"task: {results['task']}; {design}; data seed {results['seed']}; "
+        f"ranked by {METRIC_NAMES[results['primary']]} pooled over held-out images.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" if i == 1 else "---:" for i in range(len(head))) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += [
+        "",
+        "Values: mean ± std [95% bootstrap CI]; 'images' pools every held-out image, 'folds' "
+        "summarises the per-fold means. p-values compare each configuration with the best on "
+        f"paired per-image {METRIC_NAMES[results['paired_metric']]} (two-sided paired bootstrap "
+        "and Wilcoxon signed-rank), without correction for multiple comparisons.",
+    ]
+    if results.get("incomplete"):
+        lines.append("")
+        lines.append(
+            "Not finished yet: " + ", ".join(i["configuration"] for i in results["incomplete"])
+        )
+    return "\n".join(lines) + "\n"
+
+
+def results_csv(results: dict[str, Any]) -> str:
+    """One row per configuration with every number unformatted."""
+    rows = []
+    for c in results["configs"]:
+        row: dict[str, Any] = {
+            "rank": c["rank"],
+            "cell": c["cell"],
+            "configuration": c["configuration"],
+        }
+        for m, s in c["metrics"].items():
+            for part in ("images", "folds"):
+                for stat in ("mean", "std", "ci_low", "ci_high"):
+                    row[f"{m}_{part}_{stat}"] = s[part].get(stat)
+        vs = c.get("vs_best") or {}
+        for part in ("images", "folds"):
+            for stat in ("mean_diff", "p_bootstrap", "p_wilcoxon"):
+                row[f"vs_best_{part}_{stat}"] = (vs.get(part) or {}).get(stat)
+        row["n_images"] = c["n_images"]
+        row["train_s_per_fold"] = c["timing"]["train_s"]
+        row["infer_img_per_s"] = c["timing"]["infer_img_per_s"]
+        rows.append(row)
+    return csv_text(rows)
