@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -77,6 +78,8 @@ def test_sigkill_then_resume_equals_uninterrupted(phantoms64, tmp_path):
     assert resumed.stdout.strip().splitlines()[-1] == str(run)
     assert (run / "splits.json").read_text() == (tmp_path / "ref" / "splits.json").read_text()
     assert _metrics(run) == _metrics(tmp_path / "ref")
+    facts = json.loads((run / "run.json").read_text())  # epochs kept across the resume
+    assert facts["status"] == "finished" and [e["epoch"] for e in facts["epochs"]] == [0, 1, 2]
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
@@ -103,6 +106,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
             "data.image_size=64",
         )
     run = tmp_path / "nan"
+    facts = json.loads((run / "run.json").read_text())
+    assert facts["status"] == "failed" and "loss became nan at epoch 1" in facts["error"]
+    assert [e["epoch"] for e in facts["epochs"]] == [0]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 0
     assert all(

@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from medtl.cli import main
-from tests.conftest import TINY
+from tests.conftest import TINY, train_tiny
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -52,6 +52,37 @@ def test_train_writes_the_run_folder_and_prints_it_last(phantoms, tmp_path, caps
     assert "param group encoder" in log and "layout=class_masks" in log
     bundle = torch.load(run / "model.pt", weights_only=True)
     assert bundle["config"]["task"] == "segmentation" and bundle["state_dict"]
+
+
+def test_run_json_holds_the_facts_of_the_run(phantoms, tmp_path):
+    run = train_tiny(
+        phantoms,
+        tmp_path,
+        "output.name=facts",
+        "train.epochs=3",
+        "model.strategy=two_stage",
+        "model.warmup_epochs=1",
+    )
+    facts = json.loads((run / "run.json").read_text())
+    assert facts["format"] == "medtl-run-1"
+    assert facts["status"] == "finished" and facts["error"] is None and facts["ended"]
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [e["epoch"] for e in facts["epochs"]] == [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [e["seconds"] for e in facts["epochs"]] == [float(r["epoch_time_s"]) for r in rows]
+    best = max(rows, key=lambda r: float(r["val_score"]))  # the first of equal ones
+    assert facts["best_epoch"] == int(best["epoch"])
+    assert facts["best_score"] == pytest.approx(float(best["val_score"]), abs=1e-6)
+    assert facts["unfreeze_epochs"] == [1] and facts["train_seconds"] > 0
+    assert facts["monitor"] == "val_score"
+    assert facts["memory_layout"] == {"chosen": "contiguous", "probe_img_per_s": None}
+    data = facts["data"]
+    assert data["summary"] in (run / "train.log").read_text()
+    assert data["layout"] == "class_masks" and data["n_images"] == 16
+    assert data["classes"] == ["benign", "malignant", "normal"]
+    assert data["mask_interpretation"].startswith("binary")
+    assert set(data["duplicate_groups"]) >= {"n_groups_with_duplicates", "n_images_in_them"}
+    assert sum(facts["split"].values()) == 16
+    assert facts["model"]["encoder"] == "resnet18" and facts["model"]["strategy"] == "two_stage"
 
 
 def test_evaluate_takes_only_process_settings(seg_run, capsys):

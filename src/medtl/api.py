@@ -1,37 +1,136 @@
-"""The Python API: what the CLI and users call.
+"""The Python API: what the CLI and users call. Importing it imports nothing heavy; each
+verb imports what it needs.
 
 Example::
 
     from medtl import api
-    from medtl.config import load_config
 
     api.synth("phantoms", n=40, size=64)
-    run = api.train(load_config(overrides=["data.root=phantoms", "data.image_size=64",
-                                           "train.epochs=1", "model.weights=none"]))
+    run = api.train(data="phantoms", image_size=64, epochs=1, weights="none")
     print(api.format_summary(api.evaluate(run)))
+    result = api.load(run).predict(image)  # a numpy array or PIL image in memory
+
+Settings are Python keywords (see :func:`medtl.config.settings_overrides`): a key's last
+part when it is unique (``epochs=1``), a section dict (``train={"seed": 1}``), ``data=``
+the data folder; a :class:`~medtl.config.Config` or YAML path may come first. No call
+changes process-wide state: warnings are scoped to the call, ``train.threads`` holds for
+the call only; the allocator tuning and a process-wide thread count are opt-in
+(:func:`configure_cpu`, applied by the ``medtl`` command).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medtl.config import Config, load_config
-from medtl.evaluate import evaluate, format_summary
-from medtl.predict import predict
-from medtl.training import train
+if TYPE_CHECKING:
+    from medtl.config import Config
+    from medtl.predict import Predictor
 
 __all__ = [
     "train",
     "evaluate",
     "predict",
+    "load",
     "format_summary",
     "synth",
     "audit",
     "models_table",
     "demo",
+    "compare",
+    "collect",
+    "report",
+    "export",
+    "config",
     "load_config",
+    "configure_cpu",
 ]
+
+
+def train(
+    config: Config | str | Path | None = None,
+    *,
+    progress: bool = True,
+    splits: dict[str, list[int]] | None = None,
+    **settings: Any,
+) -> Path:
+    """Train one model; returns the run folder.
+
+    ``config``: a Config (used as is without ``settings``), a YAML file or None (defaults);
+    ``settings`` as in the module docstring, e.g. ``train(data="phantoms", epochs=1)``.
+    ``resume=RUN`` continues that run from its own config (``epochs=`` may extend it).
+    """
+    from medtl.config import Config, config_from_settings
+    from medtl.training import resume_config
+    from medtl.training import train as run_training
+
+    if "resume" in settings and config is None:
+        config = resume_config(settings.pop("resume"))
+    if not isinstance(config, Config) or settings:
+        config = config_from_settings(config, **settings)
+    return run_training(config, progress=progress, splits=splits)
+
+
+def evaluate(
+    run: str | Path,
+    data: str | Path | None = None,
+    overrides: list[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate a run; returns the summary. ``options``: those of
+    :func:`medtl.evaluate.evaluate` (``split``, ``tta``, ``save_images``, ``plots``,
+    ``optimise``) and where it runs as keywords (``devices=2``, ``threads=1`` =
+    ``train.devices``, ``train.threads``; the run's own settings are not changed)."""
+    from medtl.evaluate import PROCESS_KEYS
+    from medtl.evaluate import evaluate as run_evaluate
+
+    process = [f"train.{k}={options.pop(k)}" for k in list(options) if f"train.{k}" in PROCESS_KEYS]
+    return run_evaluate(run, data, overrides=[*(overrides or []), *process], **options)
+
+
+def predict(
+    run: str | Path, inputs: list[str | Path], out: str | Path, **options: Any
+) -> list[str]:
+    """Predict image files into ``out`` (masks, overlays, predictions.csv); returns the paths.
+    ``options``: ``tta``, ``optimise``, ``batch_size`` (:func:`medtl.predict.predict`).
+    For images in memory use :func:`load`."""
+    from medtl.predict import predict as run_predict
+
+    return run_predict(run, inputs, out, **options)
+
+
+def load(run: str | Path, optimise: bool = True, tta: bool = False) -> Predictor:
+    """A run's model in memory: ``load(RUN).predict(image)`` -> mask / probabilities / label."""
+    from medtl.predict import load as load_predictor
+
+    return load_predictor(run, optimise=optimise, tta=tta)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few human lines of an evaluation summary (see :func:`medtl.evaluate.format_summary`)."""
+    from medtl.evaluate import format_summary as fmt
+
+    return fmt(summary)
+
+
+def load_config(
+    file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """:func:`medtl.config.load_config`: defaults, a YAML file, ``key=value`` strings."""
+    from medtl.config import load_config as load
+
+    return load(file, overrides, base)
+
+
+def configure_cpu(threads: int | None = 0, allocator: str = "tuned") -> None:
+    """Opt in to medtl's process-wide CPU settings (what the CLI applies): intra-op
+    ``threads`` (0 = every core, None = unchanged) and the glibc ``allocator`` tuning
+    (see :mod:`medtl.engine.cpu`)."""
+    from medtl.engine.cpu import configure_cpu as configure
+
+    configure(threads, allocator)
 
 
 def synth(
@@ -76,7 +175,7 @@ def models_table() -> str:
     return "\n".join(lines)
 
 
-def demo(out: str | Path = "demo_runs", quick: bool = False) -> list[dict[str, Any]]:
+def demo(out: str | Path = "demo_runs", quick: bool = False) -> dict[str, Any]:
     """The main job on the phantoms: frozen vs fine-tuned pretrained EfficientNet-Lite0 U-Net."""
     from medtl.demo import run_demo
 
@@ -112,11 +211,14 @@ def compare(
     )
 
 
-def collect(out: str | Path) -> dict[str, Any]:
-    """Merge the finished cells of a comparison folder (e.g. after ``--shard`` runs)."""
+def collect(out: str | Path, quiet: bool = False, write: bool = True) -> dict[str, Any]:
+    """Merge the finished cells of a comparison folder (e.g. after ``--shard`` runs);
+    ``write=False`` only returns the results."""
     from medtl.compare import collect as run_collect
 
-    return run_collect(Path(out))
+    if write:
+        return run_collect(Path(out), quiet=quiet)
+    return run_collect(Path(out), quiet=quiet, write=False)
 
 
 def report(path: str | Path) -> Path:
@@ -133,6 +235,12 @@ def export(run: str | Path, int8: bool = False, opset: int = 17) -> dict[str, An
     return export_onnx(Path(run), int8=int8, opset=opset)
 
 
-def config(overrides: list[str] | None = None, file: str | Path | None = None) -> Config:
-    """Shorthand for :func:`medtl.config.load_config`."""
-    return load_config(file, overrides)
+def config(
+    overrides: list[str] | None = None, file: str | Path | None = None, **settings: Any
+) -> Config:
+    """A validated Config from ``key=value`` strings, a YAML file and keyword ``settings``
+    (as :func:`train` takes them), without training."""
+    from medtl.config import config_from_settings
+
+    cfg = load_config(file, overrides)
+    return config_from_settings(cfg, **settings) if settings else cfg

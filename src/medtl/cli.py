@@ -122,12 +122,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if a.collect:
         api.collect(a.collect)
         return 0
-    base = [
-        o
-        for o in a.overrides
-        if "," not in o.split("=", 1)[-1] or o.split("=", 1)[-1].startswith("[")
-    ]
-    grid = [o for o in a.overrides if o not in base]
+    from medtl.compare import split_overrides
+
+    base, grid = split_overrides(a.overrides)
     out = api.compare(
         base,
         grid,
@@ -322,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         a.overrides = list(a.overrides or []) + extra
     _stderr_logging()
+    from medtl.engine.cpu import owning_process
+
     try:
-        return a.fn(a)
+        with owning_process():  # the command owns its process: CPU settings apply to it
+            return a.fn(a)
     except MedtlError as exc:
         if a.debug:
             raise

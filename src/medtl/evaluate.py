@@ -14,8 +14,11 @@ from medtl.config import Config, parse_override, set_key
 from medtl.data.io import read_image, read_mask
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.splits import load_splits
-from medtl.engine.cpu import set_threads
-from medtl.engine.metrics import (
+from medtl.engine.cpu import threads_for
+from medtl.errors import MedtlError
+from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
+from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text
+from medtl.metrics import (
     EMPTY_RULE_TEXT,
     aggregate,
     classification_report_rows,
@@ -23,9 +26,6 @@ from medtl.engine.metrics import (
     classification_scores,
     seg_scores,
 )
-from medtl.errors import MedtlError
-from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
-from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text
 from medtl.runs import load_bundle
 
 log = logging.getLogger("medtl")
@@ -124,32 +124,22 @@ def evaluate(
     run = Path(run)
     net, cfg, classes = load_bundle(run)
     _apply_process_overrides(cfg, list(overrides or []))
-    set_threads(cfg)
-    fabric = _launch(cfg)
-    device = fabric.device if fabric is not None else torch.device("cpu")
-    net = inference_net(net.to(device), device, optimise)
-    cfg.data.group_duplicates = False  # grouping only matters for splitting
-    prepared = prepare(cfg, root=data)
-    if data is not None:
-        split, indices = "external", list(range(len(prepared.dataset.samples)))
-        prepared.labels = [
-            classes.index(s.label) if s.label in classes else -1 for s in prepared.dataset.samples
-        ]
-    else:
-        split, indices = _choose_split(run, prepared, split)
-    out_dir = run / "eval" / split
-    records = _gather(
-        _predict_records(net, cfg, prepared, indices, classes, out_dir, tta, save_images, device),
-        fabric,
-    )
-    rows = [r["row"] for r in records]
-    probs_all = [r["probs"] for r in records if r["probs"] is not None]
-    y_all = [r["label"] for r in records if r["probs"] is not None]
-    cases = {p: r["case"] for p, r in enumerate(records) if r["case"] is not None}
+    with threads_for(cfg):
+        fabric = _launch(cfg)
+        device = fabric.device if fabric is not None else torch.device("cpu")
+        net = inference_net(net.to(device), device, optimise)
+        prepared, split, indices = _eval_data(run, cfg, classes, data, split)
+        out_dir = run / "eval" / split
+        records = _gather(
+            _predict_records(
+                net, cfg, prepared, indices, classes, out_dir, tta, save_images, device
+            ),
+            fabric,
+        )
     summary: dict[str, Any] = {
         "run": str(run),
         "split": split,
-        "n_images": len(rows),
+        "n_images": len(records),
         "tta": tta,
         "inference": net.describe() if hasattr(net, "describe") else "eager",
         "task": cfg.task,
@@ -159,16 +149,42 @@ def evaluate(
         summary["processes"] = fabric.world_size
     if fabric is not None and fabric.global_rank != 0:
         return {**summary, "rank": fabric.global_rank}  # rank 0 writes the files
+    _write_results(run, cfg, records, classes, summary, out_dir, plots)
+    return summary
+
+
+def _eval_data(
+    run: Path, cfg: Config, classes: list[str], data: str | Path | None, split: str
+) -> tuple[PreparedData, str, list[int]]:
+    """The images to evaluate: all of another folder (``data``, labelled by the run's
+    classes) or ``split`` of the run's splits.json."""
+    cfg.data.group_duplicates = False  # grouping only matters for splitting
+    prepared = prepare(cfg, root=data)
+    if data is None:
+        return prepared, *_choose_split(run, prepared, split)
+    prepared.labels = [
+        classes.index(s.label) if s.label in classes else -1 for s in prepared.dataset.samples
+    ]
+    return prepared, "external", list(range(len(prepared.dataset.samples)))
+
+
+def _write_results(
+    run: Path,
+    cfg: Config,
+    records: list[dict[str, Any]],
+    classes: list[str],
+    summary: dict[str, Any],
+    out_dir: Path,
+    plots: bool,
+) -> None:
+    """Fill ``summary`` with the aggregate metrics and write per_image.csv, the
+    classification report, the plots and summary.json."""
+    rows = [r["row"] for r in records]
+    probs_all = [r["probs"] for r in records if r["probs"] is not None]
+    y_all = [r["label"] for r in records if r["probs"] is not None]
+    cases = {p: r["case"] for p, r in enumerate(records) if r["case"] is not None}
     if cfg.task != "classification":
-        summary["empty_mask_rule"] = EMPTY_RULE_TEXT[cfg.train.empty_mask]
-        summary["segmentation"] = {k: aggregate([r[k] for r in rows]) for k in SEG_KEYS}
-        if cfg.task == "multitask" or any(r.get("class") for r in rows):
-            per_class = {}
-            for c in sorted({r["class"] for r in rows if r.get("class")}):
-                per_class[c] = {
-                    k: aggregate([r[k] for r in rows if r["class"] == c]) for k in ("dice", "iou")
-                }
-            summary["segmentation_per_class"] = per_class
+        summary.update(_seg_summary(rows, cfg))
     if cfg.task != "segmentation" and probs_all:
         known = [i for i, y in enumerate(y_all) if y >= 0]
         scores = classification_scores(
@@ -186,7 +202,20 @@ def evaluate(
     if plots:
         write_plots(run, out_dir, rows, cases, summary, probs_all, y_all, classes)
     atomic_write_json(out_dir / "summary.json", summary)
-    return summary
+
+
+def _seg_summary(rows: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+    """Segmentation aggregates (and per class, when the images have classes)."""
+    out: dict[str, Any] = {
+        "empty_mask_rule": EMPTY_RULE_TEXT[cfg.train.empty_mask],
+        "segmentation": {k: aggregate([r[k] for r in rows]) for k in SEG_KEYS},
+    }
+    if cfg.task == "multitask" or any(r.get("class") for r in rows):
+        out["segmentation_per_class"] = {
+            c: {k: aggregate([r[k] for r in rows if r["class"] == c]) for k in ("dice", "iou")}
+            for c in sorted({r["class"] for r in rows if r.get("class")})
+        }
+    return out
 
 
 def write_plots(

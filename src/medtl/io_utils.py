@@ -75,3 +75,11 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(
         path, json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False) + "\n"
     )
+
+
+def to_float(value: Any) -> float:
+    """A CSV or JSON cell as float; empty, missing or unparsable cells are NaN."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

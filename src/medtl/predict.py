@@ -1,19 +1,31 @@
 """``predict(run, inputs, out)``: masks and overlays at each image's original size, and
 labels/probabilities (predictions.csv) for classification. Output names are sanitised and
-can never escape ``out``."""
+can never escape ``out``.
+
+:class:`Predictor` (``medtl.load(RUN)``) holds the same network in memory and predicts
+arrays or PIL images without writing anything; both go through :func:`model_input` and
+:func:`result_of`, so their outputs are the same. Example::
+
+    import medtl
+    predictor = medtl.load("runs/seg-unet-...")
+    result = predictor.predict(image)  # numpy (H, W) / (H, W, C) or a PIL image
+    result.mask, result.probabilities, result.label
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from medtl.data.io import read_image
+from medtl.data.io import read_image, to_uint8
 from medtl.data.layouts import is_image, mask_stem
 from medtl.data.transforms import resize_pair, to_float
-from medtl.engine.cpu import set_threads
+from medtl.engine.cpu import threads_for
 from medtl.errors import ConfigError, DataError
 from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
 from medtl.io_utils import atomic_write_text, csv_text
@@ -38,6 +50,85 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     return found
 
 
+@dataclass
+class Prediction:
+    """One image's prediction: ``mask`` (bool, the input's height x width) for mask tasks,
+    ``probabilities`` (class -> probability) and ``label`` for classification tasks."""
+
+    mask: np.ndarray | None = None
+    probabilities: dict[str, float] | None = None
+    label: str | None = None
+
+
+def as_rgb_uint8(image: Any) -> np.ndarray:
+    """A numpy array (``(H, W)``, ``(H, W, 1|2|3|4)``, any numeric dtype) or PIL image as
+    ``uint8 (H, W, 3)``, by the rule files are read with (:func:`medtl.data.io.read_image`):
+    alpha dropped, non-8-bit values rescaled from their own min..max, grey repeated."""
+    if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL
+        keep = ("L", "RGB", "RGBA", "LA", "1", "I;16", "I;16B", "I;16L", "I", "F")
+        image = image if image.mode in keep else image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        arr = arr[..., :-1]
+    arr = to_uint8(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+        raise DataError(f"image of shape {arr.shape}: give (H, W) grey or (H, W, 3) RGB")
+    return np.ascontiguousarray(np.broadcast_to(arr, (*arr.shape[:2], 3)))
+
+
+def model_input(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """Decoded ``uint8 (H, W, 3)`` images -> the float batch ``(B, 3, S, S)`` in [0, 1]."""
+    return torch.stack([to_float(resize_pair(im, None, size)[0]) for im in images])
+
+
+def result_of(
+    res: dict[str, torch.Tensor], height: int, width: int, classes: list[str]
+) -> Prediction:
+    """One image's logits (batch axis of 1) -> its :class:`Prediction` at ``height x width``."""
+    out = Prediction()
+    if "seg" in res:
+        out.mask = mask_at_size(res["seg"][0], height, width)
+    if "cls" in res:
+        p = torch.softmax(res["cls"][0].float(), 0)
+        out.label = classes[int(p.argmax())]
+        out.probabilities = {c: float(v) for c, v in zip(classes, p.tolist(), strict=True)}
+    return out
+
+
+class Predictor:
+    """A trained run held in memory: ``predict(image)`` returns a :class:`Prediction` and
+    writes nothing. The network and preprocessing are ``medtl predict``'s (the CPU-optimised
+    network unless ``optimise=False``; ``tta`` averages with the flipped image)."""
+
+    def __init__(self, run: str | Path, optimise: bool = True, tta: bool = False):
+        net, self.cfg, self.classes = load_bundle(Path(run))
+        self.run = Path(run)
+        self.size = self.cfg.data.image_size
+        self.tta = tta
+        self.net = inference_net(net, "cpu", optimise)
+
+    def predict(self, image: Any) -> Prediction:
+        """One numpy array or PIL image (see :func:`as_rgb_uint8`) -> its prediction."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[Any]) -> list[Prediction]:
+        """Several images in one forward pass (``train.threads`` for the call only)."""
+        arrays = [as_rgb_uint8(im) for im in images]
+        with threads_for(self.cfg):
+            res = infer(self.net, model_input(arrays, self.size), self.tta)
+        return [
+            result_of({k: v[j : j + 1] for k, v in res.items()}, *im.shape[:2], self.classes)
+            for j, im in enumerate(arrays)
+        ]
+
+
+def load(run: str | Path, optimise: bool = True, tta: bool = False) -> Predictor:
+    """``medtl.load(RUN)``: the run's model as an in-memory :class:`Predictor`."""
+    return Predictor(run, optimise=optimise, tta=tta)
+
+
 def predict(
     run: str | Path,
     inputs: list[str | Path],
@@ -52,11 +143,16 @@ def predict(
     Conv-BN folded, channels_last; ``False`` = eager); images go through it
     ``batch_size`` at a time."""
     net, cfg, classes = load_bundle(Path(run))
-    set_threads(cfg)
     net = inference_net(net, "cpu", optimise)
-    return write_predictions(
-        lambda x: infer(net, x, tta), cfg.data.image_size, classes, inputs, Path(out), batch_size
-    )
+    with threads_for(cfg):
+        return write_predictions(
+            lambda x: infer(net, x, tta),
+            cfg.data.image_size,
+            classes,
+            inputs,
+            Path(out),
+            batch_size,
+        )
 
 
 def write_predictions(
@@ -83,22 +179,19 @@ def write_predictions(
         while name in used:
             name, k = f"{base}-{k}", k + 1
         used.add(name)
+        result = result_of(res, image.shape[0], image.shape[1], classes)
         row: dict[str, Any] = {"image": str(path)}
-        if "seg" in res:
-            mask = mask_at_size(res["seg"][0], image.shape[0], image.shape[1])
+        if result.mask is not None:
             for target, arr in (
-                (out / f"{name}_mask.png", mask),
-                (out / f"{name}_overlay.png", overlay(image, mask)),
+                (out / f"{name}_mask.png", result.mask),
+                (out / f"{name}_overlay.png", overlay(image, result.mask)),
             ):
                 save_png(target, arr)
                 written.append(str(target))
-            row["lesion_pixels"] = int(mask.sum())
-        if "cls" in res:
-            p = torch.softmax(res["cls"][0].float(), 0)
-            row["label"] = classes[int(p.argmax())]
-            row.update(
-                {f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.tolist(), strict=True)}
-            )
+            row["lesion_pixels"] = int(result.mask.sum())
+        if result.probabilities is not None:
+            row["label"] = result.label
+            row.update({f"p_{c}": round(v, 6) for c, v in result.probabilities.items()})
         rows.append(row)
     atomic_write_text(out / "predictions.csv", csv_text(rows))
     written.append(str(out / "predictions.csv"))
@@ -111,7 +204,6 @@ def _batched(infer_fn, size: int, paths: list[Path], batch_size: int):
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         images = [read_image(p) for p in chunk]
-        x = torch.stack([to_float(resize_pair(im, None, size)[0]) for im in images])
-        res = infer_fn(x)
+        res = infer_fn(model_input(images, size))
         for j, (path, image) in enumerate(zip(chunk, images, strict=True)):
             yield path, image, {k: v[j : j + 1] for k, v in res.items()}

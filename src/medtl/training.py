@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medtl.config import Config
 from medtl.data.dataset import CachedDataset, class_counts
-from medtl.data.pipeline import PreparedData, loader_for, make_loader, prepare
+from medtl.data.pipeline import PreparedData, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
-from medtl.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV
-from medtl.engine.cpu import set_threads
+from medtl.engine.callbacks import AtomicCheckpointIO, EpochFacts, EpochMetricsCSV
+from medtl.engine.cpu import threads_for
+from medtl.engine.facts import RunFacts, best_epoch, data_facts
+from medtl.engine.features import train_val_loaders
+from medtl.engine.layout import choose_layout
+from medtl.engine.loggers import check_logger, make_logger
 from medtl.engine.losses import balanced_class_weights
+from medtl.engine.quiet import quiet_lightning
 from medtl.engine.task import MedtlTask, monitor_key
 from medtl.errors import MedtlError
 from medtl.models.build import build_model
+from medtl.models.strategy import trainable_stages
 from medtl.runs import (
     RUN_DIR_ENV,
     attach_log,
@@ -34,17 +44,6 @@ from medtl.runs import (
 )
 
 log = logging.getLogger("medtl")
-
-
-def quiet_lightning() -> None:
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", ".*is deprecated.*")
-    warnings.filterwarnings(
-        "ignore", ".*module\\(s\\) in eval mode.*"
-    )  # frozen encoders, on purpose
 
 
 def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config:
@@ -69,7 +68,7 @@ def _resume_target(cfg: Config) -> Path | None:
 
 
 def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | None = None) -> Path:
-    """Train one model as configured; returns the run folder (see DESIGN.md 'The run folder').
+    """Train one model as configured; returns the run folder (see docs/design.md 'The run folder').
 
     ``splits`` fixes the split (indices into the discovered samples, e.g. one k-fold of
     :func:`medtl.data.splits.kfold`); otherwise a seeded split is made (or, on resume,
@@ -78,20 +77,72 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
 
     Everything that can fail on bad input (data, layout, model build, pretrained weights)
     is checked before the run folder is created, so a failure leaves nothing behind.
+    The call changes no process-wide state: Lightning's warnings, ``train.threads``, the
+    random generators and medtl's log level are the caller's again afterwards (the
+    allocator tuning is the CLI's or :func:`medtl.configure_cpu`'s).
     """
     resume_run = _resume_target(cfg)
     check_logger(cfg)
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
-    quiet_lightning()
-    set_threads(cfg)
+    with quiet_lightning(), threads_for(cfg), _random_state_kept():
+        return _train(cfg, resume_run, progress, splits)
+
+
+@contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Training seeds every generator (Lightning's ``seed_everything``); give the caller
+    back the states and seed variables it had."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _train(
+    cfg: Config, resume_run: Path | None, progress: bool, splits: dict[str, list[int]] | None
+) -> Path:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = prepare(cfg)
+    splits = _choose_splits(cfg, data, resume_run, splits)
+    task, weights_info = build_task(cfg, data, splits)
+    with _run_folder(cfg, resume_run) as (run, owner):
+        facts = RunFacts(run, write=owner)
+        try:
+            _record_start(cfg, run, owner, resume_run is None, data, splits, weights_info)
+            facts.start(**_start_facts(cfg, data, splits, weights_info))
+            return _fit(cfg, run, task, data, splits, progress, facts)
+        except BaseException as exc:
+            facts.fail(exc)
+            raise
+
+
+def _choose_splits(
+    cfg: Config, data: PreparedData, resume_run: Path | None, splits: dict[str, list[int]] | None
+) -> dict[str, list[int]]:
+    """The resumed run's splits.json, the given split, or a new seeded one."""
     samples = data.dataset.samples
     if resume_run is not None:
-        splits = load_splits(resume_run / "splits.json", samples)
-    elif splits is None:
-        splits = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+        return load_splits(resume_run / "splits.json", samples)
+    if splits is None:
+        return make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+    return splits
+
+
+def build_task(
+    cfg: Config, data: PreparedData, splits: dict[str, list[int]]
+) -> tuple[MedtlTask, str]:
+    """The network (pretrained weights loaded) in its LightningModule, and the weights'
+    description; class weights come from the training split when ``train.class_weights=auto``."""
     n_classes = len(data.classes) if cfg.task != "segmentation" else 0
     net, weights_info = build_model(
         cfg.task,
@@ -107,7 +158,13 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
         counts = class_counts([data.labels[i] for i in splits["train"]], n_classes)
         class_weights = balanced_class_weights(torch.as_tensor(counts))
     task = MedtlTask(net, cfg, n_classes=n_classes, class_weights=class_weights)
+    return task, weights_info
 
+
+@contextmanager
+def _run_folder(cfg: Config, resume_run: Path | None) -> Iterator[tuple[Path, bool]]:
+    """The run folder and whether this process owns it (rank 0), with train.log attached
+    and the folder exported to the processes Lightning launches, for the block only."""
     if resume_run is not None:
         run, owner = resume_run, process_rank() == 0
     else:
@@ -115,167 +172,71 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     exported = owner and RUN_DIR_ENV not in os.environ
     if exported:  # processes that Lightning launches for DDP find the run here
         os.environ[RUN_DIR_ENV] = str(run)
+    level = log.level
     handler = attach_log(run) if owner else None
     if not owner:
         log.setLevel(logging.WARNING)
     try:
-        if owner and resume_run is None:
-            write_config(run, cfg)
-            save_splits(
-                run / "splits.json",
-                samples,
-                splits,
-                {"seed": cfg.data.seed, "layout": data.dataset.layout, "classes": data.classes},
-            )
-        if owner:
-            write_env(run, cfg)
-        log.info(data.dataset.summary())
-        log.info("split: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
-        log.info(
-            f"model: task={cfg.task} arch={cfg.model.arch} encoder={cfg.model.encoder} weights: {weights_info}"
-        )
-        world = cfg.train.devices * cfg.train.num_nodes
-        if world > 1:
-            log.info(
-                f"distributed: {world} processes x batch {cfg.train.batch_size} = effective batch "
-                f"{world * cfg.train.batch_size}; train.lr={cfg.train.lr} is used as given (not scaled)"
-            )
-        return _fit(cfg, run, task, data, splits, progress)
+        yield run, owner
     finally:
         if exported:
             os.environ.pop(RUN_DIR_ENV, None)
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+        log.setLevel(level)
 
 
-_LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny"}
-
-
-def check_logger(cfg: Config) -> None:
-    """Fail before anything is written when ``train.logger`` needs a package that is missing."""
-    name = cfg.train.logger
-    if name == "csv":
-        return
-    try:
-        __import__(name)  # the logger's package imports under the logger's name
-    except ImportError:
-        raise MedtlError(
-            f"train.logger={name} needs the '{name}' package; run 'pip install "
-            f"{_LOGGER_PACKAGES[name]}' (or medtl[tracking]) or use train.logger=csv"
-        ) from None
-
-
-def make_logger(cfg: Config, run: Path):
-    """``train.logger``: csv (medtl's own metrics.csv only), tensorboard (RUN/tensorboard) or
-    mlflow, as a Lightning logger next to metrics.csv; the resolved config is logged as
-    flat hyper-parameters (``model.encoder`` ...).
-
-    MLflow logs to ``$MLFLOW_TRACKING_URI`` when set (a server or ``sqlite:///...``),
-    otherwise to a local file store ``RUN/mlruns`` (MLflow's file store is in maintenance
-    mode; medtl opts in with ``MLFLOW_ALLOW_FILE_STORE=true`` for that local store only).
-    """
-    if cfg.train.logger == "csv":
-        return False
-    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
-
-    if cfg.train.logger == "tensorboard":
-        logger = TensorBoardLogger(
-            save_dir=str(run), name="tensorboard", version="", default_hp_metric=False
+def _record_start(
+    cfg: Config,
+    run: Path,
+    owner: bool,
+    new: bool,
+    data: PreparedData,
+    splits: dict[str, list[int]],
+    weights_info: str,
+) -> None:
+    """The owner's config.yaml and splits.json (new runs) and env.json; the start of train.log."""
+    if owner and new:
+        write_config(run, cfg)
+        save_splits(
+            run / "splits.json",
+            data.dataset.samples,
+            splits,
+            {"seed": cfg.data.seed, "layout": data.dataset.layout, "classes": data.classes},
         )
-    else:
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
-        if not uri:
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = f"file:{run / 'mlruns'}"
-        logger = MLFlowLogger(experiment_name="medtl", run_name=run.name, tracking_uri=uri)
-    logger.log_hyperparams(cfg.to_flat_dict())
-    return logger
-
-
-def _loaders(
-    cfg: Config, task: MedtlTask, data: PreparedData, train_idx: list[int], val_idx: list[int]
-):
-    """Train/val loaders over cached images, or over cached encoder features (frozen)."""
-    from medtl.engine.features import cache_dtype, cache_reason, feature_bytes
-
-    reason = cache_reason(cfg)
-    if reason is None:
-        copies = cfg.data.augment_copies
-        need_mb = (
-            feature_bytes(task.net, cfg.data.image_size, cache_dtype(cfg))
-            * (len(train_idx) * (1 + copies) + len(val_idx))
-            / 2**20
-        )
-        if need_mb > cfg.data.in_memory_limit_mb:
-            reason = f"encoder features need {need_mb:.0f} MB > data.in_memory_limit_mb={cfg.data.in_memory_limit_mb}"
-    if reason is not None:
-        if cfg.model.strategy == "frozen":
-            log.info(f"feature cache off: {reason}")
-        return (
-            make_loader(data, train_idx, cfg, train=True),
-            make_loader(data, val_idx, cfg, train=False),
-        )
-    t0 = time.perf_counter()
-    train_loader = feature_loader(cfg, task, data, train_idx, train=True)
-    val_loader = feature_loader(cfg, task, data, val_idx, train=False)
+    if owner:
+        write_env(run, cfg)
+    log.info(data.dataset.summary())
+    log.info("split: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
     log.info(
-        f"feature cache: frozen encoder features of {len(train_loader.dataset)} training items "
-        f"({1 + cfg.data.augment_copies} per image) and {len(val_loader.dataset)} validation "
-        f"images computed once in {time.perf_counter() - t0:.1f}s, stored as "
-        f"{cfg.train.feature_cache_dtype}"
+        f"model: task={cfg.task} arch={cfg.model.arch} encoder={cfg.model.encoder} weights: {weights_info}"
     )
-    return train_loader, val_loader
-
-
-def feature_loader(
-    cfg: Config, task: MedtlTask, data: PreparedData, indices: list[int], train: bool
-) -> torch.utils.data.DataLoader:
-    """A loader over the frozen encoder's features of ``indices``, computed now, once
-    (training: ``1 + data.augment_copies`` fixed copies per image)."""
-    from medtl.engine.features import FeatureDataset, cache_dtype
-
-    dtype = cache_dtype(cfg)
-    if train:
-        ds = FeatureDataset(
-            task.net,
-            data.cache,
-            indices,
-            data.labels,
-            cfg.data.augment,
-            cfg.data.augment_copies,
-            dtype=dtype,
+    world = cfg.train.devices * cfg.train.num_nodes
+    if world > 1:
+        log.info(
+            f"distributed: {world} processes x batch {cfg.train.batch_size} = effective batch "
+            f"{world * cfg.train.batch_size}; train.lr={cfg.train.lr} is used as given (not scaled)"
         )
-    else:
-        ds = FeatureDataset(task.net, data.cache, indices, data.labels, dtype=dtype)
-    return loader_for(ds, cfg, train=train)
 
 
-def choose_layout(cfg: Config, task: MedtlTask, loader) -> tuple[str, dict[str, float] | None]:
-    """``train.memory_format``: as given, or ``auto`` = the faster of a one-step probe in
-    each layout (one CPU process, image batches, not deterministic); otherwise contiguous.
-    Returns the layout and the probe's img/s (None without a probe)."""
-    from medtl.engine.layout import probe_layouts, set_layout
-
-    t = cfg.train
-    layout = t.memory_format
-    if layout == "auto":
-        single_cpu = t.accelerator == "cpu" and t.devices * t.num_nodes == 1
-        batch = next(iter(loader)) if single_cpu and not t.deterministic else None
-        if batch is None or isinstance(batch[0], (tuple, list)):  # features: decoder only
-            layout = "contiguous"
-        else:
-            layout, speeds = probe_layouts(task, batch)
-            log.info(
-                "memory format: "
-                + layout
-                + " (probe, img/s: "
-                + ", ".join(f"{k} {v}" for k, v in speeds.items())
-                + ")"
-            )
-            return layout, speeds
-    set_layout(task, layout)
-    return layout, None
+def _start_facts(
+    cfg: Config, data: PreparedData, splits: dict[str, list[int]], weights_info: str
+) -> dict[str, Any]:
+    """The run.json facts known before the first epoch."""
+    m = cfg.model
+    return {
+        "data": data_facts(cfg, data),
+        "split": {k: len(v) for k, v in splits.items()},
+        "model": {
+            "task": cfg.task,
+            "arch": m.arch,
+            "encoder": m.encoder,
+            "strategy": m.strategy,
+            "weights": weights_info,
+        },
+        "monitor": monitor_key(cfg),
+    }
 
 
 def compile_net(cfg: Config, task: MedtlTask, on_features: bool = False) -> bool:
@@ -294,10 +255,11 @@ def compile_net(cfg: Config, task: MedtlTask, on_features: bool = False) -> bool
     return True
 
 
-def _fit(
-    cfg: Config, run: Path, task: MedtlTask, data, splits: dict[str, list[int]], progress: bool
-) -> Path:
-    t = cfg.train
+def _callbacks(
+    cfg: Config, run: Path, facts: RunFacts
+) -> tuple[ModelCheckpoint, EpochMetricsCSV, list[L.Callback]]:
+    """The best and last checkpoints, metrics.csv, run.json epochs and early stopping."""
+    t, m = cfg.train, cfg.model
     monitor = monitor_key(cfg)
     mode = "min" if monitor.endswith("loss") else "max"
     ckpt = ModelCheckpoint(
@@ -320,20 +282,24 @@ def _fit(
         save_on_train_epoch_end=False,
     )
     metrics_csv = EpochMetricsCSV(run / "metrics.csv")
+
+    def stages(epoch: int) -> int:
+        return trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
+
     callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv]
+    callbacks.append(EpochFacts(facts, metrics_csv, stages))
     if t.patience > 0:
         callbacks.append(
             EarlyStopping(
                 monitor=monitor, mode=mode, patience=t.patience, check_on_train_epoch_end=False
             )
         )
-    last = run / "checkpoints" / "last.ckpt"
-    resume_from = last if (t.resume and last.is_file()) else None
-    if t.resume and resume_from is None:
-        log.info(f"no {last}; training {run} from the start")
-    if resume_from:
-        metrics_csv.load_existing()
-    trainer = L.Trainer(
+    return ckpt, metrics_csv, callbacks
+
+
+def _trainer(cfg: Config, run: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
+    t = cfg.train
+    return L.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
         devices=t.devices,
@@ -352,9 +318,29 @@ def _fit(
         use_distributed_sampler=False,  # medtl's samplers shard exactly (data.samplers)
         log_every_n_steps=1,
     )
+
+
+def _fit(
+    cfg: Config,
+    run: Path,
+    task: MedtlTask,
+    data: PreparedData,
+    splits: dict[str, list[int]],
+    progress: bool,
+    facts: RunFacts,
+) -> Path:
+    ckpt, metrics_csv, callbacks = _callbacks(cfg, run, facts)
+    last = run / "checkpoints" / "last.ckpt"
+    resume_from = last if (cfg.train.resume and last.is_file()) else None
+    if cfg.train.resume and resume_from is None:
+        log.info(f"no {last}; training {run} from the start")
+    if resume_from:
+        metrics_csv.load_existing()
+    trainer = _trainer(cfg, run, callbacks, progress)
     val_idx = splits["val"] or splits["train"]
-    train_loader, val_loader = _loaders(cfg, task, data, splits["train"], val_idx)
-    choose_layout(cfg, task, train_loader)
+    train_loader, val_loader = train_val_loaders(cfg, task, data, splits["train"], val_idx)
+    layout, speeds = choose_layout(cfg, task, train_loader)
+    facts.update(memory_layout={"chosen": layout, "probe_img_per_s": speeds})
     compile_net(cfg, task, on_features=not isinstance(train_loader.dataset, CachedDataset))
     t0 = time.perf_counter()
     try:
@@ -363,13 +349,29 @@ def _fit(
         raise MedtlError(str(exc)) from None
     elapsed = time.perf_counter() - t0
     if trainer.is_global_zero:
-        best = ckpt.best_model_path
-        if best:
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-            task.load_state_dict(state)
-        save_bundle(run, task.net, cfg, data.classes)
-        score = ckpt.best_model_score
-        log.info(
-            f"finished in {elapsed:.1f}s; best {monitor}={float(score) if score is not None else float('nan'):.4f}"
-        )
+        _finish(cfg, run, task, data, ckpt, metrics_csv, facts, elapsed)
     return run
+
+
+def _finish(
+    cfg: Config,
+    run: Path,
+    task: MedtlTask,
+    data: PreparedData,
+    ckpt: ModelCheckpoint,
+    metrics_csv: EpochMetricsCSV,
+    facts: RunFacts,
+    elapsed: float,
+) -> None:
+    """The best checkpoint's weights as ``model.pt``; the result in train.log and run.json."""
+    best = ckpt.best_model_path
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        task.load_state_dict(state)
+    save_bundle(run, task.net, cfg, data.classes)
+    score = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+    monitor = monitor_key(cfg)
+    log.info(
+        f"finished in {elapsed:.1f}s; best {monitor}={score if score is not None else float('nan'):.4f}"
+    )
+    facts.finish(best_epoch(metrics_csv.rows, monitor, score), score, elapsed)

@@ -1,10 +1,11 @@
-"""Engineering pieces around the loop: per-epoch metrics.csv, atomic checkpoints, timing."""
+"""Engineering pieces around the loop: per-epoch metrics.csv and run.json, atomic checkpoints."""
 
 from __future__ import annotations
 
 import io
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from medtl.engine.facts import RunFacts
 from medtl.io_utils import atomic_write, atomic_write_text, csv_text, read_csv
 
 log = logging.getLogger("medtl")
@@ -76,3 +78,21 @@ class EpochMetricsCSV(L.Callback):
 
     def _write(self) -> None:
         atomic_write_text(self.path, csv_text(self.rows))
+
+
+class EpochFacts(L.Callback):
+    """Records each finished epoch in ``RUN/run.json``: its seconds (as in metrics.csv) and
+    whether encoder stages were unfrozen at it (``stages(epoch)`` = trainable stages)."""
+
+    def __init__(self, facts: RunFacts, metrics: EpochMetricsCSV, stages: Callable[[int], int]):
+        self.facts = facts
+        self.metrics = metrics
+        self.stages = stages
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        row = next((r for r in self.metrics.rows if int(r["epoch"]) == epoch), None)
+        if trainer.sanity_checking or row is None or not trainer.is_global_zero:
+            return
+        unfrozen = epoch > 0 and self.stages(epoch) > self.stages(epoch - 1)
+        self.facts.epoch(epoch, float(row["epoch_time_s"]), unfrozen=unfrozen)

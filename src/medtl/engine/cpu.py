@@ -10,6 +10,13 @@ heap and never trims it (``mallopt(M_MMAP_MAX, 0)``, ``mallopt(M_TRIM_THRESHOLD,
 the buffers are reused, the page faults disappear, and the peak RSS stays what the step
 needs. It is the same as starting Python with ``MALLOC_MMAP_MAX_=0
 MALLOC_TRIM_THRESHOLD_=1073741824``. Other C libraries (macOS, musl) are left alone.
+
+Both are process-wide, so a library call never applies them on its own. Library calls
+that honour ``train.threads`` hold that thread count only for the duration of the call
+(:func:`threads_for`) and restore the caller's afterwards. The ``medtl`` command owns its
+process (:func:`owning_process`): there each call also applies ``train.cpu_allocator``,
+exactly as the command always did. A Python program opts in with :func:`configure_cpu`
+(``medtl.configure_cpu()``).
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ import ctypes
 import ctypes.util
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
-
-import torch
 
 if TYPE_CHECKING:
     from medtl.config import Config
@@ -30,6 +37,7 @@ log = logging.getLogger("medtl")
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 _applied = False
+_process_owner = False  # True inside the medtl command (owning_process)
 
 
 def tune_malloc(trim_threshold: int = 1 << 30) -> bool:
@@ -47,9 +55,58 @@ def tune_malloc(trim_threshold: int = 1 << 30) -> bool:
     return ok
 
 
-def set_threads(cfg: Config) -> None:
-    """Use every core for intra-op math unless ``train.threads`` says otherwise, and apply
-    ``train.cpu_allocator``."""
-    torch.set_num_threads(cfg.train.threads or max(1, os.cpu_count() or 1))
-    if cfg.train.cpu_allocator == "tuned":
+def thread_count(threads: int = 0) -> int:
+    """``train.threads``: the given count, or every core when 0."""
+    return threads or max(1, os.cpu_count() or 1)
+
+
+def configure_cpu(threads: int | None = 0, allocator: str = "tuned") -> None:
+    """Apply medtl's CPU settings to this whole process (opt-in from Python; the CLI does it).
+
+    ``threads``: intra-op threads for every later torch call (0 = every core, None = leave
+    torch's setting); ``allocator``: ``"tuned"`` applies :func:`tune_malloc` (glibc only),
+    ``"default"`` leaves malloc alone. Example::
+
+        import medtl
+        medtl.configure_cpu(threads=2)  # what 'medtl train train.threads=2' does
+    """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(thread_count(threads))
+    if allocator == "tuned":
         tune_malloc()
+
+
+def set_threads(cfg: Config) -> None:
+    """The process-wide settings ``cfg`` asks for (``train.threads``, ``train.cpu_allocator``):
+    :func:`configure_cpu` for a command that owns its process."""
+    configure_cpu(cfg.train.threads, cfg.train.cpu_allocator)
+
+
+@contextmanager
+def owning_process() -> Iterator[None]:
+    """Inside the block (the ``medtl`` command), :func:`threads_for` also applies each
+    call's ``train.cpu_allocator`` to the process."""
+    global _process_owner
+    before, _process_owner = _process_owner, True
+    try:
+        yield
+    finally:
+        _process_owner = before
+
+
+@contextmanager
+def threads_for(cfg: Config) -> Iterator[None]:
+    """``train.threads`` for the duration of one library call; the caller's count after
+    (and, in the ``medtl`` command, the allocator tuning ``train.cpu_allocator`` asks for)."""
+    if _process_owner and cfg.train.cpu_allocator == "tuned":
+        tune_malloc()
+    import torch  # here, so that the CLI imports this module without torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(thread_count(cfg.train.threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

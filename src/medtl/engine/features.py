@@ -11,13 +11,16 @@ offline augmentation of the replaced scripts).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from medtl.config import Config
 from medtl.data.dataset import SampleCache
+from medtl.data.pipeline import loader_for, make_loader
 from medtl.data.transforms import apply_augment, build_augment, to_float
 from medtl.models.build import Net
 
@@ -115,3 +118,55 @@ class FeatureDataset(TorchDataset):
         row = self.rows[j]
         label = self.labels[row] if self.labels is not None else -1
         return tuple(f[j].float() for f in self.features), self.masks[j], label, -1 if pad else row
+
+
+def feature_loader(
+    cfg: Config, task: Any, data: Any, indices: list[int], train: bool
+) -> torch.utils.data.DataLoader:
+    """A loader over the frozen encoder's features of ``indices``, computed now, once
+    (training: ``1 + data.augment_copies`` fixed copies per image)."""
+    dtype = cache_dtype(cfg)
+    if train:
+        ds = FeatureDataset(
+            task.net,
+            data.cache,
+            indices,
+            data.labels,
+            cfg.data.augment,
+            cfg.data.augment_copies,
+            dtype=dtype,
+        )
+    else:
+        ds = FeatureDataset(task.net, data.cache, indices, data.labels, dtype=dtype)
+    return loader_for(ds, cfg, train=train)
+
+
+def train_val_loaders(cfg: Config, task: Any, data: Any, train_idx: list[int], val_idx: list[int]):
+    """Train/val loaders over cached images, or over cached encoder features (frozen)."""
+    reason = cache_reason(cfg)
+    if reason is None:
+        copies = cfg.data.augment_copies
+        need_mb = (
+            feature_bytes(task.net, cfg.data.image_size, cache_dtype(cfg))
+            * (len(train_idx) * (1 + copies) + len(val_idx))
+            / 2**20
+        )
+        if need_mb > cfg.data.in_memory_limit_mb:
+            reason = f"encoder features need {need_mb:.0f} MB > data.in_memory_limit_mb={cfg.data.in_memory_limit_mb}"
+    if reason is not None:
+        if cfg.model.strategy == "frozen":
+            log.info(f"feature cache off: {reason}")
+        return (
+            make_loader(data, train_idx, cfg, train=True),
+            make_loader(data, val_idx, cfg, train=False),
+        )
+    t0 = time.perf_counter()
+    train_loader = feature_loader(cfg, task, data, train_idx, train=True)
+    val_loader = feature_loader(cfg, task, data, val_idx, train=False)
+    log.info(
+        f"feature cache: frozen encoder features of {len(train_loader.dataset)} training items "
+        f"({1 + cfg.data.augment_copies} per image) and {len(val_loader.dataset)} validation "
+        f"images computed once in {time.perf_counter() - t0:.1f}s, stored as "
+        f"{cfg.train.feature_cache_dtype}"
+    )
+    return train_loader, val_loader

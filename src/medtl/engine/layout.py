@@ -8,10 +8,13 @@ optimiser step), gradients and BatchNorm statistics exactly as they were.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import torch
+
+log = logging.getLogger("medtl")
 
 LAYOUTS = ("contiguous", "channels_last")
 
@@ -48,3 +51,28 @@ def set_layout(task: Any, layout: str) -> None:
     """Put the network's weights and (through ``task.memory_format``) its inputs in ``layout``."""
     task.net.to(memory_format=memory_format(layout))
     task.memory_format = layout
+
+
+def choose_layout(cfg: Any, task: Any, loader: Any) -> tuple[str, dict[str, float] | None]:
+    """``train.memory_format``: as given, or ``auto`` = the faster of a one-step probe in
+    each layout (one CPU process, image batches, not deterministic); otherwise contiguous.
+    Returns the layout and the probe's img/s (None without a probe)."""
+    t = cfg.train
+    layout = t.memory_format
+    if layout == "auto":
+        single_cpu = t.accelerator == "cpu" and t.devices * t.num_nodes == 1
+        batch = next(iter(loader)) if single_cpu and not t.deterministic else None
+        if batch is None or isinstance(batch[0], (tuple, list)):  # features: decoder only
+            layout = "contiguous"
+        else:
+            layout, speeds = probe_layouts(task, batch)
+            log.info(
+                "memory format: "
+                + layout
+                + " (probe, img/s: "
+                + ", ".join(f"{k} {v}" for k, v in speeds.items())
+                + ")"
+            )
+            return layout, speeds
+    set_layout(task, layout)
+    return layout, None
