@@ -78,6 +78,23 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    for line in api.explain(
+        a.run, a.inputs, a.out, method=a.method, target=a.target, layer=a.layer
+    ):
+        print(line)
+    return 0
+
+
+def cmd_app(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    api.app(a.run, host=a.host, port=a.port)
+    return 0
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from medtl import api
 
@@ -114,6 +131,14 @@ def cmd_audit(a: argparse.Namespace) -> int:
     report = api.audit(a.data, layout=a.layout)
     print(json.dumps(report.to_dict(), indent=2, default=str) if a.json else report.format())
     return 1 if (a.strict and not report.ok) else 0
+
+
+def cmd_slices(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    info = api.slices(a.volumes, a.out, a.axis, a.empty_fraction, a.window)
+    print(f"{info['slices']} slices of {info['volumes']} volumes -> {info['manifest']}")
+    return 0
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -227,6 +252,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--eager", action="store_true", help=EAGER_HELP)
     sp.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
 
+    sp = add("explain", cmd_explain, "Grad-CAM heat maps of a run's predictions")
+    sp.add_argument("run")
+    sp.add_argument("inputs", nargs="+", help="image files or folders")
+    sp.add_argument("--out", default="cam", help="output folder")
+    sp.add_argument(
+        "--method",
+        default="gradcam",
+        help="gradcam (default), gradcam++, hirescam, xgradcam, layercam, eigencam, ...",
+    )
+    sp.add_argument("--target", help="class to explain (default: the predicted class)")
+    sp.add_argument(
+        "--layer", help="module to take the maps at, e.g. encoder.layer3 (default: deepest stage)"
+    )
+
+    sp = add("app", cmd_app, "browser page to try the run on your own images (Gradio)")
+    sp.add_argument("run")
+    sp.add_argument("--port", type=int, default=7860)
+    sp.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
+    )
+
     sp = add("export", cmd_export, "deployable ONNX model, parity-checked against PyTorch")
     sp.add_argument("run")
     sp.add_argument("--format", default="onnx", choices=["onnx"])
@@ -251,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--layout", default="auto")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
+
+    sp = add("slices", cmd_slices, "NIfTI volumes -> PNG slices, masks and a CSV (group = volume)")
+    sp.add_argument("volumes", help="folder with images/ (+ labels/) of .nii/.nii.gz volumes")
+    sp.add_argument("out", help="output folder (images/, masks/, slices.csv)")
+    sp.add_argument("--axis", type=int, default=2, choices=[0, 1, 2], help="voxel axis to slice")
+    sp.add_argument(
+        "--empty-fraction", type=float, default=1.0, help="share of label-empty slices kept"
+    )
+    sp.add_argument("--window", help="intensity window C,W or a preset (brain, lung, ...)")
 
     sp = add(
         "compare",
@@ -287,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--naive",
         metavar="PATH",
-        help="naive_baseline.py (default: ../shared/bench/naive_baseline.py)",
+        help="naive_baseline.py (default: $MEDTL_NAIVE_BASELINE, else ./naive_baseline.py)",
     )
     sp.add_argument(
         "--encoders", help="comma-separated (default resnet18,efficientnet-lite0,vgg16_bn)"
