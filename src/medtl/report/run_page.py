@@ -16,7 +16,7 @@ import yaml
 
 from medtl import plots
 from medtl.compare import fmt
-from medtl.io_utils import read_csv, to_float
+from medtl.io_utils import read_csv, read_records, to_float
 from medtl.report.cases import overlay_grid_png
 from medtl.report.html import figure, png_bytes, read_json, render
 
@@ -116,7 +116,17 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
         "empty_rule": summary.get("empty_mask_rule") if seg else None,
         "figures": figs,
         "cases": cases,
+        "cams": _cam_grid(split_dir),
     }
+
+
+def _cam_grid(split_dir: Path) -> dict[str, Any] | None:
+    """The Grad-CAM grid ``medtl evaluate`` wrote for a classification head, if any."""
+    path = split_dir / "cam_grid.png"
+    if not path.is_file():
+        return None
+    caption = "Grad-CAM of the predicted class on the best and worst classified cases"
+    return figure(path.read_bytes(), "Grad-CAM grid", caption)
 
 
 # ----------------------------------------------------------------------------- data, training
@@ -241,8 +251,11 @@ def run_html(run: Path) -> str:
         curves = figure(
             data, "learning curves", "Loss (left) and validation metrics (right) per epoch"
         )
-    env = read_json(run / "env.json")
+    invocations = read_records(run / "env.json")  # one per train/resume, oldest first
+    env = dict(invocations[-1]) if invocations else {}
     env.pop("argv", None)
+    if len(invocations) > 1:
+        env["invocations"] = f"{len(invocations)} (started {invocations[0].get('time', '?')})"
     return render(
         "run.html",
         kicker="medtl run report",
