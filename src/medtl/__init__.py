@@ -27,6 +27,7 @@ _API = (
     "configure_cpu",
     "synth",
     "audit",
+    "slices",
     "models_table",
     "collect",
     "format_summary",

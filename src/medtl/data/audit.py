@@ -23,6 +23,7 @@ import numpy as np
 
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
 from medtl.data.file_checks import Decoded, decode_sample, other_files
+from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 
 _SHOW = 10  # items of a long list shown by AuditReport.format()
@@ -61,6 +62,9 @@ class AuditReport:
     near_max_distance: int = NEAR_DUP_MAX_DISTANCE
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    grouping: dict[str, Any] = field(default_factory=dict)
+    """Patient groups: what training would decide from the names
+    (:class:`medtl.data.groups.GroupDecision`) and ``n_groups`` in force."""
 
     @property
     def ok(self) -> bool:
@@ -131,9 +135,16 @@ class AuditReport:
             lines, "duplicate groups filed under different labels", self.label_conflicts, _fmt_group
         )
         _section(lines, "leakage: groups spanning pre-made splits", self.leakage, _fmt_group)
+        if self.grouping:
+            lines.append(_grouping_line(self.grouping))
         verdict = "OK" if self.ok else f"{len(self.problems)} problem(s)"
         lines.append(f"  result: {verdict} ({self.seconds:.1f} s)")
         return "\n".join(lines)
+
+
+def _grouping_line(g: dict[str, Any]) -> str:
+    how = f"names ({g['source']}) {g['pattern']}" if g["pattern"] else "from the layout or manifest"
+    return f"  patient groups: {g['groups_in_force']} ({how})"
 
 
 def _kv(d: dict[str, int]) -> str:
@@ -296,6 +307,13 @@ def audit(
     exact, near, leakage = _duplicates(samples, decoded, max_distance)
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
+    grouped, decision = group_by_names(samples)  # what training does with these names
+    warning = looks_like_slices(grouped, decision)
+    problems += [warning] if warning else []
+    grouping = {
+        **decision.to_dict(),
+        "groups_in_force": len({s.group for s in grouped if s.group is not None}),
+    }
     return AuditReport(
         root=str(root),
         layout=ds.layout,
@@ -319,4 +337,5 @@ def audit(
         near_max_distance=max_distance,
         seconds=round(time.perf_counter() - t0, 3),
         problems=problems,
+        grouping=grouping,
     )

@@ -18,10 +18,16 @@ from medtl.data.transforms import apply_augment, build_augment, resize_pair, to_
 
 
 def load_sample(
-    sample: Sample, size: int, with_mask: bool
+    sample: Sample,
+    size: int,
+    with_mask: bool,
+    window: tuple[float, float] | None = None,
+    fallback: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
-    """Decode and resize one sample -> (full-size uint8 image, uint8 (3,S,S), uint8 mask (1,S,S) or None)."""
-    image = read_image(sample.image)
+    """Decode and resize one sample -> (full-size uint8 image, uint8 (3,S,S), uint8 mask (1,S,S) or None).
+
+    ``window`` / ``fallback``: the DICOM/volume windows (:func:`medtl.data.io.read_image`)."""
+    image = read_image(sample.image, window, fallback)
     mask = read_mask(sample.masks, image.shape[:2]) if with_mask else None
     img_t, mask_t = resize_pair(image, mask, size)
     return image, img_t, mask_t
@@ -37,7 +43,13 @@ class SampleCache:
     """
 
     def __init__(
-        self, samples: Sequence[Sample], size: int, with_masks: bool, with_hashes: bool = False
+        self,
+        samples: Sequence[Sample],
+        size: int,
+        with_masks: bool,
+        with_hashes: bool = False,
+        window: tuple[float, float] | None = None,
+        fallback: tuple[float, float] | None = None,
     ):
         from medtl.data.dedup import hashes_of
 
@@ -49,7 +61,7 @@ class SampleCache:
         self.sizes: list[tuple[int, int]] = []
         self.hashes: list[tuple[str, int]] = []
         for i, s in enumerate(self.samples):
-            full, img, mask = load_sample(s, size, with_masks)
+            full, img, mask = load_sample(s, size, with_masks, window, fallback)
             self.images[i] = img
             if self.masks is not None:
                 self.masks[i] = mask

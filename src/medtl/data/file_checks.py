@@ -18,6 +18,7 @@ from PIL import Image
 from medtl.data.dedup import hashes_of
 from medtl.data.io import binarise_mask, read_array, read_image
 from medtl.data.layouts import IMAGE_EXTS, Sample
+from medtl.data.volumes import is_volume
 from medtl.errors import DataError
 
 _SINGLE_CHANNEL_8BIT = ("1", "L")
@@ -39,7 +40,7 @@ def mask_reasons(arr: np.ndarray, mode: str) -> list[str]:
         reasons.append(f"not single-channel ({arr.shape[2]} channels)")
     elif mode == "P":
         reasons.append("palette (indices used as values)")
-    elif mode not in _SINGLE_CHANNEL_8BIT:
+    elif mode not in _SINGLE_CHANNEL_8BIT and arr.dtype != bool:  # bool: NIfTI label > 0
         reasons.append(f"{arr.dtype.itemsize * 8}-bit {arr.dtype}")
     flat = arr[..., : 3 if arr.shape[2] >= 3 else 1].max(axis=2) if arr.ndim == 3 else arr
     values = np.unique(flat)
@@ -51,6 +52,11 @@ def mask_reasons(arr: np.ndarray, mode: str) -> list[str]:
 
 
 def _header_mode(path: Path) -> str:
+    from medtl.data.refs import parse_ref
+
+    parsed = parse_ref(path)
+    if parsed is not None:
+        return "DICOM frame" if parsed[1] == "f" else f"NIfTI {parsed[3]}"
     if path.suffix.lower() == ".dcm":
         return "DICOM"
     with Image.open(path) as img:  # header only: no pixel decode
@@ -125,7 +131,7 @@ def other_files(root: Path, layout: str) -> list[str]:
         return []
     out = []
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix.lower() in IMAGE_EXTS:
+        if not p.is_file() or p.suffix.lower() in IMAGE_EXTS or is_volume(p):
             continue
         if layout == "csv" and p.parent == root and p.suffix.lower() == ".csv":
             continue

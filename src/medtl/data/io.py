@@ -1,9 +1,11 @@
 """Decode images and masks into one representation; errors name the file.
 
-Images: PNG/JPEG/TIFF/BMP (8 or 16 bit; grey, RGB, RGBA, palette) and DICOM (when
-``pydicom`` is installed) become ``uint8`` arrays of shape ``(H, W, 3)``. 16-bit and
-float images are rescaled linearly from their own min..max to 0..255; RGBA drops alpha;
-grey is repeated to three channels.
+Images: PNG/JPEG/TIFF/BMP (8 or 16 bit; grey, RGB, RGBA, palette), DICOM (``[dicom]``
+extra; modality LUT, VOI window, MONOCHROME1: :mod:`medtl.data.dicom`) and slices of
+NIfTI volumes (``[volumes]`` extra; :mod:`medtl.data.volumes`, named by slice references,
+:mod:`medtl.data.refs`) become ``uint8`` arrays of shape ``(H, W, 3)``. 16-bit and float
+PNG/TIFF images are rescaled linearly from their own min..max to 0..255; RGBA drops
+alpha; grey is repeated to three channels.
 
 Masks (the binarisation rule): each mask file is read as one channel (colour masks take
 the maximum over channels, alpha ignored; palette masks use the palette index). A pixel
@@ -47,17 +49,25 @@ def _open(path: Path) -> Image.Image:
         ) from None
 
 
-def _read_dicom(path: Path) -> np.ndarray:
-    try:
-        import pydicom
-    except ImportError:
-        raise DataError(f"{path}: DICOM needs pydicom; run 'pip install pydicom'") from None
-    try:
-        return np.asarray(pydicom.dcmread(path).pixel_array)
-    except Exception as exc:  # pydicom raises many types for corrupt files
-        raise DataError(
-            f"{path}: unreadable DICOM ({exc.__class__.__name__}); re-export it"
-        ) from None
+def _read_special(path: Path) -> np.ndarray | None:
+    """Raw values of a DICOM, a DICOM frame or a volume slice reference; None otherwise."""
+    from medtl.data.refs import parse_ref
+
+    parsed = parse_ref(path)
+    if parsed is not None:
+        file, axis, index, _ = parsed
+        if axis == "f":
+            from medtl.data.dicom import modality_values
+
+            return modality_values(file, index)
+        from medtl.data.volumes import read_ref
+
+        return read_ref(path)
+    if path.suffix.lower() == ".dcm":
+        from medtl.data.dicom import modality_values
+
+        return modality_values(path)
+    return None
 
 
 def read_array(path: str | Path, palette_rgb: bool = False) -> np.ndarray:
@@ -66,8 +76,9 @@ def read_array(path: str | Path, palette_rgb: bool = False) -> np.ndarray:
     Palette images give their indices (what masks need) unless ``palette_rgb``.
     """
     path = Path(path)
-    if path.suffix.lower() == ".dcm":
-        return _read_dicom(path)
+    special = _read_special(path)
+    if special is not None:
+        return special
     img = _open(path)
     if img.mode == "P" and palette_rgb:
         return np.asarray(img.convert("RGB"))
@@ -96,10 +107,37 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image to ``uint8 (H, W, 3)``; raise DataError naming the file."""
+def _decode_special(path: Path, window, fallback) -> np.ndarray | None:
+    from medtl.data.refs import parse_ref
+
+    parsed = parse_ref(path)
+    if parsed is not None and parsed[1] != "f":
+        from medtl.data.volumes import read_ref
+
+        return read_ref(path, window)
+    if parsed is not None or path.suffix.lower() == ".dcm":
+        from medtl.data.dicom import dicom_to_uint8
+
+        file, frame = (parsed[0], parsed[2]) if parsed else (path, None)
+        return dicom_to_uint8(file, frame, window, fallback)
+    return None
+
+
+def read_image(
+    path: str | Path,
+    window: tuple[float, float] | None = None,
+    fallback: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Decode an image to ``uint8 (H, W, 3)``; raise DataError naming the file.
+
+    ``window`` (centre, width) overrides the VOI window of DICOMs and volume slices;
+    ``fallback`` is the data-set-wide window for DICOMs that carry none
+    (:func:`medtl.data.dicom.dataset_range`). Other formats ignore both.
+    """
     path = Path(path)
-    arr = read_array(path, palette_rgb=True)
+    arr = _decode_special(path, window, fallback)
+    if arr is None:
+        arr = read_array(path, palette_rgb=True)
     if arr.ndim == 3 and arr.shape[2] in (2, 4):  # LA / RGBA: drop alpha
         arr = arr[..., : arr.shape[2] - 1]
     arr = to_uint8(arr)
@@ -155,3 +193,22 @@ def read_mask(
             raise DataError("read_mask needs at least one mask file or an image shape")
         merged = np.zeros(shape, dtype=bool)
     return merged
+
+
+def pixel_spacing(path: str | Path) -> tuple[float, float] | None:
+    """``(row, column)`` pixel spacing in mm of an image path, when the file records it:
+    DICOM ``PixelSpacing``, a NIfTI slice's in-plane zooms; None for PNG/JPEG/TIFF."""
+    from medtl.data.refs import parse_ref
+
+    path = Path(path)
+    parsed = parse_ref(path)
+    file = parsed[0] if parsed else path
+    if parsed is not None and parsed[1] != "f":
+        from medtl.data.volumes import in_plane_spacing, load_volume
+
+        return in_plane_spacing(load_volume(file)[2], int(parsed[1]))
+    if file.suffix.lower() == ".dcm":
+        from medtl.data.dicom import pixel_spacing as dicom_spacing
+
+        return dicom_spacing(file)
+    return None

@@ -11,6 +11,11 @@ Layouts (``data.layout``; ``auto`` tries them in this order):
   ``<name>_mask_1.png``, ``_mask_2.png``... are merged with it by union (BUSI).
 - ``imagefolder``: ``<class>/*.png`` without masks (classification), optionally below
   ``train/`` / ``test/``.
+- ``volumes``: ``images/`` + ``labels/`` NIfTI volumes with matching names, read as 2D
+  slices (rules in :mod:`medtl.data.volumes`); every slice of a volume in one group.
+
+Multi-frame DICOM images (in any layout) become one sample per frame, grouped by file;
+their masks must be multi-frame DICOMs with as many frames.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import csv
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medtl.errors import DataError
@@ -60,6 +65,12 @@ class Dataset:
     samples: list[Sample]
     classes: list[str]
     problems: list[str] = field(default_factory=list)
+    grouping: dict | None = None
+    """What :func:`medtl.data.groups.group_by_names` decided (``GroupDecision.to_dict()``)."""
+    window: tuple[float, float] | None = None
+    """The (centre, width) DICOM/volume window in force (``data.window``), or None."""
+    fallback_window: tuple[float, float] | None = None
+    """The data-set-wide window for DICOMs without one (:func:`medtl.data.dicom.dataset_range`)."""
 
     @property
     def has_masks(self) -> bool:
@@ -237,12 +248,60 @@ def discover_csv(root: Path) -> tuple[list[Sample], list[str]]:
     return samples, problems
 
 
-LAYOUTS: dict[str, Callable[[Path], tuple[list[Sample], list[str]]]] = {
+def discover_volumes(
+    root: Path, slice_axis: int = 2, empty_slice_fraction: float = 1.0
+) -> tuple[list[Sample], list[str]]:
+    """The ``volumes`` layout: one sample per kept slice, grouped by volume id."""
+    from medtl.data.volumes import find_volumes, volume_slices
+
+    samples: list[Sample] = []
+    problems: list[str] = []
+    for base, split in _split_roots(root):
+        if not (base / "images").is_dir():
+            continue
+        pairs, found = find_volumes(base)
+        problems += found
+        for image, label in pairs:
+            for ref, mask, meta in volume_slices(image, label, slice_axis, empty_slice_fraction):
+                masks = (mask,) if mask is not None else ()
+                samples.append(Sample(ref, masks, group=meta["volume"], split=split, meta=meta))
+    return samples, problems
+
+
+def expand_frames(samples: list[Sample]) -> list[Sample]:
+    """Multi-frame DICOM samples -> one sample per frame (group = the file, unless set)."""
+    from medtl.data.dicom import n_frames
+    from medtl.data.refs import slice_ref
+
+    out: list[Sample] = []
+    for s in samples:
+        frames = n_frames(s.image) if s.image.suffix.lower() == ".dcm" else 1
+        if frames <= 1:
+            out.append(s)
+            continue
+        for m in s.masks:
+            if m.suffix.lower() != ".dcm" or n_frames(m) != frames:
+                raise DataError(
+                    f"{m}: mask of the {frames}-frame DICOM {s.image} needs {frames} frames; "
+                    "save the masks as a multi-frame DICOM of the same length"
+                )
+        group = s.group or f"{s.image.parent.name}/{s.image.stem}"
+        for k in range(frames):
+            masks = tuple(slice_ref(m, "f", k, "mask") for m in s.masks)
+            meta = {**s.meta, "frame": k}
+            out.append(
+                replace(s, image=slice_ref(s.image, "f", k), masks=masks, group=group, meta=meta)
+            )
+    return out
+
+
+LAYOUTS: dict[str, Callable[..., tuple[list[Sample], list[str]]]] = {
     "csv": discover_csv,
     "paired": discover_paired,
     "siblings": discover_siblings,
     "class_masks": discover_class_masks,
     "imagefolder": discover_imagefolder,
+    "volumes": discover_volumes,
 }
 
 
@@ -254,6 +313,11 @@ def _detect(root: Path) -> str | None:
     for base, _ in _split_roots(root):
         if (base / "images").is_dir() and (base / "masks").is_dir():
             return "paired"
+    from medtl.data.volumes import is_volume
+
+    for base, _ in _split_roots(root):
+        if (base / "images").is_dir() and any(is_volume(p) for p in (base / "images").iterdir()):
+            return "volumes"
     if any((root / s).is_dir() and (root / f"{s}_masks").is_dir() for s in SPLIT_DIRS):
         return "siblings"
     class_dirs = [d for base, _ in _split_roots(root) for d in _class_dirs(base)]
@@ -263,11 +327,17 @@ def _detect(root: Path) -> str | None:
     return None
 
 
-def discover(root: str | Path, layout: str = "auto") -> Dataset:
+def discover(
+    root: str | Path,
+    layout: str = "auto",
+    slice_axis: int = 2,
+    empty_slice_fraction: float = 1.0,
+) -> Dataset:
     """Find the samples under ``root``; raise DataError naming the path and the fix.
 
     Images without a mask (or masks without an image) in a mask layout are reported in
     ``Dataset.problems`` and left out; the caller decides whether that is fatal.
+    ``slice_axis`` and ``empty_slice_fraction`` apply to the ``volumes`` layout.
     """
     root = Path(root)
     if not root.exists():
@@ -279,14 +349,19 @@ def discover(root: str | Path, layout: str = "auto") -> Dataset:
         if detected is None:
             raise DataError(
                 f"no known layout under {root}; use images/+masks/, train/+train_masks/, "
-                f"<class>/ folders or a CSV manifest (see README 'Data layouts')"
+                f"<class>/ folders, images/+labels/ volumes or a CSV manifest (see README 'Data layouts')"
             )
         layout = detected
     if layout not in LAYOUTS:
         raise DataError(
             f"unknown data.layout '{layout}'; choose auto or one of {', '.join(LAYOUTS)}"
         )
-    samples, problems = LAYOUTS[layout](root)
+    if layout == "volumes":
+        samples, problems = discover_volumes(root, slice_axis, empty_slice_fraction)
+    else:
+        samples, problems = LAYOUTS[layout](root)
+        if any(s.image.suffix.lower() == ".dcm" for s in samples):
+            samples = expand_frames(samples)
     if not samples:
         detail = f" ({problems[0]})" if problems else ""
         raise DataError(f"no usable images found under {root} with layout '{layout}'{detail}")

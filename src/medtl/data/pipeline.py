@@ -41,7 +41,12 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     root = root or cfg.data.root
     if root is None:
         raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")
-    ds = discover(root, cfg.data.layout)
+    ds = discover(
+        root,
+        cfg.data.layout,
+        slice_axis=cfg.data.slice_axis,
+        empty_slice_fraction=cfg.data.empty_slice_fraction,
+    )
     if cfg.data.classes:
         keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
         unknown = sorted(set(keep) - set(ds.classes))
@@ -64,11 +69,37 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         raise DataError(
             f"{ds.root}: task={cfg.task} needs class folders (>= 2 classes), found {ds.classes or 'none'}"
         )
+    apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
     if cfg.data.group_duplicates:
         from medtl.data.dedup import assign_groups
 
         ds.samples = assign_groups(ds.samples)
     return ds
+
+
+def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: str | None) -> None:
+    """Set patient groups from names and the intensity windows on ``ds`` (in place).
+
+    ``group_pattern``: a regex (first group = patient id), None for auto-detection, or
+    ``"none"`` to switch names off. ``window``: ``"C,W"`` or a preset name
+    (:data:`medtl.data.dicom.WINDOW_PRESETS`). Without a window, DICOMs that carry none are
+    scaled by one data-set-wide range (:func:`medtl.data.dicom.dataset_range`).
+    """
+    from medtl.data.dicom import dataset_range, parse_window
+    from medtl.data.groups import group_by_names
+    from medtl.data.refs import source_file
+
+    off = str(group_pattern or "").strip().lower() == "none"
+    ds.samples, decision = group_by_names(ds.samples, None if off else group_pattern, not off)
+    ds.grouping = decision.to_dict()
+    ds.window = parse_window(window)
+    dicoms = sorted(
+        {source_file(s.image) for s in ds.samples if source_file(s.image).suffix.lower() == ".dcm"}
+    )
+    if dicoms and ds.window is None:
+        ds.fallback_window = dataset_range(dicoms)
+        if ds.fallback_window is not None:
+            log.info("DICOM without a window: one data-set-wide range %s", ds.fallback_window)
 
 
 def grouped_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
@@ -86,7 +117,11 @@ def prepare(cfg: Config, root: str | Path | None = None) -> PreparedData:
     """Discover, check and decode (once) every sample at ``cfg.data.image_size``."""
     ds = load_samples(cfg, root)
     cache = SampleCache(
-        ds.samples, cfg.data.image_size, with_masks=needs_masks(cfg.task) or ds.has_masks
+        ds.samples,
+        cfg.data.image_size,
+        with_masks=needs_masks(cfg.task) or ds.has_masks,
+        window=ds.window,
+        fallback=ds.fallback_window,
     )
     return PreparedData(ds, ds.classes, label_indices(ds.samples, ds.classes), cache)
 

@@ -58,6 +58,9 @@ def data_facts(cfg: Any, data: Any) -> dict[str, Any]:
             "enabled": bool(cfg.data.group_duplicates),
         },
         "mask_interpretation": MASK_RULE if with_masks else None,
+        "grouping": ds.grouping,  # patients/volumes from names, CSV or files (data.groups)
+        "window": list(ds.window) if ds.window else None,
+        "fallback_window": list(ds.fallback_window) if ds.fallback_window else None,
     }
 
 
