@@ -12,7 +12,7 @@ import pytest
 
 from medtl.compare import cell_id, collect, compare, expand_grid, split_overrides
 from medtl.errors import ConfigError, MedtlError
-from medtl.metrics import aggregate, paired_bootstrap_pvalue, wilcoxon_pvalue
+from medtl.metrics import aggregate, paired_bootstrap_pvalue, sign_flip_pvalue, wilcoxon_pvalue
 from tests.conftest import TINY
 
 GRID = ["model.strategy=frozen,finetune"]
@@ -178,9 +178,12 @@ def test_results_numbers(cmp):
     vs = other["vs_best"]
     assert vs["images"]["n"] == 12
     assert vs["images"]["mean_diff"] == pytest.approx(np.mean(a) - np.mean(b))
-    assert vs["images"]["p_bootstrap"] == pytest.approx(paired_bootstrap_pvalue(a, b, seed=0))
+    assert math.isnan(paired_bootstrap_pvalue(a, b, seed=0))  # 12 pairs: below 20
+    assert vs["images"]["p_bootstrap"] is None
+    assert vs["images"]["p_permutation"] == pytest.approx(sign_flip_pvalue(a, b, seed=0))
     assert vs["images"]["p_wilcoxon"] == pytest.approx(wilcoxon_pvalue(a, b))
-    assert 0 < vs["images"]["p_bootstrap"] <= 1
+    assert 0 < vs["images"]["p_permutation"] <= 1
+    assert vs["images"]["p_permutation_holm"] == vs["images"]["p_permutation"]  # m = 1
     assert vs["folds"] is None  # fewer than 3 folds: no per-fold test
 
     md = (cmp / "results.md").read_text()
@@ -189,9 +192,10 @@ def test_results_numbers(cmp):
     with (cmp / "results.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["configuration"] for r in rows] == [c["configuration"] for c in res["configs"]]
-    assert float(rows[1]["vs_best_images_p_bootstrap"]) == pytest.approx(
-        vs["images"]["p_bootstrap"]
+    assert float(rows[1]["vs_best_images_p_permutation"]) == pytest.approx(
+        vs["images"]["p_permutation"]
     )
+    assert math.isnan(float(rows[1]["vs_best_images_p_bootstrap"]))  # fewer than 20 pairs
 
 
 def test_rerun_trains_nothing(cmp, phantoms, capsys):
@@ -322,17 +326,24 @@ def test_collect_classification_three_folds(tmp_path):
             _fake_run(tmp_path / "cells" / cell / f"fold{f}", rows, summary)
     res = collect(tmp_path, quiet=True)
     assert res["primary"] == "macro_f1" and res["paired_metric"] == "accuracy"
-    # numbers pinned from before the statistics moved to medtl.metrics: same seeds, same draws
+    # numbers pinned from the BCa intervals of scipy.stats.bootstrap (seed 0); they replaced
+    # the percentile intervals of the hand-written bootstrap (issue 19)
     bad = next(c for c in res["configs"] if c["cell"] == "bad")
     ci = {m: [bad["metrics"][m]["images"][k] for k in ("ci_low", "ci_high")] for m in CLS}
     assert ci == {
-        "accuracy": [0.5833333333333334, 1.0],
-        "macro_f1": [0.5555555555555556, 1.0],
-        "auroc": [0.5833333333333334, 1.0],
+        "accuracy": [0.5, 1.0],
+        "macro_f1": [0.5804195804195804, 1.0],
+        "auroc": [0.4375, 1.0],
     }
     assert [bad["metrics"][m]["folds"]["ci_low"] for m in CLS] == [0.75, 0.7333333333333334, 0.625]
-    assert bad["vs_best"]["images"]["p_bootstrap"] == 0.2383523295340932
-    assert bad["vs_best"]["folds"]["p_bootstrap"] == 0.03799240151969606
+    # 12 image pairs, 3 fold pairs: no bootstrap p below 20 pairs (it gave 0.238 and an
+    # anti-conservative 0.038 for the folds); exact sign-flip and Wilcoxon p instead
+    assert bad["vs_best"]["images"]["p_bootstrap"] is None
+    assert bad["vs_best"]["folds"]["p_bootstrap"] is None
+    assert bad["vs_best"]["images"]["p_permutation"] == 0.5
+    assert bad["vs_best"]["folds"]["p_permutation"] == 0.5
+    assert bad["vs_best"]["folds"]["p_wilcoxon"] == 0.5
+    assert bad["vs_best"]["folds"]["p_permutation_holm"] == 0.5  # one comparison: unchanged
     assert bad["vs_best"]["folds"]["mean_diff"] == -0.17777777777777773
     # write=False: the same dict, nothing written
     written = {n: (tmp_path / n).read_text() for n in ("results.json", "results.csv", "results.md")}
@@ -358,8 +369,10 @@ def test_collect_classification_three_folds(tmp_path):
     second = res["configs"][1]
     assert second["vs_best"]["folds"] is not None  # >= 3 folds: per-fold paired tests too
     assert second["vs_best"]["folds"]["n"] == 3
-    assert 0 < second["vs_best"]["folds"]["p_bootstrap"] <= 1
-    assert "p folds Wilcoxon" in (tmp_path / "results.md").read_text()
+    assert 0 < second["vs_best"]["folds"]["p_permutation"] <= 1
+    md = (tmp_path / "results.md").read_text()
+    assert "p folds Wilcoxon (Holm)" in md and "Holm step-down" in md
+    assert "2/2^3 = 0.25" in md  # the smallest attainable fold p is stated
 
     from medtl.report import write_report  # the classification page: table + confusion matrix
 

@@ -212,8 +212,10 @@ def test_fold_summary_and_paired_test():
     assert set(s) == {"values", "mean", "std", "n", "ci_low", "ci_high"}
     t = paired_test([0.9, 0.8, NAN, 0.6], [0.7, 0.7, 0.5, 0.5])
     assert t["n"] == 3 and t["mean_diff"] == pytest.approx((0.2 + 0.1 + 0.1) / 3)
-    assert t["p_bootstrap"] == paired_bootstrap_pvalue([0.9, 0.8, 0.6], [0.7, 0.7, 0.5], seed=0)
+    assert math.isnan(t["p_bootstrap"])  # 3 pairs: no bootstrap p below 20 pairs
+    assert t["p_permutation"] == pytest.approx(0.25)  # 3 positive differences: 2 / 2**3
     assert t["p_wilcoxon"] == wilcoxon_pvalue([0.9, 0.8, 0.6], [0.7, 0.7, 0.5])
+    assert t["ci_low"] <= t["mean_diff"] <= t["ci_high"]
 
 
 # ---------------------------------------------------------------- classification
@@ -307,7 +309,7 @@ def test_classification_binary_1d_probs_and_bad_input():
         classification_scores([0, 1], np.ones((2, 2)), C3)
 
 
-def test_macro_f1_equals_classification_scores_in_both_orders():
+def test_macro_f1_equals_classification_scores_from_counts():
     rng = np.random.default_rng(0)
     for _ in range(50):
         c = int(rng.integers(2, 5))
@@ -319,8 +321,7 @@ def test_macro_f1_equals_classification_scores_in_both_orders():
         cm = np.array(s["confusion_matrix"], float)
         denom = cm.sum(0) + cm.sum(1)
         counts = np.divide(2 * np.diag(cm), denom, out=np.zeros(c), where=denom > 0)
-        assert macro_f1(y, pred, c, from_counts=True) == float(counts.mean())
-        assert macro_f1(y, pred, c, from_counts=True) == pytest.approx(s["macro_avg"]["f1"])
+        assert macro_f1(y, pred, c) == float(counts.mean())  # F1 = 2TP / (2TP + FP + FN)
 
 
 def test_torchmetrics_collection():

@@ -4,7 +4,9 @@ Per configuration, each metric is summarised twice: pooled over every held-out i
 (``images``) and over the per-fold means (``folds``), with the statistics of
 :mod:`medtl.metrics.statistics`. Configurations are ranked by the primary metric pooled
 over images, and each is compared with the best on paired per-image scores (and, with
->= 3 folds, on paired per-fold scores).
+>= 3 folds, on paired per-fold scores) by the tests of :mod:`medtl.metrics.paired`
+(sign-flip permutation, exact up to 16 pairs; Wilcoxon; the bootstrap p only with >= 20
+pairs), every p-value Holm-adjusted across the configurations.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from medtl.compare.tables import results_csv, results_markdown
 from medtl.errors import MedtlError
 from medtl.io_utils import atomic_write_json, atomic_write_text, json_safe, read_csv, to_float
 from medtl.metrics.classification import classification_scores, macro_f1
-from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci, fold_summary, paired_test
+from medtl.metrics.paired import holm, paired_test
+from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci, fold_summary
 
-__all__ = ["CLS_METRICS", "N_BOOT", "PRIMARY", "SEG_METRICS", "collect"]
+__all__ = ["CLS_METRICS", "HOLM_KEYS", "N_BOOT", "PRIMARY", "SEG_METRICS", "collect"]
 
 log = logging.getLogger("medtl")
 
@@ -34,6 +37,7 @@ SEG_METRICS = ("dice", "iou")
 CLS_METRICS = ("accuracy", "macro_f1", "auroc")
 PRIMARY = {"segmentation": "dice", "classification": "macro_f1", "multitask": "score"}
 N_BOOT = 2000
+HOLM_KEYS = ("p_permutation", "p_wilcoxon", "p_bootstrap")
 
 
 # ----------------------------------------------------------------------------- one configuration
@@ -48,7 +52,7 @@ def _cls_pooled(rows: list[dict[str, str]], classes: list[str]) -> dict[str, dic
     correct = (pred == y).astype(float)
 
     def f1(idx: np.ndarray) -> float:
-        return macro_f1(y[idx], pred[idx], len(classes), from_counts=True)
+        return macro_f1(y[idx], pred[idx], len(classes))
 
     def auroc(idx: np.ndarray) -> float:
         if len(np.unique(y[idx])) < 2:
@@ -233,6 +237,17 @@ def _rank(
         }
         folds = c["metrics"][PRIMARY[task]]["folds"]["values"]
         c["vs_best"]["folds"] = paired_test(folds, best_folds) if k >= 3 else None
+    _adjust(configs[1:])
+
+
+def _adjust(others: list[dict[str, Any]]) -> None:
+    """Holm-adjust each p-value column across the configurations compared with the best
+    (one family per test and per level, images or folds), as ``<key>_holm`` beside it."""
+    for part in ("images", "folds"):
+        tests = [c["vs_best"][part] for c in others if c["vs_best"].get(part)]
+        for key in HOLM_KEYS:
+            for t, adj in zip(tests, holm([t[key] for t in tests]), strict=True):
+                t[f"{key}_holm"] = adj
 
 
 def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any]:
@@ -243,7 +258,8 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
     (unless ``quiet``). Configurations are ranked by the primary metric pooled over all
     held-out images (Dice; macro-F1 for classification; their mean for multitask); every
     other configuration is compared with the best on paired per-image scores (Dice;
-    correctness for classification) and, with >= 3 folds, on paired per-fold primary scores.
+    correctness for classification) and, with >= 3 folds, on paired per-fold primary scores;
+    each p-value comes raw and Holm-adjusted across the configurations (``<key>_holm``).
 
     Returns:
         The results as ``results.json`` holds them (NaN as None).

@@ -16,6 +16,7 @@ __all__ = [
     "METRIC_NAMES",
     "fmt",
     "fmt_p",
+    "fmt_p_holm",
     "fmt_stat",
     "results_csv",
     "results_markdown",
@@ -81,20 +82,39 @@ def _header(results: dict[str, Any], names: list[str]) -> list[str]:
         head.append(f"{METRIC_NAMES[m]} images")
         if i == 0 or results["folds"]:
             head.append(f"{METRIC_NAMES[m]} folds")
-    head += [f"Δ {METRIC_NAMES[results['paired_metric']]} vs best", "p bootstrap", "p Wilcoxon"]
+    head += [
+        f"Δ {METRIC_NAMES[results['paired_metric']]} vs best [95% CI]",
+        "p perm (Holm)",
+        "p Wilcoxon (Holm)",
+    ]
     if results["folds"] >= 3:
-        head += ["p folds bootstrap", "p folds Wilcoxon"]
+        head += ["p folds perm (Holm)", "p folds Wilcoxon (Holm)"]
     return head + ["train s/fold", "img/s"]
+
+
+def fmt_p_holm(test: dict[str, Any] | None, key: str) -> str:
+    """``raw (Holm-adjusted)`` of one p-value of a paired test; ``–`` when missing."""
+    test = test or {}
+    if key + "_holm" not in test:
+        return fmt_p(test.get(key))
+    return f"{fmt_p(test.get(key))} ({fmt_p(test.get(key + '_holm'))})"
+
+
+def _diff_cell(test: dict[str, Any]) -> str:
+    text = f"{to_float(test['mean_diff']):+.3f}"
+    if math.isfinite(to_float(test.get("ci_low"))):
+        text += f" [{to_float(test['ci_low']):+.3f}, {to_float(test['ci_high']):+.3f}]"
+    return text
 
 
 def _vs_best_cells(vs: dict[str, Any] | None, folds: int) -> list[str]:
     if vs is None:
         return ["best", "", ""] + (["", ""] if folds >= 3 else [])
     im = vs["images"]
-    row = [f"{to_float(im['mean_diff']):+.3f}", fmt_p(im["p_bootstrap"]), fmt_p(im["p_wilcoxon"])]
+    row = [_diff_cell(im), fmt_p_holm(im, "p_permutation"), fmt_p_holm(im, "p_wilcoxon")]
     if folds >= 3:
-        fo = vs.get("folds") or {}
-        row += [fmt_p(fo.get("p_bootstrap")), fmt_p(fo.get("p_wilcoxon"))]
+        fo = vs.get("folds")
+        row += [fmt_p_holm(fo, "p_permutation"), fmt_p_holm(fo, "p_wilcoxon")]
     return row
 
 
@@ -147,11 +167,23 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += [
         "",
-        "Values: mean ± std [95% bootstrap CI]; 'images' pools every held-out image, 'folds' "
-        "summarises the per-fold means. p-values compare each configuration with the best on "
-        f"paired per-image {METRIC_NAMES[results['paired_metric']]} (two-sided paired bootstrap "
-        "and Wilcoxon signed-rank), without correction for multiple comparisons.",
+        "Values: mean ± std [95% BCa bootstrap CI]; 'images' pools every held-out image, "
+        "'folds' summarises the per-fold means. p-values compare each configuration with the "
+        f"best on paired per-image {METRIC_NAMES[results['paired_metric']]} (and on the "
+        "paired per-fold means): two-sided sign-flip permutation test (exact over all 2^n "
+        "sign flips up to 16 pairs, 9999 seeded flips above) and Wilcoxon signed-rank (exact "
+        "up to 16 pairs). Each cell shows the raw p, then in brackets the p adjusted by the "
+        "Holm step-down method across the configurations compared with the best (one family "
+        "per column).",
     ]
+    if folds >= 3:
+        lines.append("")
+        lines.append(
+            f"With {folds} folds the smallest attainable two-sided fold p is "
+            f"2/2^{folds} = {2 / 2**folds:.4g}; the paired bootstrap p (results.json/csv, "
+            "per-image pairs only) is computed only with >= 20 pairs, as below that it is "
+            "anti-conservative."
+        )
     if results.get("incomplete"):
         lines.append("")
         lines.append(
@@ -175,7 +207,16 @@ def results_csv(results: dict[str, Any]) -> str:
                     row[f"{m}_{part}_{stat}"] = s[part].get(stat)
         vs = c.get("vs_best") or {}
         for part in ("images", "folds"):
-            for stat in ("mean_diff", "p_bootstrap", "p_wilcoxon"):
+            for stat in (
+                "mean_diff",
+                "ci_low",
+                "ci_high",
+                *(
+                    k + sfx
+                    for k in ("p_permutation", "p_wilcoxon", "p_bootstrap")
+                    for sfx in ("", "_holm")
+                ),
+            ):
                 row[f"vs_best_{part}_{stat}"] = (vs.get(part) or {}).get(stat)
         row["n_images"] = c["n_images"]
         row["train_s_per_fold"] = c["timing"]["train_s"]

@@ -6,9 +6,13 @@ One definition per place, written in each module's docstring:
   masks, with an explicit rule for empty masks (:data:`EMPTY_RULE_TEXT`).
 * :mod:`medtl.metrics.classification`: accuracy, balanced accuracy, per-class
   precision/recall/F1, macro and weighted averages, one-vs-rest AUROC and the confusion
-  matrix, plus a report formatted like scikit-learn's ``classification_report``.
-* :mod:`medtl.metrics.statistics`: bootstrap CIs, summaries of per-image and per-fold
-  scores and paired tests, for evaluate, compare and the report alike.
+  matrix, plus a report formatted like scikit-learn's ``classification_report``;
+  :mod:`medtl.metrics.diagnostic` (one-vs-rest sensitivity, specificity, PPV, NPV with
+  Wilson CIs) and :mod:`medtl.metrics.calibration` (ECE, reliability bins).
+* :mod:`medtl.metrics.statistics`: BCa bootstrap CIs and summaries of per-image and
+  per-fold scores, for evaluate, compare and the report alike.
+* :mod:`medtl.metrics.paired`: paired tests (exact sign-flip permutation, Wilcoxon, and
+  the bootstrap p only with >= 20 pairs) and the Holm correction.
 
 The vectorised torch versions used inside the training loop live in
 :mod:`medtl.engine.metrics` and equal these definitions.
@@ -23,14 +27,24 @@ Example:
 
 from __future__ import annotations
 
+from medtl.metrics.calibration import ECE_BINS, expected_calibration_error, reliability_bins
 from medtl.metrics.classification import (
     auroc_binary,
+    check_finite_output,
     classification_report_rows,
     classification_report_text,
     classification_scores,
     confusion_matrix,
     macro_f1,
     per_class_prf,
+)
+from medtl.metrics.diagnostic import DIAGNOSTIC_KEYS, diagnostic_lines, one_vs_rest, proportion_ci
+from medtl.metrics.paired import (
+    holm,
+    paired_bootstrap_pvalue,
+    paired_test,
+    sign_flip_pvalue,
+    wilcoxon_pvalue,
 )
 from medtl.metrics.segmentation import (
     EMPTY_RULE_TEXT,
@@ -45,18 +59,18 @@ from medtl.metrics.statistics import (
     bootstrap_ci,
     bootstrap_statistic_ci,
     fold_summary,
-    paired_bootstrap_pvalue,
-    paired_test,
     resample_indices,
-    wilcoxon_pvalue,
 )
 
 __all__ = [
+    "DIAGNOSTIC_KEYS",
+    "ECE_BINS",
     "EMPTY_RULES",
     "EMPTY_RULE_TEXT",
     "aggregate",
     "auroc_binary",
     "both_empty_scores",
+    "check_finite_output",
     "bootstrap_ci",
     "bootstrap_statistic_ci",
     "check_empty_rule",
@@ -64,13 +78,20 @@ __all__ = [
     "classification_report_text",
     "classification_scores",
     "confusion_matrix",
+    "diagnostic_lines",
+    "expected_calibration_error",
     "fold_summary",
     "hd95",
+    "holm",
     "macro_f1",
+    "one_vs_rest",
     "paired_bootstrap_pvalue",
     "paired_test",
     "per_class_prf",
+    "proportion_ci",
+    "reliability_bins",
     "resample_indices",
     "seg_scores",
+    "sign_flip_pvalue",
     "wilcoxon_pvalue",
 ]

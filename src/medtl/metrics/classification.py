@@ -4,11 +4,15 @@ Definitions (``TP``, ``FP``, ``FN`` per class from the confusion matrix; a zero 
 counts as 0, like scikit-learn's ``zero_division=0``):
 
 * precision = ``TP / (TP + FP)``, recall = ``TP / (TP + FN)``,
-  F1 = ``2 precision recall / (precision + recall)`` (:func:`per_class_prf`);
+  F1 = ``2 TP / (2 TP + FP + FN)`` (:func:`per_class_prf`);
   macro averages over **all** classes (:func:`macro_f1`), weighted ones by support.
 * accuracy = correct / N; balanced accuracy = mean recall over the classes present.
 * AUROC (:func:`auroc_binary`): one-vs-rest, by the rank (Mann-Whitney U) formula with
   ties averaged.
+* one-vs-rest sensitivity, specificity, PPV, NPV with Wilson CIs
+  (:mod:`medtl.metrics.diagnostic`) and the top-label expected calibration error
+  (:mod:`medtl.metrics.calibration`).
+* NaN or Inf probabilities are an error (:func:`check_finite_output` names the image).
 
 :func:`classification_report_text` formats them like scikit-learn's
 ``classification_report`` (scikit-learn is not a dependency).
@@ -28,8 +32,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from medtl.errors import MedtlError
+from medtl.metrics.calibration import ECE_BINS, expected_calibration_error
+from medtl.metrics.diagnostic import one_vs_rest
+
 __all__ = [
     "auroc_binary",
+    "check_finite_output",
     "classification_report_rows",
     "classification_report_text",
     "classification_scores",
@@ -72,39 +81,49 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return cm
 
 
-def per_class_prf(
-    cm: np.ndarray, f1_from_counts: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def per_class_prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and F1 of every class of a confusion matrix (zero division -> 0).
 
-    F1 is the harmonic mean ``2 precision recall / (precision + recall)``, which equals
-    ``2 TP / (2 TP + FP + FN)``. The two orders of evaluation can differ in the last bit
-    (about 1e-16); ``f1_from_counts=True`` takes the second (one division), the order
-    compare's bootstrap draws of macro-F1 have always used, so its CIs stay bit-identical.
+    F1 = ``2 TP / (2 TP + FP + FN)``, one division of counts: the harmonic mean
+    ``2 P R / (P + R)`` equals it in exact arithmetic but can round differently in the last
+    bit (F1 0.7499999999999999 instead of 0.75, printed 0.37 instead of 0.38 with two
+    digits). scikit-learn computes it from counts too.
     """
     tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
     c = cm.shape[0]
-    prec, rec, f1 = (np.zeros(c) for _ in range(3))
+    prec, rec = np.zeros(c), np.zeros(c)
     for i in range(c):
         prec[i] = _div(tp[i], predicted[i])
         rec[i] = _div(tp[i], support[i])
-        f1[i] = _div(2 * prec[i] * rec[i], prec[i] + rec[i])
-    if f1_from_counts:
-        denom = support + predicted  # 2 TP + FP + FN
-        f1 = np.divide(2.0 * tp, denom, out=np.zeros(c), where=denom > 0)
+    denom = support + predicted  # 2 TP + FP + FN
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros(c), where=denom > 0)
     return prec, rec, f1
 
 
-def macro_f1(
-    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, from_counts: bool = False
-) -> float:
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Unweighted mean of the per-class F1 (:func:`per_class_prf`) over all ``n_classes``.
 
-    Equals ``classification_scores(...)["macro_avg"]["f1"]`` for the argmax predictions
-    (bit for bit with ``from_counts=False``; see :func:`per_class_prf` for the other order).
+    A class absent from both truth and prediction counts with F1 = 0 (like scikit-learn
+    with ``labels=range(C)``). Equals ``classification_scores(...)["macro_avg"]["f1"]``
+    for the argmax predictions, bit for bit; training monitors the same function.
     """
     cm = confusion_matrix(y_true, y_pred, n_classes)
-    return float(per_class_prf(cm, f1_from_counts=from_counts)[2].mean())
+    return float(per_class_prf(cm)[2].mean())
+
+
+def check_finite_output(values: np.ndarray, image: str, what: str = "class probabilities") -> None:
+    """Raise :class:`MedtlError` naming ``image`` when ``values`` hold NaN or Inf.
+
+    ``np.argmax`` takes NaN as the maximum and a threshold treats it as background, so a
+    model that outputs NaN would otherwise score silently (accuracy 1.0, empty masks).
+    """
+    v = np.asarray(values)
+    if not np.all(np.isfinite(v)):
+        bad = "NaN" if np.isnan(v).any() else "Inf"
+        raise MedtlError(
+            f"the model output {bad} {what} for {image}; the weights or the input are broken "
+            "(retrain, or check the image)"
+        )
 
 
 def _checked(
@@ -119,6 +138,9 @@ def _checked(
         raise ValueError(
             f"probs must be (N, C) = ({y.size}, {c}) for {c} classes; got {tuple(p.shape)}"
         )
+    bad_rows = np.flatnonzero(~np.isfinite(p).all(axis=1))
+    if bad_rows.size:
+        raise ValueError(f"probs hold NaN or Inf in row(s) {bad_rows[:5].tolist()}")
     if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= c):
         raise ValueError(f"y_true must hold integer labels in [0, {c}); got {np.unique(y)}")
     return y.astype(np.int64), p
@@ -176,14 +198,17 @@ def classification_scores(
         A JSON-friendly dict (NaN floats aside)::
 
             {"classes", "n", "accuracy", "balanced_accuracy",
-             "per_class": {name: {"precision", "recall", "f1", "support", "auroc"}},
+             "per_class": {name: {"precision", "recall", "f1", "support", "auroc",
+                                  "sensitivity", "specificity", "ppv", "npv",
+                                  "<each of those four>_ci": [low, high]}},
              "macro_avg": {"precision", "recall", "f1"},
              "weighted_avg": {"precision", "recall", "f1"},
              "auroc_macro", "auroc_weighted",
-             "confusion_matrix": [[int]]}   # rows = true, columns = predicted
+             "confusion_matrix": [[int]],   # rows = true, columns = predicted
+             "ece", "ece_bins"}
 
     Raises:
-        ValueError: inconsistent shapes or labels out of range.
+        ValueError: inconsistent shapes, labels out of range, NaN or Inf probabilities.
     """
     c = len(classes)
     y, p = _checked(y_true, probs, c)
@@ -192,6 +217,7 @@ def classification_scores(
     support = cm.sum(axis=1)
     prec, rec, f1 = per_class_prf(cm)
     auc = np.array([auroc_binary(y == i, p[:, i]) for i in range(c)], dtype=float)
+    diag = one_vs_rest(cm)
     per_class = {
         name: {
             "precision": float(prec[i]),
@@ -199,10 +225,14 @@ def classification_scores(
             "f1": float(f1[i]),
             "support": int(support[i]),
             "auroc": float(auc[i]),
+            **{k: v for k, v in diag[i].items() if k not in ("tp", "fp", "fn", "tn")},
         }
         for i, name in enumerate(classes)
     }
-    return _summary(classes, cm, per_class, (prec, rec, f1), auc)
+    out = _summary(classes, cm, per_class, (prec, rec, f1), auc)
+    out["ece"] = expected_calibration_error(y, p) if y.size else _NAN
+    out["ece_bins"] = ECE_BINS
+    return out
 
 
 def _summary(

@@ -1,31 +1,36 @@
-"""Statistics of per-image and per-fold scores: bootstrap CIs, summaries and paired tests.
+"""Confidence intervals and summaries of per-image and per-fold scores (``scipy.stats``).
 
-The one home of every statistic that evaluate, compare and the report show. NaN values
-are ignored (NaN pairs dropped), which is how the ``"skip"`` empty-mask rule removes
-images. Every resampling is seeded (``np.random.default_rng(seed)``) and draws its
-resamples from one stream (:func:`resample_indices`), so the same inputs always give the
-same numbers.
+The one home of every interval that evaluate, compare and the report show; the paired
+tests live in :mod:`medtl.metrics.paired`. NaN values are ignored (NaN pairs dropped),
+which is how the ``"skip"`` empty-mask rule removes images. Every resampling is seeded
+(``np.random.default_rng(seed)``), so the same inputs always give the same numbers.
 
 Definitions:
 
-* **Percentile bootstrap CI** (:func:`bootstrap_ci`, :func:`bootstrap_statistic_ci`):
-  ``n_boot`` resamples with replacement; the ``alpha/2`` and ``1 - alpha/2`` quantiles
-  (linear interpolation) of the statistic over the resamples.
+* **BCa bootstrap CI** (:func:`bootstrap_ci`, :func:`bootstrap_statistic_ci`):
+  ``scipy.stats.bootstrap(method="BCa")`` with ``n_boot`` resamples, the bias-corrected
+  and accelerated interval (Efron 1987), second-order accurate where the percentile
+  interval is only first-order.
+* **Fallback for degenerate samples**, where BCa is undefined (its acceleration divides
+  by the spread of the jackknife values): no value -> ``(nan, nan)``; one value, or all
+  values equal -> ``(v, v)`` (every resample has the same mean); two values, or a BCa
+  interval that comes out NaN (e.g. a statistic constant over the jackknife, or NaN on
+  some resamples such as AUROC of a one-class resample) -> the percentile interval
+  (``alpha/2`` and ``1 - alpha/2`` quantiles of the finite resampled statistics, from
+  :func:`resample_indices`).
 * **Summary** (:func:`aggregate`, :func:`fold_summary`): mean, sample standard deviation
-  (ddof=1), median, count and the 95% bootstrap CI of the mean.
-* **Paired tests** (:func:`paired_test`): the two-sided paired bootstrap p-value of
-  ``mean(a - b) == 0`` (:func:`paired_bootstrap_pvalue`) and the Wilcoxon signed-rank
-  p-value (:func:`wilcoxon_pvalue`).
+  (ddof=1), median, count and the 95% CI of the mean.
 
 Example:
     >>> aggregate([0.5, 0.7, float("nan")])["n_nan"]
     1
-    >>> paired_test([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])["p_bootstrap"]
-    1.0
+    >>> bootstrap_ci([0.8, 0.8, 0.8])
+    (0.8, 0.8)
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -37,10 +42,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_statistic_ci",
     "fold_summary",
-    "paired_bootstrap_pvalue",
-    "paired_test",
     "resample_indices",
-    "wilcoxon_pvalue",
 ]
 
 _NAN = float("nan")
@@ -66,31 +68,56 @@ def resample_indices(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
         yield rng.integers(0, n, size=(stop - start, n))
 
 
-def _interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+def _percentile(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+    draws = draws[np.isfinite(draws)]
+    if not draws.size:
+        return (_NAN, _NAN)
     lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
     return (float(lo), float(hi))
+
+
+def _bca(
+    data: np.ndarray, statistic: Callable, vectorized: bool, n_boot: int, seed: int, alpha: float
+) -> tuple[float, float]:
+    """``scipy.stats.bootstrap`` BCa interval; ``(nan, nan)`` where BCa is undefined."""
+    with warnings.catch_warnings():
+        # degenerate samples: scipy warns and returns NaN, which the callers replace
+        warnings.simplefilter("ignore")
+        ci = stats.bootstrap(
+            (data,),
+            statistic,
+            vectorized=vectorized,
+            n_resamples=n_boot,
+            confidence_level=1 - alpha,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        ).confidence_interval
+    return (float(ci.low), float(ci.high))
 
 
 def bootstrap_ci(
     values: Values, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean (NaN values ignored).
+    """BCa bootstrap confidence interval of the mean (NaN values ignored).
 
-    Draws ``n_boot`` resamples with replacement (:func:`resample_indices`), takes their
-    means and returns the ``alpha/2`` and ``1 - alpha/2`` quantiles. Deterministic for a
-    given seed.
+    ``scipy.stats.bootstrap(method="BCa")``, seeded; the fallback for degenerate samples
+    is in the module docstring. For paired scores pass the differences ``a - b``:
+    resampling the pairs is resampling their differences.
 
     Returns:
-        ``(low, high)``; ``(v, v)`` for a single value, ``(nan, nan)`` for none.
+        ``(low, high)``; ``(v, v)`` for a single value or a constant sample, ``(nan, nan)``
+        for none.
     """
     v = _finite_1d(values)
-    n = v.size
-    if n == 0:
+    if v.size == 0:
         return (_NAN, _NAN)
-    if n == 1:
+    if np.all(v == v[0]):
         return (float(v[0]), float(v[0]))
-    means = np.concatenate([v[idx].mean(axis=1) for idx in resample_indices(n, n_boot, seed)])
-    return _interval(means, alpha)
+    lo, hi = (_NAN, _NAN) if v.size < 3 else _bca(v, np.mean, True, n_boot, seed, alpha)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        means = np.concatenate([v[i].mean(axis=1) for i in resample_indices(v.size, n_boot, seed)])
+        return _percentile(means, alpha)
+    return (lo, hi)
 
 
 def bootstrap_statistic_ci(
@@ -100,12 +127,13 @@ def bootstrap_statistic_ci(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of any statistic of ``n`` items (e.g. macro-F1, AUROC).
+    """BCa bootstrap CI of any statistic of ``n`` items (e.g. macro-F1, AUROC, PPV).
 
-    ``statistic(idx)`` computes the statistic on the items at positions ``idx``; it is
-    evaluated on the same ``n_boot`` resamples as :func:`bootstrap_ci` draws for the same
-    ``n`` and ``seed``. Resamples where it is NaN (e.g. AUROC of a one-class resample) are
-    dropped before the quantiles.
+    ``statistic(idx)`` computes the statistic on the items at positions ``idx``; scipy
+    resamples the positions (and leaves one out for the jackknife acceleration). Where BCa
+    is undefined (see the module docstring) the percentile interval of the finite
+    resampled statistics is returned instead (NaN draws, e.g. AUROC of a one-class
+    resample, dropped).
 
     Returns:
         ``(low, high)``; ``(s, s)`` with ``s = statistic(arange(n))`` for ``n == 1``,
@@ -114,13 +142,16 @@ def bootstrap_statistic_ci(
     if n < 2:
         value = statistic(np.arange(n)) if n else _NAN
         return value, value
+    lo, hi = _NAN, _NAN
+    if n >= 3:
+        lo, hi = _bca(np.arange(n), statistic, False, n_boot, seed, alpha)
+    if np.isfinite(lo) and np.isfinite(hi):
+        return lo, hi
     draws = np.array(
-        [statistic(idx) for block in resample_indices(n, n_boot, seed) for idx in block]
+        [statistic(idx) for block in resample_indices(n, n_boot, seed) for idx in block],
+        dtype=float,
     )
-    draws = draws[np.isfinite(draws)]
-    if not draws.size:
-        return _NAN, _NAN
-    return _interval(draws, alpha)
+    return _percentile(draws, alpha)
 
 
 def aggregate(values: Values, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -129,8 +160,8 @@ def aggregate(values: Values, n_boot: int = 2000, seed: int = 0) -> dict[str, An
     Returns:
         ``{"mean", "std", "median", "n", "n_nan", "ci_low", "ci_high"}``: ``std`` is the
         sample standard deviation (ddof=1; 0.0 for one value), ``n`` the number of non-NaN
-        values, ``n_nan`` the number ignored, ``ci_*`` the 95% percentile bootstrap CI of
-        the mean (:func:`bootstrap_ci`). With no values, the floats are NaN and ``n`` is 0.
+        values, ``n_nan`` the number ignored, ``ci_*`` the 95% BCa bootstrap CI of the mean
+        (:func:`bootstrap_ci`). With no values, the floats are NaN and ``n`` is 0.
     """
     all_v = np.asarray(values, dtype=float).ravel()
     v = all_v[~np.isnan(all_v)]
@@ -150,6 +181,9 @@ def aggregate(values: Values, n_boot: int = 2000, seed: int = 0) -> dict[str, An
 def fold_summary(values: Values, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Summary of per-fold scores: every value, then :func:`aggregate` of the finite ones.
 
+    With 3-10 folds the CI of the mean is rough (BCa needs more than a handful of values
+    to be accurate); it is shown as a description of the spread, not as a test.
+
     Returns:
         ``{"values", "mean", "std", "n", "ci_low", "ci_high"}``; ``values`` keeps the
         non-finite folds (as NaN) so position ``k`` is fold ``k``.
@@ -159,71 +193,4 @@ def fold_summary(values: Values, n_boot: int = 2000, seed: int = 0) -> dict[str,
     return {
         "values": [float(x) for x in v],
         **{key: s[key] for key in ("mean", "std", "n", "ci_low", "ci_high")},
-    }
-
-
-def _paired_diffs(a: Values, b: Values) -> np.ndarray:
-    a = np.asarray(a, dtype=float).ravel()
-    b = np.asarray(b, dtype=float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired inputs differ in length: {a.size} != {b.size}")
-    keep = ~(np.isnan(a) | np.isnan(b))
-    return a[keep] - b[keep]
-
-
-def paired_bootstrap_pvalue(a: Values, b: Values, n_boot: int = 5000, seed: int = 0) -> float:
-    """Two-sided bootstrap p-value for ``mean(a - b) == 0`` on paired scores.
-
-    Pairs with a NaN on either side are dropped. The differences are centred on zero
-    (imposing the null), resampled ``n_boot`` times, and the p-value is
-    ``(1 + #{|mean*| >= |mean(d)|}) / (n_boot + 1)``, so it is never exactly 0.
-
-    Returns:
-        The p-value; 1.0 when every difference is zero; NaN with fewer than 2 pairs.
-    """
-    d = _paired_diffs(a, b)
-    n = d.size
-    if n < 2:
-        return _NAN
-    if np.all(d == 0):
-        return 1.0
-    observed = abs(float(d.mean()))
-    centred = d - d.mean()
-    hits = 0
-    for idx in resample_indices(n, n_boot, seed):
-        means = centred[idx].mean(axis=1)
-        # Tolerance so that resamples equal to the observed mean up to rounding still count.
-        hits += int(np.sum(np.abs(means) >= observed - 1e-12))
-    return (1 + hits) / (n_boot + 1)
-
-
-def wilcoxon_pvalue(a: Values, b: Values) -> float:
-    """Two-sided Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``) on paired scores.
-
-    Pairs with a NaN on either side are dropped.
-
-    Returns:
-        The p-value; 1.0 when every difference is zero; NaN with fewer than 2 pairs.
-    """
-    d = _paired_diffs(a, b)
-    if d.size < 2:
-        return _NAN
-    if np.all(d == 0):
-        return 1.0
-    return float(stats.wilcoxon(d).pvalue)
-
-
-def paired_test(a: Values, b: Values, n_boot: int = 5000, seed: int = 0) -> dict[str, Any]:
-    """Paired comparison of ``a`` with ``b`` (NaN pairs dropped).
-
-    Returns:
-        ``{"n", "mean_diff", "p_bootstrap", "p_wilcoxon"}``: the number of pairs, the mean
-        of ``a - b``, :func:`paired_bootstrap_pvalue` and :func:`wilcoxon_pvalue`.
-    """
-    d = _paired_diffs(a, b)
-    return {
-        "n": int(d.size),
-        "mean_diff": float(d.mean()) if d.size else _NAN,
-        "p_bootstrap": paired_bootstrap_pvalue(a, b, n_boot=n_boot, seed=seed),
-        "p_wilcoxon": wilcoxon_pvalue(a, b),
     }

@@ -7,7 +7,7 @@ the written path. No window ever opens and pyplot's state is left alone (see
 :mod:`medtl.plots.common`).
 
 Modules: ``common`` (palette, figure creation, saving), ``curves`` (learning curves),
-``classification`` (confusion matrix, ROC), ``segmentation`` (Dice histogram, case grids),
+``classification`` (confusion matrix, ROC), ``reliability`` (calibration), ``segmentation`` (Dice histogram, case grids),
 ``gif`` (prediction GIF), ``comparison`` (figures of a ``medtl compare`` folder).
 
 Example::
@@ -39,6 +39,7 @@ from medtl.plots.curves import (
     read_metrics_csv,
 )
 from medtl.plots.gif import CAPTION_HEIGHT, MAX_GIF_FRAMES, predictions_frame, predictions_gif
+from medtl.plots.reliability import reliability_figure, reliability_plot
 from medtl.plots.segmentation import (
     dice_histogram,
     dice_histogram_figure,
@@ -71,6 +72,8 @@ __all__ = [
     "predictions_frame",
     "predictions_gif",
     "read_metrics_csv",
+    "reliability_figure",
+    "reliability_plot",
     "roc_curve",
     "roc_figure",
     "roc_plot",

@@ -63,7 +63,9 @@ def _answer(results: Results) -> dict[str, Any]:
     if len(results["configs"]) > 1:
         second = results["configs"][1]
         vs = second["vs_best"]["images"]
-        p = to_float(vs["p_bootstrap"])
+        # the Holm-adjusted sign-flip permutation p: valid at any number of pairs (the
+        # bootstrap p is only computed from 20 pairs on, see medtl.metrics.paired)
+        p = to_float(vs.get("p_permutation_holm", vs.get("p_permutation")))
         answer["second"] = {
             "configuration": second["configuration"],
             "paired": METRIC_NAMES[results["paired_metric"]],

@@ -80,6 +80,11 @@ def _cls_figures(split_dir: Path, cls: Mapping[str, Any], names: list[str], rows
             data = _file_or(split_dir / "roc.png", lambda: png_bytes(plots.roc_figure(y, p, names)))
             if data:
                 figs.append(figure(data, "ROC curves", "One-vs-rest ROC curves"))
+            data = _file_or(split_dir / "reliability.png", lambda: None)
+            if data:
+                ece = to_float(cls.get("ece"))
+                caption = "Reliability diagram" + (f" (ECE {ece:.3f})" if ece == ece else "")
+                figs.append(figure(data, "reliability diagram", caption))
     return figs
 
 
