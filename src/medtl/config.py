@@ -28,6 +28,7 @@ SEG_LOSSES = ("bce", "dice", "dice_bce", "focal")
 CLS_LOSSES = ("ce", "focal")
 EMPTY_MASK_RULES = ("one", "skip", "zero")
 LOGGERS = ("csv", "tensorboard", "mlflow")
+NORMALIZATIONS = ("auto", "imagenet", "half", "none")
 
 
 @dataclass
@@ -42,11 +43,16 @@ class DataConfig:
     test_fraction: float = 0.2
     seed: int = 0
     augment: str = "light"
-    augment_copies: int = 0
+    augment_copies: int = 0  # K: each training image 1 + K times an epoch ("7x the data" = 6)
     workers: int = 0
-    cache: bool = True
+    cache: str = "memory"  # decoded rows: memory | disk (memory-mapped, reused) | none (stream)
+    cache_dir: str | None = None  # data.cache=disk folder; None: $MEDTL_CACHE_DIR, ~/.cache/medtl
     group_duplicates: bool = True
     in_memory_limit_mb: int = 4096
+    window: str | None = None  # DICOM/volume VOI window "C,W" or a preset (brain, lung, ...)
+    slice_axis: int = 2  # volumes layout: voxel axis the 2D slices are taken along
+    empty_slice_fraction: float = 1.0  # volumes layout: share of label-empty slices kept
+    group_pattern: str | None = None  # regex, first group = patient id; None: auto; "none": off
 
 
 @dataclass
@@ -64,6 +70,9 @@ class ModelConfig:
     seg_weight: float = 1.0
     cls_weight: float = 1.0
     dropout: float = 0.2
+    normalize: str = "auto"  # input normalisation: auto (the encoder's), imagenet, half, none
+    unfreeze_lr_mult: float = 1.0  # two_stage: every group's lr x this when the encoder unfreezes
+    decoder_channels: str | None = None  # light/unet widths "64,128,256,512,512"; None: default
 
 
 @dataclass
@@ -73,16 +82,20 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # every optimiser, plain adam included (0 = torch's default)
+    momentum: float = 0.9  # rmsprop and sgd (nesterov when > 0)
     optimizer: str = "adamw"
     scheduler: str = "cosine"
+    min_lr: float = 0.0  # cosine: the lr it anneals to; plateau: the lowest lr
+    plateau_factor: float = 0.5  # plateau: lr x factor after plateau_patience epochs without
+    plateau_patience: int = 3  # a lower val_loss
     loss: str = "dice_bce"
     cls_loss: str = "ce"
     class_weights: str = "none"
     label_smoothing: float = 0.0
     empty_mask: str = "one"
     monitor: str = "auto"
-    patience: int = 10
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     seed: int = 0
     deterministic: bool = False
     resume: str | None = None
@@ -135,6 +148,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.strategy": STRATEGIES,
     "train.optimizer": OPTIMIZERS,
     "train.scheduler": SCHEDULERS,
+    "model.normalize": NORMALIZATIONS,
     "train.loss": SEG_LOSSES,
     "train.cls_loss": CLS_LOSSES,
     "train.empty_mask": EMPTY_MASK_RULES,
@@ -145,6 +159,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.cpu_allocator": ("tuned", "default"),
     "train.compile": ("none", "inductor", "aot_eager"),
     "train.feature_cache_dtype": ("float32", "bfloat16"),
+    "data.cache": ("memory", "disk", "none"),
+}
+
+# earlier spellings still read (old run folders' config.yaml hold data.cache: true)
+_ON, _OFF = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+LEGACY_VALUES: dict[str, dict[str, str]] = {
+    "data.cache": {**dict.fromkeys(_ON, "memory"), **dict.fromkeys(_OFF, "none")},
 }
 
 
@@ -249,7 +270,8 @@ def set_key(cfg: Config, key: str, raw: Any) -> None:
     leaf = parts[-1]
     if not hasattr(owner, leaf) or dataclasses.is_dataclass(getattr(owner, leaf)):
         raise ConfigError(f"unknown config key '{key}'{_suggest(key, all_keys())}")
-    setattr(owner, leaf, _coerce(key, raw, _field_type(owner, leaf)))
+    value = _coerce(key, raw, _field_type(owner, leaf))
+    setattr(owner, leaf, LEGACY_VALUES.get(key, {}).get(str(value).lower(), value))
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -392,15 +414,49 @@ def validate(cfg: Config) -> None:
         ("train.epochs", cfg.train.epochs >= 1, ">= 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, ">= 1"),
         ("train.lr", cfg.train.lr > 0, "> 0"),
+        ("train.weight_decay", cfg.train.weight_decay >= 0, ">= 0"),
+        ("train.momentum", 0 <= cfg.train.momentum < 1, "in [0, 1)"),
+        ("train.min_lr", 0 <= cfg.train.min_lr < cfg.train.lr, ">= 0 and < train.lr"),
+        ("train.plateau_factor", 0 < cfg.train.plateau_factor < 1, "in (0, 1), e.g. 0.1"),
+        ("train.plateau_patience", cfg.train.plateau_patience >= 0, ">= 0"),
+        ("train.patience", cfg.train.patience >= 0, ">= 0 (0 = no early stopping)"),
+        ("model.unfreeze_lr_mult", cfg.model.unfreeze_lr_mult > 0, "> 0, e.g. 0.1"),
         ("model.in_channels", cfg.model.in_channels in (1, 3), "1 or 3"),
         ("model.unfreeze_stages", cfg.model.unfreeze_stages >= 0, ">= 0"),
         ("data.workers", cfg.data.workers >= 0, ">= 0"),
+        ("data.augment_copies", cfg.data.augment_copies >= 0, ">= 0 (K: 1 + K x the data)"),
+        ("data.slice_axis", cfg.data.slice_axis in (0, 1, 2), "0, 1 or 2 (a voxel axis)"),
+        (
+            "data.empty_slice_fraction",
+            0.0 <= cfg.data.empty_slice_fraction <= 1.0,
+            "in [0, 1] (1 keeps every empty slice)",
+        ),
         ("train.devices", cfg.train.devices >= 1, ">= 1"),
     ]
     for key, ok, rule in checks:
         if not ok:
             value = flat[key]
             raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
+    parse_channels(cfg.model.decoder_channels)
+    from medtl.data.dicom import parse_window  # imports only medtl.errors
+
+    parse_window(cfg.data.window)  # ConfigError naming data.window and the presets
+
+
+def parse_channels(text: str | None) -> tuple[int, ...] | None:
+    """``model.decoder_channels`` ("64,128,256,512,512") as ints; None stays None."""
+    if text is None:
+        return None
+    try:
+        channels = tuple(int(c) for c in str(text).strip("[]() ").split(","))
+    except ValueError:
+        channels = ()
+    if not channels or min(channels) < 1:
+        raise ConfigError(
+            f"config key 'model.decoder_channels' is {text!r}; give positive integers, "
+            "e.g. model.decoder_channels=[64,128,256,512,512]"
+        )
+    return channels
 
 
 def dump_config(cfg: Config) -> str:

@@ -89,3 +89,52 @@ def test_frozen_modules_stay_in_eval_mode():
     net.train()
     assert not net.encoder.training and net.decoder.training
     assert not any(p.requires_grad for p in net.encoder.parameters())
+
+
+def test_encoder_none_is_the_classic_four_down_four_up_unet():
+    from medtl.models.plain_unet import PlainUNetDecoder, PlainUNetEncoder
+    from medtl.models.stages import encoder_stages
+    from medtl.models.strategy import apply_strategy
+
+    net, info = build_model("multitask", "unet", "none", "imagenet", n_classes=3, in_channels=1)
+    assert isinstance(net.encoder, PlainUNetEncoder) and isinstance(net.decoder, PlainUNetDecoder)
+    assert "random init" in info and "no backbone" in info
+    pools = [m for m in net.encoder.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    ups = [m for m in net.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(pools) == 1 and len(net.encoder.blocks) == 5 and len(ups) == 4  # 4 down, 4 up
+    assert net.encoder.out_channels == (64, 128, 256, 512, 1024)
+    assert net.mean.item() == 0.5 and net.std.item() == 0.5  # no pretraining: mean/std 0.5
+    out = net(torch.rand(2, 1, 48, 48))
+    assert out["seg"].shape == (2, 1, 48, 48) and out["cls"].shape == (2, 3)
+    out["seg"].mean().backward()
+    assert net.encoder.blocks[0][0].weight.grad.abs().sum() > 0
+    assert [len(g) for g in encoder_stages(net.encoder)] == [1, 1, 1, 1, 1]
+    apply_strategy(net, 2)  # partial: the deepest two levels train
+    assert [b[0].weight.requires_grad for b in net.encoder.blocks] == [False] * 3 + [True] * 2
+    with pytest.raises(ConfigError, match="needs model.arch=unet"):
+        build_model("segmentation", "fpn", "none")
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        build_model("segmentation", "unet", "none", "my.pth")
+
+
+@pytest.mark.parametrize(
+    "normalize, mean, std",
+    [("auto", 0.456, 0.224), ("imagenet", 0.456, 0.224), ("half", 0.5, 0.5), ("none", 0.0, 1.0)],
+)
+def test_model_normalize(normalize, mean, std):
+    net, _ = build_model("segmentation", "unet", "resnet18", "none", normalize=normalize)
+    assert net.mean.flatten()[1].item() == pytest.approx(mean)
+    assert net.std.flatten()[1].item() == pytest.approx(std)
+
+
+def test_light_arch_is_the_studys_decoder_with_its_logits_as_output():
+    net, _ = build_model("segmentation", "light", "mobilenet_v2", "none")
+    assert isinstance(net.seg_head, torch.nn.Identity)
+    assert sum(p.numel() for p in net.decoder.parameters()) == 8_555_457
+    assert net(torch.rand(1, 3, 64, 64))["seg"].shape == (1, 1, 64, 64)
+    narrow, _ = build_model(
+        "segmentation", "light", "mobilenet_v2", "none", decoder_channels=(8, 8, 8, 8, 8)
+    )
+    assert narrow.decoder.convs[0].out_channels == 8
+    with pytest.raises(ConfigError, match="decoder_channels applies to model.arch=light"):
+        build_model("segmentation", "unet", "resnet18", "none", decoder_channels=(8,) * 5)

@@ -192,22 +192,32 @@ def test_wrong_number_of_features_raises():
             decoder(random_features(RESNET18)[1:])
 
 
-def test_light_decoder_layers():
+def test_light_decoder_is_the_studys_five_convs_and_five_transposed_convs():
     decoder = LightDecoder((3, 16, 24, 32, 96, 1280))
     convs = [m for m in decoder.modules() if type(m) is nn.Conv2d]
     tconvs = [m for m in decoder.modules() if isinstance(m, nn.ConvTranspose2d)]
-    assert len(convs) == 5 and len(tconvs) == 5
-    assert [c.out_channels for c in convs] == [256, 128, 64, 32, 16]
-    assert all(c.kernel_size == (3, 3) for c in convs)
-    assert all(t.kernel_size == (2, 2) and t.stride == (2, 2) for t in tconvs)
-    assert tconvs[-1].out_channels == decoder.out_channels == 16
-    assert convs[0].in_channels == 1280
-    assert LightDecoder(RESNET18, out_channels=8).stages[-1][-1].out_channels == 8
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (1280, 64), (64, 128), (128, 256), (256, 512), (512, 512)
+    ]  # fmt: skip
+    assert [(t.in_channels, t.out_channels) for t in tconvs] == [
+        (512, 512), (512, 256), (256, 128), (128, 64), (64, 1)
+    ]  # fmt: skip
+    assert all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    assert all(t.kernel_size == (3, 3) and t.stride == (2, 2) for t in tconvs)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in decoder.modules())
+    assert sum(isinstance(m, nn.ReLU) for m in decoder.modules()) == 9  # none after the last
+    assert decoder.outputs_logits and decoder.out_channels == 1
+    assert sum(p.numel() for p in decoder.parameters()) == 8_555_457
+    wide = LightDecoder(RESNET18, out_channels=2, decoder_channels=(8, 8, 16, 16, 32))
+    assert [m.out_channels for m in wide.ups if isinstance(m, nn.ConvTranspose2d)] == [
+        16, 16, 8, 8, 2
+    ]  # fmt: skip
 
 
-def test_light_decoder_xavier_init():
+@pytest.mark.parametrize("cls", [LightDecoder])
+def test_light_decoder_xavier_init(cls):
     torch.manual_seed(0)
-    decoder = LightDecoder((3, 16, 24, 32, 96, 1280))
+    decoder = cls((3, 16, 24, 32, 96, 1280))
     for m in decoder.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             w = m.weight
@@ -221,17 +231,19 @@ def test_light_decoder_xavier_init():
                 assert torch.count_nonzero(m.bias) == 0
 
 
-def test_light_decoder_uses_only_deepest_features():
-    decoder = LightDecoder(RESNET18).eval()
+@pytest.mark.parametrize("cls", [LightDecoder])
+def test_light_decoder_uses_only_deepest_features(cls):
+    decoder = cls(RESNET18).eval()
     feats = random_features(RESNET18)
     base = _output(decoder, feats)
     changed = [torch.randn_like(f) for f in feats[:-1]] + [feats[-1]]
     torch.testing.assert_close(_output(decoder, changed), base)
 
 
-def test_light_decoder_channels_must_match_stages():
+@pytest.mark.parametrize("cls", [LightDecoder])
+def test_light_decoder_channels_must_match_stages(cls):
     with pytest.raises(ValueError, match="stage"):
-        LightDecoder(RESNET18, decoder_channels=(64, 32))
+        cls(RESNET18, decoder_channels=(64, 32))
 
 
 def test_build_decoder_unknown_name_lists_known():

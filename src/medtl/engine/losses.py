@@ -85,3 +85,32 @@ def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
     counts = counts.float()
     w = counts.sum() / (len(counts) * counts.clamp(min=1))
     return torch.where(counts > 0, w, torch.zeros_like(w))
+
+
+def image_losses(
+    out: dict[str, torch.Tensor],
+    mask: torch.Tensor,
+    label: torch.Tensor,
+    seg_loss: str,
+    cls_loss: str,
+    weights: tuple[float, float] = (1.0, 1.0),
+    label_smoothing: float = 0.0,
+) -> list[float]:
+    """Each image's training loss (``train.loss`` / ``train.cls_loss``; multitask: the
+    ``(seg_weight, cls_weight)`` sum), as evaluate reports a split's loss. Without class
+    weights (they come from the training split's counts); an image whose label is unknown
+    (-1, another data set's class) gets the segmentation part only, or NaN."""
+    seg = SEG_LOSSES[seg_loss] if "seg" in out else None
+    cls = make_cls_loss(cls_loss, None, label_smoothing) if "cls" in out else None
+    both = seg is not None and cls is not None
+    losses = []
+    for j in range(len(label)):
+        total, known = 0.0, False
+        if seg is not None:
+            part = float(seg(out["seg"][j : j + 1].float(), mask[j : j + 1].float()))
+            total, known = total + (weights[0] if both else 1.0) * part, True
+        if cls is not None and int(label[j]) >= 0:
+            part = float(cls(out["cls"][j : j + 1].float(), label[j : j + 1].long()))
+            total, known = total + (weights[1] if both else 1.0) * part, True
+        losses.append(total if known else float("nan"))
+    return losses

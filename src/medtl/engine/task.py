@@ -13,8 +13,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassF1Score
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from medtl.config import Config
 from medtl.engine.losses import SEG_LOSSES, make_cls_loss
@@ -23,18 +23,58 @@ from medtl.engine.metrics import (
     dice_per_image_torch,
     iou_per_image_torch,
 )
+from medtl.metrics import classification_scores
 from medtl.models.build import Net
 from medtl.models.strategy import apply_strategy, describe_groups, param_groups, trainable_stages
 
 log = logging.getLogger("medtl")
 
 
+#: ``train.optimizer`` -> ``(param groups, momentum) -> optimiser``; the groups carry lr and
+#: ``train.weight_decay`` (which applies to plain Adam too, as L2 added to the gradient).
 OPTIMIZERS: dict[str, Any] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "rmsprop": lambda groups: torch.optim.RMSprop(groups, momentum=0.9),
-    "sgd": lambda groups: torch.optim.SGD(groups, momentum=0.9, nesterov=True),
+    "adam": lambda groups, momentum: torch.optim.Adam(groups),
+    "adamw": lambda groups, momentum: torch.optim.AdamW(groups),
+    "rmsprop": lambda groups, momentum: torch.optim.RMSprop(groups, momentum=momentum),
+    "sgd": lambda groups, momentum: torch.optim.SGD(
+        groups, momentum=momentum, nesterov=momentum > 0
+    ),
 }
+
+
+class ValClassification(Metric):
+    """Validation ``val_acc``, ``val_macro_f1`` and ``val_auroc`` by
+    :func:`medtl.metrics.classification_scores`, the evaluation's definitions: macro-F1
+    over every class (a class absent from truth and prediction counts 0, where torchmetrics
+    drops it), AUROC averaged over the classes present (torchmetrics scores an absent one
+    0). Probabilities and labels are ``cat`` states gathered over ranks: exact under DDP
+    (the scores do not depend on the order)."""
+
+    full_state_update = False
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.classes = [str(i) for i in range(n_classes)]
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.probs.append(probs.detach().float())
+        self.labels.append(labels.detach().long())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        probs = dim_zero_cat(self.probs).cpu().double()
+        values = dict.fromkeys(("val_acc", "val_macro_f1", "val_auroc"), float("nan"))
+        if probs.numel() and bool(torch.isfinite(probs).all()):  # NaN outputs: no score
+            y = dim_zero_cat(self.labels).cpu().numpy()
+            known = y >= 0  # -1: an image without a known class
+            s = classification_scores(y[known], probs.numpy()[known], self.classes)
+            values = {
+                "val_acc": s["accuracy"],
+                "val_macro_f1": s["macro_avg"]["f1"],
+                "val_auroc": s["auroc_macro"],
+            }
+        return {k: torch.tensor(v, dtype=torch.float32) for k, v in values.items()}
 
 
 def monitor_key(cfg: Config) -> str:
@@ -64,6 +104,11 @@ class MedtlTask(L.LightningModule):
             if self.has_cls
             else None
         )
+        if self.has_seg:  # training-side scores of each epoch (the VGG-FCN study's curves)
+            self.train_dice = MeanMetric(nan_strategy="ignore")
+            self.train_iou = MeanMetric(nan_strategy="ignore")
+        if self.has_cls:
+            self.train_cls = classification_metric_collection(n_classes, prefix="train_")
         self.val_dice = MeanMetric(nan_strategy="ignore")
         self.val_iou = MeanMetric(nan_strategy="ignore")
         loss_parts = (
@@ -73,8 +118,7 @@ class MedtlTask(L.LightningModule):
         )
         self.val_losses = torch.nn.ModuleDict({k: MeanMetric() for k in loss_parts})
         if self.has_cls:
-            self.val_cls = classification_metric_collection(n_classes, prefix="val_")
-            self.val_f1 = MulticlassF1Score(num_classes=n_classes, average="macro")
+            self.val_cls = ValClassification(n_classes)
         self.current_stages = -1
         self._apply_epoch_strategy(0)
 
@@ -95,9 +139,27 @@ class MedtlTask(L.LightningModule):
         # repeats exactly what an uninterrupted one does
         torch.manual_seed(self.cfg.train.seed * 100_003 + self.current_epoch)
         self._apply_epoch_strategy(self.current_epoch)
+        m = self.cfg.model
+        if m.strategy == "two_stage" and 0 < m.warmup_epochs == self.current_epoch:
+            # exactly at the unfreeze epoch: a run resumed later has the scaled lr in its
+            # optimiser state already
+            self._scale_lrs(m.unfreeze_lr_mult)
         self.log(
             "encoder_trainable_stages", float(self.current_stages), on_epoch=True, on_step=False
         )
+
+    def _scale_lrs(self, mult: float) -> None:
+        """Every group's lr (and a cosine schedule's base) x ``mult`` (model.unfreeze_lr_mult)."""
+        if mult == 1.0:
+            return
+        opts = self.optimizers()
+        for opt in opts if isinstance(opts, list) else [opts]:
+            for group in opt.param_groups:
+                group["lr"] *= mult
+        for config in self.trainer.lr_scheduler_configs:
+            if hasattr(config.scheduler, "base_lrs"):
+                config.scheduler.base_lrs = [lr * mult for lr in config.scheduler.base_lrs]
+        log.info(f"epoch {self.current_epoch}: every lr x {mult} (model.unfreeze_lr_mult)")
 
     # ---------------------------------------------------------------- losses
     def forward(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
@@ -124,7 +186,8 @@ class MedtlTask(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, mask, label, _ = batch
-        parts = self.compute_loss(self(x), mask, label)
+        out = self(x)
+        parts = self.compute_loss(out, mask, label)
         if not torch.isfinite(parts["loss"]):
             raise FloatingPointError(
                 f"loss became {parts['loss'].item()} at epoch {self.current_epoch}, step {batch_idx}; "
@@ -135,7 +198,22 @@ class MedtlTask(L.LightningModule):
             self.log(
                 f"train_{k}", v, on_step=False, on_epoch=True, batch_size=bs, prog_bar=(k == "loss")
             )
+        self._train_scores(out, mask, label)
         return parts["loss"]
+
+    @torch.no_grad()
+    def _train_scores(self, out: dict[str, torch.Tensor], mask: torch.Tensor, label: torch.Tensor):
+        """train_dice / train_iou and train_acc / train_auroc of the epoch (outputs in train mode)."""
+        epoch = {"on_step": False, "on_epoch": True, "batch_size": mask.shape[0]}
+        if self.has_seg:
+            rule = self.cfg.train.empty_mask
+            self.train_dice.update(dice_per_image_torch(out["seg"], mask, empty=rule))
+            self.train_iou.update(iou_per_image_torch(out["seg"], mask, empty=rule))
+            self.log("train_dice", self.train_dice, **epoch)
+            self.log("train_iou", self.train_iou, **epoch)
+        if self.has_cls:
+            self.train_cls.update(torch.softmax(out["cls"].float(), 1), label)
+            self.log_dict(self.train_cls, **epoch)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, mask, label, row = batch
@@ -155,7 +233,6 @@ class MedtlTask(L.LightningModule):
         if self.has_cls:
             probs = torch.softmax(out["cls"].float(), 1)
             self.val_cls.update(probs, label)
-            self.val_f1.update(probs, label)
 
     def on_validation_epoch_end(self) -> None:
         # torchmetrics states are summed over ranks in compute(): exact under DDP
@@ -171,9 +248,7 @@ class MedtlTask(L.LightningModule):
             scores.append(metrics["val_dice"])
         if self.has_cls:
             metrics.update(self.val_cls.compute())
-            metrics["val_macro_f1"] = self.val_f1.compute()
             self.val_cls.reset()
-            self.val_f1.reset()
             scores.append(metrics["val_macro_f1"])
         metrics["val_score"] = torch.stack(
             [torch.as_tensor(s, dtype=torch.float32) for s in scores]
@@ -187,13 +262,19 @@ class MedtlTask(L.LightningModule):
         groups = param_groups(self.net, t.lr, m.encoder_lr_mult, t.weight_decay)
         for line in describe_groups(self.net, groups):
             log.info(line)
-        opt = OPTIMIZERS[t.optimizer](groups)
+        opt = OPTIMIZERS[t.optimizer](groups, t.momentum)
         if t.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, t.epochs))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=max(1, t.epochs), eta_min=t.min_lr
+            )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if t.scheduler == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="min", factor=0.5, patience=3
+                opt,
+                mode="min",
+                factor=t.plateau_factor,
+                patience=t.plateau_patience,
+                min_lr=t.min_lr,
             )
             return {
                 "optimizer": opt,

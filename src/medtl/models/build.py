@@ -8,6 +8,7 @@ takes float images in [0, 1] everywhere (training, evaluation, export, predict).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import segmentation_models_pytorch as smp
@@ -18,7 +19,8 @@ from torch import nn
 from medtl.errors import ConfigError
 from medtl.models.decoders import DECODERS as OWN_DECODERS
 from medtl.models.encoders import create_encoder
-from medtl.models.registry import get_encoder_spec
+from medtl.models.plain_unet import PlainUNetDecoder, PlainUNetEncoder
+from medtl.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_encoder_spec
 
 SMP_ARCHS: dict[str, str] = {
     "unet": "unet",
@@ -58,15 +60,37 @@ def _smp_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn
     return build
 
 
-def _own_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn.Module]]:
-    def build(encoder: nn.Module, smp_name: str, classes: int) -> tuple[nn.Module, nn.Module]:
-        decoder = OWN_DECODERS[arch](tuple(encoder.out_channels))
+def _own_parts(arch: str) -> Callable[..., tuple[nn.Module, nn.Module]]:
+    def build(
+        encoder: nn.Module, smp_name: str, classes: int, **kwargs: object
+    ) -> tuple[nn.Module, nn.Module]:
+        factory = OWN_DECODERS[arch]
+        if getattr(factory, "outputs_logits", False):  # e.g. light: its last layer is the head
+            return factory(
+                tuple(encoder.out_channels), out_channels=classes, **kwargs
+            ), nn.Identity()
+        decoder = factory(tuple(encoder.out_channels), **kwargs)
         return decoder, nn.Conv2d(decoder.out_channels, classes, kernel_size=1)
 
     return build
 
 
-ARCHS: dict[str, Callable[[nn.Module, str, int], tuple[nn.Module, nn.Module]]] = {
+#: archs whose decoder widths ``model.decoder_channels`` sets
+WIDTH_ARCHS = tuple(
+    name
+    for name, f in OWN_DECODERS.items()
+    if "decoder_channels" in inspect.signature(f).parameters
+)
+
+#: ``model.normalize`` -> (mean, std) of the input; ``auto`` = what the encoder was trained with
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+
+ARCHS: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
     **{name: _smp_parts(name) for name in SMP_ARCHS},
     **{name: _own_parts(name) for name in OWN_DECODERS},
 }
@@ -149,39 +173,109 @@ def build_model(
     seg_classes: int = 1,
     in_channels: int = 3,
     dropout: float = 0.2,
+    normalize: str = "auto",
+    decoder_channels: Sequence[int] | None = None,
 ) -> tuple[Net, str]:
     """Build the network for ``task``; returns ``(net, weights description)``.
+
+    ``encoder="none"`` is the classic U-Net without a backbone (arch ``unet`` only,
+    random init); ``normalize`` is ``auto`` (the encoder's pretraining statistics;
+    mean/std 0.5 without an encoder), ``imagenet``, ``half`` or ``none``;
+    ``decoder_channels`` sets the widths of the archs in :data:`WIDTH_ARCHS`.
 
     Example::
 
         net, info = build_model("multitask", "unet", "resnet18", "none", n_classes=3)
         out = net(torch.rand(2, 3, 64, 64))  # out["seg"]: (2,1,64,64), out["cls"]: (2,3)
     """
-    spec = get_encoder_spec(encoder)
     if task != "classification" and arch not in ARCHS:
         from medtl.config import _suggest
 
         raise ConfigError(
             f"unknown model.arch '{arch}'{_suggest(arch, list(ARCHS))} known: {', '.join(ARCHS)}"
         )
-    enc, info = create_encoder(encoder, weights=weights, in_channels=in_channels)
+    if decoder_channels is not None and arch not in WIDTH_ARCHS:
+        raise ConfigError(
+            f"model.decoder_channels applies to model.arch={' or '.join(WIDTH_ARCHS)}, not {arch}; "
+            "remove it"
+        )
+    if encoder == "none":
+        enc, info, mean, std = _plain_encoder(task, arch, weights, in_channels)
+    else:
+        spec = get_encoder_spec(encoder)
+        enc, info = create_encoder(encoder, weights=weights, in_channels=in_channels)
+        mean, std = spec.mean, spec.std
+    if normalize != "auto":
+        mean, std = NORMALIZATIONS[normalize]
     decoder = seg_head = cls_head = None
     if task in ("segmentation", "multitask"):
-        try:
-            decoder, seg_head = ARCHS[arch](enc, spec.smp_name, seg_classes)
-        except (ValueError, RuntimeError, KeyError, AttributeError, AssertionError) as exc:
-            raise ConfigError(
-                f"model.arch={arch} cannot be built on model.encoder={encoder} ({exc}); "
-                f"pick another arch (e.g. unet) or encoder"
-            ) from None
+        smp_name = None if encoder == "none" else spec.smp_name
+        decoder, seg_head = _seg_parts(arch, encoder, enc, smp_name, seg_classes, decoder_channels)
     if task in ("classification", "multitask"):
         if n_classes < 2:
             raise ConfigError(
                 f"task={task} needs at least 2 classes, found {n_classes}; use class folders"
             )
         cls_head = ClassificationHead(enc.out_channels[-1], n_classes, dropout)
-    net = Net(enc, decoder, seg_head, cls_head, spec.mean, spec.std, in_channels)
+    net = Net(enc, decoder, seg_head, cls_head, mean, std, in_channels)
     return net, info
+
+
+def _seg_parts(
+    arch: str,
+    encoder: str,
+    enc: nn.Module,
+    smp_name: str | None,
+    classes: int,
+    decoder_channels: Sequence[int] | None,
+) -> tuple[nn.Module, nn.Module]:
+    """Decoder and seg head of ``arch`` on ``enc``; impossible pairs are a ConfigError."""
+    kwargs = {} if decoder_channels is None else {"decoder_channels": tuple(decoder_channels)}
+    try:
+        if smp_name is None:  # model.encoder=none
+            decoder = PlainUNetDecoder(enc.out_channels)
+            return decoder, nn.Conv2d(decoder.out_channels, classes, kernel_size=1)
+        return ARCHS[arch](enc, smp_name, classes, **kwargs)
+    except (ValueError, RuntimeError, KeyError, AttributeError, AssertionError) as exc:
+        raise ConfigError(
+            f"model.arch={arch} cannot be built on model.encoder={encoder} ({exc}); "
+            f"pick another arch (e.g. unet) or encoder"
+        ) from None
+
+
+def _plain_encoder(
+    task: str, arch: str, weights: str, in_channels: int
+) -> tuple[nn.Module, str, tuple[float, ...], tuple[float, ...]]:
+    """``model.encoder=none``: the plain U-Net's contracting path, from scratch."""
+    if task != "classification" and arch != "unet":
+        raise ConfigError(
+            f"model.encoder=none is the classic U-Net; it needs model.arch=unet, not {arch}"
+        )
+    if str(weights).lower() not in ("none", "imagenet", ""):
+        raise ConfigError(
+            f"model.encoder=none has no pretrained weights; remove model.weights={weights}"
+        )
+    mean, std = NORMALIZATIONS["half"]
+    return PlainUNetEncoder(in_channels), "random init (model.encoder=none: no backbone)", mean, std
+
+
+#: archs whose decoders need the input side to be a multiple of the encoder's stride 32:
+#: they add (fpn, linknet) or concatenate (unetplusplus) maps of neighbouring strides
+#: without cropping, so at 48 or 80 px a 2x2 map meets a 3x3 one and the forward fails.
+#: Every other arch takes every multiple of 16 (probed at 48, 80, 112 px on resnet18,
+#: vgg11_bn and tu-convnext_atto; tests/models/test_build.py).
+SIZE_MULTIPLE: dict[str, int] = {"fpn": 32, "linknet": 32, "unetplusplus": 32}
+
+
+def check_image_size(task: str, arch: str, size: int) -> None:
+    """Raise a one-line ConfigError when ``arch`` cannot segment ``size`` x ``size`` images."""
+    multiple = SIZE_MULTIPLE.get(arch, 16)
+    if task != "classification" and size % multiple:
+        lower = max(multiple, size // multiple * multiple)
+        raise ConfigError(
+            f"model.arch={arch} needs data.image_size to be a multiple of {multiple}, got {size}; "
+            f"use data.image_size={lower} or {lower + multiple}, or model.arch=unet"
+        )
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:

@@ -23,6 +23,8 @@ from segmentation_models_pytorch.encoders.timm_universal import TimmUniversalEnc
 from segmentation_models_pytorch.encoders.vgg import VGGEncoder
 from torch import nn
 
+from medtl.models.plain_unet import PlainUNetEncoder, plain_unet_stages
+
 
 def _named_groups(encoder: nn.Module, groups: list[list[str]]) -> list[list[nn.Module]]:
     return [[encoder.get_submodule(name) for name in group] for group in groups]
@@ -135,6 +137,7 @@ _STAGES: dict[type, Callable[[nn.Module], list[list[nn.Module]]]] = {
     MobileNetV2Encoder: _mobilenet_v2_stages,
     VGGEncoder: _vgg_stages,
     TimmUniversalEncoder: _timm_stages,
+    PlainUNetEncoder: plain_unet_stages,
 }
 
 

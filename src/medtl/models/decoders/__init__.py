@@ -4,7 +4,9 @@ Every entry is called as ``DECODERS[name](encoder.out_channels, **kwargs)`` and 
 an ``nn.Module`` with an ``out_channels`` attribute whose ``forward(features)`` maps
 smp's feature list (``features[i]`` at stride ``2**i``) to an
 ``(N, out_channels, H, W)`` map at full input resolution, with no activation. The model
-builder appends ``seg_head = nn.Conv2d(decoder.out_channels, classes, 1)``.
+builder appends ``seg_head = nn.Conv2d(decoder.out_channels, classes, 1)``, unless the
+class says ``outputs_logits = True`` (then it is built with ``out_channels=classes`` and
+its output is the logits).
 
 Example:
     >>> import torch

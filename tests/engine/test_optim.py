@@ -1,0 +1,92 @@
+"""Optimiser and schedule keys reach torch: momentum, weight decay, min_lr, plateau factor and
+patience, and the two_stage lr drop at the unfreeze epoch (model.unfreeze_lr_mult)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from medtl.config import load_config
+from medtl.engine.task import MedtlTask
+from medtl.models.build import build_model
+from tests.conftest import train_tiny
+
+
+def _configured(*overrides: str):
+    cfg = load_config(overrides=["model.weights=none", "model.encoder=resnet18", *overrides])
+    net, _ = build_model("segmentation", "unet", "resnet18", "none")
+    return MedtlTask(net, cfg).configure_optimizers()
+
+
+def test_defaults_keep_the_former_numbers():
+    cfg = load_config()
+    t = cfg.train
+    assert (t.momentum, t.weight_decay, t.min_lr) == (0.9, 1e-4, 0.0)
+    assert (t.plateau_factor, t.plateau_patience, t.patience) == (0.5, 3, 0)
+    assert (cfg.model.normalize, cfg.model.unfreeze_lr_mult) == ("auto", 1.0)
+
+
+def test_plateau_factor_patience_and_floor_are_config_keys():
+    out = _configured(
+        "train.scheduler=plateau",
+        "train.plateau_factor=0.1",
+        "train.plateau_patience=5",
+        "train.min_lr=1e-6",
+    )
+    sched = out["lr_scheduler"]["scheduler"]
+    assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert (sched.factor, sched.patience, sched.min_lrs[0]) == (0.1, 5, 1e-6)
+    assert out["lr_scheduler"]["monitor"] == "val_loss"
+
+
+def test_cosine_anneals_to_min_lr():
+    sched = _configured("train.min_lr=1e-5", "train.epochs=7")["lr_scheduler"]["scheduler"]
+    assert (sched.eta_min, sched.T_max) == (1e-5, 7)
+
+
+@pytest.mark.parametrize(
+    "name, momentum, cls", [("rmsprop", 0.0, torch.optim.RMSprop), ("sgd", 0.5, torch.optim.SGD)]
+)
+def test_momentum_and_weight_decay(name, momentum, cls):
+    opt = _configured(
+        f"train.optimizer={name}",
+        f"train.momentum={momentum}",
+        "train.weight_decay=0",
+        "train.scheduler=none",
+    )
+    assert isinstance(opt, cls)
+    assert all(g["momentum"] == momentum and g["weight_decay"] == 0 for g in opt.param_groups)
+    if name == "sgd":
+        assert opt.param_groups[0]["nesterov"]
+    adam = _configured("train.optimizer=adam", "train.scheduler=none")
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_bad_values_are_config_errors():
+    from medtl.errors import ConfigError
+
+    for text in ("train.momentum=1.5", "train.plateau_factor=1", "train.min_lr=0.01"):
+        with pytest.raises(ConfigError, match=text.split("=")[0]):
+            load_config(overrides=[text])
+
+
+def test_two_stage_lowers_every_lr_at_the_unfreeze_epoch(phantoms, tmp_path):
+    run = train_tiny(
+        phantoms,
+        tmp_path,
+        "model.strategy=two_stage",
+        "model.warmup_epochs=1",
+        "model.unfreeze_lr_mult=0.1",
+        "model.encoder_lr_mult=1.0",
+        "train.scheduler=none",
+        "train.epochs=3",
+        "train.max_steps_per_epoch=1",
+    )
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    lrs = [(float(r["lr_encoder"]), float(r["lr_decoder+heads"])) for r in rows]
+    assert lrs == [pytest.approx((1e-3, 1e-3)), pytest.approx((1e-4, 1e-4))] * 1 + [
+        pytest.approx((1e-4, 1e-4))
+    ]
+    assert "every lr x 0.1" in (run / "train.log").read_text()
