@@ -65,8 +65,8 @@ def test_base_dict_is_below_file_and_overrides(tmp_path):
         ("train.weight_decay=0", ("train", "weight_decay"), 0.0),
         ("train.deterministic=true", ("train", "deterministic"), True),
         ("train.deterministic=Yes", ("train", "deterministic"), True),
-        ("data.cache=false", ("data", "cache"), False),
-        ("data.cache=0", ("data", "cache"), False),
+        ("data.group_duplicates=false", ("data", "group_duplicates"), False),
+        ("data.group_duplicates=0", ("data", "group_duplicates"), False),
         ("data.root=null", ("data", "root"), None),
         ("data.root=~", ("data", "root"), None),
         ("train.resume=None", ("train", "resume"), None),
@@ -114,7 +114,7 @@ def test_section_itself_is_not_a_settable_key():
         ("train.patience=1e-3", "train.patience", "int"),  # must not truncate to 0
         ("train.epochs=true", "train.epochs", "int"),
         ("train.lr=fast", "train.lr", "float"),
-        ("data.cache=maybe", "data.cache", "bool"),
+        ("data.group_duplicates=maybe", "data.group_duplicates", "bool"),
         ("train.epochs=null", "train.epochs", "int"),  # not optional
     ],
 )
@@ -187,11 +187,11 @@ def test_yaml_native_types_and_null(tmp_path):
     f = tmp_path / "t.yaml"
     # PyYAML reads 1e-3 (no dot) as a string: it must still become a float
     f.write_text(
-        "data:\n  root: null\n  cache: no\ntrain:\n  lr: 1e-3\n  epochs: 5.0\n  precision: 16-mixed\n",
+        "data:\n  root: null\n  group_duplicates: no\ntrain:\n  lr: 1e-3\n  epochs: 5.0\n  precision: 16-mixed\n",
         encoding="utf-8",
     )
     cfg = load_config(f)
-    assert cfg.data.root is None and cfg.data.cache is False
+    assert cfg.data.root is None and cfg.data.group_duplicates is False
     assert cfg.train.lr == pytest.approx(0.001) and isinstance(cfg.train.lr, float)
     assert cfg.train.epochs == 5 and isinstance(cfg.train.epochs, int)
     assert cfg.train.precision == "16-mixed"

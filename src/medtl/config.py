@@ -24,7 +24,7 @@ AUGMENTS = ("none", "light", "standard")
 STRATEGIES = ("frozen", "finetune", "partial", "two_stage")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULERS = ("none", "cosine", "plateau")
-SEG_LOSSES = ("bce", "dice", "dice_bce", "focal")
+SEG_LOSSES = ("bce", "dice", "dice_bce", "focal", "ce", "dice_ce")  # ce = bce for one label
 CLS_LOSSES = ("ce", "focal")
 EMPTY_MASK_RULES = ("one", "skip", "zero")
 LOGGERS = ("csv", "tensorboard", "mlflow")
@@ -53,6 +53,11 @@ class DataConfig:
     slice_axis: int = 2  # volumes layout: voxel axis the 2D slices are taken along
     empty_slice_fraction: float = 1.0  # volumes layout: share of label-empty slices kept
     group_pattern: str | None = None  # regex, first group = patient id; None: auto; "none": off
+    premade_split: str = "keep"  # leaked val/test images: keep | drop_leaked | regroup
+    spacing: str | None = None  # pixel size in mm ("0.7" or "0.7x0.8") when files record none
+    mask_mode: str = "auto"  # auto | binary | labels | palette | colors (medtl.data.masks)
+    labels: str | None = None  # label values and names "1:lesion,2:halo" (None: found/labels.yaml)
+    mask_colors: str | None = None  # colour masks "255,0,0:tumour;0,255,0:edema"
 
 
 @dataclass
@@ -73,6 +78,7 @@ class ModelConfig:
     normalize: str = "auto"  # input normalisation: auto (the encoder's), imagenet, half, none
     unfreeze_lr_mult: float = 1.0  # two_stage: every group's lr x this when the encoder unfreezes
     decoder_channels: str | None = None  # light/unet widths "64,128,256,512,512"; None: default
+    init: str | None = None  # warm start: an earlier run folder or its model.pt (whole network)
 
 
 @dataclass
@@ -94,6 +100,7 @@ class TrainConfig:
     class_weights: str = "none"
     label_smoothing: float = 0.0
     empty_mask: str = "one"
+    label_weights: str | None = None  # several mask labels: "auto" (inverse pixel share) or "w0,w1,.."
     monitor: str = "auto"
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     seed: int = 0
@@ -150,6 +157,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.scheduler": SCHEDULERS,
     "model.normalize": NORMALIZATIONS,
     "train.loss": SEG_LOSSES,
+    "data.mask_mode": ("auto", "binary", "labels", "palette", "colors"),
     "train.cls_loss": CLS_LOSSES,
     "train.empty_mask": EMPTY_MASK_RULES,
     "train.logger": LOGGERS,
@@ -160,6 +168,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.compile": ("none", "inductor", "aot_eager"),
     "train.feature_cache_dtype": ("float32", "bfloat16"),
     "data.cache": ("memory", "disk", "none"),
+    "data.premade_split": ("keep", "drop_leaked", "regroup"),
 }
 
 # earlier spellings still read (old run folders' config.yaml hold data.cache: true)

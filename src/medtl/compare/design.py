@@ -101,12 +101,13 @@ def _paths_to_indices(
 
 
 def _make_splits(cfg: Config, folds: int) -> tuple[Splits, Sequence[Any]]:
-    from medtl.data.pipeline import grouped_samples
-    from medtl.data.splits import kfold, make_splits
+    from medtl.compare.holdout import cv_splits
+    from medtl.data.pipeline import load_samples
+    from medtl.data.splits import make_splits
 
-    samples = grouped_samples(cfg).samples  # duplicate groups never straddle folds
-    if folds:
-        return kfold(samples, folds, cfg.data.seed), samples
+    samples = load_samples(cfg).samples  # grouped: duplicate groups never straddle folds
+    if folds:  # a test split no fold sees (none with data.test_fraction=0), then K folds
+        return cv_splits(samples, folds, cfg.data.test_fraction, cfg.data.seed), samples
     split = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
     return [split], samples
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
-from medtl.data.file_checks import Decoded, decode_sample, other_files
+from medtl.data.file_checks import Decoded, decode_all, other_files
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 
@@ -287,22 +287,14 @@ def audit(
 ) -> AuditReport:
     """Audit the data set under ``root`` (see :class:`AuditReport` for what is reported).
 
-    Every file is decoded once; a bad file is reported and skipped, never fatal. Raises
+    Every file is decoded once, on the decoding threads (:mod:`medtl.data.parallel`); a
+    bad file is reported and skipped, never fatal. Raises
     DataError only when no layout fits. ``max_distance`` is the near-duplicate threshold.
     """
     t0 = time.perf_counter()
     ds = discover(root, layout)
     samples = ds.samples
-    rep: dict[str, Any] = {
-        "unreadable": [],
-        "multi_mask": [],
-        "odd_masks": [],
-        "mask_size_mismatch": [],
-        "image_modes": Counter(),
-        "mask_modes": Counter(),
-        "sizes": Counter(),
-    }
-    decoded = [decode_sample(s, rep) for s in samples]
+    decoded, rep = decode_all(samples)  # in parallel, merged in sample order
     cov_stats, empty = _coverage(samples, decoded)
     exact, near, leakage = _duplicates(samples, decoded, max_distance)
     other = other_files(Path(root), ds.layout)

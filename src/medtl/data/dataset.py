@@ -1,7 +1,8 @@
 """Torch datasets over decoded, resized, cached samples.
 
-Every sample is decoded and resized once (``SampleCache``) to uint8 tensors, so epochs after
-the first never touch PNG/JPEG decoding; augmentation runs on the cached tensors.
+Every sample is decoded and resized once (:class:`medtl.data.decode.SampleCache`, placed by
+``data.cache``: :mod:`medtl.data.cache`) to uint8 tensors, so epochs after the first never
+touch PNG/JPEG decoding; augmentation runs on the cached tensors.
 """
 
 from __future__ import annotations
@@ -12,69 +13,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from medtl.data.io import read_image, read_mask
+from medtl.data.decode import SampleCache
 from medtl.data.layouts import Sample
-from medtl.data.transforms import apply_augment, build_augment, resize_pair, to_float
+from medtl.data.transforms import apply_augment, build_augment, to_float
 
-
-def load_sample(
-    sample: Sample,
-    size: int,
-    with_mask: bool,
-    window: tuple[float, float] | None = None,
-    fallback: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
-    """Decode and resize one sample -> (full-size uint8 image, uint8 (3,S,S), uint8 mask (1,S,S) or None).
-
-    ``window`` / ``fallback``: the DICOM/volume windows (:func:`medtl.data.io.read_image`)."""
-    image = read_image(sample.image, window, fallback)
-    mask = read_mask(sample.masks, image.shape[:2]) if with_mask else None
-    img_t, mask_t = resize_pair(image, mask, size)
-    return image, img_t, mask_t
-
-
-class SampleCache:
-    """Decoded, resized samples held in memory as uint8 tensors (decode once, reuse).
-
-    ``images`` is one ``(N, 3, S, S)`` uint8 tensor, ``masks`` ``(N, 1, S, S)`` or None;
-    ``sizes`` holds each image's original ``(H, W)`` for mapping predictions back;
-    ``hashes`` (when ``with_hashes``) the exact and perceptual hash of each full-size image,
-    computed during the same decode so duplicate grouping costs no second decode.
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        size: int,
-        with_masks: bool,
-        with_hashes: bool = False,
-        window: tuple[float, float] | None = None,
-        fallback: tuple[float, float] | None = None,
-    ):
-        from medtl.data.dedup import hashes_of
-
-        self.samples = list(samples)
-        self.size = size
-        n = len(self.samples)
-        self.images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-        self.masks = torch.empty((n, 1, size, size), dtype=torch.uint8) if with_masks else None
-        self.sizes: list[tuple[int, int]] = []
-        self.hashes: list[tuple[str, int]] = []
-        for i, s in enumerate(self.samples):
-            full, img, mask = load_sample(s, size, with_masks, window, fallback)
-            self.images[i] = img
-            if self.masks is not None:
-                self.masks[i] = mask
-            self.sizes.append((full.shape[0], full.shape[1]))
-            if with_hashes:
-                self.hashes.append(hashes_of(full))
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    @property
-    def nbytes(self) -> int:
-        return self.images.numel() + (self.masks.numel() if self.masks is not None else 0)
+__all__ = ["CachedDataset", "SampleCache", "class_counts", "label_indices"]
 
 
 class CachedDataset(TorchDataset):

@@ -38,8 +38,9 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-from medtl.data.io import read_image
+from medtl.data import io
 from medtl.data.layouts import Sample
+from medtl.data.parallel import map_ordered
 
 NEAR_DUP_MAX_DISTANCE = 4
 """Largest pHash Hamming distance (of 64 bits) at which two images count as near-duplicates."""
@@ -81,11 +82,13 @@ def hashes_of(rgb: np.ndarray) -> tuple[str, int]:
 
 
 def image_hashes(samples: Sequence[Sample]) -> list[tuple[str, int]]:
-    """Per sample ``(exact_sha1_hex, phash64)`` of its image (decoded with ``read_image``).
+    """Per sample ``(exact_sha1_hex, phash64)`` of its image (decoded with ``read_image``,
+    on the decoding threads). Training takes them from its own decode instead
+    (:attr:`medtl.data.decode.SampleCache.hashes`).
 
     Raises DataError naming the file when an image cannot be read.
     """
-    return [hashes_of(read_image(s.image)) for s in samples]
+    return map_ordered(lambda s: hashes_of(io.read_image(s.image)), samples)
 
 
 # ----------------------------------------------------------------------------- grouping

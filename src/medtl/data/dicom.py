@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from medtl.data.parallel import single_flight
 from medtl.errors import DataError
 
 Window = tuple[float, float]
@@ -120,6 +121,7 @@ def pixel_spacing(path: str | Path) -> tuple[float, float] | None:
     return None
 
 
+@single_flight  # decoding threads share one load
 @lru_cache(maxsize=2)
 def _pixels(path: str, mtime: float) -> tuple[Any, np.ndarray]:
     pydicom = _pydicom()

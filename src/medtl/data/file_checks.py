@@ -8,6 +8,8 @@ several masks; :func:`other_files` lists the files that are not images.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from medtl.data import io
 from medtl.data.dedup import hashes_of
-from medtl.data.io import binarise_mask, read_array, read_image
-from medtl.data.layouts import IMAGE_EXTS, Sample
+from medtl.data.io import binarise_mask, read_array
+from medtl.data.layouts import MASK_EXTS, Sample
+from medtl.data.parallel import imap_ordered, progress
 from medtl.data.volumes import is_volume
 from medtl.errors import DataError
 
@@ -69,7 +73,7 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
     ``image_modes``, ``mask_modes``, ``sizes``). A bad file is recorded, never raised."""
     out = Decoded()
     try:
-        rgb = read_image(s.image)  # first: its DataError says what is wrong
+        rgb = io.read_image(s.image)  # first: its DataError says what is wrong
         mode = _header_mode(s.image)
     except (DataError, OSError) as exc:
         rep["unreadable"].append({"path": str(s.image), "error": _err(s.image, exc)})
@@ -119,6 +123,34 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
     return out
 
 
+def empty_report() -> dict[str, Any]:
+    """The lists and counters :func:`decode_sample` fills."""
+    lists = ("unreadable", "multi_mask", "odd_masks", "mask_size_mismatch")
+    counters = ("image_modes", "mask_modes", "sizes")
+    return {**{k: [] for k in lists}, **{k: Counter() for k in counters}}
+
+
+def decode_all(samples: Sequence[Sample]) -> tuple[list[Decoded], dict[str, Any]]:
+    """:func:`decode_sample` for every sample on the decoding threads, merged in sample
+    order: the lists and counters are those of the serial loop."""
+
+    def one(s: Sample) -> tuple[Decoded, dict[str, Any]]:
+        local = empty_report()
+        return decode_sample(s, local), local
+
+    rep = empty_report()
+    decoded = []
+    found = imap_ordered(one, samples)
+    for d, local in progress(found, total=len(samples), desc="auditing images"):
+        decoded.append(d)
+        for key, value in local.items():
+            if isinstance(value, Counter):
+                rep[key].update(value)
+            else:
+                rep[key].extend(value)
+    return decoded, rep
+
+
 def _err(path: Path, exc: Exception) -> str:
     msg = str(exc)
     return msg if str(path) in msg else f"{path}: {msg}"
@@ -131,7 +163,7 @@ def other_files(root: Path, layout: str) -> list[str]:
         return []
     out = []
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix.lower() in IMAGE_EXTS or is_volume(p):
+        if not p.is_file() or p.suffix.lower() in MASK_EXTS or is_volume(p):
             continue
         if layout == "csv" and p.parent == root and p.suffix.lower() == ".csv":
             continue

@@ -10,8 +10,11 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from medtl.config import Config
+from medtl.data.cache import cached_samples, reuse_decoded
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
+from medtl.data.decode import DecodeSpec
 from medtl.data.layouts import Dataset, discover
+from medtl.data.masks import resolve_into
 from medtl.data.samplers import EpochSeededSampler, ShardedEvalSampler
 from medtl.errors import DataError
 
@@ -33,10 +36,13 @@ def needs_masks(task: str) -> bool:
 
 
 def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
-    """Discover and check the data for ``cfg.task``.
+    """Discover and check the data for ``cfg.task``, with duplicate groups assigned when
+    ``data.group_duplicates`` (k-fold designs split these samples without training).
 
     In mask tasks an image without a mask (or a mask without an image) is an error naming
-    the file; for classification the labels must name at least two classes.
+    the file; for classification the labels must name at least two classes. The hashes
+    come from :func:`decoded`: inside :func:`medtl.data.cache.reuse_decoded` (as in
+    :func:`prepare`) that decode is the one the loaders use.
     """
     root = root or cfg.data.root
     if root is None:
@@ -70,11 +76,28 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
             f"{ds.root}: task={cfg.task} needs class folders (>= 2 classes), found {ds.classes or 'none'}"
         )
     apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
+    if needs_masks(cfg.task):  # what the masks mean, decided (and recorded in cfg) or an error
+        ds.mask_scheme = resolve_into(cfg.data, ds)
     if cfg.data.group_duplicates:
         from medtl.data.dedup import assign_groups
 
-        ds.samples = assign_groups(ds.samples)
+        ds.samples = assign_groups(ds.samples, hashes=decoded(cfg, ds).hashes)
     return ds
+
+
+def decoded(cfg: Config, ds: Dataset) -> SampleCache:
+    """``ds``'s samples decoded at ``data.image_size`` into the ``data.cache`` mode (or
+    the decode reused, see :func:`medtl.data.cache.cached_samples`)."""
+    spec = DecodeSpec(
+        cfg.data.image_size,
+        needs_masks(cfg.task) or ds.has_masks,
+        ds.window,
+        ds.fallback_window,
+        ds.mask_scheme,
+    )
+    return cached_samples(
+        ds.samples, spec, cfg.data.cache, cfg.data.cache_dir, cfg.data.in_memory_limit_mb
+    )
 
 
 def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: str | None) -> None:
@@ -102,27 +125,12 @@ def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: st
             log.info("DICOM without a window: one data-set-wide range %s", ds.fallback_window)
 
 
-def grouped_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
-    """:func:`load_samples` with duplicate groups assigned (when ``data.group_duplicates``),
-    for callers that split without training (k-fold designs). Decodes every image once."""
-    ds = load_samples(cfg, root)
-    if cfg.data.group_duplicates:
-        from medtl.data.dedup import assign_groups
-
-        ds.samples = assign_groups(ds.samples)
-    return ds
-
-
 def prepare(cfg: Config, root: str | Path | None = None) -> PreparedData:
-    """Discover, check and decode (once) every sample at ``cfg.data.image_size``."""
-    ds = load_samples(cfg, root)
-    cache = SampleCache(
-        ds.samples,
-        cfg.data.image_size,
-        with_masks=needs_masks(cfg.task) or ds.has_masks,
-        window=ds.window,
-        fallback=ds.fallback_window,
-    )
+    """Discover, check and decode (once: grouping and loaders share the decode) every
+    sample at ``cfg.data.image_size``."""
+    with reuse_decoded():
+        ds = load_samples(cfg, root)
+        cache = decoded(cfg, ds)
     return PreparedData(ds, ds.classes, label_indices(ds.samples, ds.classes), cache)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from medtl.data.parallel import single_flight
 from medtl.data.refs import parse_ref, slice_ref
 from medtl.errors import DataError
 from medtl.io_utils import atomic_write, atomic_write_text, csv_text
@@ -94,6 +95,7 @@ def volume_shape(path: str | Path) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+@single_flight  # decoding threads share one load
 @lru_cache(maxsize=3)
 def _load(path: str, mtime: float) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     shape = volume_shape(path)
@@ -117,6 +119,7 @@ def in_plane_spacing(zooms: tuple[float, ...], axis: int) -> tuple[float, float]
     return rest[0], rest[1]
 
 
+@single_flight  # decoding threads share one load
 @lru_cache(maxsize=8)
 def _auto_range(path: str, mtime: float) -> tuple[float, float]:
     data = _load(path, mtime)[0]

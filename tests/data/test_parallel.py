@@ -1,0 +1,97 @@
+"""Decoding threads: results in input order, identical to the serial loop; progress bars
+only on a terminal."""
+
+from __future__ import annotations
+
+import io as stdio
+import sys
+import time
+
+import pytest
+import torch
+
+from medtl.data import parallel
+from medtl.data.audit import audit
+from medtl.data.cache import cached_samples
+from medtl.data.decode import DecodeSpec, read_originals
+from medtl.data.layouts import discover
+
+
+def test_imap_ordered_keeps_order_and_raises_the_first_error_in_order():
+    def slow_first(i: int) -> int:
+        time.sleep(0.02 if i % 4 == 0 else 0)  # later items finish first
+        return i * 10
+
+    assert list(parallel.imap_ordered(slow_first, range(20), threads=4)) == list(range(0, 200, 10))
+
+    def failing(i: int) -> int:
+        if i == 3:
+            time.sleep(0.05)  # fails after 7 has failed
+            raise ValueError("three")
+        if i == 7:
+            raise ValueError("seven")
+        return i
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="three"):
+        for x in parallel.imap_ordered(failing, range(10), threads=4):
+            got.append(x)
+    assert got == [0, 1, 2]  # what the serial loop yields before its error
+
+
+def test_threads_setting(monkeypatch):
+    monkeypatch.setenv(parallel.THREADS_ENV, "3")
+    assert parallel.decode_threads() == 3
+    monkeypatch.setenv(parallel.THREADS_ENV, "zero")
+    assert 1 <= parallel.decode_threads() <= 16
+
+
+def _with_threads(monkeypatch, n: int, fn):
+    monkeypatch.setenv(parallel.THREADS_ENV, str(n))
+    return fn()
+
+
+def test_parallel_decoding_equals_serial(phantoms, monkeypatch):
+    samples = discover(phantoms).samples
+    spec = DecodeSpec(size=48, with_masks=True)
+    serial = _with_threads(monkeypatch, 1, lambda: cached_samples(samples, spec))
+    threaded = _with_threads(monkeypatch, 4, lambda: cached_samples(samples, spec))
+    assert torch.equal(serial.images, threaded.images)
+    assert torch.equal(serial.masks, threaded.masks)
+    assert serial.sizes == threaded.sizes and serial.hashes == threaded.hashes
+    rows = list(range(len(samples)))
+    one = _with_threads(monkeypatch, 1, lambda: read_originals(samples, rows))
+    four = _with_threads(monkeypatch, 4, lambda: read_originals(samples, rows))
+    assert list(one) == list(four) == rows
+    for r in rows:
+        assert (one[r][0] == four[r][0]).all() and (one[r][1] == four[r][1]).all()
+
+
+def test_parallel_audit_equals_serial(phantoms, monkeypatch):
+    def report() -> dict:
+        d = audit(phantoms).to_dict()
+        d.pop("seconds")
+        return d
+
+    assert _with_threads(monkeypatch, 1, report) == _with_threads(monkeypatch, 4, report)
+
+
+class _Terminal(stdio.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    items = [1, 2, 3]
+    assert parallel.progress(items, 3, "x") is items  # tests run without a terminal
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    bar = parallel.progress(items, 3, "decoding")
+    assert bar is not items and list(bar) == items
+    assert "decoding" in sys.stderr.getvalue()
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    result = doctest.testmod(parallel)
+    assert result.failed == 0 and result.attempted > 0
