@@ -3,7 +3,8 @@
 Layouts (``data.layout``; ``auto`` tries them in this order):
 
 - ``csv``: a manifest ``*.csv`` in the root with columns ``image`` and optional ``mask``,
-  ``label``, ``group``, ``split`` (paths relative to the CSV; several masks joined by ``;``).
+  ``label``, ``group``, ``split``, ``spacing`` (pixel mm, ``0.7`` or ``0.7x0.8``; paths
+  relative to the CSV; several masks joined by ``;``).
 - ``paired``: ``images/`` + ``masks/``; a mask has the image's stem, or stem + ``_mask``.
   ``train/`` and ``test/`` above them are respected as pre-made splits.
 - ``siblings``: ``train/`` + ``train_masks/`` (and ``test/`` + ``test_masks/``).
@@ -13,6 +14,9 @@ Layouts (``data.layout``; ``auto`` tries them in this order):
   ``train/`` / ``test/``.
 - ``volumes``: ``images/`` + ``labels/`` NIfTI volumes with matching names, read as 2D
   slices (rules in :mod:`medtl.data.volumes`); every slice of a volume in one group.
+
+Masks may be any of :data:`MASK_EXTS` (.png .jpg .jpeg .tif .tiff .bmp .dcm .gif), e.g.
+``train/car_01.jpg`` + ``train_masks/car_01_mask.gif``.
 
 Multi-frame DICOM images (in any layout) become one sample per frame, grouped by file;
 their masks must be multi-frame DICOMs with as many frames.
@@ -30,6 +34,9 @@ from pathlib import Path
 from medtl.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
+#: what a mask file may be: any image type, and GIF (``<name>_mask.gif``, as in car and
+#: medical sets with that layout; :func:`medtl.data.io.read_array` reads its colours)
+MASK_EXTS = (*IMAGE_EXTS, ".gif")
 SPLIT_DIRS = ("train", "val", "test")
 _MASK_RE = re.compile(r"^(?P<stem>.+?)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
 
@@ -71,6 +78,8 @@ class Dataset:
     """The (centre, width) DICOM/volume window in force (``data.window``), or None."""
     fallback_window: tuple[float, float] | None = None
     """The data-set-wide window for DICOMs without one (:func:`medtl.data.dicom.dataset_range`)."""
+    mask_scheme: object = None
+    """What the masks mean (:class:`medtl.data.masks.MaskScheme`, ``data.mask_mode``), or None."""
 
     @property
     def has_masks(self) -> bool:
@@ -93,8 +102,9 @@ class Dataset:
         )
 
 
-def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
+def is_image(path: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> bool:
+    """An image file (``exts``: :data:`MASK_EXTS` for a mask), not a hidden one."""
+    return path.is_file() and path.suffix.lower() in exts and not path.name.startswith(".")
 
 
 def mask_stem(path: Path) -> tuple[str, int] | None:
@@ -105,8 +115,8 @@ def mask_stem(path: Path) -> tuple[str, int] | None:
     return m.group("stem"), int(m.group("k") or 0)
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if is_image(p))
+def _images(folder: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_image(p, exts))
 
 
 def _split_roots(root: Path) -> list[tuple[Path, str | None]]:
@@ -121,7 +131,7 @@ def _by_stem(paths: list[Path]) -> dict[str, Path]:
 
 def _pair_in(img_dir: Path, mask_dir: Path, split: str | None, problems: list[str]) -> list[Sample]:
     masks: dict[str, list[tuple[int, Path]]] = {}
-    for m in _images(mask_dir):
+    for m in _images(mask_dir, MASK_EXTS):
         parsed = mask_stem(m)
         stem, k = parsed if parsed else (m.stem, 0)
         masks.setdefault(stem, []).append((k, m))
@@ -173,14 +183,14 @@ def discover_class_masks(root: Path) -> tuple[list[Sample], list[str]]:
     problems: list[str] = []
     for base, split in _split_roots(root):
         for cdir in _class_dirs(base):
-            files = _images(cdir)
+            files = _images(cdir, MASK_EXTS)
             masks: dict[str, list[tuple[int, Path]]] = {}
             images = []
             for f in files:
                 parsed = mask_stem(f)
                 if parsed:
                     masks.setdefault(parsed[0], []).append((parsed[1], f))
-                else:
+                elif f.suffix.lower() in IMAGE_EXTS:
                     images.append(f)
             for img in images:
                 found = sorted(masks.pop(img.stem, []))
@@ -243,6 +253,8 @@ def discover_csv(root: Path) -> tuple[list[Sample], list[str]]:
                     label=(row.get("label") or "").strip() or None,
                     group=(row.get("group") or "").strip() or None,
                     split=split,
+                    # pixel size in mm, "0.7" or "0.7x0.8" (medtl.seg_eval.parse_spacing)
+                    meta={"spacing": s} if (s := (row.get("spacing") or "").strip()) else {},
                 )
             )
     return samples, problems
@@ -322,7 +334,7 @@ def _detect(root: Path) -> str | None:
         return "siblings"
     class_dirs = [d for base, _ in _split_roots(root) for d in _class_dirs(base)]
     if class_dirs:
-        has_masks = any(mask_stem(f) for d in class_dirs for f in _images(d))
+        has_masks = any(mask_stem(f) for d in class_dirs for f in _images(d, MASK_EXTS))
         return "class_masks" if has_masks else "imagefolder"
     return None
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medtl.engine.loggers import log_run_artifacts
 from medtl.errors import MedtlError
 from medtl.export.quantise import quantise_int8
 from medtl.export.runtime import INPUT_NAME, META_PREFIX, OUTPUT_ORDER, OnnxPredictor, model_mb
@@ -133,8 +134,10 @@ def export_onnx(
     run = Path(run)
     if not run.is_dir():
         raise MedtlError(f"{run}: no such run folder; give the folder 'medtl train' printed")
+    from medtl.calibrate import calibrated, temperature_of
+
     net, cfg, classes = load_bundle(run)
-    net.eval()
+    net = calibrated(net.eval(), run)  # a stored temperature divides the cls logits in the graph
     out_dir = Path(out) if out is not None else run / "export"
     size = cfg.data.image_size
     with torch.inference_mode():
@@ -152,6 +155,7 @@ def export_onnx(
         "classes": classes,
         "input": {"name": INPUT_NAME, "shape": ["batch", 3, size, size], "range": [0.0, 1.0]},
         "outputs": keys,
+        "temperature": temperature_of(run),  # None: uncalibrated logits
         "parity": {"n_images": 4, "tolerance": PARITY_TOL, "max_abs_diff": diffs},
         "size_mb": {"fp32": model_mb(onnx_path)},
         "export_seconds": round(export_s, 2),
@@ -163,5 +167,7 @@ def export_onnx(
     else:  # an int8 file from an earlier export would no longer match model.onnx
         (out_dir / "model.int8.onnx").unlink(missing_ok=True)
     atomic_write_json(out_dir / "export.json", info)
+    files = [onnx_path, out_dir / "model.int8.onnx", out_dir / "export.json"]
+    log_run_artifacts(run, files, "export")  # train.logger=mlflow
     log.info("exported %s (parity max|diff| %s)", onnx_path, diffs)
     return info

@@ -8,7 +8,8 @@ the written path. No window ever opens and pyplot's state is left alone (see
 
 Modules: ``common`` (palette, figure creation, saving), ``curves`` (learning curves),
 ``classification`` (confusion matrix, ROC), ``reliability`` (calibration), ``segmentation`` (Dice histogram, case grids),
-``gif`` (prediction GIF), ``comparison`` (figures of a ``medtl compare`` folder).
+``gif`` (prediction GIF), ``comparison`` (figures of a ``medtl compare`` folder),
+``preview`` (the data set grid of ``medtl audit --preview``).
 
 Example::
 
@@ -39,6 +40,7 @@ from medtl.plots.curves import (
     read_metrics_csv,
 )
 from medtl.plots.gif import CAPTION_HEIGHT, MAX_GIF_FRAMES, predictions_frame, predictions_gif
+from medtl.plots.preview import dataset_preview_figure, dataset_preview_plot
 from medtl.plots.reliability import reliability_figure, reliability_plot
 from medtl.plots.segmentation import (
     dice_histogram,
@@ -60,6 +62,8 @@ __all__ = [
     "comparison_summary_figure",
     "confusion_matrix_figure",
     "confusion_matrix_plot",
+    "dataset_preview_figure",
+    "dataset_preview_plot",
     "detect_unfreeze_epoch",
     "dice_histogram",
     "dice_histogram_figure",
