@@ -29,7 +29,16 @@ from medtl.metrics.classification import classification_scores, macro_f1
 from medtl.metrics.paired import holm, paired_test
 from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci, fold_summary
 
-__all__ = ["CLS_METRICS", "HOLM_KEYS", "N_BOOT", "PRIMARY", "SEG_METRICS", "collect"]
+__all__ = [
+    "CLS_METRICS",
+    "HOLM_KEYS",
+    "N_BOOT",
+    "PRIMARY",
+    "SEG_METRICS",
+    "TEST_METRIC",
+    "collect",
+    "run_finished_ensemble",
+]
 
 log = logging.getLogger("medtl")
 
@@ -188,6 +197,55 @@ def _config_result(
     return result, _paired_scores(got, task)
 
 
+# ----------------------------------------------------------------------------- the test split
+TEST_METRIC = {"segmentation": "dice", "classification": "macro_f1", "multitask": "dice"}
+
+
+def _test_readings(run: Path, task: str) -> tuple[_Readings, dict[str, float]]:
+    got = _Readings()
+    _read_fold(got, run, "test", task)
+    return got, _paired_scores(got, task)
+
+
+def _test_result(
+    cell: Path, runs: list[Path], task: str
+) -> tuple[dict[str, Any] | None, dict[str, float]]:
+    """Test-split numbers of one configuration: each fold model's (summarised over the K
+    models: mean, CI), the fold ensemble's (over the test images, CI) and the paired test
+    of the ensemble against the per-image mean of the fold models. None without a test
+    split (``--test-fraction 0``); the ensemble's per-image paired scores beside it."""
+    if not all(run_finished(r, "test") for r in runs):
+        return None, {}
+    folds, fold_scores = _Readings(), []
+    for run in runs:
+        got, scores = _test_readings(run, task)
+        fold_scores.append(scores)
+        for m, values in got.folds.items():
+            folds.folds.setdefault(m, []).extend(values)
+    names = [m for m in (*SEG_METRICS, *CLS_METRICS) if m in folds.folds]
+    result: dict[str, Any] = {
+        "n_images": len(fold_scores[0]),
+        "folds": {m: fold_summary(folds.folds[m], n_boot=N_BOOT, seed=0) for m in names},
+        "ensemble": None,
+        "ensemble_vs_folds": None,
+    }
+    ens = cell / "ensemble"
+    if not run_finished_ensemble(ens):
+        return result, {}
+    got, ens_scores = _test_readings(ens, task)
+    metrics, _ = _metrics(got, task)
+    result["ensemble"] = {m: metrics[m]["images"] for m in names}
+    keys = sorted(ens_scores)
+    mean_fold = [float(np.nanmean([f.get(k, math.nan) for f in fold_scores])) for k in keys]
+    result["ensemble_vs_folds"] = paired_test([ens_scores[k] for k in keys], mean_fold)
+    return result, ens_scores
+
+
+def run_finished_ensemble(folder: Path) -> bool:
+    """True when a fold ensemble's test evaluation is complete (``eval/test/summary.json``)."""
+    return (folder / "eval" / "test" / "summary.json").is_file()
+
+
 # ----------------------------------------------------------------------------- all configurations
 def _gather(
     out: Path, design: dict[str, Any]
@@ -206,8 +264,10 @@ def _gather(
             continue
         result, scores = _config_result(cell, runs, split, task)
         result["position"] = len(configs) + len(incomplete)
+        result["test"], test_scores = _test_result(out / "cells" / cell["id"], runs, task)
         configs.append(result)
         paired[cell["id"]] = scores
+        paired[f"test:{cell['id']}"] = test_scores
     if not configs:
         raise MedtlError(
             f"{out}/cells holds no finished configuration; run 'medtl compare' (every shard) first"
@@ -237,13 +297,26 @@ def _rank(
         }
         folds = c["metrics"][PRIMARY[task]]["folds"]["values"]
         c["vs_best"]["folds"] = paired_test(folds, best_folds) if k >= 3 else None
+        c["vs_best"]["test"] = _vs_best_test(paired, c["cell"], best["cell"])
     _adjust(configs[1:])
+
+
+def _vs_best_test(
+    paired: dict[str, dict[str, float]], cell: str, best: str
+) -> dict[str, Any] | None:
+    """The ensemble of ``cell`` against the best configuration's ensemble, paired by test
+    image (None without both ensembles' test scores)."""
+    mine, theirs = paired.get(f"test:{cell}") or {}, paired.get(f"test:{best}") or {}
+    keys = sorted(set(mine) & set(theirs))
+    if not keys:
+        return None
+    return paired_test([mine[i] for i in keys], [theirs[i] for i in keys])
 
 
 def _adjust(others: list[dict[str, Any]]) -> None:
     """Holm-adjust each p-value column across the configurations compared with the best
-    (one family per test and per level, images or folds), as ``<key>_holm`` beside it."""
-    for part in ("images", "folds"):
+    (one family per test and per level, images, folds or test), as ``<key>_holm`` beside it."""
+    for part in ("images", "folds", "test"):
         tests = [c["vs_best"][part] for c in others if c["vs_best"].get(part)]
         for key in HOLM_KEYS:
             for t, adj in zip(tests, holm([t[key] for t in tests]), strict=True):
@@ -280,6 +353,8 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
         "base_overrides": design["base_overrides"],
         "grid": design["grid"],
         "n_images": design.get("n_images"),
+        "n_test": len((design.get("splits") or [{}])[0].get("test", [])),
+        "test_metric": TEST_METRIC[task],
         "best": configs[0]["cell"],
         "configs": configs,
         "incomplete": incomplete,

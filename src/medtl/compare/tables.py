@@ -18,6 +18,7 @@ __all__ = [
     "fmt_p",
     "fmt_p_holm",
     "fmt_stat",
+    "has_test",
     "results_csv",
     "results_markdown",
     "shown_metrics",
@@ -89,7 +90,33 @@ def _header(results: dict[str, Any], names: list[str]) -> list[str]:
     ]
     if results["folds"] >= 3:
         head += ["p folds perm (Holm)", "p folds Wilcoxon (Holm)"]
+    if has_test(results):
+        name = METRIC_NAMES[results.get("test_metric", "dice")]
+        head += [
+            f"{name} test, fold models",
+            f"{name} test, ensemble",
+            "ensemble − folds [95% CI] p perm",
+            "test Δ vs best p perm (Holm)",
+        ]
     return head + ["train s/fold", "img/s"]
+
+
+def has_test(results: dict[str, Any]) -> bool:
+    """True when some configuration has test-split numbers (a test split held out)."""
+    return any(c.get("test") for c in results["configs"])
+
+
+def _test_cells(c: dict[str, Any], metric: str) -> list[str]:
+    """Fold models' test mean ± std [CI over the K models], the ensemble's [CI over test
+    images], ensemble − per-image mean of the fold models with its p, the test p vs best."""
+    t = c.get("test")
+    if not t:
+        return ["–"] * 4
+    ens, vs = t.get("ensemble") or {}, t.get("ensemble_vs_folds")
+    gain = f"{_diff_cell(vs)} p {fmt_p(vs.get('p_permutation'))}" if vs else "–"
+    best = c.get("vs_best")
+    vs_best = "best" if best is None else fmt_p_holm(best.get("test"), "p_permutation")
+    return [fmt_stat(t["folds"].get(metric)), fmt_stat(ens.get(metric)), gain, vs_best]
 
 
 def fmt_p_holm(test: dict[str, Any] | None, key: str) -> str:
@@ -140,6 +167,8 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             if i == 0 or folds:
                 row.append(fmt_stat(c["metrics"][m]["folds"]) if folds else "–")
         row += _vs_best_cells(c.get("vs_best"), folds)
+        if has_test(results):
+            row += _test_cells(c, results.get("test_metric", "dice"))
         t = c.get("timing") or {}
         row += [fmt(t.get("train_s"), 1), fmt(t.get("infer_img_per_s"), 1)]
         rows.append(row)
@@ -184,12 +213,44 @@ def results_markdown(results: dict[str, Any]) -> str:
             "per-image pairs only) is computed only with >= 20 pairs, as below that it is "
             "anti-conservative."
         )
+    if has_test(results):
+        lines += ["", _test_note(results)]
     if results.get("incomplete"):
         lines.append("")
         lines.append(
             "Not finished yet: " + ", ".join(i["configuration"] for i in results["incomplete"])
         )
     return "\n".join(lines) + "\n"
+
+
+def _test_note(results: dict[str, Any]) -> str:
+    name = METRIC_NAMES[results.get("test_metric", "dice")]
+    return (
+        f"Test: {results.get('n_test', '?')} images held out of every fold (never trained "
+        f"or validated on). 'fold models': {name} of each of the K fold models on them, "
+        "mean ± std [CI] over the K models; 'ensemble': the K models' mean probability "
+        "(medtl evaluate CMP --config N), [CI] over the test images; 'ensemble − folds': "
+        "paired by test image against the fold models' per-image mean; 'test Δ vs best': "
+        "each ensemble against the best configuration's, paired by test image. The ranking "
+        "is the cross-validation's: the test split only reports."
+    )
+
+
+def _test_csv(c: dict[str, Any]) -> dict[str, Any]:
+    t = c.get("test") or {}
+    row: dict[str, Any] = {"n_test": t.get("n_images")}
+    for part in ("folds", "ensemble"):
+        for m, s in (t.get(part) or {}).items():
+            for stat in ("mean", "std", "ci_low", "ci_high"):
+                row[f"test_{part}_{m}_{stat}"] = s.get(stat)
+    for name, test in (
+        ("test_ensemble_vs_folds", t.get("ensemble_vs_folds")),
+        ("vs_best_test", (c.get("vs_best") or {}).get("test")),
+    ):
+        for stat in ("mean_diff", "ci_low", "ci_high", "p_permutation", "p_wilcoxon"):
+            row[f"{name}_{stat}"] = (test or {}).get(stat)
+        row[f"{name}_p_permutation_holm"] = (test or {}).get("p_permutation_holm")
+    return row
 
 
 def results_csv(results: dict[str, Any]) -> str:
@@ -219,6 +280,8 @@ def results_csv(results: dict[str, Any]) -> str:
             ):
                 row[f"vs_best_{part}_{stat}"] = (vs.get(part) or {}).get(stat)
         row["n_images"] = c["n_images"]
+        if has_test(results):
+            row.update(_test_csv(c))
         row["train_s_per_fold"] = c["timing"]["train_s"]
         row["infer_img_per_s"] = c["timing"]["infer_img_per_s"]
         rows.append(row)

@@ -129,6 +129,8 @@ def wilcoxon_pvalue(a: Values, b: Values) -> float:
         return trivial
     if d.size <= EXACT_MAX_N:
         nz = d[d != 0]
+        if nz.size < 2:  # one non-zero difference: both signs are as extreme, p = 1
+            return 1.0
         return _sign_flip(stats.rankdata(np.abs(nz)) * np.sign(nz), 0)
     return float(stats.wilcoxon(d).pvalue)
 

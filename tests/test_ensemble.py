@@ -1,0 +1,131 @@
+"""Issue 18: a test split no fold sees, fold ensembles, their numbers in the comparison.
+
+One tiny 3-fold comparison (2 configurations) serves every test here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medtl.compare import compare
+from medtl.compare.ensemble import fold_runs, resolve_cell
+from medtl.compare.holdout import cv_splits
+from medtl.data.layouts import Sample
+from medtl.errors import MedtlError
+from tests.conftest import TINY
+from tests.test_pipeline import run_cli
+
+# 4 epochs at lr 0.01 learn the phantoms a little; the 1-epoch cell is the cheap rival
+GRID = ["train.epochs=4,1"]
+
+
+@pytest.fixture(scope="module")
+def cv(phantoms, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cv") / "cmp"
+    compare([f"data.root={phantoms}", *TINY, "train.lr=0.01"], GRID, folds=3, out=out)
+    return out
+
+
+def _splits(run: Path) -> dict[str, list[str]]:
+    doc = json.loads((run / "splits.json").read_text())
+    return {s: [e["image"] for e in doc[s]] for s in ("train", "val", "test")}
+
+
+def _dice(summary: Path) -> float:
+    return json.loads(summary.read_text())["segmentation"]["dice"]["mean"]
+
+
+def test_no_test_image_in_any_fold(cv, phantoms):
+    design = json.loads((cv / "compare.json").read_text())
+    test = design["splits"][0]["test"]
+    assert test and all(f["test"] == test for f in design["splits"])
+    vals = []
+    for cell in design["cells"]:
+        for k in range(3):
+            s = _splits(cv / "cells" / cell["id"] / f"fold{k}")
+            assert s["test"] == test  # every fold's splits.json shows the same test split
+            assert not set(test) & (set(s["train"]) | set(s["val"]))
+            vals += s["val"] if cell is design["cells"][0] else []
+    every = sorted(str(p) for p in phantoms.rglob("*.png") if "_mask" not in p.name)
+    assert sorted(vals + test) == every  # the folds split exactly the rest
+
+
+def test_cv_splits_hold_out_a_premade_test_folder_and_none_at_zero():
+    samples = [Sample(Path(f"{i}.png"), label="ab"[i % 2]) for i in range(12)]
+    samples += [Sample(Path(f"t{i}.png"), label="ab"[i % 2], split="test") for i in range(3)]
+    folds = cv_splits(samples, 3, 0.2, seed=0)
+    assert all(f["test"] == [12, 13, 14] for f in folds)
+    assert sorted(i for f in folds for i in f["val"]) == list(range(12))
+    none = cv_splits(samples, 3, 0.0, seed=0)  # --test-fraction 0: today's behaviour
+    assert all(f["test"] == [] for f in none)
+    assert sorted(i for f in none for i in f["val"]) == list(range(15))
+
+
+def test_ensemble_beats_the_mean_fold_model_on_test(cv):
+    cell = resolve_cell(cv, "1")
+    singles = [_dice(r / "eval" / "test" / "summary.json") for r in fold_runs(cell)]
+    ensemble = _dice(cell / "ensemble" / "eval" / "test" / "summary.json")
+    assert ensemble >= np.mean(singles)
+
+
+def test_results_hold_cv_and_test_numbers(cv):
+    res = json.loads((cv / "results.json").read_text())
+    n_test = len(json.loads((cv / "compare.json").read_text())["splits"][0]["test"])
+    assert res["n_test"] == n_test and res["test_metric"] == "dice"
+    for c in res["configs"]:
+        cell = cv / "cells" / c["cell"]
+        t = c["test"]
+        fold_dice = [_dice(r / "eval" / "test" / "summary.json") for r in fold_runs(cell)]
+        assert t["folds"]["dice"]["values"] == pytest.approx(fold_dice)
+        assert t["ensemble"]["dice"]["mean"] == pytest.approx(
+            _dice(cell / "ensemble" / "eval" / "test" / "summary.json")
+        )
+        assert t["ensemble_vs_folds"]["n"] == n_test == t["n_images"]
+    assert res["configs"][1]["vs_best"]["test"]["n"] == n_test
+    assert "p_permutation_holm" in res["configs"][1]["vs_best"]["test"]
+    md = (cv / "results.md").read_text()
+    assert "| Dice images | Dice folds |" in md  # CV columns as before ...
+    assert "Dice test, fold models | Dice test, ensemble |" in md  # ... and the test ones
+    assert "held out of every fold" in md
+    assert "test_ensemble_dice_mean" in (cv / "results.csv").read_text()
+
+
+def test_evaluate_and_predict_cli_with_config(cv, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "evaluate", str(cv), "--config", "1")
+    cell = resolve_cell(cv, "1")
+    assert code == 0 and out.strip().endswith(str(cell / "ensemble" / "eval" / "test"))
+    assert (
+        "mean of 3 fold models"
+        in json.loads((cell / "ensemble" / "eval" / "test" / "summary.json").read_text())[
+            "inference"
+        ]
+    )
+    assert (cell / "ensemble" / "eval" / "test" / "per_image.csv").is_file()
+    assert (cell / "ensemble" / "eval" / "test" / "overlays_grid.png").is_file()
+    # the cell id and the cell folder name the same configuration
+    assert resolve_cell(cv, cell.name) == cell and resolve_cell(cv, str(cell)) == cell
+    image = Path(json.loads((cv / "compare.json").read_text())["splits"][0]["test"][0])
+    code, out, _ = run_cli(
+        capsys, "predict", str(cv), str(image), "--config", "1", "--out", str(tmp_path / "p")
+    )
+    assert code == 0 and (tmp_path / "p" / f"{image.stem}_mask.png").is_file()
+    code, _, err = run_cli(capsys, "evaluate", str(cv), "--config", "7")
+    assert code == 2 and "2 finished configuration(s)" in err.strip().splitlines()[-1]
+
+
+def test_unfinished_folds_warn_or_fail_with_strict(tmp_path, caplog):
+    for k in range(3):
+        (tmp_path / f"fold{k}").mkdir()
+    (tmp_path / "fold0" / "model.pt").write_bytes(b"")
+    (tmp_path / "fold2" / "model.pt").write_bytes(b"")
+    assert [r.name for r in fold_runs(tmp_path)] == ["fold0", "fold2"]
+    assert "fold1 not finished" in caplog.text
+    with pytest.raises(MedtlError, match="fold1 not finished"):
+        fold_runs(tmp_path, strict=True)
+    (tmp_path / "fold0" / "model.pt").unlink()
+    (tmp_path / "fold2" / "model.pt").unlink()
+    with pytest.raises(MedtlError, match="no finished fold"):
+        fold_runs(tmp_path)
