@@ -103,21 +103,55 @@ def infer(net: torch.nn.Module, x: torch.Tensor, tta: bool = False) -> dict[str,
 def mask_at_size(
     seg_logits: torch.Tensor, height: int, width: int, threshold: float = 0.5
 ) -> np.ndarray:
-    """One image's ``(1, S, S)`` logits -> bool mask at ``height x width``."""
-    full = resize_logits_to(seg_logits[None].float(), height, width)[0, 0]
-    return (torch.sigmoid(full) > threshold).numpy()
+    """One image's ``(1, S, S)`` logits -> bool mask at ``height x width``; ``(C + 1, S, S)``
+    logits of several labels -> ``uint8`` label indices (argmax of the resized logits)."""
+    full = resize_logits_to(seg_logits[None].float(), height, width)[0]
+    if full.shape[0] > 1:
+        return full.argmax(0).to(torch.uint8).numpy()
+    return (torch.sigmoid(full[0]) > threshold).numpy()
 
 
 def overlay(
     image: np.ndarray, pred: np.ndarray | None, truth: np.ndarray | None = None, alpha: float = 0.45
 ) -> np.ndarray:
-    """RGB uint8 image with the prediction tinted red and the truth's outline in green."""
+    """RGB uint8 image with the prediction tinted red and the truth's outline in green; label
+    maps (uint8 indices) tint and outline each label in its colour (:data:`LABEL_COLOURS`)."""
+    if pred is not None and pred.dtype != bool or truth is not None and truth.dtype != bool:
+        return overlay_labels(image, pred, truth, alpha)
     out = image.astype(np.float32).copy()
     if pred is not None:
         out[pred] = (1 - alpha) * out[pred] + alpha * np.array([255, 40, 40], np.float32)
     if truth is not None:
         edge = truth & ~_erode(truth)
         out[edge] = np.array([40, 255, 40], np.float32)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+#: label k's colour in overlays and legends (label 1 red as in binary overlays)
+LABEL_COLOURS = np.array(
+    [(255, 40, 40), (40, 120, 255), (255, 200, 0), (200, 60, 255), (0, 220, 220), (255, 120, 0)],
+    np.float32,
+)
+
+
+def label_colour(k: int) -> np.ndarray:
+    """The overlay colour of label ``k`` (1-based), cycling after six labels."""
+    return LABEL_COLOURS[(k - 1) % len(LABEL_COLOURS)]
+
+
+def overlay_labels(
+    image: np.ndarray, pred: np.ndarray | None, truth: np.ndarray | None, alpha: float = 0.45
+) -> np.ndarray:
+    """Each predicted label tinted in its colour; each true label's outline in its colour."""
+    out = image.astype(np.float32).copy()
+    if pred is not None:
+        for k in (int(v) for v in np.unique(pred) if v):
+            hit = pred == k
+            out[hit] = (1 - alpha) * out[hit] + alpha * label_colour(k)
+    if truth is not None:
+        for k in (int(v) for v in np.unique(truth) if v):
+            m = truth == k
+            out[m & ~_erode(m)] = 0.5 * label_colour(k) + 0.5 * 255
     return out.clip(0, 255).astype(np.uint8)
 
 

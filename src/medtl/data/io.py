@@ -8,17 +8,23 @@ PNG/TIFF images are rescaled linearly from their own min..max to 0..255; RGBA dr
 alpha; grey is repeated to three channels.
 
 Masks (the binarisation rule): each mask file is read as one channel (colour masks take
-the maximum over channels, alpha ignored; palette masks use the palette index). A pixel
+the maximum over channels, alpha ignored; palette masks use the palette index, GIF masks
+their colours). A pixel
 is foreground when its value is >= half the file's value range (128 for 8 bit, 32768 for
 16 bit; a 16-bit mask whose maximum is below 32768 uses half its maximum, rounded up) or,
 for label-style masks whose maximum is 1, when it is 1. Float masks use 0.5 when their
 maximum is <= 1, else 128. Several masks of one
-image are merged by union. Result: ``bool`` array ``(H, W)``.
+image are merged by union. Result: ``bool`` array ``(H, W)``. Whether masks are binary at
+all, or label maps, palette or colour masks, is decided per data set by
+:mod:`medtl.data.masks` (``data.mask_mode``); label masks read as ``uint8`` label indices.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -28,6 +34,34 @@ from medtl.errors import DataError
 Image.MAX_IMAGE_PIXELS = 20_000**2
 
 
+#: images above this many pixels are refused from their header, before decoding: a
+#: 20000x20000 PNG is 388 KB on disk and ~1.2 GB decoded (Pillow warns only above
+#: MAX_IMAGE_PIXELS and refuses above twice it). :func:`pixel_cap` changes it for a block.
+MAX_PIXELS = 150_000_000
+_max_pixels = [MAX_PIXELS]
+
+
+@contextmanager
+def pixel_cap(n: int | None) -> Iterator[None]:
+    """Refuse images above ``n`` pixels for the block (None: the default); decoding
+    threads started inside it see it too."""
+    before = _max_pixels[0]
+    _max_pixels[0] = int(n) if n else MAX_PIXELS
+    try:
+        yield
+    finally:
+        _max_pixels[0] = before
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    w, h = size
+    if w * h > _max_pixels[0]:
+        raise DataError(
+            f"{path}: {w}x{h} = {w * h:,} pixels, over the cap of {_max_pixels[0]:,} "
+            "(data.max_pixels); downscale it, or raise the cap if you have the memory"
+        )
+
+
 def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise DataError(f"{path}: file not found; check data.root or remove it from the manifest")
@@ -35,6 +69,7 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: empty file (0 bytes); re-export or delete it")
     try:
         img = Image.open(path)
+        _check_pixels(path, img.size)  # from the header, before decoding
         img.load()
         return img
     except (
@@ -73,14 +108,17 @@ def _read_special(path: Path) -> np.ndarray | None:
 def read_array(path: str | Path, palette_rgb: bool = False) -> np.ndarray:
     """The file's pixels as stored: ``(H, W)`` or ``(H, W, C)``, native dtype.
 
-    Palette images give their indices (what masks need) unless ``palette_rgb``.
+    Palette images give their indices (what masks need) unless ``palette_rgb``; GIFs
+    always give their colours: a GIF stores every picture as palette indices in an order
+    its encoder chose (PIL writes a black/white mask with white as index 0), so only the
+    colours mean anything (``<name>_mask.gif`` masks then follow the colour-mask rule).
     """
     path = Path(path)
     special = _read_special(path)
     if special is not None:
         return special
     img = _open(path)
-    if img.mode == "P" and palette_rgb:
+    if img.mode == "P" and (palette_rgb or path.suffix.lower() == ".gif"):
         return np.asarray(img.convert("RGB"))
     if img.mode == "P":
         # palette: keep indices for masks; images are converted by read_image
@@ -171,15 +209,21 @@ def binarise_mask(arr: np.ndarray) -> np.ndarray:
 
 
 def read_mask(
-    paths: tuple[Path, ...] | list[Path], shape: tuple[int, int] | None = None
+    paths: tuple[Path, ...] | list[Path],
+    shape: tuple[int, int] | None = None,
+    scheme: Any = None,
 ) -> np.ndarray:
     """Read and merge (union) the mask files of one image -> ``bool (H, W)``.
 
     ``shape`` is the image's ``(H, W)``; a mask of another size is an error naming the file.
+    ``scheme`` (a :class:`medtl.data.masks.MaskScheme` with labels) gives ``uint8 (H, W)``
+    label indices instead (a later file's labels over an earlier one's).
     """
+    labels = scheme is not None and bool(scheme.values)
     merged: np.ndarray | None = None
     for p in paths:
-        m = binarise_mask(read_array(Path(p)))
+        arr = read_array(Path(p))
+        m = scheme.to_index(arr, p) if labels else binarise_mask(arr)
         if shape is not None and m.shape != tuple(shape):
             raise DataError(
                 f"{p}: mask size {m.shape[1]}x{m.shape[0]} differs from its image "
@@ -187,11 +231,14 @@ def read_mask(
             )
         if merged is not None and m.shape != merged.shape:
             raise DataError(f"{p}: mask size differs from the other masks of the same image")
-        merged = m if merged is None else (merged | m)
+        if merged is None:
+            merged = m
+        else:
+            merged = np.where(m > 0, m, merged) if labels else (merged | m)
     if merged is None:
         if shape is None:
             raise DataError("read_mask needs at least one mask file or an image shape")
-        merged = np.zeros(shape, dtype=bool)
+        merged = np.zeros(shape, dtype=np.uint8 if labels else bool)
     return merged
 
 

@@ -14,7 +14,7 @@ from medtl.data.cache import cached_samples, reuse_decoded
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
 from medtl.data.decode import DecodeSpec
 from medtl.data.layouts import Dataset, discover
-from medtl.data.masks import resolve_into
+from medtl.data.mask_scan import resolve_into
 from medtl.data.samplers import EpochSeededSampler, ShardedEvalSampler
 from medtl.errors import DataError
 

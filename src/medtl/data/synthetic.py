@@ -8,6 +8,9 @@
     out/normal/...                    no lesion, all-zero mask
 
 ``make_imagefolder(out)`` writes the same images without masks (``<class>/*.png``).
+``make_label_phantoms(out, labels=2)`` writes ``images/`` + ``masks/`` label maps (8-bit:
+0 background, 1 lesion, 2 an echogenic ring around it, 3 a second ring) and ``labels.yaml``
+(``medtl synth OUT --labels 2``); the class_masks phantoms above are unchanged.
 
 Both call :func:`phantom_sample`, the single generator. An image consists of tissue
 layers (skin line, subcutaneous fat, fibroglandular tissue, pectoral muscle) with smooth
@@ -305,3 +308,57 @@ def make_phantoms(out: str | Path, n: int = 120, size: int = 128, seed: int = 0)
 def make_imagefolder(out: str | Path, n: int = 120, size: int = 128, seed: int = 0) -> Path:
     """Write the same images as :func:`make_phantoms`, without masks (ImageFolder layout)."""
     return _write(out, n, size, seed, masks=False)
+
+
+# --------------------------------------------------------------------------- label maps
+
+LABEL_NAMES: tuple[str, ...] = ("lesion", "ring", "outer_ring")
+
+
+def _rings(lesion: np.ndarray, size: int, labels: int) -> np.ndarray:
+    """Label map: 1 the lesion, 2 a ring around it, 3 a second ring outside that one."""
+    width = max(2, round(size / 10))
+    out = lesion.astype(np.uint8)
+    inner = lesion
+    for k in range(2, labels + 1):
+        outer = ndimage.binary_dilation(inner, iterations=width)
+        out[outer & ~inner] = k
+        inner = outer
+    return out
+
+
+def label_phantom(
+    rng: np.random.Generator, size: int, labels: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """One phantom with ``labels`` structures: ``(image uint8, label map uint8)``. The lesion
+    is a benign or malignant phantom lesion (:func:`phantom_sample`), the rings are
+    echogenic bands (brighter with each ring) around it."""
+    cls = "benign" if rng.random() < 0.6 else "malignant"
+    image, lesion = phantom_sample(rng, size, cls)
+    label_map = _rings(lesion, size, labels)
+    img = image.astype(np.float64)
+    for k in range(2, labels + 1):
+        band = label_map == k
+        img[band] = np.clip(150 + 40 * (k - 2) + rng.normal(0, 12, int(band.sum())), 0, 255)
+    return np.round(img).astype(np.uint8), label_map
+
+
+def make_label_phantoms(
+    out: str | Path, n: int = 60, size: int = 64, seed: int = 0, labels: int = 2
+) -> Path:
+    """Write ``n`` phantoms with ``labels`` (1-3) structures in the ``paired`` layout:
+    ``out/images/phantom_0001.png`` (8-bit grey) and ``out/masks/phantom_0001.png`` (8-bit
+    label map: 0 background, 1 lesion, 2 ring, 3 outer ring), plus ``out/labels.yaml``
+    naming the labels. Image ``i`` comes from its own seed ``(seed, 99, labels, i)``."""
+    _check(n, size, seed)
+    if not _is_int(labels) or not 1 <= labels <= len(LABEL_NAMES):
+        raise MedtlError(f"labels={labels!r} is invalid; pass 1, 2 or 3 structures")
+    root = Path(out)
+    for i in range(1, int(n) + 1):
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 99, int(labels), i]))
+        image, label_map = label_phantom(rng, int(size), int(labels))
+        _save_png(root / "images" / f"phantom_{i:04d}.png", image)
+        _save_png(root / "masks" / f"phantom_{i:04d}.png", label_map)
+    names = "".join(f"{k}: {name}\n" for k, name in enumerate(LABEL_NAMES[:labels], 1))
+    atomic_write(root / "labels.yaml", lambda p: Path(p).write_text(names, encoding="utf-8"))
+    return root

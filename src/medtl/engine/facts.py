@@ -8,7 +8,7 @@ never train.log. Keys (format ``medtl-run-1``)::
 
     status, error, started, ended, data{summary, layout, n_images, classes,
     duplicate_groups{n_groups_with_duplicates, n_images_in_them, enabled},
-    mask_interpretation}, split{train, val, test}, model{task, arch, encoder, strategy,
+    mask_interpretation, mask_labels}, split{train, val, test}, model{task, arch, encoder, strategy,
     weights}, memory_layout{chosen, probe_img_per_s}, monitor, epochs[{epoch, seconds}],
     best_epoch, best_score, unfreeze_epochs, train_seconds
 """
@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from medtl.data.masks import BINARY_NOTE
 from medtl.io_utils import atomic_write_json, to_float
 
 RUN_JSON = "run.json"
@@ -48,6 +49,10 @@ def data_facts(cfg: Any, data: Any) -> dict[str, Any]:
     """The data decisions of one run: what was found, grouped and how masks were read."""
     ds = data.dataset
     with_masks = cfg.task != "classification" or ds.has_masks
+    scheme = getattr(ds, "mask_scheme", None)  # decided by medtl.data.masks (data.mask_mode)
+    rule = scheme.describe() if scheme is not None and scheme.values else MASK_RULE
+    if scheme is not None and not scheme.values and scheme.note != BINARY_NOTE:
+        rule = f"{MASK_RULE} ({scheme.note})"
     return {
         "summary": ds.summary(),
         "layout": ds.layout,
@@ -57,11 +62,20 @@ def data_facts(cfg: Any, data: Any) -> dict[str, Any]:
             **duplicate_groups(ds.samples),
             "enabled": bool(cfg.data.group_duplicates),
         },
-        "mask_interpretation": MASK_RULE if with_masks else None,
+        "mask_interpretation": rule if with_masks else None,
+        "mask_labels": _labels_fact(scheme) if with_masks else None,
         "grouping": ds.grouping,  # patients/volumes from names, CSV or files (data.groups)
         "window": list(ds.window) if ds.window else None,
         "fallback_window": list(ds.fallback_window) if ds.fallback_window else None,
     }
+
+
+def _labels_fact(scheme: Any) -> dict[str, Any] | None:
+    """The labels of a label-map scheme: mode and ``{name: stored value}``."""
+    if scheme is None or not scheme.values:
+        return None
+    values = [list(v) if isinstance(v, tuple) else v for v in scheme.values]
+    return {"mode": scheme.mode, "labels": dict(zip(scheme.names, values, strict=True))}
 
 
 def best_epoch(rows: list[dict[str, Any]], monitor: str, score: float | None) -> int | None:

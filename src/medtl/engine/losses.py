@@ -2,7 +2,22 @@
 
 Segmentation losses take logits ``(N, 1, H, W)`` and float targets in {0, 1}; the soft Dice
 is computed per image and averaged, with a smoothing term so that an empty mask predicted
-empty costs ~0 (normal images in multitask training).
+empty costs ~0 (normal images in multitask training). ``ce`` and ``dice_ce`` are the same
+as ``bce`` and ``dice_bce`` for one label.
+
+Masks with several labels (``C + 1`` logit channels, background first, targets
+``(N, 1, H, W)`` holding label indices 0..C): :data:`LABEL_LOSSES` ``ce`` (pixel
+cross-entropy), ``dice`` (soft Dice of the softmax per image and channel, smoothed like the
+binary one, weighted mean over the channels), ``dice_ce`` (their sum) and ``focal``
+(CE x (1 - p_true)^2, mean over pixels); each takes optional per-label weights ``(C + 1,)``
+(:func:`seg_loss_for`, ``train.label_weights``).
+
+Example (a hand computation: one pixel, background certain, the truth is label 1):
+    >>> import torch
+    >>> logits = torch.tensor([[[[0.0]], [[0.0]]]])  # softmax 0.5 / 0.5
+    >>> target = torch.tensor([[[[1.0]]]])
+    >>> round(float(LABEL_LOSSES["ce"](logits, target)), 4)  # -log 0.5
+    0.6931
 """
 
 from __future__ import annotations
@@ -48,6 +63,66 @@ SEG_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "dice_bce": dice_bce_loss,
     "focal": binary_focal_loss,
 }
+#: the multi-label names on a one-label (sigmoid) head
+BINARY_ALIASES = {"ce": "bce", "dice_ce": "dice_bce"}
+
+
+def label_ce_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Pixel cross-entropy over ``C + 1`` channels (weighted mean when ``weight``)."""
+    w = weight.to(logits) if weight is not None else None
+    return F.cross_entropy(logits, target[:, 0].long(), weight=w)
+
+
+def label_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """1 - soft Dice per image and channel (smoothed), weighted mean over channels, mean
+    over the batch."""
+    k = logits.shape[1]
+    prob = torch.softmax(logits, 1).flatten(2)
+    onehot = F.one_hot(target[:, 0].long(), k).permute(0, 3, 1, 2).flatten(2).to(prob)
+    inter = (prob * onehot).sum(2)
+    denom = prob.sum(2) + onehot.sum(2)
+    loss = 1.0 - (2.0 * inter + SMOOTH) / (denom + SMOOTH)  # (N, K)
+    w = weight.to(loss) if weight is not None else torch.ones(k, dtype=loss.dtype)
+    return ((loss * w).sum(1) / w.sum()).mean()
+
+
+def label_dice_ce_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    return label_dice_loss(logits, target, weight) + label_ce_loss(logits, target, weight)
+
+
+def label_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Multi-class focal loss on pixels (:class:`FocalCE`, gamma 2)."""
+    w = weight.to(logits) if weight is not None else None
+    return FocalCE(w)(logits, target[:, 0].long())
+
+
+LABEL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "ce": label_ce_loss,
+    "dice": label_dice_loss,
+    "dice_ce": label_dice_ce_loss,
+    "focal": label_focal_loss,
+    "bce": label_ce_loss,
+    "dice_bce": label_dice_ce_loss,
+}
+
+
+def seg_loss_for(
+    name: str, channels: int = 1, weight: torch.Tensor | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``train.loss`` for a head of ``channels``: the binary losses for 1 channel (exactly
+    as before), else the multi-label form (``bce``/``dice_bce`` mean ``ce``/``dice_ce``)."""
+    if channels == 1:
+        return SEG_LOSSES[BINARY_ALIASES.get(name, name)]
+    fn = LABEL_LOSSES[name]
+    return lambda logits, target: fn(logits, target, weight)
 
 
 class FocalCE(nn.Module):
@@ -100,7 +175,7 @@ def image_losses(
     ``(seg_weight, cls_weight)`` sum), as evaluate reports a split's loss. Without class
     weights (they come from the training split's counts); an image whose label is unknown
     (-1, another data set's class) gets the segmentation part only, or NaN."""
-    seg = SEG_LOSSES[seg_loss] if "seg" in out else None
+    seg = seg_loss_for(seg_loss, out["seg"].shape[1]) if "seg" in out else None
     cls = make_cls_loss(cls_loss, None, label_smoothing) if "cls" in out else None
     both = seg is not None and cls is not None
     losses = []

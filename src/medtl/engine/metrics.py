@@ -16,16 +16,20 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torchmetrics import Metric
 
 from medtl.metrics.segmentation import both_empty_scores, check_empty_rule
 
 __all__ = [
+    "LabelScores",
     "classification_metric_collection",
     "dice_per_image_torch",
     "iou_per_image_torch",
+    "label_dice_iou_torch",
 ]
 
 
@@ -106,3 +110,69 @@ def classification_metric_collection(num_classes: int, prefix: str = "") -> Any:
         },
         prefix=prefix,
     )
+
+
+def label_dice_iou_torch(
+    logits: torch.Tensor, target: torch.Tensor, empty: str = "one"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dice and IoU of every image and foreground label, ``(N, C)`` each, for ``C + 1``
+    softmax channels: the predicted label is the argmax, the target holds label indices;
+    the empty-mask rule applies per label (NaN for ``"skip"``). Equals
+    :func:`medtl.metrics.segmentation.label_scores` per label.
+
+    Example:
+        >>> logits = torch.tensor([[[[9.0, 0.0]], [[0.0, 9.0]], [[0.0, 0.0]]]])  # (1,3,1,2)
+        >>> dice, iou = label_dice_iou_torch(logits, torch.tensor([[[[0.0, 1.0]]]]))
+        >>> dice.tolist()  # label 1 found, label 2 absent from both: the rule "one"
+        [[1.0, 1.0]]
+    """
+    check_empty_rule(empty)
+    k = logits.shape[1]
+    pred = logits.detach().argmax(1).flatten(1)
+    truth = target.detach()[:, 0].long().flatten(1)
+    labels = torch.arange(1, k, device=pred.device)[None, :, None]
+    p, t = pred[:, None] == labels, truth[:, None] == labels  # (N, C, P)
+    tp = (p & t).sum(2).float()
+    n_p, n_t = p.sum(2).float(), t.sum(2).float()
+    den, union = n_p + n_t, n_p + n_t - tp
+    dice = _apply_empty(2 * tp / den.clamp_min(1), den == 0, empty, "dice")
+    iou = _apply_empty(tp / union.clamp_min(1), union == 0, empty, "iou")
+    return dice, iou
+
+
+class LabelScores(Metric):
+    """Validation Dice and IoU per foreground label (mean over images, NaN left out) and their
+    mean over labels (``dice``, ``iou``: the monitored ``val_dice``). Sums and counts are
+    ``sum`` states: exact under DDP (no mean of means over ranks)."""
+
+    full_state_update = False
+
+    def __init__(self, names: Sequence[str], empty: str = "one") -> None:
+        super().__init__()
+        self.names, self.empty = list(names), empty
+        for key in ("dice_sum", "dice_n", "iou_sum", "iou_n"):
+            self.add_state(
+                key, default=torch.zeros(len(self.names), dtype=torch.float64), dist_reduce_fx="sum"
+            )
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        dice, iou = label_dice_iou_torch(logits, target, self.empty)
+        for name, v in (("dice", dice.double()), ("iou", iou.double())):
+            ok = ~torch.isnan(v)
+            getattr(self, f"{name}_sum").add_(torch.where(ok, v, 0).sum(0).to(self.dice_sum))
+            getattr(self, f"{name}_n").add_(ok.sum(0).to(self.dice_sum))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"dice", "iou", "dice_<name>", "iou_<name>"}`` as float32 scalars."""
+        out: dict[str, torch.Tensor] = {}
+        for metric in ("dice", "iou"):
+            total, n = getattr(self, f"{metric}_sum"), getattr(self, f"{metric}_n")
+            per = torch.where(n > 0, total / n.clamp_min(1), torch.nan)
+            for name, v in zip(self.names, per, strict=True):
+                out[f"{metric}_{name}"] = v.float()
+            out[metric] = (
+                per[~torch.isnan(per)].mean().float()
+                if (~torch.isnan(per)).any()
+                else torch.tensor(float("nan"))
+            )
+        return out

@@ -17,11 +17,14 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from medtl.config import Config
-from medtl.engine.losses import SEG_LOSSES, make_cls_loss
+from medtl.data.masks import scheme_from_config
+from medtl.engine.losses import make_cls_loss, seg_loss_for
 from medtl.engine.metrics import (
+    LabelScores,
     classification_metric_collection,
     dice_per_image_torch,
     iou_per_image_torch,
+    label_dice_iou_torch,
 )
 from medtl.metrics import classification_scores
 from medtl.models.build import Net
@@ -88,7 +91,12 @@ class MedtlTask(L.LightningModule):
     """Training/validation steps, losses, metrics and optimisers for one :class:`Net`."""
 
     def __init__(
-        self, net: Net, cfg: Config, n_classes: int = 0, class_weights: torch.Tensor | None = None
+        self,
+        net: Net,
+        cfg: Config,
+        n_classes: int = 0,
+        class_weights: torch.Tensor | None = None,
+        label_weights: torch.Tensor | None = None,
     ):
         super().__init__()
         self.net = net
@@ -98,7 +106,9 @@ class MedtlTask(L.LightningModule):
         self.n_classes = n_classes
         self.has_seg = cfg.task in ("segmentation", "multitask")
         self.has_cls = cfg.task in ("classification", "multitask")
-        self.seg_loss = SEG_LOSSES[cfg.train.loss]
+        scheme = scheme_from_config(cfg.data)  # several mask labels: softmax head, per label
+        self.label_names = list(scheme.label_names) if scheme.multi else []
+        self.seg_loss = seg_loss_for(cfg.train.loss, scheme.channels, label_weights)
         self.cls_loss = (
             make_cls_loss(cfg.train.cls_loss, class_weights, cfg.train.label_smoothing)
             if self.has_cls
@@ -111,6 +121,8 @@ class MedtlTask(L.LightningModule):
             self.train_cls = classification_metric_collection(n_classes, prefix="train_")
         self.val_dice = MeanMetric(nan_strategy="ignore")
         self.val_iou = MeanMetric(nan_strategy="ignore")
+        if self.label_names:
+            self.val_labels = LabelScores(self.label_names, cfg.train.empty_mask)
         loss_parts = (
             ["loss"]
             + (["seg_loss"] if self.has_seg else [])
@@ -207,8 +219,13 @@ class MedtlTask(L.LightningModule):
         epoch = {"on_step": False, "on_epoch": True, "batch_size": mask.shape[0]}
         if self.has_seg:
             rule = self.cfg.train.empty_mask
-            self.train_dice.update(dice_per_image_torch(out["seg"], mask, empty=rule))
-            self.train_iou.update(iou_per_image_torch(out["seg"], mask, empty=rule))
+            if self.label_names:  # per image: the mean over its labels
+                dice, iou = label_dice_iou_torch(out["seg"], mask, rule)
+                self.train_dice.update(torch.nanmean(dice, 1))
+                self.train_iou.update(torch.nanmean(iou, 1))
+            else:
+                self.train_dice.update(dice_per_image_torch(out["seg"], mask, empty=rule))
+                self.train_iou.update(iou_per_image_torch(out["seg"], mask, empty=rule))
             self.log("train_dice", self.train_dice, **epoch)
             self.log("train_iou", self.train_iou, **epoch)
         if self.has_cls:
@@ -226,7 +243,9 @@ class MedtlTask(L.LightningModule):
         n = int(keep.sum())
         for k, v in self.compute_loss(out, mask, label).items():
             self.val_losses[k].update(v.detach(), weight=n)
-        if self.has_seg:
+        if self.has_seg and self.label_names:
+            self.val_labels.update(out["seg"], mask)
+        elif self.has_seg:
             rule = self.cfg.train.empty_mask
             self.val_dice.update(dice_per_image_torch(out["seg"], mask, empty=rule))
             self.val_iou.update(iou_per_image_torch(out["seg"], mask, empty=rule))
@@ -240,7 +259,11 @@ class MedtlTask(L.LightningModule):
         for m in self.val_losses.values():
             m.reset()
         scores = []
-        if self.has_seg:
+        if self.has_seg and self.label_names:  # val_dice: the mean over foreground labels
+            metrics.update({f"val_{k}": v for k, v in self.val_labels.compute().items()})
+            self.val_labels.reset()
+            scores.append(metrics["val_dice"])
+        elif self.has_seg:
             metrics["val_dice"] = self.val_dice.compute()
             metrics["val_iou"] = self.val_iou.compute()
             self.val_dice.reset()

@@ -5,6 +5,8 @@ Definitions (``P`` the predicted foreground, ``T`` the ground truth, ``|.|`` pix
 * Dice = ``2 |P ∩ T| / (|P| + |T|)``; IoU = ``|P ∩ T| / |P ∪ T|``;
   precision = ``|P ∩ T| / |P|``; recall = ``|P ∩ T| / |T|`` (a zero division counts as 0).
 * HD95 (:func:`hd95`): the 95th percentile of the pooled boundary-to-boundary distances.
+* Label maps (several foreground labels): :func:`label_scores` scores every label as its own
+  binary mask and reports their mean over labels (the empty rule applies per label).
 * Empty masks follow one explicit rule, ``"one"``, ``"zero"`` or ``"skip"``
   (:data:`EMPTY_RULE_TEXT` says each in words, :func:`both_empty_scores` in numbers).
 
@@ -19,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -30,6 +34,7 @@ __all__ = [
     "both_empty_scores",
     "check_empty_rule",
     "hd95",
+    "label_scores",
     "seg_scores",
 ]
 
@@ -153,3 +158,38 @@ def seg_scores(
         "recall": tp / n_t if n_t else 0.0,
         "hd95": hd95(pred, truth, spacing) if (n_p and n_t) else _NAN,
     }
+
+
+def label_scores(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    names: Sequence[str],
+    empty: str = "one",
+    spacing: float = 1.0,
+) -> dict[str, float]:
+    """Scores of one predicted label map against its ground truth, per foreground label.
+
+    ``pred`` and ``truth`` hold label indices (0 background, ``k`` = ``names[k - 1]``).
+    Every label is scored as a binary mask by :func:`seg_scores` (so the empty-mask rule
+    applies per label: a label absent from both is "both empty"). Returns
+    ``<metric>_<name>`` for every label and metric, and ``<metric>`` = the mean over the
+    labels whose score is defined (NaN left out; all NaN gives NaN).
+
+    Example:
+        >>> t = np.array([[0, 1], [2, 2]]); p = np.array([[0, 1], [2, 0]])
+        >>> s = label_scores(p, t, ["a", "b"])
+        >>> s["dice_a"], round(s["dice_b"], 3), round(s["dice"], 3)
+        (1.0, 0.667, 0.833)
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    out: dict[str, float] = {}
+    per: dict[str, list[float]] = {k: [] for k in ("dice", "iou", "precision", "recall", "hd95")}
+    for k, name in enumerate(names, 1):
+        scores = seg_scores(pred == k, truth == k, empty=empty, spacing=spacing)
+        for metric, value in scores.items():
+            out[f"{metric}_{name}"] = value
+            per[metric].append(value)
+    for metric, values in per.items():
+        ok = [v for v in values if not np.isnan(v)]
+        out[metric] = float(np.mean(ok)) if ok else _NAN
+    return out

@@ -120,8 +120,10 @@ def overlay_grid_figure(
     ncols: int = 4,
     *,
     title: str = "Predicted masks on images",
+    legend: Sequence[tuple[str, Sequence[float]]] | None = None,
 ) -> Figure:
-    """A grid of titled RGB images; a title starting ``best``/``median``/``worst`` is coloured."""
+    """A grid of titled RGB images; a title starting ``best``/``median``/``worst`` is coloured.
+    ``legend``: ``(label name, RGB 0..1)`` of each label's colour (masks with several labels)."""
     ncols = max(1, min(ncols, len(items) or 1))
     nrows = max(1, math.ceil(len(items) / ncols))
     aspect = float(
@@ -136,8 +138,14 @@ def overlay_grid_figure(
     for ax, (caption, img) in zip(axes, items, strict=False):
         ax.imshow(as_display(img), interpolation="nearest")
         colour = GROUP_COLOURS.get(caption.split(":", 1)[0].strip().lower(), "black")
-        ax.set_title(textwrap.fill(caption, 30), fontsize=9, color=colour)
+        # parse_math=False: a "$" in a file name is text, not broken mathtext
+        ax.set_title(textwrap.fill(caption, 30), fontsize=9, color=colour, parse_math=False)
     fig.suptitle(title)
+    if legend:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=tuple(rgb), label=name) for name, rgb in legend]
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
     return fig
 
 
@@ -147,6 +155,7 @@ def overlay_grid(
     ncols: int = 4,
     *,
     title: str = "Predicted masks on images",
+    legend: Sequence[tuple[str, Sequence[float]]] | None = None,
 ) -> Path:
     """PNG grid of titled images (e.g. ``"best: benign (12) Dice 0.95"``); returns ``out``."""
-    return save_figure(overlay_grid_figure(items, ncols, title=title), out)
+    return save_figure(overlay_grid_figure(items, ncols, title=title, legend=legend), out)
