@@ -36,10 +36,14 @@ def predict_onnx(
     tta: bool = False,
     model: str | Path | None = None,
     batch_size: int = 8,
+    threshold: str | float | None = None,
+    positive: str | None = None,
 ) -> list[str]:
     """``medtl predict --onnx``: like :func:`medtl.predict.predict` but through ONNX Runtime
     on ``model`` (default ``RUN/export/model.onnx``; ``RUN/export/model.int8.onnx`` works too),
-    ``batch_size`` images per call."""
+    ``batch_size`` images per call. The graph already divides by a stored temperature;
+    ``threshold``/``positive`` as in :func:`medtl.predict.predict`."""
+    from medtl.calibrate import decision_of
     from medtl.inference import infer
     from medtl.predict import write_predictions
 
@@ -57,4 +61,5 @@ def predict_onnx(
         inputs,
         Path(out),
         batch_size,
+        decision=decision_of(run, predictor.classes, threshold, positive),
     )

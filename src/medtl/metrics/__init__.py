@@ -8,7 +8,12 @@ One definition per place, written in each module's docstring:
   precision/recall/F1, macro and weighted averages, one-vs-rest AUROC and the confusion
   matrix, plus a report formatted like scikit-learn's ``classification_report``;
   :mod:`medtl.metrics.diagnostic` (one-vs-rest sensitivity, specificity, PPV, NPV with
-  Wilson CIs) and :mod:`medtl.metrics.calibration` (ECE, reliability bins).
+  Wilson CIs) and :mod:`medtl.metrics.calibration` (ECE, reliability bins, temperature
+  scaling); :mod:`medtl.metrics.operating_point` (thresholds chosen by Youden's J or a
+  target sensitivity/specificity, and the diagnostic numbers at a threshold).
+* :mod:`medtl.metrics.surface` (HD95 ``pooled`` / ``max_directed`` and the mean surface
+  distance, with anisotropic pixel spacing) and :mod:`medtl.metrics.lesions`
+  (lesion-level detection from connected components, area error).
 * :mod:`medtl.metrics.statistics`: BCa bootstrap CIs and summaries of per-image and
   per-fold scores, for evaluate, compare and the report alike.
 * :mod:`medtl.metrics.paired`: paired tests (exact sign-flip permutation, Wilcoxon, and
@@ -27,7 +32,13 @@ Example:
 
 from __future__ import annotations
 
-from medtl.metrics.calibration import ECE_BINS, expected_calibration_error, reliability_bins
+from medtl.metrics.calibration import (
+    ECE_BINS,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+    softmax,
+)
 from medtl.metrics.classification import (
     auroc_binary,
     check_finite_output,
@@ -39,6 +50,8 @@ from medtl.metrics.classification import (
     per_class_prf,
 )
 from medtl.metrics.diagnostic import DIAGNOSTIC_KEYS, diagnostic_lines, one_vs_rest, proportion_ci
+from medtl.metrics.lesions import LESION_CRITERION, area_error, lesion_counts
+from medtl.metrics.operating_point import at_threshold, choose_threshold
 from medtl.metrics.paired import (
     holm,
     paired_bootstrap_pvalue,
@@ -61,9 +74,20 @@ from medtl.metrics.statistics import (
     fold_summary,
     resample_indices,
 )
+from medtl.metrics.surface import HD95_DEFINITIONS, hd95_distance, mean_surface_distance
 
 __all__ = [
     "DIAGNOSTIC_KEYS",
+    "HD95_DEFINITIONS",
+    "LESION_CRITERION",
+    "area_error",
+    "at_threshold",
+    "choose_threshold",
+    "fit_temperature",
+    "hd95_distance",
+    "lesion_counts",
+    "mean_surface_distance",
+    "softmax",
     "ECE_BINS",
     "EMPTY_RULES",
     "EMPTY_RULE_TEXT",

@@ -12,6 +12,12 @@ falls in the first); for bin ``b`` with ``n_b`` images, ``acc_b`` is the share c
 0 means the probabilities say what they mean (of images predicted with 80% confidence,
 80% are right). Default 15 bins, as in Guo et al.
 
+Temperature scaling (Guo et al. 2017, :func:`fit_temperature`): one scalar ``T > 0``
+divides the logits before the softmax, ``softmax(z / T)``; it is fitted by minimising the
+mean negative log-likelihood (NLL) of the true classes over ``log T`` (bounded scalar
+search, ``scipy.optimize.minimize_scalar``), so ``T`` stays positive. Dividing by ``T``
+never changes the argmax, hence neither accuracy nor the confusion matrix.
+
 Example:
     >>> import numpy as np
     >>> round(expected_calibration_error([0, 1], np.array([[0.9, 0.1], [0.2, 0.8]])), 6)
@@ -25,9 +31,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ECE_BINS", "expected_calibration_error", "reliability_bins"]
+__all__ = [
+    "ECE_BINS",
+    "expected_calibration_error",
+    "fit_temperature",
+    "nll",
+    "reliability_bins",
+    "softmax",
+]
 
 ECE_BINS = 15
+LOG_T_BOUNDS = (float(np.log(0.05)), float(np.log(20.0)))  # T in [0.05, 20]
 
 
 def reliability_bins(
@@ -63,3 +77,45 @@ def expected_calibration_error(
     used = b["count"] > 0
     gaps = np.abs(b["accuracy"][used] - b["confidence"][used])
     return float((b["count"][used] / n * gaps).sum())
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)`` of ``(N, C)`` logits (numerically stable)."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(logits: np.ndarray, y_true: Sequence[int] | np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the true classes under ``softmax(logits / T)``."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    y = np.asarray(y_true, dtype=np.int64).ravel()
+    log_norm = np.logaddexp.reduce(z, axis=1)
+    return float(np.mean(log_norm - z[np.arange(len(y)), y]))
+
+
+def fit_temperature(logits: np.ndarray, y_true: Sequence[int] | np.ndarray) -> float:
+    """The temperature ``T`` minimising :func:`nll` (module docstring), searched over
+    ``log T`` in ``[log 0.05, log 20]``; ``1.0`` with no images.
+
+    Example:
+        >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [4.0, 0.0]])
+        >>> t = fit_temperature(z, [0, 1, 1, 0])  # over-confident: one of four is wrong
+        >>> t > 1, nll(z, [0, 1, 1, 0], t) < nll(z, [0, 1, 1, 0])
+        (True, True)
+    """
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray(logits, dtype=np.float64)
+    if z.size == 0:
+        return 1.0
+    res = minimize_scalar(
+        lambda log_t: nll(z, y_true, float(np.exp(log_t))),
+        bounds=LOG_T_BOUNDS,
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    t = float(np.exp(res.x))
+    # keep T = 1 when the search found nothing better (a flat NLL, e.g. constant logits)
+    return t if nll(z, y_true, t) <= nll(z, y_true, 1.0) else 1.0

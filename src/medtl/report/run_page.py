@@ -18,6 +18,7 @@ from medtl import plots
 from medtl.compare import fmt
 from medtl.io_utils import read_csv, read_records, to_float
 from medtl.report.cases import overlay_grid_png
+from medtl.report.decisions import decision_tables, lesion_table
 from medtl.report.html import figure, png_bytes, read_json, render
 
 NO_RUN_JSON = "no run.json (run made before medtl 0.2)"
@@ -36,13 +37,13 @@ def _file_or(path: Path, make: Callable[[], bytes]) -> bytes | None:
 
 
 # ----------------------------------------------------------------------------- results
-def _seg_table(seg: Mapping[str, Any]) -> dict[str, Any]:
+def _seg_table(seg: Mapping[str, Any], unit: str = "px") -> dict[str, Any]:
     rows = []
     for k in SEG_METRICS:
         a = seg.get(k)
         if a:
             ci = f"{fmt(a.get('ci_low'))} – {fmt(a.get('ci_high'))}"
-            name = "HD95 (px)" if k == "hd95" else k
+            name = f"HD95 ({unit})" if k == "hd95" else k
             stats = [fmt(a.get(s)) for s in ("mean", "std", "median")]
             rows.append([name, *stats, ci, str(a.get("n", ""))])
     return {"head": ["metric", "mean", "std", "median", "95% CI", "n"], "rows": rows}
@@ -94,7 +95,9 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
     split = summary.get("split", split_dir.name)
     rows = read_csv(split_dir / "per_image.csv")
     seg, cls = summary.get("segmentation"), summary.get("classification")
-    tables = ([_seg_table(seg)] if seg else []) + (_cls_tables(cls) if cls else [])
+    unit = summary.get("distance_unit", "px")
+    tables = ([_seg_table(seg, unit)] if seg else []) + (_cls_tables(cls) if cls else [])
+    tables += decision_tables(summary) + lesion_table(summary)  # issue 19 (report.decisions)
     figs, cases = [], None
     if cls and cls.get("confusion_matrix"):
         figs += _cls_figures(split_dir, cls, cls.get("classes") or classes, rows)

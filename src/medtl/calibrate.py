@@ -1,0 +1,361 @@
+"""Decisions fitted on a run's validation split and stored in the run folder as data
+(``RUN/calibration.json``, written atomically): the temperature of temperature scaling and
+the operating points of binary / one-vs-rest decisions.
+
+``medtl evaluate RUN --calibrate`` fits the temperature ``T`` on the validation split
+(:func:`medtl.metrics.calibration.fit_temperature`: minimum NLL of the classification
+logits); ``--youden``, ``--sensitivity 0.95`` or ``--specificity 0.9`` choose a threshold
+per class on the validation probabilities (at ``T`` when one is stored,
+:mod:`medtl.metrics.operating_point`). The evaluated split (test) then reports the ECE
+before and after scaling and sensitivity/specificity/PPV/NPV at each threshold.
+
+From then on predict and export apply ``T`` (:func:`calibrated` divides the ``cls`` logits
+by it, so the ONNX graph does too), and ``medtl predict --threshold stored|T`` decides the
+positive class by threshold instead of argmax (:func:`decision_of`, :func:`label_at`).
+
+File layout::
+
+    {"temperature": {"value": 1.7, "fitted_on": "val", "n_images": 40, "nll_before": ...,
+                     "nll_after": ..., "ece_before": ..., "ece_after": ..., "ece_bins": 15},
+     "operating_point": {"rule": "sensitivity", "target": 0.95, "name": "sensitivity >= 0.95",
+                         "positive": "malignant", "temperature": 1.7, "fitted_on": "val",
+                         "per_class": {"malignant": {"threshold": 0.31, ...}}}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medtl.errors import ConfigError, MedtlError
+from medtl.io_utils import atomic_write_json
+from medtl.metrics.calibration import ECE_BINS, expected_calibration_error, fit_temperature, nll
+from medtl.metrics.calibration import softmax as softmax_t
+from medtl.metrics.operating_point import at_threshold, choose_threshold, rule_name
+
+log = logging.getLogger("medtl")
+CALIBRATION_FILE = "calibration.json"
+__all__ = [
+    "CALIBRATION_FILE",
+    "Decisions",
+    "calibrated",
+    "decision_lines",
+    "decision_of",
+    "decision_summary",
+    "fit_decisions",
+    "label_at",
+    "read_calibration",
+    "temperature_of",
+]
+
+
+@dataclass
+class Decisions:
+    """What ``medtl evaluate`` is asked beyond its defaults: ``calibrate`` (fit the
+    temperature on the validation split), an operating-point ``rule`` (``youden``,
+    ``sensitivity`` or ``specificity`` with ``target``) for ``positive`` (default: the second
+    of two classes), and the ``hd95`` definition (:mod:`medtl.metrics.surface`)."""
+
+    calibrate: bool = False
+    rule: str | None = None
+    target: float | None = None
+    positive: str | None = None
+    hd95: str = "pooled"
+
+    def wanted(self) -> bool:
+        return self.calibrate or self.rule is not None
+
+
+def read_calibration(run: str | Path) -> dict[str, Any]:
+    """``RUN/calibration.json`` as a dict; ``{}`` when there is none."""
+    path = Path(run) / CALIBRATION_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise MedtlError(
+            f"{path} is not valid JSON; delete it and run 'medtl evaluate {run} --calibrate'"
+        ) from None
+
+
+def temperature_of(run: str | Path) -> float | None:
+    """The stored temperature, or None when the run was never calibrated."""
+    t = (read_calibration(run).get("temperature") or {}).get("value")
+    return float(t) if t is not None else None
+
+
+class TemperatureScaled(nn.Module):
+    """``net`` with its classification logits divided by ``temperature`` (seg unchanged)."""
+
+    def __init__(self, net: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.net, self.temperature = net, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = dict(self.net(x))
+        if "cls" in out:
+            out["cls"] = out["cls"] / self.temperature
+        return out
+
+    def describe(self) -> str:
+        inner = self.net.describe() if hasattr(self.net, "describe") else "eager"
+        return f"{inner}, temperature {self.temperature:.4g}"
+
+
+def calibrated(net: nn.Module, run: str | Path) -> nn.Module:
+    """``net`` scaled by the run's stored temperature (:class:`TemperatureScaled`), or
+    ``net`` itself when the run has none."""
+    t = temperature_of(run)
+    return net if t is None else TemperatureScaled(net, t)
+
+
+def _positive(classes: list[str], positive: str | None) -> str | None:
+    if positive is not None and positive not in classes:
+        raise ConfigError(f"--positive {positive!r} is not a class of this run: {classes}")
+    return positive or (classes[1] if len(classes) == 2 else None)
+
+
+# ----------------------------------------------------------------------------- fitting
+def _val_logits(run: Path, net, cfg, prepared, device, tta: bool):
+    """The classification logits and labels of the run's validation split."""
+    from medtl.data.pipeline import make_loader, prepare
+    from medtl.data.splits import load_splits
+    from medtl.inference import infer
+
+    if prepared is None:  # evaluating another folder: the run's own data for its val split
+        prepared = prepare(cfg)
+    val = load_splits(run / "splits.json", prepared.dataset.samples).get("val") or []
+    if not val:
+        raise MedtlError(f"{run}/splits.json has no validation images to fit decisions on")
+    logits, labels = [], []
+    for x, _mask, label, rows in make_loader(prepared, val, cfg, train=False):
+        out = infer(net, x.to(device), tta)["cls"].float().cpu().numpy()
+        keep = (rows.numpy() >= 0) & (label.numpy() >= 0)
+        logits.append(out[keep])
+        labels.append(label.numpy()[keep])
+    return np.concatenate(logits), np.concatenate(labels).astype(np.int64)
+
+
+def _temperature_fit(z: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The NLL-optimal temperature on the validation logits, kept only when it does not
+    raise the validation ECE: NLL and the binned ECE can disagree (on a few dozen images,
+    or a barely trained model), and a calibration step must not make the calibration the
+    user reads worse; then ``T = 1`` is stored with the rejected value and the reason."""
+    t_nll = fit_temperature(z, y)
+    ece_1 = expected_calibration_error(y, softmax_t(z))
+    ece_t = expected_calibration_error(y, softmax_t(z, t_nll))
+    kept = ece_t <= ece_1
+    t = t_nll if kept else 1.0
+    out = {
+        "value": t,
+        "fitted_on": "val",
+        "n_images": int(len(y)),
+        "nll_optimal": t_nll,
+        "nll_before": nll(z, y),
+        "nll_after": nll(z, y, t),
+        "ece_before": ece_1,
+        "ece_after": ece_t if kept else ece_1,
+        "ece_bins": ECE_BINS,
+        "kept": kept,
+    }
+    if not kept:
+        out["reason"] = (
+            f"T={t_nll:.4g} (min NLL) raised the validation ECE {ece_1:.3f} -> {ece_t:.3f}"
+        )
+        log.warning("temperature not applied: %s; T = 1 kept", out["reason"])
+    return out
+
+
+def _operating_fit(z, y, classes, t: float, d: Decisions) -> dict[str, Any]:
+    p = softmax_t(z, t)
+    positive = _positive(classes, d.positive)
+    names = [positive] if len(classes) == 2 else list(classes)
+    per_class = {
+        c: choose_threshold(y == classes.index(c), p[:, classes.index(c)], d.rule, d.target)
+        for c in names
+    }
+    return {
+        "rule": d.rule,
+        "target": d.target,
+        "name": rule_name(d.rule, d.target),
+        "positive": positive,
+        "temperature": t,
+        "fitted_on": "val",
+        "per_class": per_class,
+    }
+
+
+def fit_decisions(
+    run: Path, net, cfg, classes: list[str], prepared, device, tta: bool, d: Decisions | None
+) -> dict[str, Any]:
+    """Fit what ``d`` asks on the validation split and store it in ``RUN/calibration.json``
+    (rank 0 writes); returns the file's content (``{}`` when nothing was asked)."""
+    if d is None or not d.wanted():
+        return read_calibration(run)
+    if cfg.task == "segmentation":
+        raise ConfigError(
+            "--calibrate and operating points need a classification head "
+            "(task=classification or multitask)"
+        )
+    z, y = _val_logits(run, net, cfg, prepared, device, tta)
+    doc = read_calibration(run)
+    if d.calibrate:
+        doc["temperature"] = _temperature_fit(z, y)
+        op = doc.get("operating_point")
+        if op and d.rule is None and op.get("temperature") != doc["temperature"]["value"]:
+            doc.pop("operating_point")  # chosen at another temperature: no longer valid
+            log.warning("the stored operating point was dropped (new temperature); choose again")
+    t = float((doc.get("temperature") or {}).get("value", 1.0))
+    if d.rule is not None:
+        doc["operating_point"] = _operating_fit(z, y, classes, t, d)
+    from medtl.runs import process_rank
+
+    if process_rank() == 0:
+        atomic_write_json(run / CALIBRATION_FILE, doc)
+    return doc
+
+
+# ----------------------------------------------------------------------------- reporting
+def decision_summary(
+    run: Path, records: list[dict[str, Any]], classes: list[str]
+) -> dict[str, Any]:
+    """The summary's ``calibration`` (ECE before/after on this split and on validation)
+    and ``operating_points`` (per class, at each stored threshold on this split)."""
+    doc = read_calibration(run)
+    known = [r for r in records if r.get("logits") is not None and r.get("label", -1) >= 0]
+    if not doc or not known:
+        return {}
+    z = np.stack([r["logits"] for r in known]).astype(np.float64)
+    y = np.array([r["label"] for r in known])
+    out: dict[str, Any] = {}
+    temp = doc.get("temperature")
+    t = float(temp["value"]) if temp else 1.0
+    if temp:
+        out["calibration"] = {
+            "temperature": t,
+            "kept": temp.get("kept", True),
+            "reason": temp.get("reason"),
+            "ece_bins": ECE_BINS,
+            "val": {
+                k: temp[k]
+                for k in ("n_images", "ece_before", "ece_after", "nll_before", "nll_after")
+            },
+            "split": {
+                "n_images": int(len(y)),
+                "ece_before": expected_calibration_error(y, softmax_t(z)),
+                "ece_after": expected_calibration_error(y, softmax_t(z, t)),
+                "nll_before": nll(z, y),
+                "nll_after": nll(z, y, t),
+            },
+        }
+    op = doc.get("operating_point")
+    if op:
+        p = softmax_t(z, float(op.get("temperature", 1.0)))
+        rows = {}
+        for c, chosen in op["per_class"].items():
+            if c in classes:
+                i = classes.index(c)
+                got = at_threshold(y == i, p[:, i], chosen["threshold"])
+                rows[c] = {
+                    **got,
+                    "val_sensitivity": chosen["sensitivity"],
+                    "val_specificity": chosen["specificity"],
+                }
+        out["operating_points"] = {
+            k: op[k] for k in ("rule", "target", "name", "positive", "temperature")
+        }
+        out["operating_points"]["per_class"] = rows
+    return out
+
+
+def _f(v: Any) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
+
+
+def decision_lines(summary: dict[str, Any]) -> list[str]:
+    """Console lines: ECE before/after temperature scaling and the operating-point table."""
+    lines = []
+    cal = summary.get("calibration")
+    if cal:
+        v, s = cal["val"], cal["split"]
+        how = "fitted on val, min NLL" if cal.get("kept", True) else cal.get("reason", "")
+        lines.append(f"  temperature scaling T = {cal['temperature']:.4f} ({how}):")
+        lines.append(
+            f"    ECE val {_f(v['ece_before'])} -> {_f(v['ece_after'])}  "
+            f"{summary.get('split', 'this split')} {_f(s['ece_before'])} -> {_f(s['ece_after'])}"
+            f"  ({cal['ece_bins']} bins; NLL val {_f(v['nll_before'])} -> {_f(v['nll_after'])})"
+        )
+    op = summary.get("operating_points")
+    if op:
+        lines.append(
+            f"  operating point ({op['name']}, chosen on val; positive if p >= threshold):"
+        )
+        for c, r in op["per_class"].items():
+            cells = "  ".join(
+                f"{k} {_f(r[key])} [{_f(r[key + '_ci'][0])}, {_f(r[key + '_ci'][1])}]"
+                for key, k in (
+                    ("sensitivity", "sens"),
+                    ("specificity", "spec"),
+                    ("ppv", "PPV"),
+                    ("npv", "NPV"),
+                )
+            )
+            lines.append(f"    {c}  threshold {r['threshold']:.4f}  {cells}")
+    return lines
+
+
+# ----------------------------------------------------------------------------- predict
+def decision_of(
+    run: str | Path, classes: list[str], threshold: str | float | None, positive: str | None
+) -> tuple[int, float] | None:
+    """``(positive class index, threshold)`` for ``predict --threshold`` (``stored``: the
+    run's operating point), or None for argmax decisions."""
+    if threshold is None:
+        return None
+    if str(threshold) == "stored":
+        op = read_calibration(run).get("operating_point")
+        if not op:
+            raise ConfigError(
+                f"{run} has no stored operating point; run 'medtl evaluate {run} --youden' "
+                "(or --sensitivity 0.95) first, or give --threshold 0.5"
+            )
+        if abs(float(op.get("temperature", 1.0)) - (temperature_of(run) or 1.0)) > 1e-9:
+            raise ConfigError(
+                f"{run}: the operating point was chosen at another temperature; choose it "
+                f"again with 'medtl evaluate {run} --youden'"
+            )
+        name = positive or op.get("positive")
+        if name is None or name not in op["per_class"]:
+            raise ConfigError(f"give --positive, one of {', '.join(op['per_class'])}")
+        return classes.index(name), float(op["per_class"][name]["threshold"])
+    try:
+        value = float(threshold)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise ConfigError(f"--threshold {threshold!r}: give a probability in [0, 1] or 'stored'")
+    name = _positive(classes, positive)
+    if name is None:
+        raise ConfigError(f"--threshold with {len(classes)} classes needs --positive CLASS")
+    return classes.index(name), value
+
+
+def label_at(p: np.ndarray, decision: tuple[int, float] | None) -> int:
+    """The predicted class index: argmax, or with ``decision = (c, t)`` class ``c`` when
+    ``p[c] >= t`` and else the most probable other class."""
+    if decision is None:
+        return int(np.argmax(p))
+    c, t = decision
+    if p[c] >= t:
+        return c
+    rest = np.array(p, dtype=np.float64)
+    rest[c] = -np.inf
+    return int(np.argmax(rest))
