@@ -55,7 +55,10 @@ def test_comparison_report(cmp):
     assert f"{best['metrics']['dice']['images']['mean']:.3f}" in table
     ci = best["metrics"]["dice"]["images"]
     assert f"[{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]" in table
-    assert "Wilcoxon" in table and "bootstrap" in table
+    # issue 19: the table shows the sign-flip permutation and Wilcoxon p (raw and Holm);
+    # the bootstrap p is no longer shown (anti-conservative below 20 pairs)
+    assert "Wilcoxon" in table and "perm" in table and "Holm" in table
+    assert "bootstrap" not in table
     assert f"{other['vs_best']['images']['mean_diff']:+.3f}" in table
     assert text.count("data:image/png;base64,") >= 5  # summary, per-image, cases, curves x3
     assert "Best and worst cases" in text
