@@ -11,7 +11,7 @@ STAMP := $(VENV)/.medtl-installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch torchvision
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,onnx,tracking]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,onnx,tracking,dicom,volumes,explain,app]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -32,9 +32,13 @@ __all__ = [
     "evaluate",
     "predict",
     "load",
+    "explain",
+    "app",
     "format_summary",
     "synth",
     "audit",
+    "audit_preview",
+    "slices",
     "models_table",
     "demo",
     "compare",
@@ -80,9 +84,19 @@ def evaluate(
     """Evaluate a run; returns the summary. ``options``: those of
     :func:`medtl.evaluate.evaluate` (``split``, ``tta``, ``save_images``, ``plots``,
     ``optimise``) and where it runs as keywords (``devices=2``, ``threads=1`` =
-    ``train.devices``, ``train.threads``; the run's own settings are not changed)."""
+    ``train.devices``, ``train.threads``; the run's own settings are not changed).
+
+    ``config=N`` (rank, cell id or cell folder; ``run`` is then a comparison folder) or a
+    cell folder as ``run`` evaluates the configuration's fold ensemble
+    (:mod:`medtl.compare.ensemble`; options ``split``, ``tta``, ``save_images``, ``plots``,
+    ``strict``)."""
+    from medtl.compare.ensemble import evaluate_ensemble, is_cell_folder
     from medtl.evaluate import PROCESS_KEYS
     from medtl.evaluate import evaluate as run_evaluate
+
+    config, strict = options.pop("config", None), options.pop("strict", False)
+    if config is not None or is_cell_folder(run):
+        return evaluate_ensemble(run, config, data, overrides, strict=strict, **options)
 
     process = [f"train.{k}={options.pop(k)}" for k in list(options) if f"train.{k}" in PROCESS_KEYS]
     return run_evaluate(run, data, overrides=[*(overrides or []), *process], **options)
@@ -93,8 +107,14 @@ def predict(
 ) -> list[str]:
     """Predict image files into ``out`` (masks, overlays, predictions.csv); returns the paths.
     ``options``: ``tta``, ``optimise``, ``batch_size`` (:func:`medtl.predict.predict`).
-    For images in memory use :func:`load`."""
+    For images in memory use :func:`load`. ``config=N`` (``run`` a comparison folder) or a
+    cell folder as ``run``: the fold ensemble (options ``tta``, ``batch_size``, ``strict``)."""
+    from medtl.compare.ensemble import is_cell_folder, predict_ensemble
     from medtl.predict import predict as run_predict
+
+    config, strict = options.pop("config", None), options.pop("strict", False)
+    if config is not None or is_cell_folder(run):
+        return predict_ensemble(run, config, inputs, out, strict=strict, **options)
 
     return run_predict(run, inputs, out, **options)
 
@@ -104,6 +124,29 @@ def load(run: str | Path, optimise: bool = True, tta: bool = False) -> Predictor
     from medtl.predict import load as load_predictor
 
     return load_predictor(run, optimise=optimise, tta=tta)
+
+
+def explain(
+    run: str | Path,
+    inputs: list[str | Path],
+    out: str | Path = "cam",
+    method: str = "gradcam",
+    target: str | None = None,
+    layer: str | None = None,
+) -> list[str]:
+    """Grad-CAM maps of image files into ``out`` (``<name>_cam.png`` / ``.npy``); returns
+    the paths (see :mod:`medtl.explain`; needs the ``[explain]`` extra)."""
+    from medtl.explain import explain as run_explain
+
+    return run_explain(run, inputs, out, method=method, target=target, layer=layer)
+
+
+def app(run: str | Path, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+    """Serve the run as a Gradio page on ``host:port`` (see :mod:`medtl.app`; needs the
+    ``[app]`` extra); ``block=False`` returns the running app (``.close()`` stops it)."""
+    from medtl.app import serve
+
+    return serve(run, host=host, port=port, block=block)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -134,10 +177,19 @@ def configure_cpu(threads: int | None = 0, allocator: str = "tuned") -> None:
 
 
 def synth(
-    out: str | Path, n: int = 120, size: int = 128, seed: int = 0, layout: str = "class_masks"
+    out: str | Path,
+    n: int = 120,
+    size: int = 128,
+    seed: int = 0,
+    layout: str = "class_masks",
+    labels: int = 0,
 ) -> Path:
-    """Write the phantom data set (``class_masks`` with masks, or ``imagefolder`` without)."""
-    from medtl.data.synthetic import make_imagefolder, make_phantoms
+    """Write the phantom data set (``class_masks`` with masks, or ``imagefolder`` without);
+    ``labels=N`` (1-3) writes ``images/`` + ``masks/`` label maps instead (lesion, rings)."""
+    from medtl.data.synthetic import make_imagefolder, make_label_phantoms, make_phantoms
+
+    if labels:
+        return make_label_phantoms(out, n=n, size=size, seed=seed, labels=labels)
 
     return (make_phantoms if layout == "class_masks" else make_imagefolder)(
         out, n=n, size=size, seed=seed
@@ -149,6 +201,31 @@ def audit(data: str | Path, layout: str = "auto") -> Any:
     from medtl.data.audit import audit as run_audit
 
     return run_audit(data, layout=layout)
+
+
+def audit_preview(
+    data: str | Path, out: str | Path | None = None, layout: str = "auto", n: int = 16
+) -> Path:
+    """A PNG grid of ``n`` sample images with mask outlines per class (``medtl audit
+    --preview``); ``out`` defaults to ``DATA_preview.png`` beside the data folder."""
+    from medtl.data.preview import write_preview
+
+    return write_preview(data, out, layout=layout, n=n)
+
+
+def slices(
+    volumes: str | Path,
+    out: str | Path,
+    slice_axis: int = 2,
+    empty_slice_fraction: float = 1.0,
+    window: str | None = None,
+) -> dict[str, Any]:
+    """Write a ``volumes`` data set as PNG slices, masks and ``OUT/slices.csv`` (group =
+    volume id); see :func:`medtl.data.volumes.write_slices`."""
+    from medtl.data.dicom import parse_window
+    from medtl.data.volumes import write_slices
+
+    return write_slices(volumes, out, slice_axis, empty_slice_fraction, parse_window(window))
 
 
 def models_table() -> str:
@@ -191,11 +268,13 @@ def compare(
     shard: tuple[int, int] | None = None,
     progress: bool = False,
     cells: list[list[str]] | None = None,
+    test_fraction: float | None = None,
 ) -> Path:
     """Train every cell of ``grid`` on identical splits/folds; see :mod:`medtl.compare`.
 
     ``cells`` lists the configurations explicitly (each a list of ``key=value``) instead of
-    the cartesian product of ``grid``.
+    the cartesian product of ``grid``. ``test_fraction``: the share held out of the folds
+    as a test split (default ``data.test_fraction``; 0: none, every image in the folds).
     """
     from medtl.compare import compare as run_compare
 
@@ -208,6 +287,7 @@ def compare(
         shard=shard,
         progress=progress,
         cell_list=cells,
+        test_fraction=test_fraction,
     )
 
 

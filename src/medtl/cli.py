@@ -13,7 +13,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from medtl.errors import MedtlError
+from medtl.decision_cli import (
+    add_evaluate_options,
+    add_predict_options,
+    evaluate_options,
+    predict_options,
+)
+from medtl.errors import MedtlError, os_error_line
 
 EAGER_HELP = "run the network as trained (default on CPU: Conv-BN folded, channels_last)"
 
@@ -50,7 +56,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from medtl import api
 
     summary = api.evaluate(
-        a.run, data=a.data, split=a.split, tta=a.tta, overrides=a.overrides, optimise=not a.eager
+        a.run,
+        data=a.data,
+        split=a.split,
+        tta=a.tta,
+        overrides=a.overrides,
+        optimise=not a.eager,
+        checkpoint=a.checkpoint,
+        config=a.config,  # a comparison's configuration: its fold ensemble
+        strict=a.strict,
+        postprocess=a.postprocess,
+        **evaluate_options(a),  # --calibrate, operating point, --hd95 (medtl.decision_cli)
     )
     if summary.get("rank"):
         return 0  # another DDP process; rank 0 prints
@@ -67,11 +83,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
         model = Path(a.run) / "export" / ("model.int8.onnx" if a.int8 else "model.onnx")
         written = predict_onnx(
-            a.run, a.inputs, a.out, tta=a.tta, model=model, batch_size=a.batch_size
+            a.run, a.inputs, a.out, tta=a.tta, model=model, batch_size=a.batch_size,
+            **predict_options(a),
         )
     else:
         written = api.predict(
-            a.run, a.inputs, a.out, tta=a.tta, optimise=not a.eager, batch_size=a.batch_size
+            a.run, a.inputs, a.out, tta=a.tta, optimise=not a.eager, batch_size=a.batch_size,
+            config=a.config, strict=a.strict, postprocess=a.postprocess, **predict_options(a),
         )
     for line in written:
         print(line)
@@ -114,7 +132,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_synth(a: argparse.Namespace) -> int:
     from medtl import api
 
-    print(api.synth(a.out, n=a.n, size=a.size, seed=a.seed, layout=a.layout))
+    print(api.synth(a.out, n=a.n, size=a.size, seed=a.seed, layout=a.layout, labels=a.labels))
     return 0
 
 
@@ -130,6 +148,9 @@ def cmd_audit(a: argparse.Namespace) -> int:
 
     report = api.audit(a.data, layout=a.layout)
     print(json.dumps(report.to_dict(), indent=2, default=str) if a.json else report.format())
+    if a.preview is not None:  # stderr beside --json: stdout stays one JSON document
+        where = sys.stderr if a.json else sys.stdout
+        print(f"preview: {api.audit_preview(a.data, a.preview or None, a.layout)}", file=where)
     return 1 if (a.strict and not report.ok) else 0
 
 
@@ -159,6 +180,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         shard=a.shard,
         progress=not a.no_progress,
         cells=[c.split() for c in a.cell] if a.cell else None,
+        test_fraction=a.test_fraction,
     )
     print(out)
     return 0
@@ -199,6 +221,17 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--config", metavar="N", help="RUN=CMP: the fold ensemble of config N")
+    sp.add_argument("--strict", action="store_true", help="with --config: all folds finished")
+    sp.add_argument(
+        "--postprocess",
+        metavar="largest|min_area=A|none",
+        help="mask post-processing (A pixels, or A%% of the image); default: none for a run, "
+        "the rule chosen on CV (CELL/postprocess.json) for --config",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="medtl", description="Transfer learning for 2D medical images."
@@ -236,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--eager", action="store_true", help=EAGER_HELP)
     sp.add_argument(
+        "--checkpoint",
+        default="best",
+        metavar="best|last|PATH",
+        help="weights to evaluate: best (model.pt, default), last (checkpoints/last.ckpt) "
+        "or a .ckpt file; others than best write eval/<split>-<name>",
+    )
+    add_evaluate_options(sp)
+    _ensemble_options(sp)
+    sp.add_argument(
         "overrides",
         nargs="*",
         help="train.devices=N train.accelerator=... train.num_nodes=... (DDP evaluation)",
@@ -251,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--int8", action="store_true", help="use RUN/export/model.int8.onnx")
     sp.add_argument("--eager", action="store_true", help=EAGER_HELP)
     sp.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    add_predict_options(sp)
+    _ensemble_options(sp)
 
     sp = add("explain", cmd_explain, "Grad-CAM heat maps of a run's predictions")
     sp.add_argument("run")
@@ -287,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--size", type=int, default=128)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--layout", default="class_masks", choices=["class_masks", "imagefolder"])
+    sp.add_argument("--labels", type=int, default=0, help="1-3: images/+masks/ label maps")
 
     sp = add("demo", cmd_demo, "the main job on the embedded phantom data")
     sp.add_argument("--out", default="demo_runs")
@@ -297,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--layout", default="auto")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
+    sp.add_argument("--preview", nargs="?", const="", metavar="PNG", help="samples+outlines PNG")
 
     sp = add("slices", cmd_slices, "NIfTI volumes -> PNG slices, masks and a CSV (group = volume)")
     sp.add_argument("volumes", help="folder with images/ (+ labels/) of .nii/.nii.gz volumes")
@@ -316,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--folds", type=int, default=0, help="K-fold cross-validation (grouped, stratified)"
     )
+    sp.add_argument("--test-fraction", type=float, help="test split no fold sees (0: none)")
     sp.add_argument(
         "--out", default="compare", help="comparison folder (re-running it skips finished cells)"
     )
@@ -384,8 +431,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"medtl: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("medtl: interrupted", file=sys.stderr)
+    except OSError as exc:  # full disk, read-only folder, a file where a folder belongs
+        if a.debug:
+            raise
+        print(f"medtl: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # training's says how to resume the run
+        print(f"medtl: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
 
 

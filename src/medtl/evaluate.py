@@ -10,23 +10,40 @@ from typing import Any
 import numpy as np
 import torch
 
+from medtl.calibrate import Decisions, decision_lines, decision_summary, fit_decisions
+from medtl.checkpoints import load_checkpoint, mean_loss, split_losses
 from medtl.config import Config, parse_override, set_key
-from medtl.data.io import read_image, read_mask
+from medtl.data.decode import read_originals
+from medtl.data.leaks import leak_free_lines, leak_free_summary
+from medtl.data.masks import MaskScheme, scheme_from_config
+from medtl.data.parallel import progress
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.splits import load_splits
+from medtl.data.volumes import volume_scores
 from medtl.engine.cpu import threads_for
+from medtl.engine.loggers import log_run_artifacts
 from medtl.errors import MedtlError
+from medtl.eval_output import staging_folder, writer_lock
 from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
-from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text
+from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text, printable, swap_in
 from medtl.metrics import (
     EMPTY_RULE_TEXT,
     aggregate,
+    check_finite_output,
     classification_report_rows,
     classification_report_text,
     classification_scores,
-    seg_scores,
+    diagnostic_lines,
+)
+from medtl.postprocess import (
+    parse_rule,
+    postprocess_lines,
+    postprocess_summary,
+    scored,
 )
 from medtl.runs import load_bundle
+from medtl.seg_eval import SegScorer, seg_extra_lines, seg_extra_summary
+from medtl.seg_labels import histogram_groups, label_lines, label_summary, legend, score_row, stored
 
 log = logging.getLogger("medtl")
 SEG_KEYS = ("dice", "iou", "precision", "recall", "hd95")
@@ -107,8 +124,16 @@ def evaluate(
     plots: bool = True,
     overrides: list[str] | None = None,
     optimise: bool = True,
+    checkpoint: str = "best",
+    decide: Decisions | None = None,
+    postprocess: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run; returns the summary dict (also written to summary.json).
+
+    ``checkpoint``: ``best`` (``RUN/model.pt``, the best epoch), ``last``
+    (``RUN/checkpoints/last.ckpt``) or a path to a ``.ckpt`` of this run; other than
+    ``best``, results go to ``eval/<split>-<checkpoint name>``. The summary holds the
+    split's mean loss (the training loss, without class weights) as ``loss``.
 
     ``overrides`` may set :data:`PROCESS_KEYS`: with ``train.devices=N`` (and/or
     ``train.num_nodes``) the images are sharded over N DDP processes, the per-image rows
@@ -118,38 +143,66 @@ def evaluate(
     otherwise ``split`` of the run's own splits.json is used. Masks are compared at the
     image's original resolution. ``save_images`` caps the overlays written (masks: all);
     ``plots=False`` skips the figures (e.g. inside a comparison grid). ``optimise=False``
-    runs the eager network instead of the CPU-optimised one
-    (:func:`medtl.inference.inference_net`: Conv-BN folded, channels_last).
+    runs the eager network instead of the CPU-optimised :func:`~medtl.inference.inference_net`.
+    ``decide``: fits on val first, HD95 definition (:class:`medtl.calibrate.Decisions`).
+    ``postprocess``: a mask rule of :mod:`medtl.postprocess` (``dice_raw``: Dice before it).
     """
     run = Path(run)
     net, cfg, classes = load_bundle(run)
+    ckpt_name = load_checkpoint(net, run, checkpoint)
     _apply_process_overrides(cfg, list(overrides or []))
-    with threads_for(cfg):
+    with writer_lock(run), threads_for(cfg):
         fabric = _launch(cfg)
         device = fabric.device if fabric is not None else torch.device("cpu")
         net = inference_net(net.to(device), device, optimise)
         prepared, split, indices = _eval_data(run, cfg, classes, data, split)
-        out_dir = run / "eval" / split
+        fit_decisions(run, net, cfg, classes, None if data else prepared, device, tta, decide)
+        out_dir = run / "eval" / (split if ckpt_name == "best" else f"{split}-{ckpt_name}")
+        staging = staging_folder(out_dir, fabric)  # replaces out_dir as a whole when complete
         records = _gather(
             _predict_records(
-                net, cfg, prepared, indices, classes, out_dir, tta, save_images, device
+                net, cfg, prepared, indices, classes, staging, tta, save_images, device, decide,
+                postprocess,
             ),
             fabric,
         )
-    summary: dict[str, Any] = {
-        "run": str(run),
-        "split": split,
-        "n_images": len(records),
-        "tta": tta,
-        "inference": net.describe() if hasattr(net, "describe") else "eager",
-        "task": cfg.task,
-        "out_dir": str(out_dir),
-    }
+        summary: dict[str, Any] = {
+            "run": str(run),
+            "split": split,
+            "n_images": len(records),
+            "tta": tta,
+            "inference": net.describe() if hasattr(net, "describe") else "eager",
+            "task": cfg.task,
+            "out_dir": str(out_dir),
+            "checkpoint": ckpt_name,
+            "loss": mean_loss(records),
+            "postprocess": parse_rule(postprocess),  # popped into Dice before/after
+        }
+        return _finish(run, cfg, records, classes, plots, fabric, staging, summary)
+
+
+def _finish(
+    run: Path,
+    cfg: Config,
+    records: list[dict[str, Any]],
+    classes: list[str],
+    plots: bool,
+    fabric,
+    staging: Path,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Rank 0 writes the results into ``staging`` and swaps it in; the model card follows."""
+    out_dir = Path(summary["out_dir"])
     if fabric is not None and fabric.world_size > 1:
         summary["processes"] = fabric.world_size
     if fabric is not None and fabric.global_rank != 0:
         return {**summary, "rank": fabric.global_rank}  # rank 0 writes the files
-    _write_results(run, cfg, records, classes, summary, out_dir, plots)
+    _write_results(run, cfg, records, classes, summary, staging, plots)
+    swap_in(staging, out_dir)  # summary.json was written last: the folder is complete
+    log_run_artifacts(run, [out_dir], f"eval/{out_dir.name}")  # train.logger=mlflow
+    from medtl.model_card import write_model_card
+
+    write_model_card(run)  # reads the summary.json just written
     return summary
 
 
@@ -184,13 +237,14 @@ def _write_results(
     y_all = [r["label"] for r in records if r["probs"] is not None]
     cases = {p: r["case"] for p, r in enumerate(records) if r["case"] is not None}
     if cfg.task != "classification":
-        summary.update(_seg_summary(rows, cfg))
+        summary.update(_seg_summary(rows, cfg), **seg_extra_summary(records))
     if cfg.task != "segmentation" and probs_all:
         known = [i for i, y in enumerate(y_all) if y >= 0]
         scores = classification_scores(
             np.array([y_all[i] for i in known]), np.stack([probs_all[i] for i in known]), classes
         )
         summary["classification"] = scores
+        summary.update(decision_summary(run, records, classes))  # RUN/calibration.json's
         atomic_write_text(
             out_dir / "classification_report.txt", classification_report_text(scores, classes)
         )
@@ -199,8 +253,19 @@ def _write_results(
             csv_text(classification_report_rows(scores, classes)),
         )
     atomic_write_text(out_dir / "per_image.csv", csv_text(rows))
+    per_volume = volume_scores(rows)  # volumes layout: 3-D Dice beside the per-slice numbers
+    if per_volume:
+        dice_3d = [v["dice_3d"] for v in per_volume]
+        summary["volumes"] = {"n": len(per_volume), "dice_3d_mean": float(np.mean(dice_3d))}
+        atomic_write_text(out_dir / "per_volume.csv", csv_text(per_volume))
     if plots:
         write_plots(run, out_dir, rows, cases, summary, probs_all, y_all, classes)
+    if plots and "classification" in summary:
+        from medtl.explain import write_cam_grid
+
+        write_cam_grid(run, rows, out_dir)  # skipped, with a log line, without [explain]
+    summary.update(postprocess_summary(rows, summary.pop("postprocess", None)))
+    summary.update(leak_free_summary(run, summary["split"], rows))  # RUN/leaks.json
     atomic_write_json(out_dir / "summary.json", summary)
 
 
@@ -215,7 +280,29 @@ def _seg_summary(rows: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
             c: {k: aggregate([r[k] for r in rows if r["class"] == c]) for k in ("dice", "iou")}
             for c in sorted({r["class"] for r in rows if r.get("class")})
         }
+    out.update(label_summary(rows, scheme_from_config(cfg.data)))  # several mask labels
     return out
+
+
+def _classification_plots(
+    cls: dict[str, Any], classes: list[str], probs: list, y_true: list, out_dir: Path
+) -> list[Path]:
+    """Confusion matrix, ROC (two classes present or more) and reliability diagram."""
+    from medtl import plots
+
+    written = [
+        plots.confusion_matrix_plot(
+            cls["confusion_matrix"], classes, out_dir / "confusion_matrix.png"
+        )
+    ]
+    known = [i for i, y in enumerate(y_true) if y >= 0]
+    if not known:
+        return written
+    y, p = np.array([y_true[i] for i in known]), np.stack([probs[i] for i in known])
+    if len(set(y.tolist())) >= 2:
+        written.append(plots.roc_plot(y, p, classes, out_dir / "roc.png"))
+    written.append(plots.reliability_plot(y, p, out_dir / "reliability.png"))
+    return written
 
 
 def write_plots(
@@ -228,7 +315,7 @@ def write_plots(
     y_true: list,
     classes: list[str],
 ) -> list[Path]:
-    """The evaluation plots: learning curves, confusion matrix, ROC, Dice histogram,
+    """The evaluation plots: learning curves, confusion matrix, ROC, reliability, Dice histogram,
     best/median/worst overlay grid and predictions.gif (those the task has)."""
     from medtl import plots
 
@@ -237,21 +324,7 @@ def write_plots(
         written.append(plots.learning_curves(run / "metrics.csv", out_dir / "learning_curves.png"))
     cls = summary.get("classification")
     if cls:
-        written.append(
-            plots.confusion_matrix_plot(
-                cls["confusion_matrix"], classes, out_dir / "confusion_matrix.png"
-            )
-        )
-        known = [i for i, y in enumerate(y_true) if y >= 0]
-        if len({y_true[i] for i in known}) >= 2:
-            written.append(
-                plots.roc_plot(
-                    np.array([y_true[i] for i in known]),
-                    np.stack([probs[i] for i in known]),
-                    classes,
-                    out_dir / "roc.png",
-                )
-            )
+        written += _classification_plots(cls, classes, probs, y_true, out_dir)
     if "segmentation" in summary:
         dice = [r["dice"] for r in rows]
         by_class: dict[str, list[float]] = {}
@@ -259,20 +332,37 @@ def write_plots(
             if r.get("class"):
                 by_class.setdefault(r["class"], []).append(r["dice"])
         written.append(
-            plots.dice_histogram(dice, out_dir / "dice_histogram.png", by_class=by_class or None)
+            plots.dice_histogram(
+                dice,
+                out_dir / "dice_histogram.png",
+                by_class=histogram_groups(rows, summary, by_class) or None,
+            )
         )
         picked = plots.select_cases(dice, k=4)
         items, frames = [], []
         for group in ("best", "median", "worst"):
             for i in picked[group]:
                 image, pred, truth = cases[i]
-                caption = f"{group}: {Path(rows[i]['image']).stem} Dice {rows[i]['dice']:.2f}"
+                stem = printable(Path(rows[i]["image"]).stem)  # a newline in a name
+                caption = f"{group}: {stem} Dice {rows[i]['dice']:.2f}"
                 items.append((caption, overlay(image, pred, truth)))
                 frames.append((image, pred, truth, caption))
         if items:
-            written.append(plots.overlay_grid(items, out_dir / "overlays_grid.png"))
+            written.append(
+                plots.overlay_grid(items, out_dir / "overlays_grid.png", legend=legend(summary))
+            )
             written.append(plots.predictions_gif(frames, out_dir / "predictions.gif"))
     return written
+
+
+def _check_finite(out: dict[str, torch.Tensor], rows: list[int], samples: list) -> None:
+    """NaN or Inf in a model output is an error naming the image: ``argmax`` takes NaN as
+    the maximum and the mask threshold as background, so it would otherwise score silently."""
+    what = {"cls": "class scores", "seg": "mask probabilities"}
+    for key, v in out.items():
+        for j, idx in enumerate(rows):
+            if idx >= 0:
+                check_finite_output(v[j].numpy(), str(samples[idx].image), what.get(key, key))
 
 
 def _predict_records(
@@ -285,42 +375,50 @@ def _predict_records(
     tta: bool,
     save_images: int,
     device: torch.device,
+    decide: Decisions | None = None,
+    postprocess: str | None = None,
 ) -> list[dict[str, Any]]:
     """One record per image of this process's shard: its position in ``indices``, the
     per-image CSV row, class probabilities, label and best/worst-grid thumbnail. Predicted
     masks (and overlays for the first ``save_images`` positions) are written here."""
     loader = make_loader(prepared, indices, cfg, train=False)
-    samples = prepared.dataset.samples
+    ds = prepared.dataset
+    samples = ds.samples
+    scorer = SegScorer.of(cfg, samples, indices, decide)  # lesions, area, HD95/MSD in mm or px
     position = {idx: p for p, idx in enumerate(indices)}
     records: list[dict[str, Any]] = []
-    for x, _, label, rows_idx in loader:
+    for x, mask, label, rows_idx in progress(loader, len(loader), "evaluating"):
         out = {k: v.float().cpu() for k, v in infer(net, x.to(device), tta).items()}
+        # the batch's images and masks at their original size, decoded in parallel
+        rows = [i for i in rows_idx.tolist() if i >= 0] if "seg" in out else []
+        originals = read_originals(samples, rows, ds.window, ds.fallback_window, ds.mask_scheme)
+        _check_finite(out, rows_idx.tolist(), samples)
+        losses = split_losses(cfg, out, mask, label)
         for j, idx in enumerate(rows_idx.tolist()):
             if idx < 0:
                 continue  # padding that evens out the shards of several processes
             s = samples[idx]
             row: dict[str, Any] = {"image": str(s.image), "class": s.label or ""}
             rec: dict[str, Any] = {"position": position[idx], "probs": None, "case": None}
+            rec["loss"] = losses[j]
             if "cls" in out:
                 p = torch.softmax(out["cls"][j], 0).numpy()
                 row["prediction"] = classes[int(p.argmax())]
                 row.update({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p, strict=True)})
                 rec["probs"], rec["label"] = p, int(label[j])
+                rec["logits"] = out["cls"][j].numpy()  # temperature scaling's input
             if "seg" in out:
                 h, w = prepared.cache.sizes[idx]
                 pred = mask_at_size(out["seg"][j], h, w)
-                truth = read_mask(s.masks, (h, w))
-                row.update(
-                    {
-                        k: round(v, 6) if np.isfinite(v) else float("nan")
-                        for k, v in seg_scores(pred, truth, empty=cfg.train.empty_mask).items()
-                    }
-                )
-                row["pred_area"] = int(pred.sum())
-                row["true_area"] = int(truth.sum())
+                image, truth = originals[idx]
+                scheme = ds.mask_scheme or MaskScheme("binary")  # label maps: per label too
+                pred = scored(pred, truth, postprocess, row, scheme, cfg.train.empty_mask)
+                row.update(score_row(scorer, idx, pred, truth, scheme, cfg.train.empty_mask))
+                rec["seg_facts"] = scorer.facts()
+                row["pred_area"] = int((pred > 0).sum())
+                row["true_area"] = int((truth > 0).sum())
                 name = safe_name(f"{s.label + '_' if s.label else ''}{s.image.stem}")
-                save_png(out_dir / "predictions" / f"{name}_pred.png", pred)
-                image = read_image(s.image)
+                save_png(out_dir / "predictions" / f"{name}_pred.png", stored(pred, cfg))
                 if rec["position"] < save_images:
                     save_png(out_dir / "overlays" / f"{name}.png", overlay(image, pred, truth))
                 rec["case"] = _thumbnail(image, pred, truth)
@@ -339,18 +437,31 @@ def _thumbnail(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, side: int
 def format_summary(summary: dict[str, Any]) -> str:
     """A few human lines: n, Dice/IoU (mean ± std, 95% CI), accuracy/F1, the empty-mask rule."""
     lines = [f"{summary['run']} [{summary['split']}] {summary['n_images']} images"]
+    if summary.get("checkpoint", "best") != "best":
+        lines[0] += f" (checkpoint {summary['checkpoint']})"
+    if summary.get("loss") is not None:
+        lines.append(f"  loss  {summary['loss']:.4f} (mean per image)")
     seg = summary.get("segmentation")
     if seg:
+        unit = {"hd95": f" {summary.get('distance_unit', 'px')}"}
         for k in ("dice", "iou", "hd95"):
             a = seg[k]
             lines.append(
-                f"  {k:5s} {a['mean']:.4f} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})"
+                f"  {k:5s} {a['mean']:.4f}{unit.get(k, '')} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})"
             )
+        lines += seg_extra_lines(summary)
+        lines += label_lines(summary)
         lines.append(f"  empty masks: {summary['empty_mask_rule']}")
+    lines += postprocess_lines(summary) + leak_free_lines(summary)  # leak-free: no train twin
+    if summary.get("volumes"):
+        v = summary["volumes"]
+        lines.append(f"  3-D Dice per volume: mean {v['dice_3d_mean']:.4f} (n={v['n']} volumes)")
     cls = summary.get("classification")
     if cls:
         lines.append(
             f"  accuracy {cls['accuracy']:.4f}  balanced {cls['balanced_accuracy']:.4f}  "
             f"macro-F1 {cls['macro_avg']['f1']:.4f}  AUROC {cls['auroc_macro']:.4f}"
         )
+        lines.append("  per class, one-vs-rest at argmax [95% Wilson CI]:")
+        lines += diagnostic_lines(cls) + decision_lines(summary)
     return "\n".join(lines)

@@ -305,8 +305,9 @@ def _use_and_limits(cfg: dict[str, Any], facts: dict[str, Any], run: Path) -> li
     return [*lines, ""]
 
 
-def model_card_text(run: str | Path) -> str:
-    """The Markdown model card of a run folder (see the module docstring)."""
+def model_card_text(run: str | Path, results_from: str | Path | None = None) -> str:
+    """The Markdown model card of a run folder (see the module docstring); ``results_from``
+    takes the results from another folder's ``eval/`` (a fold ensemble's)."""
     run = Path(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
     facts, splits, env = (
@@ -328,7 +329,7 @@ def model_card_text(run: str | Path) -> str:
         ]
     lines += _model_section(run, cfg, facts) + _data_section(cfg, facts, splits)
     lines += _split_section(splits) + _training_section(cfg, facts, env)
-    lines += _results_section(run) + _use_and_limits(cfg, facts, run)
+    lines += _results_section(Path(results_from or run)) + _use_and_limits(cfg, facts, run)
     return "\n".join(lines).rstrip() + "\n"
 
 

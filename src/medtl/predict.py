@@ -22,13 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from medtl.calibrate import calibrated, decision_of, label_at
+from medtl.data.dicom import parse_window
 from medtl.data.io import read_image, to_uint8
 from medtl.data.layouts import is_image, mask_stem
+from medtl.data.parallel import map_ordered, progress
 from medtl.data.transforms import resize_pair, to_float
+from medtl.data.volumes import is_volume, slice_refs, volume_id, write_label_volume
 from medtl.engine.cpu import threads_for
 from medtl.errors import ConfigError, DataError
 from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
 from medtl.io_utils import atomic_write_text, csv_text
+from medtl.postprocess import apply_rule, parse_rule
 from medtl.runs import load_bundle
 
 
@@ -38,7 +43,9 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if is_image(f) and mask_stem(f) is None)
+            found += sorted(
+                f for f in p.rglob("*") if (is_image(f) or is_volume(f)) and mask_stem(f) is None
+            )
         elif p.is_file():
             found.append(p)
         else:
@@ -84,15 +91,20 @@ def model_input(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
 
 
 def result_of(
-    res: dict[str, torch.Tensor], height: int, width: int, classes: list[str]
+    res: dict[str, torch.Tensor],
+    height: int,
+    width: int,
+    classes: list[str],
+    decision: tuple[int, float] | None = None,
 ) -> Prediction:
-    """One image's logits (batch axis of 1) -> its :class:`Prediction` at ``height x width``."""
+    """One image's logits (batch axis of 1) -> its :class:`Prediction` at ``height x width``;
+    the label by argmax, or by ``decision`` (:func:`medtl.calibrate.label_at`)."""
     out = Prediction()
     if "seg" in res:
         out.mask = mask_at_size(res["seg"][0], height, width)
     if "cls" in res:
         p = torch.softmax(res["cls"][0].float(), 0)
-        out.label = classes[int(p.argmax())]
+        out.label = classes[label_at(p.numpy(), decision)]
         out.probabilities = {c: float(v) for c, v in zip(classes, p.tolist(), strict=True)}
     return out
 
@@ -107,7 +119,7 @@ class Predictor:
         self.run = Path(run)
         self.size = self.cfg.data.image_size
         self.tta = tta
-        self.net = inference_net(net, "cpu", optimise)
+        self.net = calibrated(inference_net(net, "cpu", optimise), run)  # RUN/calibration.json
 
     def predict(self, image: Any) -> Prediction:
         """One numpy array or PIL image (see :func:`as_rgb_uint8`) -> its prediction."""
@@ -136,14 +148,22 @@ def predict(
     tta: bool = False,
     optimise: bool = True,
     batch_size: int = 8,
+    threshold: str | float | None = None,
+    positive: str | None = None,
+    postprocess: str | None = None,
 ) -> list[str]:
     """Predict every input image with the run's PyTorch model; returns the written paths.
+    ``postprocess``: a mask rule of :mod:`medtl.postprocess` (``largest``, ``min_area=A``).
+    A stored temperature (``RUN/calibration.json``) scales the probabilities; ``threshold``
+    (a probability or ``"stored"``) calls ``positive`` when its probability reaches it
+    (:func:`medtl.calibrate.decision_of`).
 
     ``optimise`` runs the CPU-optimised network (:func:`medtl.inference.inference_net`:
     Conv-BN folded, channels_last; ``False`` = eager); images go through it
     ``batch_size`` at a time."""
     net, cfg, classes = load_bundle(Path(run))
-    net = inference_net(net, "cpu", optimise)
+    net = calibrated(inference_net(net, "cpu", optimise), run)
+    decision = decision_of(run, classes, threshold, positive)
     with threads_for(cfg):
         return write_predictions(
             lambda x: infer(net, x, tta),
@@ -152,6 +172,10 @@ def predict(
             inputs,
             Path(out),
             batch_size,
+            slice_axis=cfg.data.slice_axis,
+            window=parse_window(cfg.data.window),
+            decision=decision,
+            postprocess=parse_rule(postprocess),
         )
 
 
@@ -162,10 +186,15 @@ def write_predictions(
     inputs: list[str | Path],
     out: Path,
     batch_size: int = 8,
+    slice_axis: int = 2,
+    window: tuple[float, float] | None = None,
+    decision: tuple[int, float] | None = None,
+    postprocess: str | None = None,
 ) -> list[str]:
     """Predict every input with ``infer_fn`` (float batch (B,3,S,S) in [0,1] -> logits dict,
     PyTorch or ONNX Runtime), ``batch_size`` images per call; writes masks, overlays and
-    predictions.csv into ``out``."""
+    predictions.csv into ``out``. A NIfTI volume is predicted slice by slice along
+    ``slice_axis`` into ``<id>_mask.nii.gz`` with the input's affine and header."""
     if batch_size < 1:
         raise ConfigError(
             f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
@@ -173,13 +202,30 @@ def write_predictions(
     written: list[str] = []
     rows: list[dict] = []
     used: set[str] = set()
-    for path, image, res in _batched(infer_fn, size, collect_inputs(inputs), batch_size):
+    paths = collect_inputs(inputs)
+    for vol in (p for p in paths if is_volume(p)):
+        masks = [
+            result_of(res, image.shape[0], image.shape[1], classes).mask
+            for _, image, res in _batched(
+                infer_fn, size, slice_refs(vol, slice_axis), batch_size, window
+            )
+        ]
+        if masks and masks[0] is None:
+            raise DataError(f"{vol}: a volume needs a segmentation run; give 2D images instead")
+        target = out / f"{safe_name(volume_id(vol))}_mask.nii.gz"
+        written.append(str(write_label_volume(masks, vol, target, slice_axis)))
+        rows.append({"image": str(vol), "lesion_pixels": int(sum(m.sum() for m in masks))})
+    paths = [p for p in paths if not is_volume(p)]
+    batches = _batched(infer_fn, size, paths, batch_size, window)
+    for path, image, res in progress(batches, len(paths), "predicting"):
         name = safe_name(path.stem)
         base, k = name, 1
         while name in used:
             name, k = f"{base}-{k}", k + 1
         used.add(name)
-        result = result_of(res, image.shape[0], image.shape[1], classes)
+        result = result_of(res, image.shape[0], image.shape[1], classes, decision)
+        if result.mask is not None and postprocess:  # a rule of medtl.postprocess
+            result.mask = apply_rule(result.mask, postprocess)
         row: dict[str, Any] = {"image": str(path)}
         if result.mask is not None:
             for target, arr in (
@@ -198,12 +244,12 @@ def write_predictions(
     return written
 
 
-def _batched(infer_fn, size: int, paths: list[Path], batch_size: int):
+def _batched(infer_fn, size: int, paths: list[Path], batch_size: int, window=None):
     """``(path, decoded image, its logits with a batch axis of 1)`` for every path, in order,
     running ``infer_fn`` on ``batch_size`` images at a time."""
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        images = [read_image(p) for p in chunk]
+        images = map_ordered(lambda p: read_image(p, window), chunk)  # decoding threads
         res = infer_fn(model_input(images, size))
         for j, (path, image) in enumerate(zip(chunk, images, strict=True)):
             yield path, image, {k: v[j : j + 1] for k, v in res.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import platform
@@ -15,9 +16,10 @@ import torch
 import yaml
 
 from medtl import __version__
-from medtl.config import Config, config_from_dict
+from medtl.config import Config, config_from_dict, parse_channels
+from medtl.data.masks import seg_channels
 from medtl.errors import MedtlError
-from medtl.io_utils import atomic_write, atomic_write_json
+from medtl.io_utils import atomic_write, atomic_write_json, read_records
 from medtl.models.build import Net, build_model
 
 log = logging.getLogger("medtl")
@@ -60,11 +62,14 @@ def run_name(cfg: Config) -> str:
 def new_run_dir(cfg: Config) -> Path:
     """A fresh run folder under ``output.dir`` (a numeric suffix avoids clobbering)."""
     base = Path(cfg.output.dir).absolute() / run_name(cfg)
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, k = base, 1
-    while path.exists():
-        path, k = base.with_name(f"{base.name}-{k}"), k + 1
-    path.mkdir(parents=True)
-    return path
+    while True:
+        try:
+            path.mkdir()  # atomic: two processes starting at once get different folders
+            return path
+        except FileExistsError:
+            path, k = base.with_name(f"{base.name}-{k}"), k + 1
 
 
 def shared_run_dir(cfg: Config, wait_s: float = 300.0) -> tuple[Path, bool]:
@@ -104,30 +109,50 @@ def _git_commit() -> str | None:
         return None
 
 
+ENV_JSON = "env.json"
+
+
+def read_env_all(run: Path) -> list[dict[str, Any]]:
+    """Every invocation recorded in ``RUN/env.json``, oldest first (the first one created
+    the run, later ones resumed it); an older run's single record is a list of one."""
+    return read_records(Path(run) / ENV_JSON)
+
+
+def read_env(run: Path) -> dict[str, Any]:
+    """The latest invocation of ``RUN/env.json`` (empty when there is none)."""
+    found = read_env_all(run)
+    return dict(found[-1]) if found else {}
+
+
 def write_env(run: Path, cfg: Config) -> None:
-    """``env.json``: versions, git commit, threads, device, seed."""
+    """Append this invocation to ``env.json`` (a list): versions, git commit, threads,
+    device, seed, command line and time."""
     import lightning
     import segmentation_models_pytorch as smp
     import timm
 
     atomic_write_json(
-        run / "env.json",
-        {
-            "medtl": __version__,
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "lightning": lightning.__version__,
-            "smp": smp.__version__,
-            "timm": timm.__version__,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(),
-            "accelerator": cfg.train.accelerator,
-            "seed": cfg.train.seed,
-            "git_commit": _git_commit(),
-            "argv": sys.argv,
-        },
+        run / ENV_JSON,
+        [
+            *read_env_all(run),
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "medtl": __version__,
+                "python": sys.version.split()[0],
+                "torch": torch.__version__,
+                "lightning": lightning.__version__,
+                "smp": smp.__version__,
+                "timm": timm.__version__,
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "threads": torch.get_num_threads(),
+                "cuda": torch.cuda.is_available(),
+                "accelerator": cfg.train.accelerator,
+                "seed": cfg.train.seed,
+                "git_commit": _git_commit(),
+                "argv": sys.argv,
+            },
+        ],
     )
 
 
@@ -164,7 +189,9 @@ def save_bundle(run: Path, net: Net, cfg: Config, classes: list[str]) -> Path:
         "classes": list(classes),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    return atomic_write(run / BUNDLE, lambda p: torch.save(bundle, p))
+    buf = io.BytesIO()  # torch.save to a file hides a full disk in a RuntimeError
+    torch.save(bundle, buf)
+    return atomic_write(run / BUNDLE, lambda p: p.write_bytes(buf.getvalue()))
 
 
 def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:
@@ -180,8 +207,7 @@ def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:
         raise MedtlError(
             f"{path}: not a readable medtl bundle ({exc.__class__.__name__}); retrain the run"
         ) from None
-    cfg = config_from_dict(bundle["config"])
-    classes = list(bundle["classes"])
+    cfg, classes = _bundle_parts(path, bundle)
     net, _ = build_model(
         cfg.task,
         cfg.model.arch,
@@ -190,7 +216,35 @@ def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:
         n_classes=len(classes),
         in_channels=cfg.model.in_channels,
         dropout=cfg.model.dropout,
+        normalize=cfg.model.normalize,
+        decoder_channels=parse_channels(cfg.model.decoder_channels),
+        seg_classes=seg_channels(cfg.data),
     )
-    net.load_state_dict(bundle["state_dict"], strict=True)
+    try:
+        net.load_state_dict(bundle["state_dict"], strict=True)
+    except RuntimeError as exc:  # keys or shapes of another network
+        first = str(exc).strip().splitlines()[0]
+        raise MedtlError(
+            f"{path}: its weights do not fit its config ({first}); retrain the run"
+        ) from None
     net.eval()
     return net, cfg, classes
+
+
+def _bundle_parts(path: Path, bundle: Any) -> tuple[Config, list[str]]:
+    """The config and classes of a loaded bundle; a one-line error for a foreign file."""
+    keys = ("config", "classes", "state_dict")
+    if not isinstance(bundle, dict) or any(k not in bundle for k in keys):
+        found = sorted(map(str, bundle))[:5] if isinstance(bundle, dict) else type(bundle).__name__
+        raise MedtlError(
+            f"{path}: not a medtl bundle (expected keys {', '.join(keys)}; found {found}); "
+            "give the model.pt that 'medtl train' wrote, or retrain the run"
+        )
+    if not isinstance(bundle["config"], dict) or not isinstance(bundle["state_dict"], dict):
+        raise MedtlError(f"{path}: not a medtl bundle (config or state_dict is not a mapping)")
+    try:
+        return config_from_dict(bundle["config"]), [str(c) for c in bundle["classes"]]
+    except MedtlError as exc:
+        raise MedtlError(f"{path}: its config is not valid ({exc})") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise MedtlError(f"{path}: its config is not valid ({exc.__class__.__name__})") from None

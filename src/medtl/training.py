@@ -7,7 +7,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,28 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from medtl.config import Config
+from medtl.config import Config, parse_channels
 from medtl.data.dataset import CachedDataset, class_counts
+from medtl.data.leaks import apply_policy, write_leaks
+from medtl.data.masks import seg_channels
 from medtl.data.pipeline import PreparedData, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
-from medtl.engine.callbacks import AtomicCheckpointIO, EpochFacts, EpochMetricsCSV
+from medtl.engine.callbacks import AtomicCheckpointIO, EpochFacts, EpochMetricsCSV, StepLossCSV
+from medtl.engine.checkpoints import resume_checkpoint
 from medtl.engine.cpu import threads_for
 from medtl.engine.facts import RunFacts, best_epoch, data_facts
 from medtl.engine.features import train_val_loaders
+from medtl.engine.interrupts import fit_endings
 from medtl.engine.layout import choose_layout
-from medtl.engine.loggers import check_logger, make_logger
+from medtl.engine.loggers import check_logger, log_run_artifacts, make_logger
 from medtl.engine.losses import balanced_class_weights
+from medtl.engine.model_summary import write_model_summary
 from medtl.engine.quiet import quiet_lightning
 from medtl.engine.task import MedtlTask, monitor_key
 from medtl.errors import MedtlError
-from medtl.models.build import build_model
+from medtl.io_utils import remove_orphan_temps
+from medtl.locks import folder_lock
+from medtl.models.build import build_model, check_image_size
 from medtl.models.strategy import trainable_stages
 from medtl.runs import (
     RUN_DIR_ENV,
@@ -42,6 +49,8 @@ from medtl.runs import (
     write_config,
     write_env,
 )
+from medtl.seg_labels import training_label_weights
+from medtl.warm_start import warm_start
 
 log = logging.getLogger("medtl")
 
@@ -83,6 +92,7 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     """
     resume_run = _resume_target(cfg)
     check_logger(cfg)
+    check_image_size(cfg.task, cfg.model.arch, cfg.data.image_size)
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
     with quiet_lightning(), threads_for(cfg), _random_state_kept():
@@ -134,7 +144,8 @@ def _choose_splits(
     if resume_run is not None:
         return load_splits(resume_run / "splits.json", samples)
     if splits is None:
-        return make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+        made = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+        return apply_policy(cfg.data.premade_split, samples, made, data.cache.hashes)  # leaks
     return splits
 
 
@@ -152,23 +163,41 @@ def build_task(
         n_classes=n_classes,
         in_channels=cfg.model.in_channels,
         dropout=cfg.model.dropout,
+        normalize=cfg.model.normalize,
+        decoder_channels=parse_channels(cfg.model.decoder_channels),
+        seg_classes=seg_channels(cfg.data),  # several mask labels: C + 1 softmax channels
     )
+    if cfg.model.init:  # the whole network of an earlier run
+        weights_info = f"{weights_info}, then {warm_start(net, cfg.model.init)}"
     class_weights = None
     if cfg.task != "segmentation" and cfg.train.class_weights == "auto":
         counts = class_counts([data.labels[i] for i in splits["train"]], n_classes)
         class_weights = balanced_class_weights(torch.as_tensor(counts))
-    task = MedtlTask(net, cfg, n_classes=n_classes, class_weights=class_weights)
+    label_weights = training_label_weights(cfg, data.cache, splits["train"])
+    task = MedtlTask(net, cfg, n_classes, class_weights, label_weights)
     return task, weights_info
 
 
 @contextmanager
 def _run_folder(cfg: Config, resume_run: Path | None) -> Iterator[tuple[Path, bool]]:
-    """The run folder and whether this process owns it (rank 0), with train.log attached
-    and the folder exported to the processes Lightning launches, for the block only."""
+    """The run folder and whether this process owns it (rank 0), locked by the owner (a
+    second process on it stops with a one-line error), its orphan temp files removed,
+    train.log attached and the folder exported to the processes Lightning launches, for
+    the block only."""
     if resume_run is not None:
         run, owner = resume_run, process_rank() == 0
     else:
         run, owner = shared_run_dir(cfg)
+    with ExitStack() as stack:
+        if owner:
+            stack.enter_context(folder_lock(run, "training"))
+            remove_orphan_temps(run, run / "checkpoints")
+        with _logged_and_exported(run, owner):
+            yield run, owner
+
+
+@contextmanager
+def _logged_and_exported(run: Path, owner: bool) -> Iterator[None]:
     exported = owner and RUN_DIR_ENV not in os.environ
     if exported:  # processes that Lightning launches for DDP find the run here
         os.environ[RUN_DIR_ENV] = str(run)
@@ -177,7 +206,7 @@ def _run_folder(cfg: Config, resume_run: Path | None) -> Iterator[tuple[Path, bo
     if not owner:
         log.setLevel(logging.WARNING)
     try:
-        yield run, owner
+        yield
     finally:
         if exported:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -205,9 +234,12 @@ def _record_start(
             splits,
             {"seed": cfg.data.seed, "layout": data.dataset.layout, "classes": data.classes},
         )
+        write_leaks(run, data.dataset.samples, splits, data.cache.hashes)
     if owner:
         write_env(run, cfg)
     log.info(data.dataset.summary())
+    if data.dataset.mask_scheme is not None:  # what the masks mean (medtl.data.masks)
+        log.info(f"masks: {data.dataset.mask_scheme.describe()}")
     log.info("split: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
     log.info(
         f"model: task={cfg.task} arch={cfg.model.arch} encoder={cfg.model.encoder} weights: {weights_info}"
@@ -286,7 +318,7 @@ def _callbacks(
     def stages(epoch: int) -> int:
         return trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
 
-    callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv]
+    callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv, StepLossCSV(run / "steps.csv")]
     callbacks.append(EpochFacts(facts, metrics_csv, stages))
     if t.patience > 0:
         callbacks.append(
@@ -330,10 +362,9 @@ def _fit(
     facts: RunFacts,
 ) -> Path:
     ckpt, metrics_csv, callbacks = _callbacks(cfg, run, facts)
-    last = run / "checkpoints" / "last.ckpt"
-    resume_from = last if (cfg.train.resume and last.is_file()) else None
+    resume_from = resume_checkpoint(run) if cfg.train.resume else None
     if cfg.train.resume and resume_from is None:
-        log.info(f"no {last}; training {run} from the start")
+        log.info(f"no {run / 'checkpoints' / 'last.ckpt'}; training {run} from the start")
     if resume_from:
         metrics_csv.load_existing()
     trainer = _trainer(cfg, run, callbacks, progress)
@@ -341,12 +372,12 @@ def _fit(
     train_loader, val_loader = train_val_loaders(cfg, task, data, splits["train"], val_idx)
     layout, speeds = choose_layout(cfg, task, train_loader)
     facts.update(memory_layout={"chosen": layout, "probe_img_per_s": speeds})
+    write_model_summary(run, task, facts)  # rank 0: RUN/model_summary.txt, run.json counts
     compile_net(cfg, task, on_features=not isinstance(train_loader.dataset, CachedDataset))
     t0 = time.perf_counter()
-    try:
-        trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
-    except FloatingPointError as exc:
-        raise MedtlError(str(exc)) from None
+    with fit_endings(trainer, run):  # NaN guard and Ctrl-C as medtl's errors
+        # weights-only: a checkpoint cannot run code (engine.checkpoints)
+        trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     elapsed = time.perf_counter() - t0
     if trainer.is_global_zero:
         _finish(cfg, run, task, data, ckpt, metrics_csv, facts, elapsed)
@@ -369,6 +400,7 @@ def _finish(
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         task.load_state_dict(state)
     save_bundle(run, task.net, cfg, data.classes)
+    log_run_artifacts(run, ["model.pt", "model_summary.txt"])  # train.logger=mlflow
     score = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
     monitor = monitor_key(cfg)
     log.info(

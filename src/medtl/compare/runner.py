@@ -14,8 +14,11 @@ from medtl.compare.design import TIMING_FILE, cell_config, prepare_design, run_f
 from medtl.compare.grid import base_and_cells, cell_label
 from medtl.compare.throughput import throughput
 from medtl.config import Config
+from medtl.data import parallel
+from medtl.data.cache import reusing_decoded
 from medtl.errors import MedtlError
 from medtl.io_utils import atomic_write_json
+from medtl.locks import folder_lock
 
 __all__ = ["compare", "run_fold"]
 
@@ -32,7 +35,8 @@ def _train_fold(cfg: Config, run: Path, splits: dict[str, list[int]], progress: 
         done = "resumed"
     else:
         if run.exists():  # killed before its first checkpoint: nothing worth keeping
-            shutil.rmtree(run)
+            with folder_lock(run, "training"):  # unless a live process is training it
+                shutil.rmtree(run)
         got = train(cfg, progress=progress, splits=splits)
         done = "trained"
     if Path(got).resolve() != run.resolve():
@@ -46,10 +50,12 @@ def run_fold(
     """Train (or resume) and evaluate one cell on one fold; returns what was done.
 
     Writes ``RUN/timing.json`` (training wall time, evaluation time, inference throughput).
+    A fold with a held-out test split is evaluated on it too (``eval/test``).
     """
     from medtl.evaluate import evaluate
 
-    if run_finished(run, eval_split):
+    wanted = [eval_split] + (["test"] if splits.get("test") and eval_split != "test" else [])
+    if all(run_finished(run, s) for s in wanted):
         return "skipped (finished)"
     timing: dict[str, Any] = {}
     done = "evaluated"
@@ -58,11 +64,37 @@ def run_fold(
         done = _train_fold(cfg, run, splits, progress)
         timing["train_wall_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    evaluate(run, split=eval_split, plots=False)
+    for split in wanted:
+        evaluate(run, split=split, plots=False)
     timing["eval_s"] = time.perf_counter() - t0
     timing.update(throughput(run))
     atomic_write_json(run / TIMING_FILE, timing)
     return done
+
+
+def _run_cell(
+    config_file: str | Path | None,
+    base: list[str],
+    cells: list[list[str]],
+    p: int,
+    splits: list[dict[str, list[int]]],
+    run_parent: Path,
+    eval_split: str,
+    progress: bool,
+) -> None:
+    """Every fold of cell ``p`` (the caller holds the cell's lock)."""
+    for k, fold_splits in enumerate(splits):
+        cfg = cell_config(config_file, base, cells[p], run_parent, k)
+        t0 = time.perf_counter()
+        done = run_fold(cfg, run_parent / f"fold{k}", fold_splits, eval_split, progress)
+        log.info(
+            f"cell {p + 1}/{len(cells)} [{cell_label(cells[p])}] fold {k + 1}/{len(splits)}: "
+            f"{done} ({time.perf_counter() - t0:.1f}s)"
+        )
+    if len(splits) > 1 and splits[0].get("test"):  # the K fold models as one, on the test split
+        from medtl.compare.ensemble import evaluate_cell_ensemble
+
+        evaluate_cell_ensemble(run_parent, skip_finished=True)
 
 
 def _parse_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
@@ -83,6 +115,7 @@ def _check_folds(folds: int, eval_split: str) -> None:
         raise MedtlError("with --folds every fold is evaluated on its held-out part; use val")
 
 
+@reusing_decoded  # every cell and fold (and the design's grouping) share one decode
 def compare(
     base_overrides: list[str],
     grid: list[str],
@@ -93,8 +126,14 @@ def compare(
     progress: bool = False,
     eval_split: str = "val",
     cell_list: list[list[str]] | None = None,
+    test_fraction: float | None = None,
 ) -> Path:
     """Train every configuration of ``grid`` on every fold; returns ``out``.
+
+    ``test_fraction`` (``--test-fraction``) sets ``data.test_fraction`` for every cell: with
+    folds, the share held out as a test split no fold sees (a pre-made ``test/`` folder
+    instead when the data has one; 0 puts every image in the folds, see
+    :mod:`medtl.compare.holdout`). Each fold model and the fold ensemble are scored on it.
 
     ``cell_list`` gives the cells explicitly (each a list of overrides) instead of the
     cartesian product of ``grid`` (e.g. frozen+imagenet, finetune+imagenet, finetune+none).
@@ -109,21 +148,19 @@ def compare(
     table at the end.
     """
     out = Path(out).absolute()
+    if test_fraction is not None:
+        base_overrides = [*base_overrides, f"data.test_fraction={test_fraction}"]
     shard_i, shard_n = _parse_shard(shard)
     _check_folds(folds, eval_split)
     base, cells = base_and_cells(base_overrides, grid, cell_list)
     design, splits = prepare_design(out, base, grid, cells, config_file, folds, eval_split)
     ids = [c["id"] for c in design["cells"]]
-    for p in range(shard_i - 1, len(cells), shard_n):
-        for k, fold_splits in enumerate(splits):
-            run_parent = out / "cells" / ids[p]
-            cfg = cell_config(config_file, base, cells[p], run_parent, k)
-            t0 = time.perf_counter()
-            done = run_fold(cfg, run_parent / f"fold{k}", fold_splits, eval_split, progress)
-            log.info(
-                f"cell {p + 1}/{len(cells)} [{cell_label(cells[p])}] fold {k + 1}/{len(splits)}: "
-                f"{done} ({time.perf_counter() - t0:.1f}s)"
-            )
+    mine = range(shard_i - 1, len(cells), shard_n)
+    for p in parallel.progress(mine, len(mine), "comparison cells"):
+        run_parent = out / "cells" / ids[p]
+        run_parent.mkdir(parents=True, exist_ok=True)
+        with folder_lock(run_parent, "a comparison cell"):  # a second compare stops here
+            _run_cell(config_file, base, cells, p, splits, run_parent, eval_split, progress)
     if shard is None or shard_n == 1:
         collect(out)
     else:

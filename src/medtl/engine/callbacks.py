@@ -46,14 +46,15 @@ class EpochMetricsCSV(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_t0 = time.perf_counter()
-        # the lr this epoch trains with (schedulers step at the epoch's end)
-        self.epoch_lrs = {
-            f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups
-        }
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        # the lr this epoch trained with: schedulers step after this hook, and the task's own
+        # epoch-start hook (model.unfreeze_lr_mult) runs after the callbacks' epoch start
+        self.epoch_lrs = {
+            f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups
+        }
         done = {int(r["epoch"]) for r in self.rows}
         if not trainer.callback_metrics and trainer.current_epoch in done:
             # resumed from a checkpoint taken at this epoch's validation end: the epoch's
@@ -70,14 +71,49 @@ class EpochMetricsCSV(L.Callback):
         if trainer.is_global_zero:
             self._write()
             shown = ", ".join(
-                f"{k}={v:.4f}"
+                f"{k}={v:.4g}"
                 for k, v in row.items()
-                if k.startswith("val_") and isinstance(v, float)
+                if (k == "train_loss" or k.startswith(("val_", "lr_"))) and isinstance(v, float)
             )
             log.info(f"epoch {trainer.current_epoch}: {shown} ({row['epoch_time_s']:.1f}s)")
 
     def _write(self) -> None:
         atomic_write_text(self.path, csv_text(self.rows))
+
+
+class StepLossCSV(L.Callback):
+    """``RUN/steps.csv``: the loss of every optimisation step (epoch, step, loss), rewritten
+    atomically at each epoch's end; also sent to the TensorBoard/MLflow logger per step."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+
+        self.loaded = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the first epoch of a resumed run: keep the steps of the epochs before it
+        if not self.loaded and self.path.is_file():
+            start = trainer.current_epoch
+            self.rows = [r for r in read_csv(self.path) if int(r["epoch"]) < start]
+        self.loaded = True
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        value = round(float(loss), 6)
+        step = trainer.global_step
+        self.rows.append({"epoch": trainer.current_epoch, "step": step, "loss": value})
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({"train_step_loss": value}, step=step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            atomic_write_text(self.path, csv_text(self.rows))
 
 
 class EpochFacts(L.Callback):
