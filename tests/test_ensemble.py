@@ -129,3 +129,46 @@ def test_unfinished_folds_warn_or_fail_with_strict(tmp_path, caplog):
     (tmp_path / "fold2" / "model.pt").unlink()
     with pytest.raises(MedtlError, match="no finished fold"):
         fold_runs(tmp_path)
+
+
+def test_postprocessing_is_chosen_on_cv_and_applied_by_the_ensemble(cv):
+    res = json.loads((cv / "results.json").read_text())
+    for c in res["configs"]:
+        cell = cv / "cells" / c["cell"]
+        pp = json.loads((cell / "postprocess.json").read_text())
+        assert pp == c["postprocess"] and pp["n_images"] > 0
+        assert set(pp["cv_dice"]) == {
+            "none",
+            "largest",
+            "min_area=0.1%",
+            "min_area=0.5%",
+            "min_area=1%",
+        }
+        assert pp["dice_after"] >= pp["dice_before"] == pp["cv_dice"]["none"]
+        assert (pp["rule"] is None) == (pp["dice_after"] == pp["dice_before"])
+        summary = json.loads((cell / "ensemble" / "eval" / "test" / "summary.json").read_text())
+        assert ("postprocess" in summary) == (pp["rule"] is not None)
+        assert len(c["best_epochs"]) == 3 and c["final_epochs"] >= 1
+    md = (cv / "results.md").read_text()
+    assert "## Post-processing and the final model" in md and "CV Dice" in md
+    assert "data.val_fraction=0 data.test_fraction=0 train.epochs=" in md
+
+
+def test_comparison_model_card_of_the_best_configuration(cv):
+    card = (cv / "MODEL_CARD.md").read_text()
+    best = json.loads((cv / "results.json").read_text())["configs"][0]
+    assert f"best configuration {best['configuration']}" in card
+    assert "the fold ensemble of its 3 fold models" in card
+    assert "### test" in card and "## Intended use" in card
+
+
+def test_single_run_postprocess_option(cv, capsys):
+    run = fold_runs(resolve_cell(cv, "1"))[0]
+    code, out, _ = run_cli(
+        capsys, "evaluate", str(run), "--split", "val", "--postprocess", "largest"
+    )
+    assert code == 0 and "post-processing largest: Dice" in out
+    rows = (run / "eval" / "val" / "per_image.csv").read_text()
+    assert "dice_raw" in rows.splitlines()[0]
+    code, _, err = run_cli(capsys, "evaluate", str(run), "--postprocess", "biggest")
+    assert code == 2 and "largest, min_area=A" in err

@@ -49,6 +49,7 @@ class DataConfig:
     cache_dir: str | None = None  # data.cache=disk folder; None: $MEDTL_CACHE_DIR, ~/.cache/medtl
     group_duplicates: bool = True
     in_memory_limit_mb: int = 4096
+    max_pixels: int = 150_000_000  # images above this are refused from their header
     window: str | None = None  # DICOM/volume VOI window "C,W" or a preset (brain, lung, ...)
     slice_axis: int = 2  # volumes layout: voxel axis the 2D slices are taken along
     empty_slice_fraction: float = 1.0  # volumes layout: share of label-empty slices kept

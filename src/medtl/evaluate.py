@@ -20,6 +20,7 @@ from medtl.data.parallel import progress
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.splits import load_splits
 from medtl.data.volumes import volume_scores
+from medtl.data.io import pixel_cap
 from medtl.engine.cpu import threads_for
 from medtl.engine.loggers import log_run_artifacts
 from medtl.errors import MedtlError
@@ -151,7 +152,7 @@ def evaluate(
     net, cfg, classes = load_bundle(run)
     ckpt_name = load_checkpoint(net, run, checkpoint)
     _apply_process_overrides(cfg, list(overrides or []))
-    with writer_lock(run), threads_for(cfg):
+    with writer_lock(run), threads_for(cfg), pixel_cap(cfg.data.max_pixels):
         fabric = _launch(cfg)
         device = fabric.device if fabric is not None else torch.device("cpu")
         net = inference_net(net.to(device), device, optimise)

@@ -29,6 +29,7 @@ from medtl.data.layouts import is_image, mask_stem
 from medtl.data.parallel import map_ordered, progress
 from medtl.data.transforms import resize_pair, to_float
 from medtl.data.volumes import is_volume, slice_refs, volume_id, write_label_volume
+from medtl.data.io import pixel_cap
 from medtl.engine.cpu import threads_for
 from medtl.errors import ConfigError, DataError
 from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
@@ -128,7 +129,7 @@ class Predictor:
     def predict_batch(self, images: Sequence[Any]) -> list[Prediction]:
         """Several images in one forward pass (``train.threads`` for the call only)."""
         arrays = [as_rgb_uint8(im) for im in images]
-        with threads_for(self.cfg):
+        with threads_for(self.cfg), pixel_cap(self.cfg.data.max_pixels):
             res = infer(self.net, model_input(arrays, self.size), self.tta)
         return [
             result_of({k: v[j : j + 1] for k, v in res.items()}, *im.shape[:2], self.classes)
@@ -164,7 +165,7 @@ def predict(
     net, cfg, classes = load_bundle(Path(run))
     net = calibrated(inference_net(net, "cpu", optimise), run)
     decision = decision_of(run, classes, threshold, positive)
-    with threads_for(cfg):
+    with threads_for(cfg), pixel_cap(cfg.data.max_pixels):
         return write_predictions(
             lambda x: infer(net, x, tta),
             cfg.data.image_size,

@@ -24,6 +24,7 @@ from medtl.data.pipeline import PreparedData, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
 from medtl.engine.callbacks import AtomicCheckpointIO, EpochFacts, EpochMetricsCSV, StepLossCSV
 from medtl.engine.checkpoints import resume_checkpoint
+from medtl.data.io import pixel_cap
 from medtl.engine.cpu import threads_for
 from medtl.engine.facts import RunFacts, best_epoch, data_facts
 from medtl.engine.features import train_val_loaders
@@ -95,7 +96,7 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     check_image_size(cfg.task, cfg.model.arch, cfg.data.image_size)
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
-    with quiet_lightning(), threads_for(cfg), _random_state_kept():
+    with quiet_lightning(), threads_for(cfg), _random_state_kept(), pixel_cap(cfg.data.max_pixels):
         return _train(cfg, resume_run, progress, splits)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from medtl.compare.design import TIMING_FILE, read_design, run_finished
+from medtl.compare.final import best_card, final_facts, final_lines
 from medtl.compare.grid import cell_label
 from medtl.compare.tables import results_csv, results_markdown
 from medtl.errors import MedtlError
@@ -265,6 +266,7 @@ def _gather(
         result, scores = _config_result(cell, runs, split, task)
         result["position"] = len(configs) + len(incomplete)
         result["test"], test_scores = _test_result(out / "cells" / cell["id"], runs, task)
+        result.update(final_facts(out / "cells" / cell["id"], runs))  # CV post-proc., epochs
         configs.append(result)
         paired[cell["id"]] = scores
         paired[f"test:{cell['id']}"] = test_scores
@@ -359,11 +361,13 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
         "configs": configs,
         "incomplete": incomplete,
     }
-    table = results_markdown(results)
+    extra = final_lines(results)  # post-processing and the final model
+    table = results_markdown(results) + ("\n".join(extra) + "\n" if extra else "")
     if write:
         atomic_write_json(out / "results.json", results)
         atomic_write_text(out / "results.csv", results_csv(results))
         atomic_write_text(out / "results.md", table)
+        best_card(out, results)  # CMP/MODEL_CARD.md of the best configuration
     if incomplete:
         log.warning(
             f"{len(incomplete)} configuration(s) not finished yet: "

@@ -182,16 +182,27 @@ def evaluate_cell(
     plots: bool = True,
     strict: bool = False,
     optimise: bool = True,
+    postprocess: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the fold ensemble of ``cell`` on ``split`` of its folds' splits.json into
-    ``cell/ensemble/eval/<split>/`` (the files a single run's evaluation writes)."""
+    ``cell/ensemble/eval/<split>/`` (the files a single run's evaluation writes), its masks
+    post-processed by ``postprocess`` (None: the rule ``CELL/postprocess.json`` chose on
+    CV; ``"none"``: as predicted)."""
     from medtl.compare.ensemble_eval import run_evaluation
 
     runs = fold_runs(cell, strict)
     net, cfg, classes = load_ensemble(runs, optimise)
+    rule = _rule(cell, postprocess)
     return run_evaluation(
-        cell / ENSEMBLE_DIR, runs, net, cfg, classes, split, tta, save_images, plots
+        cell / ENSEMBLE_DIR, runs, net, cfg, classes, split, tta, save_images, plots, rule
     )
+
+
+def _rule(cell: Path, postprocess: str | None) -> str | None:
+    """``--postprocess`` for an ensemble: given (``none`` = off), else the cell's CV choice."""
+    from medtl.postprocess import cell_rule, parse_rule
+
+    return cell_rule(cell) if postprocess is None else parse_rule(postprocess)
 
 
 def evaluate_ensemble(
@@ -214,9 +225,14 @@ def evaluate_ensemble(
 
 
 def evaluate_cell_ensemble(cell: Path, skip_finished: bool = True) -> dict[str, Any] | None:
-    """The comparison's step after a cell's folds: the ensemble on the test split (no plots)."""
+    """The comparison's step after a cell's folds: the post-processing chosen on the folds'
+    out-of-fold predictions (``CELL/postprocess.json``), then the ensemble on the test split
+    with it (no plots)."""
+    from medtl.postprocess import choose_for_cell
+
     if skip_finished and (cell / ENSEMBLE_DIR / "eval" / "test" / "summary.json").is_file():
         return None
+    choose_for_cell(cell, fold_runs(cell, strict=True))
     return evaluate_cell(cell, "test", plots=False, strict=True)
 
 
@@ -229,15 +245,18 @@ def predict_ensemble(
     batch_size: int = 8,
     strict: bool = False,
     optimise: bool = True,
+    postprocess: str | None = None,
 ) -> list[str]:
     """``medtl predict CMP --config N INPUT...``: the fold ensemble's masks, overlays and
-    predictions.csv, written by :func:`medtl.predict.write_predictions`."""
+    predictions.csv, written by :func:`medtl.predict.write_predictions`; masks under
+    ``postprocess`` (None: the cell's CV choice, see :func:`evaluate_cell`)."""
     from medtl.data.dicom import parse_window
     from medtl.engine.cpu import threads_for
     from medtl.inference import infer
     from medtl.predict import write_predictions
 
-    net, cfg, classes = load_ensemble(fold_runs(resolve_cell(cmp, config), strict), optimise)
+    cell = resolve_cell(cmp, config)
+    net, cfg, classes = load_ensemble(fold_runs(cell, strict), optimise)
     with threads_for(cfg):
         return write_predictions(
             lambda x: infer(net, x, tta),
@@ -248,4 +267,5 @@ def predict_ensemble(
             batch_size,
             slice_axis=cfg.data.slice_axis,
             window=parse_window(cfg.data.window),
+            postprocess=_rule(cell, postprocess),
         )

@@ -38,9 +38,12 @@ def run_evaluation(
     tta: bool,
     save_images: int,
     plots: bool,
+    postprocess: str | None = None,
 ) -> dict[str, Any]:
     """Score ``net`` (the ensemble of ``runs``) on ``split`` of the first run's splits.json
-    into ``folder/eval/<split>/``; returns the summary (also in summary.json)."""
+    into ``folder/eval/<split>/``, masks under ``postprocess`` (a rule of
+    :mod:`medtl.postprocess`; Dice before and after it in the summary); returns the summary
+    (also in summary.json)."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg.data.group_duplicates = False  # grouping only matters for splitting
     with writer_lock(folder), threads_for(cfg):
@@ -50,7 +53,17 @@ def run_evaluation(
         staging = staging_folder(out_dir, None)
         device = torch.device("cpu")
         records = _predict_records(
-            net, cfg, prepared, indices, classes, staging, tta, save_images, device
+            net,
+            cfg,
+            prepared,
+            indices,
+            classes,
+            staging,
+            tta,
+            save_images,
+            device,
+            None,
+            postprocess,
         )
         summary: dict[str, Any] = {
             "run": str(folder),
@@ -63,6 +76,7 @@ def run_evaluation(
             "out_dir": str(out_dir),
             "checkpoint": "best",
             "loss": mean_loss(records),
+            "postprocess": postprocess,  # -> Dice before/after (medtl.postprocess)
         }
         _write_results(folder, cfg, records, classes, summary, staging, plots)
         swap_in(staging, out_dir)
