@@ -16,8 +16,9 @@ from PIL import Image
 
 import medtl
 from medtl import api
-from medtl.config import Config, config_from_settings, load_config
+from medtl.config import Config, load_config
 from medtl.errors import ConfigError, DataError
+from medtl.settings import config_from_settings
 
 
 def test_every_verb_in_all_is_callable_and_medtl_exposes_the_others():

@@ -89,7 +89,11 @@ def test_densenet121_classifier_recipe_is_the_studys_two_stages():
 
 def test_mobilenetv2_light_recipe_is_the_studys_setup():
     cfg, text = _recipe("mobilenetv2_light_frozen_vs_finetune")
-    assert (cfg.model.arch, cfg.model.encoder, cfg.data.image_size) == ("light", "mobilenet_v2", 128)
+    assert (cfg.model.arch, cfg.model.encoder, cfg.data.image_size) == (
+        "light",
+        "mobilenet_v2",
+        128,
+    )
     assert cfg.data.augment == "none" and cfg.data.layout == "siblings"
     assert (cfg.train.loss, cfg.train.optimizer, cfg.train.epochs) == ("bce", "adam", 30)
     assert cfg.train.patience == 0

@@ -106,7 +106,8 @@ BINARY_BEFORE = {
 
 
 def _cfg(root: Path, out: Path, **keys):
-    from medtl.config import config_from_settings, set_key
+    from medtl.config import set_key
+    from medtl.settings import config_from_settings
 
     cfg = config_from_settings(None, data=str(root))
     base = {

@@ -10,7 +10,7 @@ Example::
     print(api.format_summary(api.evaluate(run)))
     result = api.load(run).predict(image)  # a numpy array or PIL image in memory
 
-Settings are Python keywords (see :func:`medtl.config.settings_overrides`): a key's last
+Settings are Python keywords (see :func:`medtl.settings.settings_overrides`): a key's last
 part when it is unique (``epochs=1``), a section dict (``train={"seed": 1}``), ``data=``
 the data folder; a :class:`~medtl.config.Config` or YAML path may come first. No call
 changes process-wide state: warnings are scoped to the call, ``train.threads`` holds for
@@ -64,7 +64,8 @@ def train(
     ``settings`` as in the module docstring, e.g. ``train(data="phantoms", epochs=1)``.
     ``resume=RUN`` continues that run from its own config (``epochs=`` may extend it).
     """
-    from medtl.config import Config, config_from_settings
+    from medtl.config import Config
+    from medtl.settings import config_from_settings
     from medtl.training import resume_config
     from medtl.training import train as run_training
 
@@ -91,7 +92,7 @@ def evaluate(
     (:mod:`medtl.compare.ensemble`; options ``split``, ``tta``, ``save_images``, ``plots``,
     ``strict``)."""
     from medtl.compare.ensemble import evaluate_ensemble, is_cell_folder
-    from medtl.evaluate import PROCESS_KEYS
+    from medtl.eval_processes import PROCESS_KEYS
     from medtl.evaluate import evaluate as run_evaluate
 
     config, strict = options.pop("config", None), options.pop("strict", False)
@@ -320,7 +321,7 @@ def config(
 ) -> Config:
     """A validated Config from ``key=value`` strings, a YAML file and keyword ``settings``
     (as :func:`train` takes them), without training."""
-    from medtl.config import config_from_settings
+    from medtl.settings import config_from_settings
 
     cfg = load_config(file, overrides)
     return config_from_settings(cfg, **settings) if settings else cfg

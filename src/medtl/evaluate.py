@@ -12,21 +12,27 @@ import torch
 
 from medtl.calibrate import Decisions, decision_lines, decision_summary, fit_decisions
 from medtl.checkpoints import load_checkpoint, mean_loss, split_losses
-from medtl.config import Config, parse_override, set_key
+from medtl.config import Config
 from medtl.data.decode import read_originals
+from medtl.data.io import pixel_cap
 from medtl.data.leaks import leak_free_lines, leak_free_summary
 from medtl.data.masks import MaskScheme, scheme_from_config
 from medtl.data.parallel import progress
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.splits import load_splits
 from medtl.data.volumes import volume_scores
-from medtl.data.io import pixel_cap
 from medtl.engine.cpu import threads_for
 from medtl.engine.loggers import log_run_artifacts
 from medtl.errors import MedtlError
 from medtl.eval_output import staging_folder, writer_lock
+from medtl.eval_plots import write_plots
+from medtl.eval_processes import (
+    apply_process_overrides,
+    gather_records,
+    launch_fabric,
+)
 from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
-from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text, printable, swap_in
+from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text, swap_in
 from medtl.metrics import (
     EMPTY_RULE_TEXT,
     aggregate,
@@ -44,63 +50,10 @@ from medtl.postprocess import (
 )
 from medtl.runs import load_bundle
 from medtl.seg_eval import SegScorer, seg_extra_lines, seg_extra_summary
-from medtl.seg_labels import histogram_groups, label_lines, label_summary, legend, score_row, stored
+from medtl.seg_labels import label_lines, label_summary, score_row, stored
 
 log = logging.getLogger("medtl")
 SEG_KEYS = ("dice", "iou", "precision", "recall", "hd95")
-# the settings a user may change when evaluating a run: where and on how many processes
-PROCESS_KEYS = (
-    "train.devices",
-    "train.num_nodes",
-    "train.accelerator",
-    "train.strategy",
-    "train.threads",
-)
-
-
-def _apply_process_overrides(cfg: Config, overrides: list[str]) -> None:
-    """Evaluation runs in one CPU process unless ``overrides`` ask for more; how the run was
-    trained (e.g. 2 GPUs) does not decide it."""
-    cfg.train.devices, cfg.train.num_nodes = 1, 1
-    cfg.train.accelerator, cfg.train.strategy = "cpu", "auto"
-    for text in overrides:
-        key, value = parse_override(text)
-        if key not in PROCESS_KEYS:
-            raise MedtlError(
-                f"evaluate takes only {', '.join(PROCESS_KEYS)}; '{key}' belongs to training "
-                "(the run's config.yaml is used as it is)"
-            )
-        set_key(cfg, key, value)
-
-
-def _launch(cfg: Config):
-    """A Lightning Fabric (DDP) when ``train.devices x train.num_nodes > 1``, else None.
-
-    Launched by Fabric itself (it re-runs this command once per extra local process), by
-    ``torchrun`` or by SLURM, exactly like training.
-    """
-    t = cfg.train
-    if t.devices * t.num_nodes == 1 and t.accelerator == "cpu":
-        return None
-    from lightning.fabric import Fabric
-
-    strategy = "ddp" if t.strategy == "auto" else t.strategy
-    fabric = Fabric(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy
-    )
-    fabric.launch()
-    return fabric
-
-
-def _gather(records: list[dict[str, Any]], fabric) -> list[dict[str, Any]]:
-    """Every rank's records on every rank (one process: unchanged), in split order."""
-    if fabric is None or fabric.world_size == 1:
-        return records
-    import torch.distributed as dist
-
-    parts: list[Any] = [None] * fabric.world_size
-    dist.all_gather_object(parts, records)
-    return sorted((r for part in parts for r in part), key=lambda r: r["position"])
 
 
 def _choose_split(run: Path, data: PreparedData, split: str) -> tuple[str, list[int]]:
@@ -136,7 +89,7 @@ def evaluate(
     ``best``, results go to ``eval/<split>-<checkpoint name>``. The summary holds the
     split's mean loss (the training loss, without class weights) as ``loss``.
 
-    ``overrides`` may set :data:`PROCESS_KEYS`: with ``train.devices=N`` (and/or
+    ``overrides`` may set :data:`medtl.eval_processes.PROCESS_KEYS`: with ``train.devices=N`` (and/or
     ``train.num_nodes``) the images are sharded over N DDP processes, the per-image rows
     are gathered, and rank 0 writes exactly what one process would write.
 
@@ -151,32 +104,22 @@ def evaluate(
     run = Path(run)
     net, cfg, classes = load_bundle(run)
     ckpt_name = load_checkpoint(net, run, checkpoint)
-    _apply_process_overrides(cfg, list(overrides or []))
+    apply_process_overrides(cfg, list(overrides or []))
     with writer_lock(run), threads_for(cfg), pixel_cap(cfg.data.max_pixels):
-        fabric = _launch(cfg)
+        fabric = launch_fabric(cfg)
         device = fabric.device if fabric is not None else torch.device("cpu")
         net = inference_net(net.to(device), device, optimise)
         prepared, split, indices = _eval_data(run, cfg, classes, data, split)
         fit_decisions(run, net, cfg, classes, None if data else prepared, device, tta, decide)
         out_dir = run / "eval" / (split if ckpt_name == "best" else f"{split}-{ckpt_name}")
         staging = staging_folder(out_dir, fabric)  # replaces out_dir as a whole when complete
-        records = _gather(
-            _predict_records(
-                net, cfg, prepared, indices, classes, staging, tta, save_images, device, decide,
-                postprocess,
-            ),
-            fabric,
-        )
-        summary: dict[str, Any] = {
-            "run": str(run),
-            "split": split,
-            "n_images": len(records),
-            "tta": tta,
+        options = (tta, save_images, device, decide, postprocess)
+        rows = _predict_records(net, cfg, prepared, indices, classes, staging, *options)
+        records = gather_records(rows, fabric)
+        summary = {
+            **dict(run=str(run), split=split, n_images=len(records), tta=tta, task=cfg.task),
             "inference": net.describe() if hasattr(net, "describe") else "eager",
-            "task": cfg.task,
-            "out_dir": str(out_dir),
-            "checkpoint": ckpt_name,
-            "loss": mean_loss(records),
+            **dict(out_dir=str(out_dir), checkpoint=ckpt_name, loss=mean_loss(records)),
             "postprocess": parse_rule(postprocess),  # popped into Dice before/after
         }
         return _finish(run, cfg, records, classes, plots, fabric, staging, summary)
@@ -283,77 +226,6 @@ def _seg_summary(rows: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
         }
     out.update(label_summary(rows, scheme_from_config(cfg.data)))  # several mask labels
     return out
-
-
-def _classification_plots(
-    cls: dict[str, Any], classes: list[str], probs: list, y_true: list, out_dir: Path
-) -> list[Path]:
-    """Confusion matrix, ROC (two classes present or more) and reliability diagram."""
-    from medtl import plots
-
-    written = [
-        plots.confusion_matrix_plot(
-            cls["confusion_matrix"], classes, out_dir / "confusion_matrix.png"
-        )
-    ]
-    known = [i for i, y in enumerate(y_true) if y >= 0]
-    if not known:
-        return written
-    y, p = np.array([y_true[i] for i in known]), np.stack([probs[i] for i in known])
-    if len(set(y.tolist())) >= 2:
-        written.append(plots.roc_plot(y, p, classes, out_dir / "roc.png"))
-    written.append(plots.reliability_plot(y, p, out_dir / "reliability.png"))
-    return written
-
-
-def write_plots(
-    run: Path,
-    out_dir: Path,
-    rows: list[dict[str, Any]],
-    cases: dict[int, Any],
-    summary: dict[str, Any],
-    probs: list,
-    y_true: list,
-    classes: list[str],
-) -> list[Path]:
-    """The evaluation plots: learning curves, confusion matrix, ROC, reliability, Dice histogram,
-    best/median/worst overlay grid and predictions.gif (those the task has)."""
-    from medtl import plots
-
-    written = []
-    if (run / "metrics.csv").is_file():
-        written.append(plots.learning_curves(run / "metrics.csv", out_dir / "learning_curves.png"))
-    cls = summary.get("classification")
-    if cls:
-        written += _classification_plots(cls, classes, probs, y_true, out_dir)
-    if "segmentation" in summary:
-        dice = [r["dice"] for r in rows]
-        by_class: dict[str, list[float]] = {}
-        for r in rows:
-            if r.get("class"):
-                by_class.setdefault(r["class"], []).append(r["dice"])
-        written.append(
-            plots.dice_histogram(
-                dice,
-                out_dir / "dice_histogram.png",
-                by_class=histogram_groups(rows, summary, by_class) or None,
-            )
-        )
-        picked = plots.select_cases(dice, k=4)
-        items, frames = [], []
-        for group in ("best", "median", "worst"):
-            for i in picked[group]:
-                image, pred, truth = cases[i]
-                stem = printable(Path(rows[i]["image"]).stem)  # a newline in a name
-                caption = f"{group}: {stem} Dice {rows[i]['dice']:.2f}"
-                items.append((caption, overlay(image, pred, truth)))
-                frames.append((image, pred, truth, caption))
-        if items:
-            written.append(
-                plots.overlay_grid(items, out_dir / "overlays_grid.png", legend=legend(summary))
-            )
-            written.append(plots.predictions_gif(frames, out_dir / "predictions.gif"))
-    return written
 
 
 def _check_finite(out: dict[str, torch.Tensor], rows: list[int], samples: list) -> None:

@@ -24,12 +24,11 @@ import torch
 
 from medtl.calibrate import calibrated, decision_of, label_at
 from medtl.data.dicom import parse_window
-from medtl.data.io import read_image, to_uint8
+from medtl.data.io import pixel_cap, read_image, to_uint8
 from medtl.data.layouts import is_image, mask_stem
 from medtl.data.parallel import map_ordered, progress
 from medtl.data.transforms import resize_pair, to_float
 from medtl.data.volumes import is_volume, slice_refs, volume_id, write_label_volume
-from medtl.data.io import pixel_cap
 from medtl.engine.cpu import threads_for
 from medtl.errors import ConfigError, DataError
 from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
@@ -200,22 +199,18 @@ def write_predictions(
         raise ConfigError(
             f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
         )
-    written: list[str] = []
-    rows: list[dict] = []
     used: set[str] = set()
     paths = collect_inputs(inputs)
-    for vol in (p for p in paths if is_volume(p)):
-        masks = [
-            result_of(res, image.shape[0], image.shape[1], classes).mask
-            for _, image, res in _batched(
-                infer_fn, size, slice_refs(vol, slice_axis), batch_size, window
-            )
-        ]
-        if masks and masks[0] is None:
-            raise DataError(f"{vol}: a volume needs a segmentation run; give 2D images instead")
-        target = out / f"{safe_name(volume_id(vol))}_mask.nii.gz"
-        written.append(str(write_label_volume(masks, vol, target, slice_axis)))
-        rows.append({"image": str(vol), "lesion_pixels": int(sum(m.sum() for m in masks))})
+    written, rows = _predict_volumes(
+        infer_fn,
+        size,
+        classes,
+        [p for p in paths if is_volume(p)],
+        out,
+        batch_size,
+        slice_axis,
+        window,
+    )
     paths = [p for p in paths if not is_volume(p)]
     batches = _batched(infer_fn, size, paths, batch_size, window)
     for path, image, res in progress(batches, len(paths), "predicting"):
@@ -243,6 +238,35 @@ def write_predictions(
     atomic_write_text(out / "predictions.csv", csv_text(rows))
     written.append(str(out / "predictions.csv"))
     return written
+
+
+def _predict_volumes(
+    infer_fn,
+    size: int,
+    classes: list[str],
+    volumes: list[Path],
+    out: Path,
+    batch_size: int,
+    slice_axis: int,
+    window: tuple[float, float] | None,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Each NIfTI volume slice by slice into ``<id>_mask.nii.gz`` with the input's affine
+    and header; returns the written paths and the predictions.csv rows."""
+    written: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for vol in volumes:
+        masks = [
+            result_of(res, image.shape[0], image.shape[1], classes).mask
+            for _, image, res in _batched(
+                infer_fn, size, slice_refs(vol, slice_axis), batch_size, window
+            )
+        ]
+        if masks and masks[0] is None:
+            raise DataError(f"{vol}: a volume needs a segmentation run; give 2D images instead")
+        target = out / f"{safe_name(volume_id(vol))}_mask.nii.gz"
+        written.append(str(write_label_volume(masks, vol, target, slice_axis)))
+        rows.append({"image": str(vol), "lesion_pixels": int(sum(m.sum() for m in masks))})
+    return written, rows
 
 
 def _batched(infer_fn, size: int, paths: list[Path], batch_size: int, window=None):

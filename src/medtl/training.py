@@ -18,13 +18,13 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medtl.config import Config, parse_channels
 from medtl.data.dataset import CachedDataset, class_counts
+from medtl.data.io import pixel_cap
 from medtl.data.leaks import apply_policy, write_leaks
 from medtl.data.masks import seg_channels
 from medtl.data.pipeline import PreparedData, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
 from medtl.engine.callbacks import AtomicCheckpointIO, EpochFacts, EpochMetricsCSV, StepLossCSV
 from medtl.engine.checkpoints import resume_checkpoint
-from medtl.data.io import pixel_cap
 from medtl.engine.cpu import threads_for
 from medtl.engine.facts import RunFacts, best_epoch, data_facts
 from medtl.engine.features import train_val_loaders

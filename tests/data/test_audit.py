@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def messy(tmp_path: Path) -> Path:
 
 
 def test_audit_finds_every_defect_and_nothing_else(messy: Path) -> None:
-    r = audit(messy)
+    r = audit(messy, masks=SimpleNamespace(mask_mode="binary", labels=None, mask_colors=None))
     b, m = messy / "benign", messy / "malignant"
     assert r.layout == "class_masks"
     assert r.n_images == 12  # h.png has no mask and is left out by the layout
@@ -124,7 +125,10 @@ def test_audit_finds_every_defect_and_nothing_else(messy: Path) -> None:
     assert r.leakage == []
 
     assert not r.ok
-    assert len(r.problems) == 1 + 1 + 1 + 4 + 1 + 1 + 1 + 1  # see the asserts above
+    # under data.mask_mode=binary training stops at e_mask.png: one more line, as train gives it
+    assert r.mask_interpretation["error"].startswith(f"{b / 'e_mask.png'}: mask values 0,1,2,255")
+    assert r.problems[-1] == r.mask_interpretation["error"] and r.label_table == []
+    assert len(r.problems) == 1 + 1 + 1 + 4 + 1 + 1 + 1 + 1 + 1  # see the asserts above
     assert any("same image filed under benign and malignant" in p for p in r.problems)
     d = json.loads(json.dumps(r.to_dict()))
     assert d["ok"] is False and d["n_label_conflicts"] == 1

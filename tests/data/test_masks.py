@@ -152,3 +152,21 @@ def test_labels_file_names_and_config_round_trip(tmp_path):
     assert scheme_from_config(cfg) == MaskScheme("labels", (1, 2), ("lesion", "halo"))
     assert parse_labels("2:halo,1:lesion") == ((1, 2), ("lesion", "halo"))
     assert parse_colors("255,0,0:t")[0] == ((255, 0, 0),)
+
+
+def test_files_of_0_1_and_of_0_255_are_one_binary_set(tmp_path):
+    """BUSI mixes mode-1 masks (0/1) and 8-bit masks (0/255): binary, not three labels."""
+    samples = _maps(tmp_path / "a", [1], n=2) + _maps(tmp_path / "b", [255], n=2)
+    m = np.zeros((16, 16), bool)
+    m[2:6, 2:6] = True
+    samples.append(S(_png(tmp_path / "c" / "mode1.png", m)))  # saved as mode "1"
+    assert Image.open(tmp_path / "c" / "mode1.png").mode == "1"
+    assert resolve(Cfg(), samples, tmp_path).mode == "binary"
+
+
+def test_files_of_0_1_and_of_0_2_or_0_128_are_labels(tmp_path):
+    for k, other in enumerate((2, 128)):
+        root = tmp_path / str(k)
+        samples = _maps(root / "a", [1], n=2) + _maps(root / "b", [other], n=2)
+        s = resolve(Cfg(), samples, root)
+        assert (s.mode, s.values) == ("labels", (1, other))

@@ -21,6 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from medtl.data.audit_masks import (
+    format_masks,
+    interpret,
+    label_table,
+    quiet_odd_masks,
+    rare_problems,
+)
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
 from medtl.data.file_checks import Decoded, decode_all, other_files
 from medtl.data.groups import group_by_names, looks_like_slices
@@ -65,6 +72,11 @@ class AuditReport:
     grouping: dict[str, Any] = field(default_factory=dict)
     """Patient groups: what training would decide from the names
     (:class:`medtl.data.groups.GroupDecision`) and ``n_groups`` in force."""
+    mask_interpretation: dict[str, Any] = field(default_factory=dict)
+    """What training would decide the masks mean (:mod:`medtl.data.audit_masks`):
+    ``mode``, ``description``, ``labels`` (value, name), ``error`` (the line it would stop with)."""
+    label_table: list[dict[str, Any]] = field(default_factory=list)
+    """Label maps: per label value its name, pixel share, images holding it, ``rare``."""
 
     @property
     def ok(self) -> bool:
@@ -98,6 +110,7 @@ class AuditReport:
         lines.append("  image modes: " + _kv(self.image_modes))
         if self.mask_modes:
             lines.append("  mask modes: " + _kv(self.mask_modes))
+        lines += format_masks(self.mask_interpretation, self.label_table)
         for cls, c in self.mask_coverage.items():
             lines.append(
                 f"  mask coverage {cls}: mean {c['mean']:.3f}, min {c['min']:.3f}, max "
@@ -282,23 +295,50 @@ def _problems(
     return problems
 
 
+def _mask_meaning(
+    ds: Any, decoded: list[Decoded], rep: dict[str, Any], masks: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The interpretation training would take, the label table (label maps: coverage then
+    counts foreground labels, and odd-mask lines the scheme explains are dropped) and the
+    lines for ``problems`` (the error training would stop with; rare labels)."""
+    skip = {u["path"] for u in rep["unreadable"]}
+    scheme, info = interpret(ds.samples, ds.root, masks, skip)
+    rep["odd_masks"] = quiet_odd_masks(rep["odd_masks"], scheme)
+    if info.get("error"):
+        return info, [], [info["error"]]
+    if scheme is None or not scheme.values:
+        return info, [], []
+    shapes = [d.shape if d.coverage is not None else None for d in decoded]
+    rows, coverage = label_table(scheme, ds.samples, shapes)
+    for d, c in zip(decoded, coverage, strict=True):
+        d.coverage = c if d.coverage is not None else None
+    n_masked = sum(c is not None for c in coverage)
+    return info, rows, rare_problems(rows, n_masked)
+
+
 def audit(
-    root: str | Path, layout: str = "auto", max_distance: int = NEAR_DUP_MAX_DISTANCE
+    root: str | Path,
+    layout: str = "auto",
+    max_distance: int = NEAR_DUP_MAX_DISTANCE,
+    masks: Any = None,
 ) -> AuditReport:
     """Audit the data set under ``root`` (see :class:`AuditReport` for what is reported).
 
     Every file is decoded once, on the decoding threads (:mod:`medtl.data.parallel`); a
     bad file is reported and skipped, never fatal. Raises
-    DataError only when no layout fits. ``max_distance`` is the near-duplicate threshold.
+    DataError only when no layout fits. ``max_distance`` is the near-duplicate threshold;
+    ``masks`` the ``data.mask_mode``/``labels``/``mask_colors`` keys (default: auto).
     """
     t0 = time.perf_counter()
     ds = discover(root, layout)
     samples = ds.samples
     decoded, rep = decode_all(samples)  # in parallel, merged in sample order
+    meaning, table, mask_problems = _mask_meaning(ds, decoded, rep, masks)
     cov_stats, empty = _coverage(samples, decoded)
     exact, near, leakage = _duplicates(samples, decoded, max_distance)
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
+    problems += mask_problems
     grouped, decision = group_by_names(samples)  # what training does with these names
     warning = looks_like_slices(grouped, decision)
     problems += [warning] if warning else []
@@ -330,4 +370,6 @@ def audit(
         seconds=round(time.perf_counter() - t0, 3),
         problems=problems,
         grouping=grouping,
+        mask_interpretation=meaning,
+        label_table=table,
     )

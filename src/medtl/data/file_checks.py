@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from medtl.data import io
+from medtl.data.audit_masks import NAMES_FILES
 from medtl.data.dedup import hashes_of
 from medtl.data.io import binarise_mask, read_array
 from medtl.data.layouts import MASK_EXTS, Sample
@@ -158,7 +159,7 @@ def _err(path: Path, exc: Exception) -> str:
 
 def other_files(root: Path, layout: str) -> list[str]:
     """Files under ``root`` that are not images (hidden files included; root-level
-    manifests of the csv layout excluded)."""
+    manifests of the csv layout and ``labels.yaml``/``labels.json`` excluded)."""
     if not root.is_dir():
         return []
     out = []
@@ -166,6 +167,8 @@ def other_files(root: Path, layout: str) -> list[str]:
         if not p.is_file() or p.suffix.lower() in MASK_EXTS or is_volume(p):
             continue
         if layout == "csv" and p.parent == root and p.suffix.lower() == ".csv":
+            continue
+        if p.parent == root and p.name.lower() in NAMES_FILES:  # the label names
             continue
         out.append(str(p))
     return out

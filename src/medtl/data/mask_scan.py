@@ -98,6 +98,10 @@ def _union(facts: Sequence[FileFacts]) -> dict:
     return total
 
 
+#: value sets that are binary masks on their own, whatever other files hold
+STANDARD_BINARY = ({0, 1}, {0, 255}, {0, 65535})
+
+
 def _binary(facts: Sequence[FileFacts], strict: bool) -> MaskScheme | None:
     """The binary scheme when every file fits the binary rule; None (auto) or an error."""
     for f in facts:
@@ -127,8 +131,12 @@ def _binary(facts: Sequence[FileFacts], strict: bool) -> MaskScheme | None:
                 f"{f.path}: float mask (values {min(f.values):.3g}..{max(f.values):.3g}); save it "
                 "as an 8/16-bit PNG, or set data.mask_mode=binary to threshold it (0.5 / 128)"
             )
-    plain = {v for f in facts if f.kind in ("grey", "palette") and not _noisy(f) for v in f.values}
-    if len(plain) > 2 and not strict:  # e.g. files of 0/1 and of 0/2: a label map
+    grey = [f for f in facts if f.kind in ("grey", "palette") and not _noisy(f)]
+    standard = all(any(set(f.values) <= pair for pair in STANDARD_BINARY) for f in grey)
+    plain = {v for f in grey for v in f.values}
+    # files of 0/1 and of 0/255 (BUSI mixes mode-1 and 8-bit masks) are one binary set;
+    # files of 0/1 and of 0/2 are a label map
+    if not standard and len(plain) > 2 and not strict:
         return None
     if any(_noisy(f) for f in facts):
         jpeg = all(f.jpeg for f in facts if len(f.values) > 2)

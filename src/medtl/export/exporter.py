@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -73,15 +72,27 @@ def _write_onnx(net: nn.Module, keys: list[str], size: int, opset: int, meta: di
     return write
 
 
-def _parity(net: nn.Module, predictor: OnnxPredictor, size: int) -> dict[str, float]:
+def _probs(logits: torch.Tensor, key: str) -> torch.Tensor:
+    """What the outputs mean: softmax over channels (classes, or background + labels of a
+    label-map run), sigmoid for a one-channel (binary) segmentation."""
+    if key == "seg" and logits.shape[1] == 1:
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)
+
+
+def _parity(
+    net: nn.Module, predictor: OnnxPredictor, size: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """max |ONNX - PyTorch| per output on 4 seeded random images (batch 4; exported with 2,
-    so this also checks the dynamic batch axis)."""
+    so this also checks the dynamic batch axis): on the logits and on the probabilities."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, size, size, generator=gen)
     with torch.inference_mode():
         ref = net(x)
-    got = predictor(x.numpy())
-    return {k: float(np.abs(got[k] - ref[k].numpy()).max()) for k in ref}
+    got = {k: torch.from_numpy(v) for k, v in predictor(x.numpy()).items()}
+    logits = {k: float((got[k] - ref[k]).abs().max()) for k in ref}
+    probs = {k: float((_probs(got[k], k) - _probs(ref[k], k)).abs().max()) for k in ref}
+    return logits, probs
 
 
 def _export_file(run: Path, path: Path, write: Callable[[Path], None], opset: int) -> float:
@@ -100,18 +111,33 @@ def _export_file(run: Path, path: Path, write: Callable[[Path], None], opset: in
     return time.perf_counter() - t0
 
 
-def _check_parity(net: nn.Module, path: Path, size: int) -> dict[str, float]:
-    """:func:`_parity` of the written model; over :data:`PARITY_TOL` the model is removed
-    (never left behind for 'predict --onnx' to pick up) and MedtlError names the output."""
-    diffs = _parity(net, OnnxPredictor(path), size)
-    worst = max(diffs, key=diffs.get)
-    if diffs[worst] >= PARITY_TOL:
-        path.unlink()
-        raise MedtlError(
-            f"{path}: ONNX Runtime differs from PyTorch by {diffs[worst]:.3g} on '{worst}' "
-            f"(tolerance {PARITY_TOL:g}); try another opset (e.g. 18) or report the model"
-        )
-    return diffs
+def _check_parity(
+    net: nn.Module, path: Path, size: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`_parity` of the written model; over :data:`PARITY_TOL` (logits or
+    probabilities) the model is removed (never left behind for 'predict --onnx' to pick up)
+    and MedtlError names the output."""
+    diffs, probs = _parity(net, OnnxPredictor(path), size)
+    for what, d in (("", diffs), (" probabilities", probs)):
+        worst = max(d, key=d.get)
+        if d[worst] >= PARITY_TOL:
+            path.unlink()
+            raise MedtlError(
+                f"{path}: ONNX Runtime differs from PyTorch by {d[worst]:.3g} on '{worst}'"
+                f"{what} (tolerance {PARITY_TOL:g}); try another opset (e.g. 18) or report "
+                "the model"
+            )
+    return diffs, probs
+
+
+def _parity_info(diffs: dict[str, float], probs: dict[str, float]) -> dict[str, Any]:
+    """export.json's parity: logits, and softmax (sigmoid for one seg channel) probabilities."""
+    return {
+        "n_images": 4,
+        "tolerance": PARITY_TOL,
+        "max_abs_diff": diffs,
+        "prob_max_abs_diff": probs,
+    }
 
 
 def export_onnx(
@@ -124,8 +150,8 @@ def export_onnx(
     """Export ``RUN/model.pt`` to ONNX, check parity, optionally quantise; returns export.json.
 
     ``out`` is the folder for the files (default ``RUN/export``). Parity: ONNX Runtime vs
-    PyTorch on 4 random images must agree to ``1e-4`` (max abs logit difference per output),
-    else MedtlError with the measured difference. ``int8`` adds ``model.int8.onnx`` and
+    PyTorch on 4 random images must agree to ``1e-4`` (max abs difference per output, on the
+    logits and on the probabilities), else MedtlError with the measured difference. ``int8`` adds ``model.int8.onnx`` and
     measures on the validation split the Dice (and accuracy) of fp32 vs int8 ONNX and the
     speed of both at batch 8 (see :func:`medtl.export.quantise.quantise_int8`).
     """
@@ -145,7 +171,7 @@ def export_onnx(
     meta = {"task": cfg.task, "classes": json.dumps(classes), "image_size": str(size)}
     onnx_path = out_dir / "model.onnx"
     export_s = _export_file(run, onnx_path, _write_onnx(net, keys, size, opset, meta), opset)
-    diffs = _check_parity(net, onnx_path, size)
+    diffs, prob_diffs = _check_parity(net, onnx_path, size)
     info: dict[str, Any] = {
         "run": str(run),
         "onnx": str(onnx_path),
@@ -156,7 +182,7 @@ def export_onnx(
         "input": {"name": INPUT_NAME, "shape": ["batch", 3, size, size], "range": [0.0, 1.0]},
         "outputs": keys,
         "temperature": temperature_of(run),  # None: uncalibrated logits
-        "parity": {"n_images": 4, "tolerance": PARITY_TOL, "max_abs_diff": diffs},
+        "parity": _parity_info(diffs, prob_diffs),
         "size_mb": {"fp32": model_mb(onnx_path)},
         "export_seconds": round(export_s, 2),
         "int8": None,

@@ -69,6 +69,16 @@ def _batches(images: torch.Tensor, batch: int):
         yield (images[i : i + batch].float() / 255).numpy()
 
 
+def _dice(logits: np.ndarray, truth: np.ndarray, seg_scores: Any) -> float:
+    """One image's Dice: sigmoid(z) > 0.5 for one channel; for a label-map run the mean
+    over the foreground labels of the argmax's per-label Dice."""
+    if logits.shape[0] == 1:
+        return seg_scores(logits[0] > 0, truth > 0)["dice"]
+    pred = logits.argmax(0)
+    per = [seg_scores(pred == k, truth == k)["dice"] for k in range(1, logits.shape[0])]
+    return float(np.nanmean(per)) if not np.isnan(per).all() else float("nan")
+
+
 def _scores(
     predictor: OnnxPredictor, images: torch.Tensor, masks: torch.Tensor | None, labels: list[int]
 ) -> dict[str, float]:
@@ -82,8 +92,7 @@ def _scores(
         res = predictor(x)
         for j in range(len(x)):
             if "seg" in res and masks is not None:
-                pred = res["seg"][j, 0] > 0  # sigmoid(z) > 0.5
-                dice.append(seg_scores(pred, masks[row + j, 0].numpy() > 0)["dice"])
+                dice.append(_dice(res["seg"][j], masks[row + j, 0].numpy(), seg_scores))
             if "cls" in res and labels and labels[row + j] >= 0:
                 correct.append(int(res["cls"][j].argmax()) == labels[row + j])
         row += len(x)
