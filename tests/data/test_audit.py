@@ -177,6 +177,22 @@ def test_audit_flags_patient_group_spanning_splits(tmp_path: Path) -> None:
     assert [(g["kind"], g["splits"]) for g in r.leakage] == [("group p1", ["test", "train"])]
 
 
+def test_audit_flags_manifest_files_outside_the_folder_and_tiny_images(tmp_path: Path) -> None:
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    save(data / "img" / "a.png", smooth_image(1))
+    save(elsewhere / "b.png", smooth_image(2))
+    Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(data / "img" / "dot.png")
+    (data / "manifest.csv").write_text(
+        "image,label\nimg/a.png,x\n../elsewhere/b.png,y\nimg/dot.png,x\n"
+    )
+    r = audit(data)
+    outside = [p for p in r.problems if "outside the data folder" in p]
+    tiny = [p for p in r.problems if "below 8 px a side" in p]
+    assert len(outside) == 1 and "b.png" in outside[0]
+    assert len(tiny) == 1 and "dot.png: 1x1 pixels" in tiny[0]
+    assert not r.ok and not any("a.png" in p for p in r.problems)
+
+
 @pytest.mark.busi
 @pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present at ../shared/data/busi")
 def test_busi_defects_are_found() -> None:

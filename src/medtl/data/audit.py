@@ -29,7 +29,7 @@ from medtl.data.audit_masks import (
     rare_problems,
 )
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
-from medtl.data.file_checks import Decoded, decode_all, other_files
+from medtl.data.file_checks import Decoded, decode_all, other_files, placement_problems
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 
@@ -338,7 +338,7 @@ def audit(
     exact, near, leakage = _duplicates(samples, decoded, max_distance)
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
-    problems += mask_problems
+    problems += mask_problems + placement_problems(samples, Path(root), decoded)
     grouped, decision = group_by_names(samples)  # what training does with these names
     warning = looks_like_slices(grouped, decision)
     problems += [warning] if warning else []

@@ -172,3 +172,25 @@ def other_files(root: Path, layout: str) -> list[str]:
             continue
         out.append(str(p))
     return out
+
+
+#: images with a side below this many pixels are reported: a thumbnail, an icon or a broken
+#: export, not an image to learn from (the smallest training size is 16 px)
+MIN_SIDE = 8
+
+
+def placement_problems(
+    samples: Sequence[Sample], root: Path, decoded: Sequence[Decoded]
+) -> list[str]:
+    """Lines for files outside the data folder (a CSV manifest can point anywhere: such a
+    file is used, but nothing in the data folder vouches for it) and for tiny images."""
+    base = Path(root).resolve()
+    lines = []
+    for s, d in zip(samples, decoded, strict=True):
+        for f in (s.image, *s.masks):
+            if not Path(f).resolve().is_relative_to(base):
+                lines.append(f"{f}: outside the data folder {base} (named by the manifest)")
+        if d.shape is not None and min(d.shape) < MIN_SIDE:
+            h, w = d.shape
+            lines.append(f"{s.image}: {w}x{h} pixels, below {MIN_SIDE} px a side; remove it")
+    return lines
