@@ -112,3 +112,37 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
     assert one["segmentation"]["dice"]["mean"] == pytest.approx(
         float(rows[1]["val_dice"]), abs=1e-5
     )
+
+
+def test_two_process_per_label_val_dice_is_exact(tmp_path):
+    """Label maps under DDP: each label's val Dice in metrics.csv (synced sums over the two
+    ranks, odd val count) equals one process's over the whole val split (issue 16 item 4)."""
+    from medtl.data.synthetic import make_label_phantoms
+    from medtl.engine.metrics import LabelScores
+    from medtl.models.build import build_model
+
+    data = make_label_phantoms(tmp_path / "ph2", n=13, size=32, seed=3, labels=2)
+    out = tmp_path / "runs"
+    common = [f"data.root={data}", f"output.dir={out}", "data.image_size=32"]
+    common += ["model.weights=none", "model.encoder=resnet18", "train.batch_size=2"]
+    common += ["train.epochs=1", "data.val_fraction=0.4", "data.test_fraction=0", *DDP]
+    got = _medtl("train", "--no-progress", *common)
+    assert got.returncode == 0, got.stderr[-3000:]
+    run = next(out.iterdir())
+    cfg = read_config(run)
+    net, _ = build_model("segmentation", cfg.model.arch, cfg.model.encoder, "none", seg_classes=3)
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
+    net.eval()
+    prepared = prepare(cfg)
+    val = load_splits(run / "splits.json", prepared.dataset.samples)["val"]
+    assert len(val) % 2 == 1
+    scores = LabelScores(["lesion", "ring"], cfg.train.empty_mask)
+    with torch.inference_mode():
+        for x, y, _, _row in make_loader(prepared, val, cfg, train=False):
+            scores.update(net(x)["seg"], y)
+    one = {k: float(v) for k, v in scores.compute().items()}
+    row = next(csv.DictReader((run / "metrics.csv").open()))
+    for name in ("lesion", "ring"):
+        assert float(row[f"val_dice_{name}"]) == pytest.approx(one[f"dice_{name}"], abs=1e-5)
+    assert float(row["val_dice"]) == pytest.approx(one["dice"], abs=1e-5)

@@ -9,6 +9,10 @@ per class on the validation probabilities (at ``T`` when one is stored,
 :mod:`medtl.metrics.operating_point`). The evaluated split (test) then reports the ECE
 before and after scaling and sensitivity/specificity/PPV/NPV at each threshold.
 
+``--seg-threshold auto`` (or a number) chooses the mask threshold of a binary segmentation
+head on the validation Dice (:mod:`medtl.seg_threshold`); evaluate, predict and
+``medtl.load(RUN)`` apply it from then on (:func:`seg_threshold_of`; default 0.5).
+
 From then on predict and export apply ``T`` (:func:`calibrated` divides the ``cls`` logits
 by it, so the ONNX graph does too), and ``medtl predict --threshold stored|T`` decides the
 positive class by threshold instead of argmax (:func:`decision_of`, :func:`label_at`).
@@ -19,7 +23,9 @@ File layout::
                      "nll_after": ..., "ece_before": ..., "ece_after": ..., "ece_bins": 15},
      "operating_point": {"rule": "sensitivity", "target": 0.95, "name": "sensitivity >= 0.95",
                          "positive": "malignant", "temperature": 1.7, "fitted_on": "val",
-                         "per_class": {"malignant": {"threshold": 0.31, ...}}}}
+                         "per_class": {"malignant": {"threshold": 0.31, ...}}},
+     "seg_threshold": {"value": 0.45, "rule": "max mean val Dice", "fitted_on": "val",
+                       "n_images": 18, "val_dice": {"0.3": ..., "0.35": ...}, ...}}
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from medtl.io_utils import atomic_write_json
 from medtl.metrics.calibration import ECE_BINS, expected_calibration_error, fit_temperature, nll
 from medtl.metrics.calibration import softmax as softmax_t
 from medtl.metrics.operating_point import at_threshold, choose_threshold, rule_name
+from medtl.seg_threshold import check_binary, fit_seg_threshold, threshold_value
 
 log = logging.getLogger("medtl")
 CALIBRATION_FILE = "calibration.json"
@@ -52,6 +59,7 @@ __all__ = [
     "fit_decisions",
     "label_at",
     "read_calibration",
+    "seg_threshold_of",
     "temperature_of",
 ]
 
@@ -61,15 +69,21 @@ class Decisions:
     """What ``medtl evaluate`` is asked beyond its defaults: ``calibrate`` (fit the
     temperature on the validation split), an operating-point ``rule`` (``youden``,
     ``sensitivity`` or ``specificity`` with ``target``) for ``positive`` (default: the second
-    of two classes), and the ``hd95`` definition (:mod:`medtl.metrics.surface`)."""
+    of two classes), the ``hd95`` definition (:mod:`medtl.metrics.surface`) and
+    ``seg_threshold`` (``"auto"`` or a probability: :mod:`medtl.seg_threshold`)."""
 
     calibrate: bool = False
     rule: str | None = None
     target: float | None = None
     positive: str | None = None
     hd95: str = "pooled"
+    seg_threshold: str | float | None = None
 
     def wanted(self) -> bool:
+        return self.classification() or self.seg_threshold is not None
+
+    def classification(self) -> bool:
+        """A decision of the classification head is asked (temperature, operating point)."""
         return self.calibrate or self.rule is not None
 
 
@@ -84,6 +98,11 @@ def read_calibration(run: str | Path) -> dict[str, Any]:
         raise MedtlError(
             f"{path} is not valid JSON; delete it and run 'medtl evaluate {run} --calibrate'"
         ) from None
+
+
+def seg_threshold_of(run: str | Path) -> float:
+    """The stored mask threshold of a binary segmentation head (default 0.5)."""
+    return threshold_value(read_calibration(run))
 
 
 def temperature_of(run: str | Path) -> float | None:
@@ -124,17 +143,24 @@ def _positive(classes: list[str], positive: str | None) -> str | None:
 
 
 # ----------------------------------------------------------------------------- fitting
-def _val_logits(run: Path, net, cfg, prepared, device, tta: bool):
-    """The classification logits and labels of the run's validation split."""
-    from medtl.data.pipeline import make_loader, prepare
+def _val_split(run: Path, cfg, prepared):
+    """``(prepared data, validation indices)`` of the run's own data."""
+    from medtl.data.pipeline import prepare
     from medtl.data.splits import load_splits
-    from medtl.inference import infer
 
     if prepared is None:  # evaluating another folder: the run's own data for its val split
         prepared = prepare(cfg)
     val = load_splits(run / "splits.json", prepared.dataset.samples).get("val") or []
     if not val:
         raise MedtlError(f"{run}/splits.json has no validation images to fit decisions on")
+    return prepared, val
+
+
+def _val_logits(net, cfg, prepared, val: list[int], device, tta: bool):
+    """The classification logits and labels of the validation images ``val``."""
+    from medtl.data.pipeline import make_loader
+    from medtl.inference import infer
+
     logits, labels = [], []
     for x, _mask, label, rows in make_loader(prepared, val, cfg, train=False):
         out = infer(net, x.to(device), tta)["cls"].float().cpu().numpy()
@@ -200,13 +226,30 @@ def fit_decisions(
     (rank 0 writes); returns the file's content (``{}`` when nothing was asked)."""
     if d is None or not d.wanted():
         return read_calibration(run)
-    if cfg.task == "segmentation":
+    if d.classification() and cfg.task == "segmentation":
         raise ConfigError(
             "--calibrate and operating points need a classification head "
             "(task=classification or multitask)"
         )
-    z, y = _val_logits(run, net, cfg, prepared, device, tta)
+    if d.seg_threshold is not None:
+        check_binary(cfg)  # before any inference
+    prepared, val = _val_split(run, cfg, prepared)
     doc = read_calibration(run)
+    if d.classification():
+        _classification_fit(doc, *_val_logits(net, cfg, prepared, val, device, tta), classes, d)
+    if d.seg_threshold is not None:
+        doc["seg_threshold"] = fit_seg_threshold(
+            net, cfg, prepared, val, device, tta, d.seg_threshold
+        )
+    from medtl.runs import process_rank
+
+    if process_rank() == 0:
+        atomic_write_json(run / CALIBRATION_FILE, doc)
+    return doc
+
+
+def _classification_fit(doc: dict[str, Any], z, y, classes: list[str], d: Decisions) -> None:
+    """The temperature and / or operating point of ``d`` into ``doc`` (in place)."""
     if d.calibrate:
         doc["temperature"] = _temperature_fit(z, y)
         op = doc.get("operating_point")
@@ -216,11 +259,6 @@ def fit_decisions(
     t = float((doc.get("temperature") or {}).get("value", 1.0))
     if d.rule is not None:
         doc["operating_point"] = _operating_fit(z, y, classes, t, d)
-    from medtl.runs import process_rank
-
-    if process_rank() == 0:
-        atomic_write_json(run / CALIBRATION_FILE, doc)
-    return doc
 
 
 # ----------------------------------------------------------------------------- reporting

@@ -1,5 +1,6 @@
 """The command-line options of issue 19's evaluation decisions, kept out of ``cli.py``:
-``evaluate --calibrate / --youden / --sensitivity / --specificity / --positive / --hd95``
+``evaluate --calibrate / --youden / --sensitivity / --specificity / --positive / --hd95 /
+--seg-threshold``
 and ``predict --threshold / --positive``. Each ``*_options`` function turns the parsed
 namespace into keyword arguments for :mod:`medtl.api` (empty when none was given, so the
 ensemble paths, which take none of them, are not handed any)."""
@@ -33,6 +34,12 @@ def add_evaluate_options(sp: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--positive", metavar="CLASS", help="positive class (default: the second of two)"
     )
+    g.add_argument(
+        "--seg-threshold",
+        metavar="auto|T",
+        help="mask threshold of a binary segmentation head: auto = max mean val Dice over "
+        "0.30..0.70, or a probability; predict applies it from then on (default 0.5)",
+    )
     sp.add_argument(
         "--hd95",
         default="pooled",
@@ -44,6 +51,7 @@ def add_evaluate_options(sp: argparse.ArgumentParser) -> None:
 def evaluate_options(a: argparse.Namespace) -> dict[str, Any]:
     """``decide=Decisions(...)`` for :func:`medtl.api.evaluate`, when an option was given."""
     from medtl.calibrate import Decisions
+    from medtl.seg_threshold import parse_seg_threshold
 
     rule, target = None, None
     if a.youden:
@@ -52,7 +60,8 @@ def evaluate_options(a: argparse.Namespace) -> dict[str, Any]:
         rule, target = "sensitivity", a.sensitivity
     elif a.specificity is not None:
         rule, target = "specificity", a.specificity
-    d = Decisions(a.calibrate, rule, target, a.positive, a.hd95)
+    seg_t = parse_seg_threshold(getattr(a, "seg_threshold", None))
+    d = Decisions(a.calibrate, rule, target, a.positive, a.hd95, seg_t)
     return {"decide": d} if d.wanted() or d.hd95 != "pooled" else {}
 
 

@@ -51,6 +51,7 @@ from medtl.postprocess import (
 from medtl.runs import load_bundle
 from medtl.seg_eval import SegScorer, seg_extra_lines, seg_extra_summary
 from medtl.seg_labels import label_lines, label_summary, score_row, stored
+from medtl.seg_threshold import threshold_lines, threshold_summary, threshold_value
 
 log = logging.getLogger("medtl")
 SEG_KEYS = ("dice", "iou", "precision", "recall", "hd95")
@@ -110,10 +111,10 @@ def evaluate(
         device = fabric.device if fabric is not None else torch.device("cpu")
         net = inference_net(net.to(device), device, optimise)
         prepared, split, indices = _eval_data(run, cfg, classes, data, split)
-        fit_decisions(run, net, cfg, classes, None if data else prepared, device, tta, decide)
+        doc = fit_decisions(run, net, cfg, classes, None if data else prepared, device, tta, decide)
         out_dir = run / "eval" / (split if ckpt_name == "best" else f"{split}-{ckpt_name}")
         staging = staging_folder(out_dir, fabric)  # replaces out_dir as a whole when complete
-        options = (tta, save_images, device, decide, postprocess)
+        options = (tta, save_images, device, decide, postprocess, threshold_value(doc))
         rows = _predict_records(net, cfg, prepared, indices, classes, staging, *options)
         records = gather_records(rows, fabric)
         summary = {
@@ -121,6 +122,7 @@ def evaluate(
             "inference": net.describe() if hasattr(net, "describe") else "eager",
             **dict(out_dir=str(out_dir), checkpoint=ckpt_name, loss=mean_loss(records)),
             "postprocess": parse_rule(postprocess),  # popped into Dice before/after
+            **threshold_summary(doc),  # a stored mask threshold (medtl.seg_threshold)
         }
         return _finish(run, cfg, records, classes, plots, fabric, staging, summary)
 
@@ -250,13 +252,13 @@ def _predict_records(
     device: torch.device,
     decide: Decisions | None = None,
     postprocess: str | None = None,
+    seg_threshold: float = 0.5,
 ) -> list[dict[str, Any]]:
     """One record per image of this process's shard: its position in ``indices``, the
     per-image CSV row, class probabilities, label and best/worst-grid thumbnail. Predicted
     masks (and overlays for the first ``save_images`` positions) are written here."""
     loader = make_loader(prepared, indices, cfg, train=False)
-    ds = prepared.dataset
-    samples = ds.samples
+    ds, samples = prepared.dataset, prepared.dataset.samples
     scorer = SegScorer.of(cfg, samples, indices, decide)  # lesions, area, HD95/MSD in mm or px
     position = {idx: p for p, idx in enumerate(indices)}
     records: list[dict[str, Any]] = []
@@ -282,7 +284,7 @@ def _predict_records(
                 rec["logits"] = out["cls"][j].numpy()  # temperature scaling's input
             if "seg" in out:
                 h, w = prepared.cache.sizes[idx]
-                pred = mask_at_size(out["seg"][j], h, w)
+                pred = mask_at_size(out["seg"][j], h, w, seg_threshold)
                 image, truth = originals[idx]
                 scheme = ds.mask_scheme or MaskScheme("binary")  # label maps: per label too
                 pred = scored(pred, truth, postprocess, row, scheme, cfg.train.empty_mask)
@@ -322,7 +324,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(
                 f"  {k:5s} {a['mean']:.4f}{unit.get(k, '')} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})"
             )
-        lines += seg_extra_lines(summary)
+        lines += seg_extra_lines(summary) + threshold_lines(summary)
         lines += label_lines(summary)
         lines.append(f"  empty masks: {summary['empty_mask_rule']}")
     lines += postprocess_lines(summary) + leak_free_lines(summary)  # leak-free: no train twin

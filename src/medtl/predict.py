@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtl.calibrate import calibrated, decision_of, label_at
+from medtl.calibrate import calibrated, decision_of, label_at, seg_threshold_of
 from medtl.data.dicom import parse_window
 from medtl.data.io import pixel_cap, read_image, to_uint8
 from medtl.data.layouts import is_image, mask_stem
@@ -96,12 +96,14 @@ def result_of(
     width: int,
     classes: list[str],
     decision: tuple[int, float] | None = None,
+    seg_threshold: float = 0.5,
 ) -> Prediction:
     """One image's logits (batch axis of 1) -> its :class:`Prediction` at ``height x width``;
-    the label by argmax, or by ``decision`` (:func:`medtl.calibrate.label_at`)."""
+    the label by argmax, or by ``decision`` (:func:`medtl.calibrate.label_at`); the mask
+    where the probability is above ``seg_threshold`` (:mod:`medtl.seg_threshold`)."""
     out = Prediction()
     if "seg" in res:
-        out.mask = mask_at_size(res["seg"][0], height, width)
+        out.mask = mask_at_size(res["seg"][0], height, width, seg_threshold)
     if "cls" in res:
         p = torch.softmax(res["cls"][0].float(), 0)
         out.label = classes[label_at(p.numpy(), decision)]
@@ -120,6 +122,7 @@ class Predictor:
         self.size = self.cfg.data.image_size
         self.tta = tta
         self.net = calibrated(inference_net(net, "cpu", optimise), run)  # RUN/calibration.json
+        self.seg_threshold = seg_threshold_of(run)  # evaluate --seg-threshold's (default 0.5)
 
     def predict(self, image: Any) -> Prediction:
         """One numpy array or PIL image (see :func:`as_rgb_uint8`) -> its prediction."""
@@ -130,8 +133,9 @@ class Predictor:
         arrays = [as_rgb_uint8(im) for im in images]
         with threads_for(self.cfg), pixel_cap(self.cfg.data.max_pixels):
             res = infer(self.net, model_input(arrays, self.size), self.tta)
+        one = {"classes": self.classes, "seg_threshold": self.seg_threshold}
         return [
-            result_of({k: v[j : j + 1] for k, v in res.items()}, *im.shape[:2], self.classes)
+            result_of({k: v[j : j + 1] for k, v in res.items()}, *im.shape[:2], **one)
             for j, im in enumerate(arrays)
         ]
 
@@ -156,7 +160,7 @@ def predict(
     ``postprocess``: a mask rule of :mod:`medtl.postprocess` (``largest``, ``min_area=A``).
     A stored temperature (``RUN/calibration.json``) scales the probabilities; ``threshold``
     (a probability or ``"stored"``) calls ``positive`` when its probability reaches it
-    (:func:`medtl.calibrate.decision_of`).
+    (:func:`medtl.calibrate.decision_of`); masks use the stored ``--seg-threshold``.
 
     ``optimise`` runs the CPU-optimised network (:func:`medtl.inference.inference_net`:
     Conv-BN folded, channels_last; ``False`` = eager); images go through it
@@ -176,6 +180,7 @@ def predict(
             window=parse_window(cfg.data.window),
             decision=decision,
             postprocess=parse_rule(postprocess),
+            seg_threshold=seg_threshold_of(run),  # RUN/calibration.json, default 0.5
         )
 
 
@@ -190,6 +195,7 @@ def write_predictions(
     window: tuple[float, float] | None = None,
     decision: tuple[int, float] | None = None,
     postprocess: str | None = None,
+    seg_threshold: float = 0.5,
 ) -> list[str]:
     """Predict every input with ``infer_fn`` (float batch (B,3,S,S) in [0,1] -> logits dict,
     PyTorch or ONNX Runtime), ``batch_size`` images per call; writes masks, overlays and
@@ -201,15 +207,9 @@ def write_predictions(
         )
     used: set[str] = set()
     paths = collect_inputs(inputs)
+    volumes = [p for p in paths if is_volume(p)]
     written, rows = _predict_volumes(
-        infer_fn,
-        size,
-        classes,
-        [p for p in paths if is_volume(p)],
-        out,
-        batch_size,
-        slice_axis,
-        window,
+        infer_fn, size, classes, volumes, out, batch_size, slice_axis, window, seg_threshold
     )
     paths = [p for p in paths if not is_volume(p)]
     batches = _batched(infer_fn, size, paths, batch_size, window)
@@ -219,7 +219,7 @@ def write_predictions(
         while name in used:
             name, k = f"{base}-{k}", k + 1
         used.add(name)
-        result = result_of(res, image.shape[0], image.shape[1], classes, decision)
+        result = result_of(res, image.shape[0], image.shape[1], classes, decision, seg_threshold)
         if result.mask is not None and postprocess:  # a rule of medtl.postprocess
             result.mask = apply_rule(result.mask, postprocess)
         row: dict[str, Any] = {"image": str(path)}
@@ -249,6 +249,7 @@ def _predict_volumes(
     batch_size: int,
     slice_axis: int,
     window: tuple[float, float] | None,
+    seg_threshold: float = 0.5,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Each NIfTI volume slice by slice into ``<id>_mask.nii.gz`` with the input's affine
     and header; returns the written paths and the predictions.csv rows."""
@@ -256,7 +257,7 @@ def _predict_volumes(
     rows: list[dict[str, Any]] = []
     for vol in volumes:
         masks = [
-            result_of(res, image.shape[0], image.shape[1], classes).mask
+            result_of(res, image.shape[0], image.shape[1], classes, None, seg_threshold).mask
             for _, image, res in _batched(
                 infer_fn, size, slice_refs(vol, slice_axis), batch_size, window
             )

@@ -23,6 +23,7 @@ import numpy as np
 from medtl.compare.design import TIMING_FILE, read_design, run_finished
 from medtl.compare.final import best_card, final_facts, final_lines
 from medtl.compare.grid import cell_label
+from medtl.compare.per_label import add_label_folds, keep_label_scores, label_tests
 from medtl.compare.tables import results_csv, results_markdown
 from medtl.errors import MedtlError
 from medtl.io_utils import atomic_write_json, atomic_write_text, json_safe, read_csv, to_float
@@ -96,6 +97,7 @@ class _Readings:
     epochs: list[int] = field(default_factory=list)
     train_s: list[float] = field(default_factory=list)
     img_s: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # foreground labels of label maps
 
     def add_fold(self, metric: str, value: float) -> None:
         self.folds.setdefault(metric, []).append(value)
@@ -109,6 +111,7 @@ def _read_fold(got: _Readings, run: Path, split: str, task: str) -> None:
         for m in SEG_METRICS:
             v = np.array([to_float(r.get(m)) for r in rows])
             got.add_fold(m, float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
+        add_label_folds(got, rows, summary)
     if task != "segmentation":
         c = summary.get("classification") or {}
         got.classes = list(c.get("classes") or got.classes)
@@ -192,6 +195,8 @@ def _config_result(
             "infer_img_per_s": float(np.nanmean(got.img_s)) if got.img_s else math.nan,
         },
     }
+    if got.labels:
+        keep_label_scores(result, got, N_BOOT)  # per-label table (compare.per_label)
     if confusion is not None:
         result["confusion_matrix"] = confusion
         result["classes"] = got.classes
@@ -344,6 +349,7 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
     task = design["task"]
     configs, paired, incomplete = _gather(out, design)
     _rank(configs, paired, task, max(1, design["folds"]))
+    label_tests(configs)
     results = {
         "format": "medtl-results-1",
         "task": task,
@@ -358,6 +364,7 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
         "n_test": len((design.get("splits") or [{}])[0].get("test", [])),
         "test_metric": TEST_METRIC[task],
         "best": configs[0]["cell"],
+        "labels": list(configs[0].get("per_label") or {}),
         "configs": configs,
         "incomplete": incomplete,
     }

@@ -19,6 +19,7 @@ __all__ = [
     "fmt_p_holm",
     "fmt_stat",
     "has_test",
+    "label_rows",
     "results_csv",
     "results_markdown",
     "shown_metrics",
@@ -175,6 +176,47 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return _header(results, names), rows
 
 
+def label_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the per-label table (label maps; no rows for binary masks): one
+    row per configuration and foreground label, in rank order: Dice over images and folds,
+    IoU and HD95 over images, Δ Dice of that label vs the best with the paired p-values."""
+    head = ["rank", "configuration", "label", "Dice images", "Dice folds", "IoU images"]
+    head += ["HD95 images", "Δ Dice vs best [95% CI]", "p perm (Holm)", "p Wilcoxon (Holm)"]
+    rows = []
+    for c in results["configs"]:
+        for name, m in (c.get("per_label") or {}).items():
+            folds = fmt_stat(m["dice"]["folds"]) if results["folds"] else "–"
+            row = [str(c["rank"]), c["configuration"], name, fmt_stat(m["dice"]["images"]), folds]
+            row += [fmt_stat(m["iou"]["images"]), fmt_stat(m["hd95"]["images"])]
+            vs = (c.get("vs_best_per_label") or {}).get(name)
+            if vs is None:
+                row += ["best", "", ""]
+            else:
+                p = [fmt_p_holm(vs, "p_permutation"), fmt_p_holm(vs, "p_wilcoxon")]
+                row += [_diff_cell(vs), *p]
+            rows.append(row)
+    return head, rows
+
+
+def _label_markdown(results: dict[str, Any]) -> list[str]:
+    head, rows = label_rows(results)
+    if not rows:
+        return []
+    return [
+        "",
+        "## Per label",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" if i in (1, 2) else "---:" for i in range(len(head))) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+        "The ranking is on Dice averaged over the foreground labels (each image's mean over "
+        "labels). Per label: that label's Dice, IoU and HD95 (px), mean ± std [95% BCa "
+        "bootstrap CI]; Δ and p compare the configuration with the best on paired per-image "
+        "Dice of that label, Holm-adjusted across the configurations, one family per label.",
+    ]
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The results as a Markdown document: question, design, table, how to read it."""
     head, rows = table_rows(results)
@@ -188,7 +230,9 @@ def results_markdown(results: dict[str, Any]) -> str:
         "# Which configuration is best?",
         "",
         f"task: {results['task']}; {design}; data seed {results['seed']}; "
-        f"ranked by {METRIC_NAMES[results['primary']]} pooled over held-out images.",
+        f"ranked by {METRIC_NAMES[results['primary']]}"
+        + (" (mean over the foreground labels)" if results.get("labels") else "")
+        + " pooled over held-out images.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" if i == 1 else "---:" for i in range(len(head))) + "|",
@@ -215,6 +259,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         )
     if has_test(results):
         lines += ["", _test_note(results)]
+    lines += _label_markdown(results)
     if results.get("incomplete"):
         lines.append("")
         lines.append(
@@ -253,6 +298,22 @@ def _test_csv(c: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _label_csv(c: dict[str, Any]) -> dict[str, Any]:
+    """``<label>_<metric>_<images|folds>_<stat>`` and ``<label>_vs_best_<stat>`` columns."""
+    row: dict[str, Any] = {}
+    for name, metrics in (c.get("per_label") or {}).items():
+        for m, s in metrics.items():
+            for part in ("images", "folds"):
+                for stat in ("mean", "std", "ci_low", "ci_high"):
+                    row[f"{name}_{m}_{part}_{stat}"] = s[part].get(stat)
+        vs = (c.get("vs_best_per_label") or {}).get(name) or {}
+        for stat in ("mean_diff", "ci_low", "ci_high", "p_permutation", "p_wilcoxon"):
+            row[f"{name}_vs_best_{stat}"] = vs.get(stat)
+            if stat.startswith("p_"):
+                row[f"{name}_vs_best_{stat}_holm"] = vs.get(f"{stat}_holm")
+    return row
+
+
 def results_csv(results: dict[str, Any]) -> str:
     """One row per configuration with every number unformatted."""
     rows = []
@@ -280,6 +341,7 @@ def results_csv(results: dict[str, Any]) -> str:
             ):
                 row[f"vs_best_{part}_{stat}"] = (vs.get(part) or {}).get(stat)
         row["n_images"] = c["n_images"]
+        row.update(_label_csv(c))
         if has_test(results):
             row.update(_test_csv(c))
         row["train_s_per_fold"] = c["timing"]["train_s"]

@@ -38,7 +38,8 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 #: medical sets with that layout; :func:`medtl.data.io.read_array` reads its colours)
 MASK_EXTS = (*IMAGE_EXTS, ".gif")
 SPLIT_DIRS = ("train", "val", "test")
-_MASK_RE = re.compile(r"^(?P<stem>.+?)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
+#: ``fullmatch`` with DOTALL: a stem may hold any character, a newline included (issue 17)
+_MASK_RE = re.compile(r"(?P<stem>.+?)_mask(?:_(?P<k>\d+))?", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def is_image(path: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> bool:
 
 def mask_stem(path: Path) -> tuple[str, int] | None:
     """``('name', k)`` when ``path`` is a mask file (``name_mask`` -> 0, ``name_mask_2`` -> 2)."""
-    m = _MASK_RE.match(path.stem)
+    m = _MASK_RE.fullmatch(path.stem)
     if not m:
         return None
     return m.group("stem"), int(m.group("k") or 0)

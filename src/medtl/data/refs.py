@@ -31,7 +31,8 @@ from pathlib import Path
 
 AXES = "xyz"
 FRAME = "f"
-_REF = re.compile(r"^(?P<file>.+)@(?P<axis>[xyzf])(?P<k>\d+)\.(?P<kind>slice|mask)$")
+# fullmatch with DOTALL: a file name may hold a newline (issue 17)
+_REF = re.compile(r"(?P<file>.+)@(?P<axis>[xyzf])(?P<k>\d+)\.(?P<kind>slice|mask)", re.DOTALL)
 
 
 def slice_ref(path: str | Path, axis: int | str, index: int, kind: str = "slice") -> Path:
@@ -42,7 +43,7 @@ def slice_ref(path: str | Path, axis: int | str, index: int, kind: str = "slice"
 
 def parse_ref(path: str | Path) -> tuple[Path, int | str, int, str] | None:
     """``(file, axis, index, kind)`` of a reference (axis 0/1/2 or ``"f"``), else None."""
-    m = _REF.match(str(path))
+    m = _REF.fullmatch(str(path))
     if not m:
         return None
     letter = m.group("axis")

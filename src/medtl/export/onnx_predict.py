@@ -8,6 +8,7 @@ predictions.csv are :func:`medtl.predict.write_predictions`; the network is an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ from torch import nn
 
 from medtl.errors import MedtlError
 from medtl.export.runtime import OnnxPredictor
+
+log = logging.getLogger("medtl")
 
 
 class OnnxNet(nn.Module):
@@ -42,8 +45,10 @@ def predict_onnx(
     """``medtl predict --onnx``: like :func:`medtl.predict.predict` but through ONNX Runtime
     on ``model`` (default ``RUN/export/model.onnx``; ``RUN/export/model.int8.onnx`` works too),
     ``batch_size`` images per call. The graph already divides by a stored temperature;
-    ``threshold``/``positive`` as in :func:`medtl.predict.predict`."""
-    from medtl.calibrate import decision_of
+    ``threshold``/``positive`` as in :func:`medtl.predict.predict`. The graph returns
+    logits, so the stored ``--seg-threshold`` is applied here, as by the PyTorch path (a
+    log line says so when it is not 0.5: other ONNX consumers must apply it themselves)."""
+    from medtl.calibrate import decision_of, seg_threshold_of
     from medtl.inference import infer
     from medtl.predict import write_predictions
 
@@ -54,6 +59,14 @@ def predict_onnx(
     if predictor.image_size is None:
         raise MedtlError(f"{path} has no medtl metadata; re-export it with 'medtl export {run}'")
     net = OnnxNet(predictor)
+    seg_t = seg_threshold_of(run)
+    if seg_t != 0.5 and predictor.task != "classification":
+        log.info(
+            "predict --onnx: masks at the threshold %.4g of %s/calibration.json, not 0.5 "
+            "(the ONNX graph returns logits; apply it yourself outside medtl)",
+            seg_t,
+            run,
+        )
     return write_predictions(
         lambda x: infer(net, x, tta),
         predictor.image_size,
@@ -62,4 +75,5 @@ def predict_onnx(
         Path(out),
         batch_size,
         decision=decision_of(run, predictor.classes, threshold, positive),
+        seg_threshold=seg_t,
     )

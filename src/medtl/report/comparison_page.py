@@ -14,6 +14,7 @@ from typing import Any
 
 from medtl import plots
 from medtl.compare import METRIC_NAMES, fmt, table_rows
+from medtl.compare.tables import label_rows
 from medtl.io_utils import read_csv, to_float
 from medtl.report.cases import overlay_grid_png
 from medtl.report.html import figure, png_bytes, render, significant
@@ -25,6 +26,19 @@ def _results_table(results: Results) -> dict[str, Any]:
     """:func:`medtl.compare.table_rows` as HTML cells: the CI under the value, significant
     per-image p-values marked (per-fold ones never: few folds, see the note)."""
     head, rows = table_rows(results)
+    return _html_cells(head, rows, ["best" if c["rank"] == 1 else "" for c in results["configs"]])
+
+
+def _label_table(results: Results) -> dict[str, Any] | None:
+    """The per-label table (:func:`medtl.compare.tables.label_rows`) as HTML cells; None
+    for binary masks."""
+    head, rows = label_rows(results)
+    if not rows:
+        return None
+    return _html_cells(head, rows, ["best" if r[0] == "1" else "" for r in rows])
+
+
+def _html_cells(head: list[str], rows: list[list[str]], row_classes: list[str]) -> dict[str, Any]:
     cells = []
     for row in rows:
         out: list[Any] = []
@@ -42,8 +56,8 @@ def _results_table(results: Results) -> dict[str, Any]:
     return {
         "head": head,
         "rows": cells,
-        "numeric": [0, *range(2, len(head))],
-        "row_classes": ["best" if c["rank"] == 1 else "" for c in results["configs"]],
+        "numeric": [0, *(i for i, h in enumerate(head) if i >= 2 and h != "label")],
+        "row_classes": row_classes,
     }
 
 
@@ -133,9 +147,8 @@ def _segmentation_figures(results: Results, rows_of: dict) -> dict[str, Any]:
     rows, dirs = rows_of[best["cell"]]
     title = f"Best configuration: {best['configuration'][:60]}"
     cases = overlay_grid_png(rows, dirs, title, groups=("best", "worst"))
-    caption = (
-        "Prediction in red, ground-truth outline in green (when the overlay was saved by evaluate)."
-    )
+    colour = "Each label in its colour" if results.get("labels") else "Prediction in red"
+    caption = f"{colour}, ground-truth outline in green (when the overlay was saved by evaluate)."
     return {
         "per_image": figure(box, "per-image Dice"),
         "cases": figure(cases, "best and worst cases", caption) if cases else None,
@@ -189,6 +202,7 @@ def comparison_html(out: Path, results: Results) -> str:
         ),
         answer=_answer(results),
         results_table=_results_table(results),
+        label_table=_label_table(results),
         folds=folds,
         paired=METRIC_NAMES[results["paired_metric"]],
         incomplete=[i["configuration"] for i in results.get("incomplete") or []],

@@ -49,6 +49,27 @@ def _seg_table(seg: Mapping[str, Any], unit: str = "px") -> dict[str, Any]:
     return {"head": ["metric", "mean", "std", "median", "95% CI", "n"], "rows": rows}
 
 
+def _label_table(per: Mapping[str, Any], unit: str = "px") -> list[dict[str, Any]]:
+    """The per-label results of a label-map evaluation (summary.json's
+    ``segmentation_per_label``): one row per label, each cell the mean with its 95% CI."""
+    if not per:
+        return []
+    rows = []
+    for name, scores in per.items():
+        row: list[Any] = [name]
+        for k in SEG_METRICS:
+            a = scores.get(k) or {}
+            row.append(
+                {
+                    "text": fmt(a.get("mean")),
+                    "ci": f"[{fmt(a.get('ci_low'))}, {fmt(a.get('ci_high'))}]",
+                }
+            )
+        rows.append(row)
+    head = ["label", *(f"HD95 ({unit})" if k == "hd95" else k for k in SEG_METRICS)]
+    return [{"head": head, "rows": rows}]
+
+
 def _cls_tables(cls: Mapping[str, Any]) -> list[dict[str, Any]]:
     top = [
         ["accuracy", fmt(cls.get("accuracy"))],
@@ -97,6 +118,7 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
     seg, cls = summary.get("segmentation"), summary.get("classification")
     unit = summary.get("distance_unit", "px")
     tables = ([_seg_table(seg, unit)] if seg else []) + (_cls_tables(cls) if cls else [])
+    tables += _label_table(summary.get("segmentation_per_label") or {}, unit)
     tables += decision_tables(summary) + lesion_table(summary)  # issue 19 (report.decisions)
     figs, cases = [], None
     if cls and cls.get("confusion_matrix"):
@@ -113,8 +135,10 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
             lambda: overlay_grid_png(rows, [split_dir] * len(rows), split),
         )
         if data:
-            caption = (
-                "Best, median and worst cases: prediction in red, ground-truth outline in green"
+            caption = "Best, median and worst cases: " + (
+                "each label in its colour (legend), ground-truth outline in green"
+                if summary.get("segmentation_per_label")
+                else "prediction in red, ground-truth outline in green"
             )
             cases = figure(data, "overlays", caption)
     return {

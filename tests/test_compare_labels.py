@@ -1,0 +1,102 @@
+"""compare and report with label maps (issue 16 item 6): ranking by mean foreground Dice, a
+per-label table with CIs and paired tests in results.json/md/csv and in the HTML report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medtl.compare import collect, compare
+from medtl.metrics import aggregate, holm, paired_test
+from tests.conftest import TINY
+
+LABELS = ["lesion", "ring"]
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "eval" / "val" / "per_image.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def cmp(tmp_path_factory):
+    from medtl.data.synthetic import make_label_phantoms
+
+    root = make_label_phantoms(tmp_path_factory.mktemp("ph2") / "d", n=12, size=32, labels=2)
+    out = tmp_path_factory.mktemp("cmp") / "a"
+    base = [f"data.root={root}", *TINY, "data.test_fraction=0"]
+    compare(base, ["model.strategy=frozen,finetune"], folds=2, out=out)
+    return out
+
+
+def test_per_label_numbers_equal_per_image_means(cmp):
+    res = json.loads((cmp / "results.json").read_text())
+    assert res["labels"] == LABELS and res["primary"] == "dice"
+    for c in res["configs"]:
+        runs = [cmp / r for r in c["runs"]]
+        rows = [r for run in runs for r in _rows(run)]
+        # the ranking metric is the mean foreground Dice (each image's mean over labels)
+        mean_fg = [np.mean([float(r[f"dice_{n}"]) for n in LABELS]) for r in rows]
+        assert c["primary"] == pytest.approx(np.mean(mean_fg), abs=1e-5)
+        for name in LABELS:
+            for m in ("dice", "iou", "hd95"):
+                got = c["per_label"][name][m]
+                values = [float(r[f"{m}_{name}"]) for r in rows]
+                assert got["images"]["mean"] == pytest.approx(np.nanmean(values), rel=1e-9)
+                assert got["images"] == pytest.approx(aggregate(values, 2000, 0), nan_ok=True)
+                folds = [np.nanmean([float(r[f"{m}_{name}"]) for r in _rows(run)]) for run in runs]
+                assert got["folds"]["values"] == pytest.approx(folds, rel=1e-9)
+    primaries = [c["primary"] for c in res["configs"]]
+    assert primaries == sorted(primaries, reverse=True)
+
+
+def test_per_label_paired_tests_against_the_best(cmp):
+    res = json.loads((cmp / "results.json").read_text())
+    best, other = res["configs"]
+    assert best["vs_best_per_label"] is None
+    b_rows = {r["image"]: r for run in best["runs"] for r in _rows(cmp / run)}
+    o_rows = {r["image"]: r for run in other["runs"] for r in _rows(cmp / run)}
+    keys = sorted(b_rows)
+    for name in LABELS:
+        want = paired_test(
+            [float(o_rows[k][f"dice_{name}"]) for k in keys],
+            [float(b_rows[k][f"dice_{name}"]) for k in keys],
+        )
+        got = other["vs_best_per_label"][name]
+        for key in ("mean_diff", "p_permutation", "p_wilcoxon"):
+            assert got[key] == pytest.approx(want[key], nan_ok=True)
+        assert got["p_permutation_holm"] == pytest.approx(holm([want["p_permutation"]])[0])
+    md = (cmp / "results.md").read_text()
+    assert "## Per label" in md and "mean over the foreground labels" in md
+    assert md.count("| lesion |") == 2 and md.count("| ring |") == 2
+    row = next(csv.DictReader((cmp / "results.csv").open()))
+    assert float(row["ring_dice_images_mean"]) == pytest.approx(
+        best["per_label"]["ring"]["dice"]["images"]["mean"], rel=1e-6
+    )
+    assert "ring_vs_best_p_permutation_holm" in row
+
+
+def test_collect_in_memory_keeps_the_per_label_results(cmp):
+    again = collect(cmp, quiet=True, write=False)
+    assert again["labels"] == LABELS
+    assert not math.isnan(again["configs"][0]["per_label"]["lesion"]["dice"]["images"]["mean"])
+
+
+def test_report_pages_show_per_label_tables(cmp):
+    from medtl.report import write_report
+
+    page = write_report(cmp).read_text()
+    assert "<h2>Per label</h2>" in page and ">ring<" in page
+    assert "Each label in its colour" in page
+    res = json.loads((cmp / "results.json").read_text())
+    run = cmp / res["configs"][0]["runs"][0]
+    page = write_report(run).read_text()
+    summary = json.loads((run / "eval" / "val" / "summary.json").read_text())
+    dice = summary["segmentation_per_label"]["ring"]["dice"]
+    assert "<td>ring</td>" in page and f"{dice['mean']:.3f}" in page
+    assert "each label in its colour" in page
