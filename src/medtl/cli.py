@@ -38,7 +38,10 @@ EAGER_HELP = "run the network as trained (default on CPU: Conv-BN folded, channe
 
 def _stderr_logging() -> None:
     log = logging.getLogger("medtl")
-    if not any(getattr(h, "_medtl_console", False) for h in log.handlers):
+    mine = [h for h in log.handlers if getattr(h, "_medtl_console", False)]
+    if mine:  # main() called again in this process: write to today's stderr, not a closed one
+        mine[0].setStream(sys.stderr)
+    else:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(message)s"))
         h._medtl_console = True  # type: ignore[attr-defined]
