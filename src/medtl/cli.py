@@ -39,8 +39,8 @@ EAGER_HELP = "run the network as trained (default on CPU: Conv-BN folded, channe
 def _stderr_logging() -> None:
     log = logging.getLogger("medtl")
     mine = [h for h in log.handlers if getattr(h, "_medtl_console", False)]
-    if mine:  # main() called again in this process: write to today's stderr, not a closed one
-        mine[0].setStream(sys.stderr)
+    if mine:  # main() called again in this process: write to today's stderr, not a closed
+        mine[0].stream = sys.stderr  # one (setStream would flush the old, maybe closed, stream)
     else:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(message)s"))
