@@ -293,28 +293,30 @@ def test_read_only_folder_and_file_as_out_are_one_line(seg_run, tmp_path, capsys
     assert str(run / "eval") in line and "[EROFS]" in line
 
 
-def _train_then_sigint(args: list[str], err: Path) -> None:
+def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
+    """A real ``medtl train`` process (not a fork of this threaded test process, which can
+    deadlock in the child), interrupted as a user would with Ctrl-C."""
+    import subprocess
     import sys
 
-    sys.stderr = open(err, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - the child's own
-    os._exit(main(["train", "--no-progress", *args]))
-
-
-def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
     run = tmp_path / "sig"
     args = [f"data.root={phantoms}", f"output.dir={tmp_path}", *TINY, "output.name=sig"]
     args += ["train.epochs=200"]
     err = tmp_path / "stderr.txt"
-    proc = FORK.Process(target=_train_then_sigint, args=(args, err))
-    proc.start()
-    deadline = time.time() + 180  # generous: a loaded CI machine
-    while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGINT)
-    proc.join(180)
-    if proc.is_alive():  # never leave a training behind
-        proc.kill()
-    assert proc.exitcode == 130
+    with err.open("w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medtl", "train", "--no-progress", *args], stderr=fh
+        )
+        deadline = time.time() + 180  # generous: a loaded CI machine
+        while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(180)
+        except subprocess.TimeoutExpired:  # never leave a training behind
+            proc.kill()
+            raise
+    assert code == 130
     text = err.read_text()
     assert f"interrupted; resume with medtl train train.resume={run}" in text
     assert "Traceback" not in text
