@@ -168,6 +168,26 @@ def predict(
     net, cfg, classes = load_bundle(Path(run))
     net = calibrated(inference_net(net, "cpu", optimise), run)
     decision = decision_of(run, classes, threshold, positive)
+    return predict_with(
+        net, cfg, classes, inputs, out, tta, batch_size,
+        decision=decision,
+        postprocess=parse_rule(postprocess),
+        seg_threshold=seg_threshold_of(run),  # RUN/calibration.json, default 0.5
+    )  # fmt: skip
+
+
+def predict_with(
+    net: torch.nn.Module,
+    cfg: Any,
+    classes: list[str],
+    inputs: list[str | Path],
+    out: str | Path,
+    tta: bool,
+    batch_size: int,
+    **options: Any,
+) -> list[str]:
+    """:func:`write_predictions` of ``net`` (a run's network or a fold ensemble) with the
+    run's size, slicing, window, thread and pixel-cap settings; ``options`` go through."""
     with threads_for(cfg), pixel_cap(cfg.data.max_pixels):
         return write_predictions(
             lambda x: infer(net, x, tta),
@@ -178,9 +198,7 @@ def predict(
             batch_size,
             slice_axis=cfg.data.slice_axis,
             window=parse_window(cfg.data.window),
-            decision=decision,
-            postprocess=parse_rule(postprocess),
-            seg_threshold=seg_threshold_of(run),  # RUN/calibration.json, default 0.5
+            **options,
         )
 
 

@@ -250,22 +250,10 @@ def predict_ensemble(
     """``medtl predict CMP --config N INPUT...``: the fold ensemble's masks, overlays and
     predictions.csv, written by :func:`medtl.predict.write_predictions`; masks under
     ``postprocess`` (None: the cell's CV choice, see :func:`evaluate_cell`)."""
-    from medtl.data.dicom import parse_window
-    from medtl.engine.cpu import threads_for
-    from medtl.inference import infer
-    from medtl.predict import write_predictions
+    from medtl.predict import predict_with
 
     cell = resolve_cell(cmp, config)
     net, cfg, classes = load_ensemble(fold_runs(cell, strict), optimise)
-    with threads_for(cfg):
-        return write_predictions(
-            lambda x: infer(net, x, tta),
-            cfg.data.image_size,
-            classes,
-            inputs,
-            Path(out),
-            batch_size,
-            slice_axis=cfg.data.slice_axis,
-            window=parse_window(cfg.data.window),
-            postprocess=_rule(cell, postprocess),
-        )
+    return predict_with(
+        net, cfg, classes, inputs, out, tta, batch_size, postprocess=_rule(cell, postprocess)
+    )
