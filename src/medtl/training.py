@@ -25,6 +25,7 @@ from medtl.data.pipeline import PreparedData, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
 from medtl.engine.callbacks import AtomicCheckpointIO, EpochFacts, EpochMetricsCSV, StepLossCSV
 from medtl.engine.checkpoints import resume_checkpoint
+from medtl.engine.compile import compile_net
 from medtl.engine.cpu import threads_for
 from medtl.engine.facts import RunFacts, best_epoch, data_facts
 from medtl.engine.features import train_val_loaders
@@ -270,22 +271,6 @@ def _start_facts(
         },
         "monitor": monitor_key(cfg),
     }
-
-
-def compile_net(cfg: Config, task: MedtlTask, on_features: bool = False) -> bool:
-    """``train.compile=inductor|aot_eager``: ``torch.compile`` the network's forward in place
-    (``nn.Module.compile``: parameter names, checkpoints and model.pt stay as without it).
-    Off by default: on this project's 2-core CPU inductor made training slower after a
-    ~2-minute compile (docs/performance.md); it is for GPUs. Returns whether it compiled."""
-    backend = cfg.train.compile
-    if backend == "none":
-        return False
-    if on_features:  # cached encoder features: the compiled forward would never run
-        log.info("train.compile: not applied (frozen encoder features are cached)")
-        return False
-    task.net.compile(backend=backend)
-    log.info(f"train.compile: network forward compiled with torch.compile(backend={backend!r})")
-    return True
 
 
 def _callbacks(
