@@ -293,11 +293,15 @@ def test_read_only_folder_and_file_as_out_are_one_line(seg_run, tmp_path, capsys
     assert str(run / "eval") in line and "[EROFS]" in line
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known: in 1 of 3 full-suite runs the interrupted training did not exit within the "
-    "wait (passes alone); open in issue 17, see the session-4 closing note",
+#: a child started from a shell job (``make test &``, nohup, CI runners) inherits SIGINT
+#: *ignored*, and Python then installs no KeyboardInterrupt handler: Ctrl-C would do nothing.
+#: A terminal's Ctrl-C always reaches a foreground medtl; the test restores that condition.
+_WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'medtl'; runpy.run_module('medtl', run_name='__main__')"
 )
+
+
 def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
     """A real ``medtl train`` process (not a fork of this threaded test process, which can
     deadlock in the child), interrupted as a user would with Ctrl-C."""
@@ -310,7 +314,7 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
     err = tmp_path / "stderr.txt"
     with err.open("w", encoding="utf-8") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "medtl", "train", "--no-progress", *args], stderr=fh
+            [sys.executable, "-c", _WITH_CTRL_C, "train", "--no-progress", *args], stderr=fh
         )
         deadline = time.time() + 180  # generous: a loaded CI machine
         while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
