@@ -23,7 +23,7 @@ from medtl.runs import load_bundle, save_bundle, write_config
 SIZE = 32
 
 
-def _make_run(tmp: Path, data: Path, task: str, arch: str, encoder: str) -> Path:
+def make_run(tmp: Path, data: Path, task: str, arch: str, encoder: str) -> Path:
     """A run folder as 'medtl train' leaves it (config, splits, bundle), without the
     training: parity does not depend on the weights, and this keeps the tests fast."""
     cfg = load_config(
@@ -70,13 +70,13 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def seg_run(tmp_path_factory, data) -> Path:
-    return _make_run(tmp_path_factory.mktemp("runs"), data, "segmentation", "unet", "resnet18")
+    return make_run(tmp_path_factory.mktemp("runs"), data, "segmentation", "unet", "resnet18")
 
 
 @pytest.fixture(scope="module")
 def multi_run(tmp_path_factory, data) -> Path:
     # our own decoder (transposed convs) on another encoder family
-    return _make_run(tmp_path_factory.mktemp("runs"), data, "multitask", "light", "mobilenet_v2")
+    return make_run(tmp_path_factory.mktemp("runs"), data, "multitask", "light", "mobilenet_v2")
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +137,24 @@ def test_predict_onnx_matches_pytorch_predict(seg_run, seg_export, data, tmp_pat
         assert [r["image"] for r in rows] == [r["image"] for r in ref] == [str(p) for p in images]
         for r, q in zip(rows, ref, strict=True):
             assert abs(int(r["lesion_pixels"]) - int(q["lesion_pixels"])) <= 2
+
+
+def test_predict_onnx_postprocess_matches_pytorch(seg_run, seg_export, data, tmp_path):
+    """``--postprocess`` is applied after the graph, as by the PyTorch path (it is not in the
+    graph; a run's export records none, so the default is the raw mask)."""
+    from medtl.postprocess import apply_rule
+    from medtl.predict import predict
+
+    images = sorted(data.glob("benign/*_000[12].png"))
+    predict(seg_run, images, tmp_path / "pt", postprocess="largest")
+    export.predict_onnx(seg_run, images, tmp_path / "onnx", postprocess="largest")
+    export.predict_onnx(seg_run, images, tmp_path / "raw")
+    for img in images:
+        a = np.array(Image.open(tmp_path / "pt" / f"{img.stem}_mask.png")) > 0
+        b = np.array(Image.open(tmp_path / "onnx" / f"{img.stem}_mask.png")) > 0
+        raw = np.array(Image.open(tmp_path / "raw" / f"{img.stem}_mask.png")) > 0
+        assert (a != b).mean() <= 0.002
+        assert (b == apply_rule(raw, "largest")).all()
 
 
 def test_missing_run_and_model_are_user_errors(tmp_path):

@@ -90,7 +90,8 @@ def evaluate(
     ``config=N`` (rank, cell id or cell folder; ``run`` is then a comparison folder) or a
     cell folder as ``run`` evaluates the configuration's fold ensemble
     (:mod:`medtl.compare.ensemble`; options ``split``, ``tta``, ``save_images``, ``plots``,
-    ``strict``)."""
+    ``strict``). After ``decide=Decisions(calibrate=True)`` a graph in ``RUN/export`` that
+    holds another temperature is named in a warning (:func:`medtl.export.stale_exports`)."""
     from medtl.compare.ensemble import evaluate_ensemble, is_cell_folder
     from medtl.eval_processes import PROCESS_KEYS
     from medtl.evaluate import evaluate as run_evaluate
@@ -100,7 +101,12 @@ def evaluate(
         return evaluate_ensemble(run, config, data, overrides, strict=strict, **options)
 
     process = [f"train.{k}={options.pop(k)}" for k in list(options) if f"train.{k}" in PROCESS_KEYS]
-    return run_evaluate(run, data, overrides=[*(overrides or []), *process], **options)
+    summary = run_evaluate(run, data, overrides=[*(overrides or []), *process], **options)
+    if getattr(options.get("decide"), "calibrate", False) and not summary.get("rank"):
+        from medtl.export import warn_stale_exports
+
+        warn_stale_exports(run)  # a RUN/export graph holding another temperature: one line each
+    return summary
 
 
 def predict(
@@ -309,11 +315,23 @@ def report(path: str | Path) -> Path:
     return write_report(Path(path))
 
 
-def export(run: str | Path, int8: bool = False, opset: int = 17) -> dict[str, Any]:
-    """ONNX export with a parity check (and optional int8); see :mod:`medtl.export`."""
-    from medtl.export import export_onnx
+def export(
+    run: str | Path,
+    int8: bool = False,
+    opset: int = 17,
+    config: str | int | None = None,
+    out: str | Path | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """ONNX export with a parity check (and optional int8); see :mod:`medtl.export`.
+    ``config=N`` (``run`` a comparison folder) or a cell folder as ``run``: one graph of the
+    configuration's fold ensemble (:func:`medtl.export.export_ensemble`)."""
+    from medtl.compare.ensemble import is_cell_folder
+    from medtl.export import export_ensemble, export_onnx
 
-    return export_onnx(Path(run), int8=int8, opset=opset)
+    if config is not None or is_cell_folder(run):
+        return export_ensemble(run, config, out=out, opset=opset, strict=strict, int8=int8)
+    return export_onnx(Path(run), out=out, int8=int8, opset=opset)
 
 
 def config(

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("export", cmd_export, "deployable ONNX model, parity-checked against PyTorch")
     sp.add_argument("run")
+    sp.add_argument("--config", metavar="N", help="RUN=CMP: one graph of config N's fold models")
+    sp.add_argument("--strict", action="store_true", help="with --config: all folds finished")
+    sp.add_argument("--out", help="output folder (default RUN/export, CELL/ensemble/export)")
     sp.add_argument("--format", default="onnx", choices=["onnx"])
     sp.add_argument(
         "--int8", action="store_true", help="also a static int8 model (Dice drop measured)"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from medtl.decision_cli import evaluate_options, predict_options
 
@@ -56,16 +55,17 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from medtl import api
 
     if a.onnx or a.int8:
-        from medtl.export import predict_onnx
+        from medtl.export import onnx_target, predict_onnx
 
-        model = Path(a.run) / "export" / ("model.int8.onnx" if a.int8 else "model.onnx")
+        run, model = onnx_target(a.run, a.config, a.int8)  # --config: the ensemble's graph
         written = predict_onnx(
-            a.run,
+            run,
             a.inputs,
             a.out,
             tta=a.tta,
             model=model,
             batch_size=a.batch_size,
+            postprocess=a.postprocess,
             **predict_options(a),
         )
     else:
@@ -106,7 +106,15 @@ def cmd_app(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from medtl import api
 
-    info = api.export(a.run, int8=a.int8, opset=a.opset)
+    info = api.export(
+        a.run, int8=a.int8, opset=a.opset, config=a.config, out=a.out, strict=a.strict
+    )
+    if info.get("ensemble"):
+        e = info["ensemble"]
+        print(
+            f"fold ensemble of {e['n_members']} models; post-processing {e['postprocess'] or 'none'}"
+            " (not in the graph: medtl predict CMP --config N --onnx applies it)"
+        )
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in info["parity"]["max_abs_diff"].items())
     print(f"parity vs PyTorch (max abs diff): {diffs}")
     if info.get("int8"):

@@ -2,9 +2,9 @@
 
 After ``medtl compare ... --folds K`` a configuration (a *cell*) holds K run folders
 ``CMP/cells/<cell>/fold<k>/``. :class:`FoldEnsemble` runs the K networks on the same
-batch and averages their probabilities (sigmoid per pixel, softmax per image); it
-returns the logits of that mean, so it is just another network for the single-run code
-paths: :func:`medtl.inference.infer` (optional flip TTA), the evaluation of
+batch and averages their probabilities (sigmoid per pixel for a one-channel mask, softmax
+over channels for a label map and for classes); it returns the logits of that mean, so it
+is just another network for the single-run code paths: :func:`medtl.inference.infer` (optional flip TTA), the evaluation of
 :mod:`medtl.evaluate` (masks mapped to each image's original size and scored there) and
 :func:`medtl.predict.write_predictions`. The mean is taken at the networks' resolution
 (the folds share ``data.image_size``); the mean's logits are then resized to each
@@ -13,7 +13,9 @@ image's original size exactly as a single model's are.
 - ``medtl evaluate CMP --config N`` -> ``CMP/cells/<cell>/ensemble/eval/test/`` (the
   held-out test split; ``--split val`` scores the folds' own val images, which each
   member but one trained on, so only the test split is a fair score);
-- ``medtl predict CMP --config N INPUT...`` -> masks/overlays/predictions.csv.
+- ``medtl predict CMP --config N INPUT...`` -> masks/overlays/predictions.csv;
+- ``medtl export CMP --config N`` -> one ONNX graph of the K members and their mean
+  (:mod:`medtl.export.ensemble`), which ``medtl predict CMP --config N --onnx`` runs.
 
 ``N`` is the rank in ``results.json`` (1 = best), a cell id, or a cell folder path.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +48,47 @@ __all__ = [
     "fold_runs",
     "is_cell_folder",
     "load_ensemble",
+    "mean_probability_logits",
     "predict_ensemble",
     "resolve_cell",
 ]
 
 log = logging.getLogger("medtl")
 ENSEMBLE_DIR = "ensemble"
-_EPS = 1e-6
+
+
+def _logsumexp0(x: torch.Tensor) -> torch.Tensor:
+    """``log(sum_k exp(x_k))`` over dim 0, max-shifted (written out, so every ONNX runtime
+    computes it the same stable way)."""
+    m = x.amax(0)
+    return m + torch.log(torch.exp(x - m).sum(0))
+
+
+def _log_sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """``log(sigmoid(z))`` without underflow: ``min(z, 0) - log(1 + exp(-|z|))``."""
+    return torch.clamp(z, max=0.0) - torch.log1p(torch.exp(-z.abs()))
+
+
+def mean_probability_logits(logits: list[torch.Tensor], sigmoid: bool) -> torch.Tensor:
+    """The logits of the members' mean probability, computed in log space (no probability
+    is rounded to 0 or 1 on the way, so the result is as well-conditioned as the members').
+
+    ``sigmoid``: per-channel ``logit(mean_k sigmoid(z_k))`` =
+    ``log sum_k sigmoid(z_k) - log sum_k sigmoid(-z_k)`` (one-channel masks); otherwise
+    ``log(mean_k softmax(z_k))`` over dim 1 (classes, or background + labels of a
+    label-map run), whose softmax is that mean."""
+    z = torch.stack([t.float() for t in logits])
+    if sigmoid:
+        return _logsumexp0(_log_sigmoid(z)) - _logsumexp0(_log_sigmoid(-z))
+    return _logsumexp0(torch.log_softmax(z, dim=2)) - math.log(len(logits))
 
 
 class FoldEnsemble(torch.nn.Module):
-    """K networks as one: ``forward(x)`` returns ``{"seg": logit(mean_k sigmoid(seg_k)),
-    "cls": log(mean_k softmax(cls_k))}`` (the keys the members have), so thresholding at
-    0.5 / argmax / softmax downstream act on the mean probability."""
+    """K networks as one: ``forward(x)`` returns the keys the members have, each the
+    logits of the mean probability (:func:`mean_probability_logits`): ``"seg"`` =
+    ``logit(mean_k sigmoid(seg_k))`` for a one-channel mask, ``log(mean_k softmax(seg_k))``
+    for a label-map head; ``"cls"`` = ``log(mean_k softmax(cls_k))``. Thresholding at 0.5,
+    argmax and softmax downstream therefore act on the mean probability."""
 
     def __init__(self, members: list[torch.nn.Module]):
         super().__init__()
@@ -66,13 +97,10 @@ class FoldEnsemble(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         outs = [m(x) for m in self.members]
         res: dict[str, torch.Tensor] = {}
-        if "seg" in outs[0]:
-            p = torch.stack([torch.sigmoid(o["seg"].float()) for o in outs]).mean(0)
-            p = p.clamp(_EPS, 1 - _EPS)
-            res["seg"] = torch.log(p) - torch.log1p(-p)
-        if "cls" in outs[0]:
-            p = torch.stack([torch.softmax(o["cls"].float(), 1) for o in outs]).mean(0)
-            res["cls"] = torch.log(p.clamp_min(1e-12))
+        for key in ("seg", "cls"):
+            if key in outs[0]:
+                z = [o[key] for o in outs]
+                res[key] = mean_probability_logits(z, key == "seg" and z[0].shape[1] == 1)
         return res
 
     def describe(self) -> str:
@@ -221,6 +249,12 @@ def evaluate_ensemble(
             "a fold ensemble is evaluated on its comparison's own test split with the best "
             "checkpoints, in one process; drop --data/--checkpoint/key=value"
         )
+    if options.pop("decide", None) is not None:
+        raise MedtlError(
+            f"{cmp} --config {config}: --calibrate, --youden/--sensitivity/--specificity, "
+            "--seg-threshold and --hd95 are not built for a fold ensemble; drop them (or use "
+            "them on one fold run, CELL/fold0)"
+        )
     return evaluate_cell(resolve_cell(cmp, config), split=split, **options)
 
 
@@ -246,11 +280,20 @@ def predict_ensemble(
     strict: bool = False,
     optimise: bool = True,
     postprocess: str | None = None,
+    threshold: str | float | None = None,
+    positive: str | None = None,
 ) -> list[str]:
     """``medtl predict CMP --config N INPUT...``: the fold ensemble's masks, overlays and
     predictions.csv, written by :func:`medtl.predict.write_predictions`; masks under
-    ``postprocess`` (None: the cell's CV choice, see :func:`evaluate_cell`)."""
+    ``postprocess`` (None: the cell's CV choice, see :func:`evaluate_cell`). A fold
+    ensemble has no stored operating point: ``threshold``/``positive`` are an error."""
     from medtl.predict import predict_with
+
+    if threshold is not None or positive is not None:
+        raise MedtlError(
+            f"{cmp} --config {config}: --threshold/--positive are not built for a fold "
+            "ensemble (it has no operating point); drop them"
+        )
 
     cell = resolve_cell(cmp, config)
     net, cfg, classes = load_ensemble(fold_runs(cell, strict), optimise)

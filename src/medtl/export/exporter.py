@@ -140,6 +140,47 @@ def _parity_info(diffs: dict[str, float], probs: dict[str, float]) -> dict[str, 
     }
 
 
+def graph_meta(
+    task: str, classes: list[str], size: int, calibration: dict[str, Any]
+) -> dict[str, str]:
+    """The model metadata every medtl graph carries (keys get :data:`META_PREFIX`): task,
+    classes (JSON), image size, and the calibration at export time (``temperature`` baked
+    into the graph, ``none`` when there was none; ``seg_threshold``, which the graph does
+    not apply)."""
+    t = calibration.get("temperature")
+    return {
+        "task": task,
+        "classes": json.dumps(classes),
+        "image_size": str(size),
+        "temperature": "none" if t is None else repr(float(t)),
+        "seg_threshold": repr(float(calibration.get("seg_threshold", 0.5))),
+    }
+
+
+def write_graph(
+    net: nn.Module, out_dir: Path, size: int, opset: int, meta: dict[str, str], owner: Path
+) -> dict[str, Any]:
+    """``out_dir/model.onnx`` of ``net`` (a run's network or a fold ensemble) with ``meta``,
+    parity-checked against ``net`` (:func:`_check_parity`); returns the export.json fields
+    every export shares. ``owner`` (the run or cell) names the export in error lines."""
+    with torch.inference_mode():
+        keys = [k for k in OUTPUT_ORDER if k in net(torch.zeros(1, 3, size, size))]
+    onnx_path = out_dir / "model.onnx"
+    export_s = _export_file(owner, onnx_path, _write_onnx(net, keys, size, opset, meta), opset)
+    diffs, prob_diffs = _check_parity(net, onnx_path, size)
+    log.info("exported %s (parity max|diff| %s)", onnx_path, diffs)
+    return {
+        "onnx": str(onnx_path),
+        "opset": opset,
+        "exporter": "torch.onnx (TorchScript, dynamo=False)",
+        "input": {"name": INPUT_NAME, "shape": ["batch", 3, size, size], "range": [0.0, 1.0]},
+        "outputs": keys,
+        "parity": _parity_info(diffs, prob_diffs),
+        "size_mb": {"fp32": model_mb(onnx_path)},
+        "export_seconds": round(export_s, 2),
+    }
+
+
 def export_onnx(
     run: str | Path,
     out: str | Path | None = None,
@@ -154,39 +195,34 @@ def export_onnx(
     logits and on the probabilities), else MedtlError with the measured difference. ``int8`` adds ``model.int8.onnx`` and
     measures on the validation split the Dice (and accuracy) of fp32 vs int8 ONNX and the
     speed of both at batch 8 (see :func:`medtl.export.quantise.quantise_int8`).
+    A stored temperature (``RUN/calibration.json``) divides the ``cls`` logits in the graph;
+    export.json's ``calibration`` records it with the file's sha256 and mtime
+    (:func:`medtl.export.staleness.calibration_record`).
     """
+    from medtl.calibrate import calibrated
+    from medtl.export.staleness import calibration_record
     from medtl.runs import load_bundle
 
     run = Path(run)
     if not run.is_dir():
         raise MedtlError(f"{run}: no such run folder; give the folder 'medtl train' printed")
-    from medtl.calibrate import calibrated, temperature_of
-
     net, cfg, classes = load_bundle(run)
     net = calibrated(net.eval(), run)  # a stored temperature divides the cls logits in the graph
     out_dir = Path(out) if out is not None else run / "export"
     size = cfg.data.image_size
-    with torch.inference_mode():
-        keys = [k for k in OUTPUT_ORDER if k in net(torch.zeros(1, 3, size, size))]
-    meta = {"task": cfg.task, "classes": json.dumps(classes), "image_size": str(size)}
-    onnx_path = out_dir / "model.onnx"
-    export_s = _export_file(run, onnx_path, _write_onnx(net, keys, size, opset, meta), opset)
-    diffs, prob_diffs = _check_parity(net, onnx_path, size)
+    record = calibration_record(run)
+    meta = graph_meta(cfg.task, classes, size, record)
+    graph = write_graph(net, out_dir, size, opset, meta, run)
     info: dict[str, Any] = {
         "run": str(run),
-        "onnx": str(onnx_path),
-        "opset": opset,
-        "exporter": "torch.onnx (TorchScript, dynamo=False)",
+        **graph,
         "task": cfg.task,
         "classes": classes,
-        "input": {"name": INPUT_NAME, "shape": ["batch", 3, size, size], "range": [0.0, 1.0]},
-        "outputs": keys,
-        "temperature": temperature_of(run),  # None: uncalibrated logits
-        "parity": _parity_info(diffs, prob_diffs),
-        "size_mb": {"fp32": model_mb(onnx_path)},
-        "export_seconds": round(export_s, 2),
+        "temperature": record["temperature"],  # None: uncalibrated logits
+        "calibration": record,
         "int8": None,
     }
+    onnx_path = Path(graph["onnx"])
     if int8:
         info["int8"] = quantise_int8(run, onnx_path, out_dir / "model.int8.onnx", cfg, calib_images)
         info["size_mb"]["int8"] = info["int8"]["size_mb"]
@@ -195,5 +231,4 @@ def export_onnx(
     atomic_write_json(out_dir / "export.json", info)
     files = [onnx_path, out_dir / "model.int8.onnx", out_dir / "export.json"]
     log_run_artifacts(run, files, "export")  # train.logger=mlflow
-    log.info("exported %s (parity max|diff| %s)", onnx_path, diffs)
     return info

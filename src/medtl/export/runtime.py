@@ -56,6 +56,7 @@ class OnnxPredictor:
         self.input_name = inp.name
         self.output_names = [o.name for o in self.session.get_outputs()]
         meta = self.session.get_modelmeta().custom_metadata_map
+        self.meta: dict[str, str] = dict(meta)  # every metadata entry, prefixed META_PREFIX
         shape_size = inp.shape[2] if isinstance(inp.shape[2], int) else None
         self.image_size: int | None = (
             int(meta.get(META_PREFIX + "image_size", shape_size or 0)) or None
