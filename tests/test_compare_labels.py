@@ -100,3 +100,63 @@ def test_report_pages_show_per_label_tables(cmp):
     dice = summary["segmentation_per_label"]["ring"]["dice"]
     assert "<td>ring</td>" in page and f"{dice['mean']:.3f}" in page
     assert "each label in its colour" in page
+
+
+@pytest.fixture(scope="module")
+def cmp_test(tmp_path_factory):
+    """Label phantoms, 2 folds plus a held-out test split (compare evaluates the ensemble)."""
+    from medtl.data.synthetic import make_label_phantoms
+
+    root = make_label_phantoms(tmp_path_factory.mktemp("ph2t") / "d", n=14, size=32, labels=2)
+    out = tmp_path_factory.mktemp("cmp") / "t"
+    compare([f"data.root={root}", *TINY, "data.test_fraction=0.3"], ["train.lr=0.01"], 2, out)
+    return out
+
+
+def test_per_label_numbers_on_the_test_split_and_the_ensemble(cmp_test):
+    from medtl.compare.per_label import holdout_label_results
+    from medtl.compare.tables import fmt_stat, label_rows, results_csv, results_markdown
+
+    res = collect(cmp_test, quiet=True, write=False)
+    c = res["configs"][0]
+    cell = cmp_test / "cells" / c["cell"]
+    runs = [cmp_test / r for r in c["runs"]]
+    got = holdout_label_results(cell, runs, 2000)
+    assert set(got) == set(LABELS)
+
+    def test_rows(folder: Path) -> list[dict[str, str]]:
+        with (folder / "eval" / "test" / "per_image.csv").open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    ens_rows = test_rows(cell / "ensemble")
+    assert len(ens_rows) == c["test"]["n_images"] >= 3
+    for name in LABELS:
+        for m in ("dice", "iou", "hd95"):
+            key = f"{m}_{name}"
+            means = [np.nanmean([float(r[key]) for r in test_rows(run)]) for run in runs]
+            assert got[name][m]["folds"]["values"] == pytest.approx(means, rel=1e-9, nan_ok=True)
+            values = [float(r[key]) for r in ens_rows]
+            assert got[name][m]["ensemble"] == pytest.approx(
+                aggregate(values, 2000, 0), nan_ok=True
+            )
+    # binary / unevaluated: nothing; without the ensemble's evaluation: folds only
+    assert holdout_label_results(cell, [*runs, cell / "nofold"], 2000) == {}
+    fold_only = holdout_label_results(cell / "nocell", runs, 2000)
+    assert fold_only["ring"]["dice"]["ensemble"] is None
+    # compare.collect stores them as configs[i]["test"]["per_label"]
+    assert c["test"]["per_label"]["ring"]["dice"]["folds"]["values"] == pytest.approx(
+        got["ring"]["dice"]["folds"]["values"], nan_ok=True
+    )
+    head, rows = label_rows(res)
+    assert head[-2:] == ["Dice test, fold models", "Dice test, ensemble"]
+    ring = next(r for r in rows if r[2] == "ring")
+    assert ring[-2] == fmt_stat(got["ring"]["dice"]["folds"])
+    assert ring[-1] == fmt_stat(got["ring"]["dice"]["ensemble"])
+    assert "of the fold ensemble" in results_markdown(res)
+    row = next(csv.DictReader(results_csv(res).splitlines()))
+    assert float(row["ring_dice_test_ensemble_mean"]) == pytest.approx(
+        got["ring"]["dice"]["ensemble"]["mean"], rel=1e-6
+    )
+    assert float(row["lesion_iou_test_folds_mean"]) == pytest.approx(
+        got["lesion"]["iou"]["folds"]["mean"], rel=1e-6
+    )

@@ -20,10 +20,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medtl.data.io import read_image
+from medtl.data.masks import scheme_from_config
 from medtl.errors import MedtlError
 from medtl.explain import require_extra
-from medtl.inference import overlay, safe_name, save_png
+from medtl.inference import overlay, safe_name, save_mask
+from medtl.runs import read_config
 
 log = logging.getLogger("medtl")
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"]
@@ -38,6 +42,7 @@ class Analyser:
 
         self.run = Path(run)
         self.predictor = load(self.run)
+        self.scheme = scheme_from_config(read_config(self.run).data)  # masks' own encoding
         try:
             from medtl.explain import Explainer
 
@@ -62,7 +67,7 @@ class Analyser:
         if result.mask is not None:
             shown = overlay(image, result.mask)
             mask_file = self.out / f"{safe_name(Path(path).stem)}_mask.png"
-            save_png(mask_file, result.mask)
+            save_mask(mask_file, result.mask, self.scheme)
         cam = None
         if self.explainer is not None:
             explanation = self.explainer.explain(image)
@@ -72,7 +77,7 @@ class Analyser:
         if result.label is not None:
             lines.append(f"predicted class: **{result.label}**")
         if result.mask is not None:
-            lines.append(f"lesion pixels: {int(result.mask.sum())}")
+            lines.append(f"lesion pixels: {int(np.count_nonzero(result.mask))}")
         lines.append(self.cam_note)
         return (
             shown,

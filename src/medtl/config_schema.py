@@ -47,6 +47,7 @@ class DataConfig:
     mask_mode: str = "auto"  # auto | binary | labels | palette | colors (medtl.data.masks)
     labels: str | None = None  # label values and names "1:lesion,2:halo" (None: found/labels.yaml)
     mask_colors: str | None = None  # colour masks "255,0,0:tumour;0,255,0:edema"
+    mask_palette: str | None = None  # palette masks: their palette, RGB bytes as hex (found)
 
 
 @dataclass

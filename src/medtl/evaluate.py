@@ -31,7 +31,15 @@ from medtl.eval_processes import (
     gather_records,
     launch_fabric,
 )
-from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
+from medtl.inference import (
+    infer,
+    inference_net,
+    mask_at_size,
+    overlay,
+    safe_name,
+    save_mask,
+    save_png,
+)
 from medtl.io_utils import atomic_write_json, atomic_write_text, csv_text, swap_in
 from medtl.metrics import (
     EMPTY_RULE_TEXT,
@@ -50,7 +58,7 @@ from medtl.postprocess import (
 )
 from medtl.runs import load_bundle
 from medtl.seg_eval import SegScorer, seg_extra_lines, seg_extra_summary
-from medtl.seg_labels import label_lines, label_summary, score_row, stored
+from medtl.seg_labels import label_lines, label_summary, score_row
 from medtl.seg_threshold import threshold_lines, threshold_summary, threshold_value
 
 log = logging.getLogger("medtl")
@@ -293,7 +301,7 @@ def _predict_records(
                 row["pred_area"] = int((pred > 0).sum())
                 row["true_area"] = int((truth > 0).sum())
                 name = safe_name(f"{s.label + '_' if s.label else ''}{s.image.stem}")
-                save_png(out_dir / "predictions" / f"{name}_pred.png", stored(pred, cfg))
+                save_mask(out_dir / "predictions" / f"{name}_pred.png", pred, scheme)
                 if rec["position"] < save_images:
                     save_png(out_dir / "overlays" / f"{name}.png", overlay(image, pred, truth))
                 rec["case"] = _thumbnail(image, pred, truth)

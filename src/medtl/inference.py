@@ -1,12 +1,14 @@
 """Batched inference shared by evaluate and predict: inference_mode, optional flip TTA,
-CPU graph optimisation (Conv-BN folding, channels_last), and mapping of segmentation
-logits back to each image's original size."""
+CPU graph optimisation (Conv-BN folding, channels_last), mapping of segmentation
+logits back to each image's original size, overlays, and the one mask writer
+(:func:`save_mask`)."""
 
 from __future__ import annotations
 
 import copy
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +16,9 @@ from PIL import Image
 
 from medtl.data.transforms import resize_logits_to
 from medtl.models.build import Net
+
+if TYPE_CHECKING:
+    from medtl.data.masks import MaskScheme
 
 
 class InferenceNet(torch.nn.Module):
@@ -170,8 +175,22 @@ def safe_name(name: str, fallback: str = "image") -> str:
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
-    """Write a uint8/bool array as PNG (atomically)."""
+    """Write a uint8/bool array as PNG (atomically; bool as 0/255)."""
+    save_mask(path, array)
+
+
+def save_mask(path: Path, mask: np.ndarray, scheme: MaskScheme | None = None) -> None:
+    """Write a predicted mask as PNG (atomically) in the masks' own encoding: bool (binary)
+    as 0/255 grey; label indices through ``scheme`` (:meth:`MaskScheme.to_stored`): label
+    maps as their own values (8- or 16-bit grey), palette masks as mode-P PNGs with the
+    training masks' palette (index = stored value), colour masks as RGB. Without a scheme
+    (or a palette run recorded before ``data.mask_palette``) the values are written as grey."""
     from medtl.io_utils import atomic_write
 
-    arr = array.astype(np.uint8) * 255 if array.dtype == bool else array
-    atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
+    if mask.dtype == bool:
+        img = Image.fromarray(mask.astype(np.uint8) * 255)
+    else:
+        img = Image.fromarray(scheme.to_stored(mask) if scheme is not None else mask)
+        if scheme is not None and scheme.mode == "palette" and scheme.palette:
+            img.putpalette(list(scheme.palette))  # grey -> mode P, indices kept
+    atomic_write(path, lambda p: img.save(p, format="PNG"))

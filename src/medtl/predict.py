@@ -26,12 +26,21 @@ from medtl.calibrate import calibrated, decision_of, label_at, seg_threshold_of
 from medtl.data.dicom import parse_window
 from medtl.data.io import pixel_cap, read_image, to_uint8
 from medtl.data.layouts import is_image, mask_stem
+from medtl.data.masks import MaskScheme, scheme_from_config
 from medtl.data.parallel import map_ordered, progress
 from medtl.data.transforms import resize_pair, to_float
 from medtl.data.volumes import is_volume, slice_refs, volume_id, write_label_volume
 from medtl.engine.cpu import threads_for
 from medtl.errors import ConfigError, DataError
-from medtl.inference import infer, inference_net, mask_at_size, overlay, safe_name, save_png
+from medtl.inference import (
+    infer,
+    inference_net,
+    mask_at_size,
+    overlay,
+    safe_name,
+    save_mask,
+    save_png,
+)
 from medtl.io_utils import atomic_write_text, csv_text
 from medtl.postprocess import apply_rule, parse_rule
 from medtl.runs import load_bundle
@@ -198,6 +207,7 @@ def predict_with(
             batch_size,
             slice_axis=cfg.data.slice_axis,
             window=parse_window(cfg.data.window),
+            scheme=scheme_from_config(cfg.data),  # label masks in their own encoding
             **options,
         )
 
@@ -214,11 +224,17 @@ def write_predictions(
     decision: tuple[int, float] | None = None,
     postprocess: str | None = None,
     seg_threshold: float = 0.5,
+    scheme: MaskScheme | None = None,
 ) -> list[str]:
     """Predict every input with ``infer_fn`` (float batch (B,3,S,S) in [0,1] -> logits dict,
     PyTorch or ONNX Runtime), ``batch_size`` images per call; writes masks, overlays and
     predictions.csv into ``out``. A NIfTI volume is predicted slice by slice along
-    ``slice_axis`` into ``<id>_mask.nii.gz`` with the input's affine and header."""
+    ``slice_axis`` into ``<id>_mask.nii.gz`` with the input's affine and header.
+
+    ``scheme`` (the run's :func:`~medtl.data.masks.scheme_from_config`) writes label masks
+    in the training masks' encoding (:func:`medtl.inference.save_mask`: own values, palette,
+    colours); None writes label indices as they are. ``lesion_pixels`` counts foreground
+    pixels (every label)."""
     if batch_size < 1:
         raise ConfigError(
             f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
@@ -242,13 +258,10 @@ def write_predictions(
             result.mask = apply_rule(result.mask, postprocess)
         row: dict[str, Any] = {"image": str(path)}
         if result.mask is not None:
-            for target, arr in (
-                (out / f"{name}_mask.png", result.mask),
-                (out / f"{name}_overlay.png", overlay(image, result.mask)),
-            ):
-                save_png(target, arr)
-                written.append(str(target))
-            row["lesion_pixels"] = int(result.mask.sum())
+            save_mask(out / f"{name}_mask.png", result.mask, scheme)  # the masks' own encoding
+            save_png(out / f"{name}_overlay.png", overlay(image, result.mask))
+            written += [str(out / f"{name}_mask.png"), str(out / f"{name}_overlay.png")]
+            row["lesion_pixels"] = int((result.mask > 0).sum())
         if result.probabilities is not None:
             row["label"] = result.label
             row.update({f"p_{c}": round(v, 6) for c, v in result.probabilities.items()})

@@ -1,6 +1,7 @@
 """Masks with several labels around training and evaluation: the training split's label
 coverage and weights, per-label scores of an evaluated image, the per-label summary and its
-lines, and predicted masks mapped back to the masks' own values.
+lines (predicted masks are written in the masks' own encoding by
+:func:`medtl.inference.save_mask`).
 
 The scheme (what each stored mask value means) is :class:`medtl.data.masks.MaskScheme`,
 decided once per data set and recorded in the config; binary runs pass through unchanged.
@@ -112,11 +113,6 @@ def per_label_dice(rows: list[dict[str, Any]], scheme: MaskScheme) -> dict[str, 
     if not scheme.multi:
         return None
     return {name: [r[f"dice_{name}"] for r in rows] for name in scheme.names}
-
-
-def stored(pred: np.ndarray, cfg: Any) -> np.ndarray:
-    """A predicted mask as written: the masks' own values (label maps) or 0/255 (binary)."""
-    return scheme_from_config(cfg.data).to_stored(pred)
 
 
 def _rounded(scores: dict[str, float]) -> dict[str, float]:

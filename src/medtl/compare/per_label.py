@@ -9,16 +9,25 @@ and a paired test of its per-image Dice of that label against the best configura
 (:func:`~medtl.metrics.paired.paired_test`), Holm-adjusted across the configurations compared
 with the best, one family per label and test (:func:`~medtl.metrics.paired.holm`).
 Binary runs have no labels and get nothing (``labels`` is ``[]``).
+
+With a held-out test split, :func:`holdout_label_results` gives the same numbers on it: per
+label, the K fold models' test means (:func:`~medtl.metrics.statistics.fold_summary` over
+the models, as the main table's test columns) and the fold ensemble's per-image scores
+(``CELL/ensemble/eval/test/``, :func:`~medtl.metrics.statistics.aggregate`) when it has
+been evaluated; ``compare.collect`` stores them as ``configs[i]["test"]["per_label"]``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medtl.io_utils import to_float
+from medtl.io_utils import read_csv, to_float
 from medtl.metrics.paired import holm, paired_test
 from medtl.metrics.statistics import aggregate, fold_summary
 
@@ -30,6 +39,7 @@ __all__ = [
     "label_scores",
     "label_tests",
     "labels_of",
+    "holdout_label_results",
 ]
 
 LABEL_METRICS = ("dice", "iou", "hd95")
@@ -116,3 +126,40 @@ def keep_label_scores(result: dict[str, Any], got: Any, n_boot: int) -> None:
     per-label Dice for :func:`label_tests`."""
     result["per_label"] = label_results(got, n_boot=n_boot)
     result[_SCORES] = label_scores(got)
+
+
+def _split_readings(folder: Path, split: str) -> tuple[list[str], list[dict[str, str]]] | None:
+    """The labels and per-image rows of ``folder/eval/<split>`` (None: not evaluated)."""
+    summary_file = folder / "eval" / split / "summary.json"
+    if not summary_file.is_file():
+        return None
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    return labels_of(summary), read_csv(folder / "eval" / split / "per_image.csv")
+
+
+def holdout_label_results(
+    cell: Path, runs: Sequence[Path], n_boot: int, seed: int = 0, split: str = "test"
+) -> dict[str, Any]:
+    """Per-label numbers of one configuration on the held-out ``split``:
+    ``{label: {metric: {"folds": fold_summary, "ensemble": aggregate | None}}}``, where
+    ``folds`` summarises each fold model's mean over the test images (one value per model)
+    and ``ensemble`` the fold ensemble's per-image scores (``cell/ensemble``; None until
+    ``medtl evaluate CMP --config N`` has run). ``{}`` for binary masks or while a fold
+    model's test evaluation is missing."""
+    read = [_split_readings(Path(r), split) for r in runs]
+    folds = [f for f in read if f is not None]
+    if not folds or len(folds) < len(read) or not folds[0][0]:
+        return {}
+    ensemble = _split_readings(Path(cell) / "ensemble", split)
+    out: dict[str, Any] = {}
+    for name in folds[0][0]:
+        out[name] = {}
+        for m in LABEL_METRICS:
+            key = f"{m}_{name}"
+            means = [_mean([to_float(r.get(key)) for r in rows]) for _, rows in folds]
+            ens = [to_float(r.get(key)) for r in ensemble[1]] if ensemble else None
+            out[name][m] = {
+                "folds": fold_summary(means, n_boot=n_boot, seed=seed),
+                "ensemble": aggregate(ens, n_boot, seed) if ens is not None else None,
+            }
+    return out

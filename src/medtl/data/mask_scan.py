@@ -201,7 +201,8 @@ def _labels(facts: Sequence[FileFacts], mode: str, given: Any) -> MaskScheme:
             f"{facts[0].path.parent}: label value(s) {missing} of data.labels occur in no mask; "
             "remove them from data.labels or check the masks"
         )
-    return MaskScheme(mode, tuple(values), names)
+    palette = tuple(facts[0].palette or ()) if mode == "palette" else ()
+    return MaskScheme(mode, tuple(values), names, palette=palette)
 
 
 def _as_rgb(c: Any) -> tuple:

@@ -8,7 +8,8 @@ Modes:
 * ``labels``: one-channel integer label maps (8 or 16 bit); value 0 is background and every
   other value one label. Values need not be contiguous (0/128/255 are three classes): they
   are remapped to 0..C for training and mapped back on output.
-* ``palette``: mode-P PNGs, the palette index is the label (every file the same palette).
+* ``palette``: mode-P PNGs, the palette index is the label (every file the same palette;
+  the run records it in ``data.mask_palette`` and predicted masks are written with it).
 * ``colors``: RGB masks, each colour one label (``data.mask_colors``), black is background.
 * ``auto`` decides from the files (:func:`medtl.data.mask_scan.decide`): binary when every mask fits the binary
   rule (two values; or JPEG-noisy / interpolated 0/255 masks, thresholded at 128), labels
@@ -18,8 +19,10 @@ Modes:
 
 Names: ``data.labels=1:lesion,2:halo`` (or ``labels.yaml``/``labels.json`` in the data root,
 ``{1: lesion, 2: halo}``) and ``data.mask_colors=255,0,0:tumour;0,255,0:edema``. The decision
-is written back into the config (``data.mask_mode``, ``data.labels``, ``data.mask_colors``), so
-config.yaml records it and evaluation/prediction reuse exactly the same mapping.
+is written back into the config (``data.mask_mode``, ``data.labels``, ``data.mask_colors``,
+``data.mask_palette``), so config.yaml records it and evaluation/prediction reuse exactly the
+same mapping; predicted masks are written in the masks' own encoding
+(:func:`medtl.inference.save_mask`).
 
 Example:
     >>> import numpy as np
@@ -62,6 +65,7 @@ class MaskScheme:
     values: tuple = ()
     names: tuple[str, ...] = ()
     note: str = ""
+    palette: tuple[int, ...] = ()  # palette masks: the files' palette (R, G, B, R, ...)
 
     @property
     def n_labels(self) -> int:
@@ -145,7 +149,10 @@ class MaskScheme:
         """What the config records of the decision (``data.*`` keys)."""
         if self.mode == "colors":
             return {"mask_mode": "colors", "labels": None, "mask_colors": self.labels_text()}
-        return {"mask_mode": self.mode, "labels": self.labels_text() or None, "mask_colors": None}
+        out = {"mask_mode": self.mode, "labels": self.labels_text() or None, "mask_colors": None}
+        if self.mode == "palette":  # the files' palette, for writing predicted masks
+            out["mask_palette"] = bytes(self.palette).hex() or None
+        return out
 
 
 def _fmt_value(v: Any) -> str:
@@ -187,7 +194,8 @@ def scheme_from_config(data_cfg: Any) -> MaskScheme:
     labels = getattr(data_cfg, "labels", None)
     if mode in ("labels", "palette") and labels:
         values, names = parse_labels(labels)
-        return MaskScheme(mode, values, names)
+        palette = getattr(data_cfg, "mask_palette", None) if mode == "palette" else None
+        return MaskScheme(mode, values, names, palette=tuple(bytes.fromhex(palette or "")))
     return MaskScheme("binary")
 
 

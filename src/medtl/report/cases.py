@@ -1,7 +1,10 @@
 """Best / median / worst cases as one grid image, from what evaluate left in a run folder.
 
 Each case is the overlay evaluate saved (``eval/SPLIT/overlays/NAME.png``) or, when only the
-predicted mask was saved, an overlay composed from the source image and that mask.
+predicted mask was saved, an overlay composed from the source image and that mask. Saved masks
+are read back by the run's mask scheme (``RUN/config.yaml``: 0/255 binary, label maps,
+palette or colour masks, :meth:`medtl.data.masks.MaskScheme.to_index`) and each label is
+coloured as evaluate's overlays colour it (:func:`medtl.inference.overlay`).
 """
 
 from __future__ import annotations
@@ -13,14 +16,38 @@ import numpy as np
 from PIL import Image
 
 from medtl import plots
+from medtl.data.io import read_array, read_image
+from medtl.data.masks import MaskScheme, scheme_from_config
+from medtl.errors import MedtlError
 from medtl.io_utils import to_float
 from medtl.report.html import png_bytes
 
 
-def _mask_png(path: Path) -> np.ndarray | None:
+def _scheme(split_dir: Path) -> MaskScheme | None:
+    """The mask scheme of the run that owns ``RUN/eval/SPLIT`` (None: no config.yaml)."""
+    from medtl.runs import read_config
+
+    run = Path(split_dir).parent.parent
+    if not (run / "config.yaml").is_file():
+        return None
+    return scheme_from_config(read_config(run).data)
+
+
+def _mask_png(path: Path, scheme: MaskScheme | None) -> np.ndarray | None:
+    """A saved predicted mask as bool (binary) or label indices (``uint8``); None when it is
+    missing or does not fit the scheme. Without the run's scheme (a fold ensemble's folder),
+    grey values other than 0/255 are labels in the order of their values, RGB is binary."""
     if not path.is_file():
         return None
-    return np.asarray(Image.open(path).convert("L")) > 127
+    arr = read_array(path)
+    if scheme is None:
+        values = tuple(int(v) for v in np.unique(arr) if v)
+        grey_labels = arr.ndim == 2 and not set(values) <= {255}
+        scheme = MaskScheme("labels", values) if grey_labels else MaskScheme("binary")
+    try:
+        return scheme.to_index(arr, path)
+    except MedtlError:  # a stray file: the report shows the other cases
+        return None
 
 
 def case_image(row: Mapping[str, str], split_dir: Path) -> np.ndarray | None:
@@ -32,11 +59,9 @@ def case_image(row: Mapping[str, str], split_dir: Path) -> np.ndarray | None:
     saved = split_dir / "overlays" / f"{name}.png"
     if saved.is_file():
         return np.asarray(Image.open(saved).convert("RGB"))
-    pred = _mask_png(split_dir / "predictions" / f"{name}_pred.png")
+    pred = _mask_png(split_dir / "predictions" / f"{name}_pred.png", _scheme(split_dir))
     if pred is None or not Path(row["image"]).is_file():
         return None
-    from medtl.data.io import read_image
-
     image = read_image(row["image"])
     if image.shape[:2] != pred.shape:
         return None
