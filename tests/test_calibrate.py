@@ -119,16 +119,39 @@ def cls_run(tmp_path_factory):
     from tests.conftest import train_tiny
 
     data = make_phantoms(tmp_path_factory.mktemp("ph") / "ph", n=48, size=32, seed=0)
-    return train_tiny(
-        data, tmp_path_factory.mktemp("runs"), "task=classification", "train.epochs=2"
-    )
+    run = train_tiny(data, tmp_path_factory.mktemp("runs"), "task=classification", "train.epochs=2")
+    return _overconfident_run(run)
 
 
-def test_evaluate_calibrate_and_operating_point(cls_run, tmp_path):
-    from medtl.api import evaluate, format_summary
+def _overconfident_run(run, factor: float = 8.0):
+    """Multiply the classification logits of ``RUN/model.pt`` by ``factor`` (the head's
+    last linear layer): the two-epoch model then claims far more confidence than its
+    accuracy, a seeded case whose ECE temperature scaling lowers (T near ``factor``)."""
+    from medtl.runs import load_bundle, save_bundle
+
+    net, cfg, classes = load_bundle(run)
+    with torch.no_grad():
+        net.cls_head.fc.weight.mul_(factor)
+        net.cls_head.fc.bias.mul_(factor)
+    save_bundle(run, net, cfg, classes)
+    return run
+
+
+@pytest.fixture(scope="module")
+def calibrated(cls_run):
+    """``cls_run`` after ``medtl evaluate RUN --calibrate --youden`` (with the figures): the
+    test split's summary. Module-scoped, so every test that needs a stored temperature gets
+    one whatever runs first (alone, in any order, under pytest-xdist)."""
+    from medtl.api import evaluate
+
+    return evaluate(cls_run, decide=Decisions(calibrate=True, rule="youden"), plots=True)
+
+
+def test_evaluate_calibrate_and_operating_point(cls_run, calibrated, tmp_path):
+    from medtl.api import format_summary
     from medtl.predict import Predictor, predict
 
-    s = evaluate(cls_run, decide=Decisions(calibrate=True, rule="youden"), plots=False)
+    s = calibrated
     doc = read_calibration(cls_run)
     t = doc["temperature"]
     assert t["ece_after"] <= t["ece_before"]  # on the validation split
@@ -151,9 +174,10 @@ def test_evaluate_calibrate_and_operating_point(cls_run, tmp_path):
 
     net, cfg, classes = load_bundle(cls_run)
     x = torch.rand(1, 3, cfg.data.image_size, cfg.data.image_size)
+    image = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255  # the PNG's pixels
     with torch.inference_mode():
         ref = torch.softmax(net.eval()(x)["cls"][0] / doc["temperature"]["value"], 0).numpy()
-    image = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     got = Predictor(cls_run, optimise=False).predict(image).probabilities
     assert np.allclose([got[c] for c in classes], ref, atol=1e-3)
 
@@ -170,6 +194,66 @@ def test_evaluate_calibrate_and_operating_point(cls_run, tmp_path):
     assert any(p.endswith("predictions.csv") for p in out)
 
 
+def test_reliability_after_calibration(cls_run, calibrated):
+    """evaluate --calibrate keeps T: summary.json has the ECE before and after (after <
+    before on val and on test), and reliability_calibrated.png shows the scaled
+    probabilities beside reliability.png; both ECEs recomputed from per_image.csv."""
+    import csv
+
+    from medtl.metrics.calibration import scaled_probabilities
+
+    ev = cls_run / "eval" / "test"
+    cal = json.loads((ev / "summary.json").read_text())["calibration"]
+    t = cal["temperature"]
+    assert cal["kept"] and t > 2  # the logits were multiplied by 8
+    for part in ("val", "split"):
+        assert cal[part]["ece_after"] < cal[part]["ece_before"]
+    assert (ev / "reliability.png").is_file() and (ev / "reliability_calibrated.png").is_file()
+    classes = calibrated["classification"]["classes"]
+    rows = list(csv.DictReader((ev / "per_image.csv").open()))
+    y = np.array([classes.index(r["class"]) for r in rows])
+    p = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])  # 6 decimals
+    assert expected_calibration_error(y, p) == pytest.approx(cal["split"]["ece_before"], abs=1e-4)
+    after = expected_calibration_error(y, scaled_probabilities(p, t))
+    assert after == pytest.approx(cal["split"]["ece_after"], abs=1e-4)
+
+
+def test_reliability_plots_draw_the_scaled_probabilities(tmp_path):
+    from medtl.metrics.calibration import scaled_probabilities
+    from medtl.plots.reliability import reliability_figure, reliability_plots
+
+    z, y = _overconfident(200, seed=2)
+    t = fit_temperature(z, y)
+    assert scaled_probabilities(softmax(z), t) == pytest.approx(softmax(z, t), abs=1e-9)
+    before, after = (expected_calibration_error(y, softmax(z, v)) for v in (1.0, t))
+    assert after < before
+    written = reliability_plots(y, softmax(z), tmp_path, temperature=t)
+    assert [w.name for w in written] == ["reliability.png", "reliability_calibrated.png"]
+    title = reliability_figure(y, softmax(z, t), title=f"Reliability at T={t:.3g}").axes[0]
+    assert f"ECE {after:.3f}" in title.get_title() and f"T={t:.3g}" in title.get_title()
+    assert [w.name for w in reliability_plots(y, softmax(z), tmp_path / "b", 1.0)] == [
+        "reliability.png"
+    ]  # T = 1 (not applied): no second diagram
+
+
+def test_run_report_shows_the_stored_decisions(cls_run, calibrated):
+    import markupsafe
+
+    from medtl.report import write_report
+
+    doc = read_calibration(cls_run)
+    text = write_report(cls_run).read_text()
+    assert "<h2>Decisions</h2>" in text
+    assert f"{doc['temperature']['value']:.4f} (min NLL on 10 val images" in text
+    op = doc["operating_point"]
+    assert "Youden" in op["name"] and str(markupsafe.escape(op["name"])) in text
+    for c, r in op["per_class"].items():
+        assert f"{c} p ≥ {r['threshold']:.4f} (val sensitivity {r['sensitivity']:.3f}" in text
+    assert "Reliability after temperature scaling" in text
+    s = calibrated["calibration"]["split"]
+    assert f"ECE {s['ece_before']:.3f} before, {s['ece_after']:.3f} after" in text
+
+
 def image_path(folder, image):
     from PIL import Image
 
@@ -178,16 +262,15 @@ def image_path(folder, image):
     return p
 
 
-def test_export_graph_divides_by_temperature(cls_run, tmp_path):
+def test_export_graph_divides_by_temperature(cls_run, calibrated, tmp_path):
     pytest.importorskip("onnxruntime")
     from medtl.export import export_onnx
     from medtl.export.runtime import OnnxPredictor
     from medtl.runs import load_bundle
 
-    if "temperature" not in read_calibration(cls_run):
-        pytest.skip("needs test_evaluate_calibrate_and_operating_point first")
-    info = export_onnx(cls_run, out=tmp_path)
     t = read_calibration(cls_run)["temperature"]["value"]
+    assert t == calibrated["calibration"]["temperature"] and t != 1.0  # a kept temperature
+    info = export_onnx(cls_run, out=tmp_path)
     assert info["temperature"] == t
     net, cfg, _ = load_bundle(cls_run)
     x = torch.rand(2, 3, cfg.data.image_size, cfg.data.image_size)

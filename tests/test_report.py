@@ -165,6 +165,22 @@ def test_run_report_without_run_json(run_copy):
     assert "encoder: resnet18" in text  # what config.yaml gives is still shown
 
 
+def test_run_report_shows_the_mask_threshold(run_copy):
+    """evaluate --seg-threshold auto: the stored decision and the threshold the evaluation
+    used are on the page (issue 19)."""
+    from medtl.calibrate import Decisions, read_calibration
+    from medtl.evaluate import evaluate
+
+    evaluate(run_copy, split="val", plots=False, decide=Decisions(seg_threshold="auto"))
+    st = read_calibration(run_copy)["seg_threshold"]
+    text = write_report(run_copy).read_text()
+    assert "<h2>Decisions</h2>" in text and "mask threshold" in text
+    n = st["n_images"]
+    assert f"{st['value']:.4f} (max mean val Dice, on {n} val images; val Dice " in text
+    assert f"{st['val_dice_at_value']:.3f} vs {st['val_dice_at_default']:.3f} at 0.5" in text
+    assert f"Masks at threshold {st['value']:.3f} (max mean val Dice, chosen on val" in text
+
+
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs /usr/bin/chromium")
 def test_render_screenshot(cmp, tmp_path):
     html = write_report(cmp)

@@ -7,7 +7,9 @@ the operating points of binary / one-vs-rest decisions.
 logits); ``--youden``, ``--sensitivity 0.95`` or ``--specificity 0.9`` choose a threshold
 per class on the validation probabilities (at ``T`` when one is stored,
 :mod:`medtl.metrics.operating_point`). The evaluated split (test) then reports the ECE
-before and after scaling and sensitivity/specificity/PPV/NPV at each threshold.
+before and after scaling and sensitivity/specificity/PPV/NPV at each threshold; with a
+kept ``T`` its figures add ``reliability_calibrated.png`` beside ``reliability.png``
+(:func:`medtl.plots.reliability.reliability_plots`).
 
 ``--seg-threshold auto`` (or a number) chooses the mask threshold of a binary segmentation
 head on the validation Dice (:mod:`medtl.seg_threshold`); evaluate, predict and

@@ -15,10 +15,17 @@ from medtl.seg_labels import histogram_groups, legend
 
 
 def classification_plots(
-    cls: dict[str, Any], classes: list[str], probs: list, y_true: list, out_dir: Path
+    cls: dict[str, Any],
+    classes: list[str],
+    probs: list,
+    y_true: list,
+    out_dir: Path,
+    temperature: float | None = None,
 ) -> list[Path]:
-    """Confusion matrix, ROC (two classes present or more) and reliability diagram."""
+    """Confusion matrix, ROC (two classes present or more) and reliability diagram (a
+    second one at a stored ``temperature``: :func:`medtl.plots.reliability.reliability_plots`)."""
     from medtl import plots
+    from medtl.plots.reliability import reliability_plots
 
     written = [
         plots.confusion_matrix_plot(
@@ -31,8 +38,7 @@ def classification_plots(
     y, p = np.array([y_true[i] for i in known]), np.stack([probs[i] for i in known])
     if len(set(y.tolist())) >= 2:
         written.append(plots.roc_plot(y, p, classes, out_dir / "roc.png"))
-    written.append(plots.reliability_plot(y, p, out_dir / "reliability.png"))
-    return written
+    return written + reliability_plots(y, p, out_dir, temperature)
 
 
 def write_plots(
@@ -54,7 +60,8 @@ def write_plots(
         written.append(plots.learning_curves(run / "metrics.csv", out_dir / "learning_curves.png"))
     cls = summary.get("classification")
     if cls:
-        written += classification_plots(cls, classes, probs, y_true, out_dir)
+        t = (summary.get("calibration") or {}).get("temperature")  # evaluate --calibrate
+        written += classification_plots(cls, classes, probs, y_true, out_dir, t)
     if "segmentation" in summary:
         dice = [r["dice"] for r in rows]
         by_class: dict[str, list[float]] = {}

@@ -20,10 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from medtl.compare.clinical import clinical_result, leak_free_test
 from medtl.compare.design import TIMING_FILE, read_design, run_finished
 from medtl.compare.final import best_card, final_facts, final_lines
 from medtl.compare.grid import cell_label
-from medtl.compare.per_label import add_label_folds, keep_label_scores, label_tests
+from medtl.compare.per_label import (
+    add_label_folds,
+    holdout_label_results,
+    keep_label_scores,
+    label_tests,
+)
 from medtl.compare.tables import results_csv, results_markdown
 from medtl.errors import MedtlError
 from medtl.io_utils import atomic_write_json, atomic_write_text, json_safe, read_csv, to_float
@@ -98,6 +104,7 @@ class _Readings:
     train_s: list[float] = field(default_factory=list)
     img_s: list[float] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # foreground labels of label maps
+    seg_facts: list[dict[str, Any]] = field(default_factory=list)  # unit, lesion criterion
 
     def add_fold(self, metric: str, value: float) -> None:
         self.folds.setdefault(metric, []).append(value)
@@ -112,6 +119,8 @@ def _read_fold(got: _Readings, run: Path, split: str, task: str) -> None:
             v = np.array([to_float(r.get(m)) for r in rows])
             got.add_fold(m, float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
         add_label_folds(got, rows, summary)
+        facts = ("distance_unit", "lesion_criterion")  # mm or px (medtl.seg_eval)
+        got.seg_facts.append({k: summary.get(k) for k in facts})
     if task != "segmentation":
         c = summary.get("classification") or {}
         got.classes = list(c.get("classes") or got.classes)
@@ -197,6 +206,9 @@ def _config_result(
     }
     if got.labels:
         keep_label_scores(result, got, N_BOOT)  # per-label table (compare.per_label)
+    clinical = clinical_result(got.rows, got.seg_facts) if task != "classification" else None
+    if clinical:
+        result["clinical"] = clinical  # lesions, MSD, area error (compare.clinical)
     if confusion is not None:
         result["confusion_matrix"] = confusion
         result["classes"] = got.classes
@@ -226,6 +238,7 @@ def _test_result(
     for run in runs:
         got, scores = _test_readings(run, task)
         fold_scores.append(scores)
+        folds.classes = got.classes or folds.classes
         for m, values in got.folds.items():
             folds.folds.setdefault(m, []).extend(values)
     names = [m for m in (*SEG_METRICS, *CLS_METRICS) if m in folds.folds]
@@ -235,7 +248,16 @@ def _test_result(
         "ensemble": None,
         "ensemble_vs_folds": None,
     }
+    if labels := holdout_label_results(cell, runs, N_BOOT):  # label maps (compare.per_label)
+        result["per_label"] = labels
     ens = cell / "ensemble"
+    metric = TEST_METRIC[task]
+    result["leak_free"] = leak_free_test(  # pre-made test/ with duplicates in train
+        runs,
+        ens if run_finished_ensemble(ens) else None,
+        metric,
+        lambda rows: _pooled(rows, metric, folds.classes),
+    )
     if not run_finished_ensemble(ens):
         return result, {}
     got, ens_scores = _test_readings(ens, task)
@@ -245,6 +267,13 @@ def _test_result(
     mean_fold = [float(np.nanmean([f.get(k, math.nan) for f in fold_scores])) for k in keys]
     result["ensemble_vs_folds"] = paired_test([ens_scores[k] for k in keys], mean_fold)
     return result, ens_scores
+
+
+def _pooled(rows: list[dict[str, str]], metric: str, classes: list[str]) -> dict[str, Any]:
+    """``metric`` over ``rows`` with its CI over images, as the pooled columns compute it."""
+    if metric in SEG_METRICS:
+        return aggregate([to_float(r.get(metric)) for r in rows], N_BOOT, 0)
+    return _cls_pooled(rows, classes)[metric]
 
 
 def run_finished_ensemble(folder: Path) -> bool:

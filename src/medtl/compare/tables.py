@@ -7,9 +7,17 @@ and the report's comparison page both render those rows, so the two never disagr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
+from medtl.compare.clinical import (
+    clinical_cells,
+    clinical_csv,
+    clinical_head,
+    clinical_note,
+    leak_free_note,
+    table_unit,
+)
+from medtl.compare.formatting import fmt, fmt_p, fmt_stat
 from medtl.io_utils import csv_text, to_float
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "fmt_p",
     "fmt_p_holm",
     "fmt_stat",
+    "has_leak_free",
     "has_test",
     "label_rows",
     "results_csv",
@@ -45,45 +54,13 @@ def shown_metrics(task: str) -> list[str]:
     }[task]
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    """``value`` with ``digits`` decimals; ``–`` when missing or not finite."""
-    v = to_float(value)
-    return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
-
-
-def fmt_p(value: Any) -> str:
-    """A p-value with 3 decimals, ``<0.001`` below that; ``–`` when missing."""
-    v = to_float(value)
-    if not math.isfinite(v):
-        return "–"
-    return "<0.001" if v < 0.001 else f"{v:.3f}"
-
-
-def fmt_stat(
-    s: dict[str, Any] | None,
-    number: Callable[[Any], str] | None = None,
-    ci: Callable[[str, str], str] | None = None,
-) -> str:
-    """``mean ± std [lo, hi]`` (the parts that exist); ``number`` formats each value and
-    ``ci(lo, hi)`` the interval (the HTML report wraps it in markup)."""
-    number = number or fmt
-    ci = ci or (lambda lo, hi: f" [{lo}, {hi}]")
-    if not s:
-        return "–"
-    text = number(s.get("mean"))
-    if s.get("std") is not None and math.isfinite(to_float(s.get("std"))):
-        text += f" ± {number(s['std'])}"
-    if s.get("ci_low") is not None and math.isfinite(to_float(s.get("ci_low"))):
-        text += ci(number(s["ci_low"]), number(s["ci_high"]))
-    return text
-
-
 def _header(results: dict[str, Any], names: list[str]) -> list[str]:
     head = ["rank", "configuration"]
     for i, m in enumerate(names):
         head.append(f"{METRIC_NAMES[m]} images")
         if i == 0 or results["folds"]:
             head.append(f"{METRIC_NAMES[m]} folds")
+    head += clinical_head(table_unit(results["configs"]))  # segmentation: lesions, MSD, area
     head += [
         f"Δ {METRIC_NAMES[results['paired_metric']]} vs best [95% CI]",
         "p perm (Holm)",
@@ -99,7 +76,15 @@ def _header(results: dict[str, Any], names: list[str]) -> list[str]:
             "ensemble − folds [95% CI] p perm",
             "test Δ vs best p perm (Holm)",
         ]
+        if has_leak_free(results):
+            head += [f"{name} test leak-free, fold models", f"{name} test leak-free, ensemble"]
+            head.append("leak-free test images")
     return head + ["train s/fold", "img/s"]
+
+
+def has_leak_free(results: dict[str, Any]) -> bool:
+    """True when some configuration's test split has leaked images (RUN/leaks.json)."""
+    return any((c.get("test") or {}).get("leak_free") for c in results["configs"])
 
 
 def has_test(results: dict[str, Any]) -> bool:
@@ -107,17 +92,25 @@ def has_test(results: dict[str, Any]) -> bool:
     return any(c.get("test") for c in results["configs"])
 
 
-def _test_cells(c: dict[str, Any], metric: str) -> list[str]:
+def _test_cells(c: dict[str, Any], metric: str, leak_free: bool = False) -> list[str]:
     """Fold models' test mean ± std [CI over the K models], the ensemble's [CI over test
-    images], ensemble − per-image mean of the fold models with its p, the test p vs best."""
+    images], ensemble − per-image mean of the fold models with its p, the test p vs best;
+    with ``leak_free``, the same two scores on the leak-free test images and their number."""
     t = c.get("test")
     if not t:
-        return ["–"] * 4
+        return ["–"] * (7 if leak_free else 4)
     ens, vs = t.get("ensemble") or {}, t.get("ensemble_vs_folds")
     gain = f"{_diff_cell(vs)} p {fmt_p(vs.get('p_permutation'))}" if vs else "–"
     best = c.get("vs_best")
     vs_best = "best" if best is None else fmt_p_holm(best.get("test"), "p_permutation")
-    return [fmt_stat(t["folds"].get(metric)), fmt_stat(ens.get(metric)), gain, vs_best]
+    cells = [fmt_stat(t["folds"].get(metric)), fmt_stat(ens.get(metric)), gain, vs_best]
+    if not leak_free:
+        return cells
+    lf = t.get("leak_free")
+    if not lf:
+        return [*cells, "–", "–", "–"]
+    n = f"{lf['n_images']} of {lf['n_images'] + lf['n_leaked']}"
+    return [*cells, fmt_stat(lf["folds"]), fmt_stat(lf.get("ensemble")), n]
 
 
 def fmt_p_holm(test: dict[str, Any] | None, key: str) -> str:
@@ -159,7 +152,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         and img/s.
     """
     names = shown_metrics(results["task"])
-    folds = results["folds"]
+    folds, unit = results["folds"], table_unit(results["configs"])
     rows = []
     for c in results["configs"]:
         row = [str(c["rank"]), c["configuration"]]
@@ -167,9 +160,10 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             row.append(fmt_stat(c["metrics"][m]["images"]))
             if i == 0 or folds:
                 row.append(fmt_stat(c["metrics"][m]["folds"]) if folds else "–")
+        row += clinical_cells(c.get("clinical"), unit)
         row += _vs_best_cells(c.get("vs_best"), folds)
         if has_test(results):
-            row += _test_cells(c, results.get("test_metric", "dice"))
+            row += _test_cells(c, results.get("test_metric", "dice"), has_leak_free(results))
         t = c.get("timing") or {}
         row += [fmt(t.get("train_s"), 1), fmt(t.get("infer_img_per_s"), 1)]
         rows.append(row)
@@ -179,9 +173,13 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def label_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the per-label table (label maps; no rows for binary masks): one
     row per configuration and foreground label, in rank order: Dice over images and folds,
-    IoU and HD95 over images, Δ Dice of that label vs the best with the paired p-values."""
+    IoU and HD95 over images, Δ Dice of that label vs the best with the paired p-values;
+    with a test split, that label's test Dice of the fold models and of the fold ensemble
+    (:func:`medtl.compare.per_label.holdout_label_results`)."""
     head = ["rank", "configuration", "label", "Dice images", "Dice folds", "IoU images"]
     head += ["HD95 images", "Δ Dice vs best [95% CI]", "p perm (Holm)", "p Wilcoxon (Holm)"]
+    test = _label_test(results)
+    head += ["Dice test, fold models", "Dice test, ensemble"] if test else []
     rows = []
     for c in results["configs"]:
         for name, m in (c.get("per_label") or {}).items():
@@ -194,8 +192,16 @@ def label_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             else:
                 p = [fmt_p_holm(vs, "p_permutation"), fmt_p_holm(vs, "p_wilcoxon")]
                 row += [_diff_cell(vs), *p]
+            if test:
+                t = (((c.get("test") or {}).get("per_label") or {}).get(name) or {}).get("dice")
+                row += [fmt_stat((t or {}).get("folds")), fmt_stat((t or {}).get("ensemble"))]
             rows.append(row)
     return head, rows
+
+
+def _label_test(results: dict[str, Any]) -> bool:
+    """True when some configuration has per-label test-split numbers."""
+    return any((c.get("test") or {}).get("per_label") for c in results["configs"])
 
 
 def _label_markdown(results: dict[str, Any]) -> list[str]:
@@ -213,7 +219,14 @@ def _label_markdown(results: dict[str, Any]) -> list[str]:
         "The ranking is on Dice averaged over the foreground labels (each image's mean over "
         "labels). Per label: that label's Dice, IoU and HD95 (px), mean ± std [95% BCa "
         "bootstrap CI]; Δ and p compare the configuration with the best on paired per-image "
-        "Dice of that label, Holm-adjusted across the configurations, one family per label.",
+        "Dice of that label, Holm-adjusted across the configurations, one family per label."
+        + (
+            " Test: that label's Dice on the held-out test split, of the K fold models (their "
+            "means, [95% CI over the models]) and of the fold ensemble ([95% CI over the test "
+            "images]; – until `medtl evaluate CMP --config N` has run)."
+            if _label_test(results)
+            else ""
+        ),
     ]
 
 
@@ -259,6 +272,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         )
     if has_test(results):
         lines += ["", _test_note(results)]
+    for note in (clinical_note(results), leak_free_note(results)):
+        lines += ["", note] if note else []
     lines += _label_markdown(results)
     if results.get("incomplete"):
         lines.append("")
@@ -295,17 +310,29 @@ def _test_csv(c: dict[str, Any]) -> dict[str, Any]:
         for stat in ("mean_diff", "ci_low", "ci_high", "p_permutation", "p_wilcoxon"):
             row[f"{name}_{stat}"] = (test or {}).get(stat)
         row[f"{name}_p_permutation_holm"] = (test or {}).get("p_permutation_holm")
+    lf = t.get("leak_free") or {}
+    if lf:
+        row["test_leak_free_n_images"], row["test_n_leaked"] = lf["n_images"], lf["n_leaked"]
+        for part in ("folds", "ensemble"):
+            for stat in ("mean", "std", "ci_low", "ci_high"):
+                row[f"test_leak_free_{part}_{stat}"] = (lf.get(part) or {}).get(stat)
     return row
 
 
 def _label_csv(c: dict[str, Any]) -> dict[str, Any]:
-    """``<label>_<metric>_<images|folds>_<stat>`` and ``<label>_vs_best_<stat>`` columns."""
+    """``<label>_<metric>_<images|folds>_<stat>``, ``<label>_<metric>_test_<folds|ensemble>_
+    <stat>`` (with per-label test numbers) and ``<label>_vs_best_<stat>`` columns."""
     row: dict[str, Any] = {}
     for name, metrics in (c.get("per_label") or {}).items():
         for m, s in metrics.items():
             for part in ("images", "folds"):
                 for stat in ("mean", "std", "ci_low", "ci_high"):
                     row[f"{name}_{m}_{part}_{stat}"] = s[part].get(stat)
+        test = ((c.get("test") or {}).get("per_label") or {}).get(name) or {}
+        for m, s in test.items():
+            for part in ("folds", "ensemble"):
+                for stat in ("mean", "std", "ci_low", "ci_high"):
+                    row[f"{name}_{m}_test_{part}_{stat}"] = (s[part] or {}).get(stat)
         vs = (c.get("vs_best_per_label") or {}).get(name) or {}
         for stat in ("mean_diff", "ci_low", "ci_high", "p_permutation", "p_wilcoxon"):
             row[f"{name}_vs_best_{stat}"] = vs.get(stat)
@@ -341,6 +368,7 @@ def results_csv(results: dict[str, Any]) -> str:
             ):
                 row[f"vs_best_{part}_{stat}"] = (vs.get(part) or {}).get(stat)
         row["n_images"] = c["n_images"]
+        row.update(clinical_csv(c))  # segmentation: lesions, MSD, area error (or nothing)
         row.update(_label_csv(c))
         if has_test(results):
             row.update(_test_csv(c))

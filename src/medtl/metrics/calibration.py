@@ -37,6 +37,7 @@ __all__ = [
     "fit_temperature",
     "nll",
     "reliability_bins",
+    "scaled_probabilities",
     "softmax",
 ]
 
@@ -85,6 +86,21 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def scaled_probabilities(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(z / T)`` from the probabilities ``softmax(z)`` alone: ``log p`` equals ``z``
+    up to a per-row constant, which the softmax cancels, so ``p ** (1 / T)`` renormalised per
+    row is exact (a probability of 0 stays 0).
+
+    Example:
+        >>> z = np.array([[2.0, 0.0, -1.0]])
+        >>> bool(np.allclose(scaled_probabilities(softmax(z), 2.0), softmax(z, 2.0)))
+        True
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return softmax(np.log(p), temperature)
 
 
 def nll(logits: np.ndarray, y_true: Sequence[int] | np.ndarray, temperature: float = 1.0) -> float:

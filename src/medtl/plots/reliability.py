@@ -4,6 +4,11 @@ The bins and the ECE come from :mod:`medtl.metrics.calibration` (one definition)
 perfectly calibrated model lies on the diagonal. Bars below the diagonal are
 over-confident bins, above it under-confident ones; the lower panel shows how many images
 each bin holds.
+
+After ``medtl evaluate RUN --calibrate`` keeps a temperature ``T`` (``RUN/calibration.json``),
+:func:`reliability_plots` writes a second diagram, ``reliability_calibrated.png``, of the
+same images at ``softmax(z / T)`` (:func:`medtl.metrics.calibration.scaled_probabilities`);
+``reliability.png`` always shows the network's own probabilities (``T = 1``).
 """
 
 from __future__ import annotations
@@ -14,16 +19,26 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from medtl.metrics.calibration import ECE_BINS, expected_calibration_error, reliability_bins
+from medtl.metrics.calibration import (
+    ECE_BINS,
+    expected_calibration_error,
+    reliability_bins,
+    scaled_probabilities,
+)
 from medtl.plots.common import PALETTE, new_figure, note, save_figure
 
-__all__ = ["reliability_figure", "reliability_plot"]
+__all__ = ["CALIBRATED_FILE", "reliability_figure", "reliability_plot", "reliability_plots"]
+CALIBRATED_FILE = "reliability_calibrated.png"
 
 
 def reliability_figure(
-    y_true: Sequence[int] | np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS
+    y_true: Sequence[int] | np.ndarray,
+    probs: np.ndarray,
+    n_bins: int = ECE_BINS,
+    title: str = "Reliability",
 ) -> Figure:
-    """Top-label reliability diagram of ``probs`` (N, C) against labels ``y_true`` (N,)."""
+    """Top-label reliability diagram of ``probs`` (N, C) against labels ``y_true`` (N,);
+    ``title`` starts the title (n, bins and ECE follow)."""
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(probs, dtype=float).reshape(y.size, -1)
     b = reliability_bins(y, p, n_bins)
@@ -58,7 +73,7 @@ def reliability_figure(
     ax.grid(alpha=0.3)
     ece = expected_calibration_error(y, p, n_bins)
     ece_text = "n/a" if not np.isfinite(ece) else f"{ece:.3f}"
-    ax.set_title(f"Reliability (n={y.size}, {n_bins} bins, ECE {ece_text})")
+    ax.set_title(f"{title} (n={y.size}, {n_bins} bins, ECE {ece_text})")
     ax.legend(fontsize=8, loc="upper left")
     hist.bar(centres, b["count"], width=width * 0.9, color="#777777")
     hist.set_xlabel("confidence (largest class probability)")
@@ -71,3 +86,21 @@ def reliability_plot(
 ) -> Path:
     """PNG of :func:`reliability_figure`; returns ``out``."""
     return save_figure(reliability_figure(y_true, probs, n_bins), out)
+
+
+def reliability_plots(
+    y_true: Sequence[int] | np.ndarray,
+    probs: np.ndarray,
+    out_dir: Path,
+    temperature: float | None = None,
+) -> list[Path]:
+    """``out_dir/reliability.png`` of ``probs`` and, when a ``temperature`` other than 1 is
+    given (the one ``RUN/calibration.json`` stores), ``out_dir/reliability_calibrated.png``
+    of the same images after temperature scaling; returns the paths written."""
+    written = [reliability_plot(y_true, probs, Path(out_dir) / "reliability.png")]
+    if temperature is not None and float(temperature) != 1.0:
+        scaled = scaled_probabilities(np.asarray(probs, dtype=float), float(temperature))
+        title = f"Reliability at T={float(temperature):.3g}"
+        fig = reliability_figure(y_true, scaled, title=title)
+        written.append(save_figure(fig, Path(out_dir) / CALIBRATED_FILE))
+    return written

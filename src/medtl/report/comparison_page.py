@@ -14,6 +14,7 @@ from typing import Any
 
 from medtl import plots
 from medtl.compare import METRIC_NAMES, fmt, table_rows
+from medtl.compare.clinical import clinical_note, leak_free_note
 from medtl.compare.tables import label_rows
 from medtl.io_utils import read_csv, to_float
 from medtl.report.cases import overlay_grid_png
@@ -202,6 +203,9 @@ def comparison_html(out: Path, results: Results) -> str:
         ),
         answer=_answer(results),
         results_table=_results_table(results),
+        table_notes=[  # lesions / units and leak-free test (medtl.compare.clinical)
+            n.replace("**", "") for n in (clinical_note(results), leak_free_note(results)) if n
+        ],
         label_table=_label_table(results),
         folds=folds,
         paired=METRIC_NAMES[results["paired_metric"]],

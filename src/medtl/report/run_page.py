@@ -17,6 +17,7 @@ import yaml
 from medtl import plots
 from medtl.compare import fmt
 from medtl.io_utils import read_csv, read_records, to_float
+from medtl.plots.reliability import CALIBRATED_FILE
 from medtl.report.cases import overlay_grid_png
 from medtl.report.decisions import decision_tables, lesion_table
 from medtl.report.html import figure, png_bytes, read_json, render
@@ -110,6 +111,19 @@ def _cls_figures(split_dir: Path, cls: Mapping[str, Any], names: list[str], rows
     return figs
 
 
+def _calibrated_figure(split_dir: Path, summary: Mapping[str, Any]) -> list:
+    """``reliability_calibrated.png`` (evaluate after ``--calibrate`` kept a temperature)."""
+    path, cal = split_dir / CALIBRATED_FILE, summary.get("calibration") or {}
+    if not path.is_file() or not cal:
+        return []
+    s = cal.get("split") or {}
+    caption = (
+        f"Reliability after temperature scaling (T = {fmt(cal.get('temperature'))}, fitted "
+        f"on val): ECE {fmt(s.get('ece_before'))} before, {fmt(s.get('ece_after'))} after"
+    )
+    return [figure(path.read_bytes(), "reliability diagram after temperature scaling", caption)]
+
+
 def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
     """What the page shows for one ``eval/SPLIT`` folder: tables, figures, case grid."""
     summary = read_json(split_dir / "summary.json")
@@ -123,6 +137,7 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
     figs, cases = [], None
     if cls and cls.get("confusion_matrix"):
         figs += _cls_figures(split_dir, cls, cls.get("classes") or classes, rows)
+        figs += _calibrated_figure(split_dir, summary)
     if seg and rows:
         dice = [to_float(r.get("dice")) for r in rows]
         data = _file_or(
@@ -146,6 +161,7 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
         "n_images": summary.get("n_images", len(rows)),
         "tables": tables,
         "empty_rule": summary.get("empty_mask_rule") if seg else None,
+        "threshold_note": _threshold_note(summary.get("seg_threshold")) if seg else None,
         "figures": figs,
         "cases": cases,
         "cams": _cam_grid(split_dir),
@@ -159,6 +175,63 @@ def _cam_grid(split_dir: Path) -> dict[str, Any] | None:
         return None
     caption = "Grad-CAM of the predicted class on the best and worst classified cases"
     return figure(path.read_bytes(), "Grad-CAM grid", caption)
+
+
+# ----------------------------------------------------------------------------- decisions
+DECISIONS_FILE = "calibration.json"  # medtl.calibrate.CALIBRATION_FILE (no torch import here)
+
+
+def _threshold_note(s: Mapping[str, Any] | None) -> str | None:
+    """The mask threshold an evaluation used when one was stored (summary.json's
+    ``seg_threshold``); None at the default 0.5."""
+    if not s:
+        return None
+    return (
+        f"Masks at threshold {fmt(s.get('value'))} ({s.get('rule')}, chosen on "
+        f"{s.get('fitted_on')}; val Dice {fmt(s.get('val_dice_at_value'))} vs "
+        f"{fmt(s.get('val_dice_at_default'))} at 0.5)."
+    )
+
+
+def _op_text(op: Mapping[str, Any]) -> str:
+    per = op.get("per_class") or {}
+    parts = [
+        f"{c} p ≥ {fmt(r.get('threshold'), 4)} (val sensitivity {fmt(r.get('sensitivity'))}, "
+        f"specificity {fmt(r.get('specificity'))})"
+        for c, r in per.items()
+    ]
+    where = f"{op.get('name')}, chosen on {op.get('fitted_on', 'val')}"
+    return f"{where} at T = {fmt(op.get('temperature'))}: " + "; ".join(parts)
+
+
+def decision_pairs(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The decisions ``RUN/calibration.json`` stores, as (name, text) pairs: the mask
+    threshold, the temperature (kept or not, with the validation ECE before and after) and
+    the operating point per class; none for a run without decisions."""
+    pairs = []
+    st = doc.get("seg_threshold")
+    if st:
+        pairs.append(
+            (
+                "mask threshold",
+                f"{fmt(st.get('value'), 4)} ({st.get('rule')}, on {st.get('n_images')} "
+                f"{st.get('fitted_on')} images; val Dice {fmt(st.get('val_dice_at_value'))} "
+                f"vs {fmt(st.get('val_dice_at_default'))} at 0.5)",
+            )
+        )
+    t = doc.get("temperature")
+    if t:
+        text = (
+            f"{fmt(t.get('value'), 4)} (min NLL on {t.get('n_images')} {t.get('fitted_on')} "
+            f"images; val ECE {fmt(t.get('ece_before'))} -> {fmt(t.get('ece_after'))})"
+        )
+        if t.get("kept") is False:
+            text = f"1 (not applied: {t.get('reason')})"
+        pairs.append(("temperature", text))
+    op = doc.get("operating_point")
+    if op:
+        pairs.append(("operating point", _op_text(op)))
+    return pairs
 
 
 # ----------------------------------------------------------------------------- data, training
@@ -296,6 +369,7 @@ def run_html(run: Path) -> str:
         run=str(run),
         headline=read_json(eval_dirs[0] / "summary.json") if eval_dirs else None,
         notice=_notice(facts),
+        decisions=decision_pairs(read_json(run / DECISIONS_FILE)),
         evals=[_eval_section(d, list(splits.get("classes") or [])) for d in eval_dirs],
         data_pairs=_data_pairs(cfg, splits, facts),
         split_table=_split_table(splits),
@@ -316,4 +390,4 @@ def _subtitle(cfg: Mapping[str, Any]) -> str:
     )
 
 
-__all__ = ["NO_RUN_JSON", "run_html"]
+__all__ = ["NO_RUN_JSON", "decision_pairs", "run_html"]
