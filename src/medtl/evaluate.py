@@ -72,9 +72,10 @@ def _choose_split(run: Path, data: PreparedData, split: str) -> tuple[str, list[
     if split == "all":
         return split, list(range(len(data.dataset.samples)))
     if not splits.get(split):
-        raise MedtlError(
-            f"{run}/splits.json has no '{split}' images; use --split val (or train/all)"
-        )
+        held_out = [k for k in ("test", "val") if splits.get(k)]
+        fix = f"--split {held_out[0]}" if held_out else "--data DIR (new images; --split all)"
+        what = "" if held_out else " (a final model: every image trained it)"
+        raise MedtlError(f"{run}/splits.json has no '{split}' images{what}; use {fix}")
     return split, splits[split]
 
 

@@ -56,6 +56,13 @@ from medtl.warm_start import warm_start
 
 log = logging.getLogger("medtl")
 
+#: what train.log and run.json say of a run without validation images (data.val_fraction=0)
+FINAL_NOTE = (
+    "final model: no validation images (data.val_fraction=0 or too few images), so no "
+    "early stopping and model.pt is the last epoch's; the val_* numbers per epoch are on "
+    "the training images"
+)
+
 
 def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config:
     """The saved config of ``run`` with ``train.resume`` set, plus ``overrides`` (e.g. more
@@ -274,9 +281,10 @@ def _start_facts(
 
 
 def _callbacks(
-    cfg: Config, run: Path, facts: RunFacts
+    cfg: Config, run: Path, facts: RunFacts, final: bool = False
 ) -> tuple[ModelCheckpoint, EpochMetricsCSV, list[L.Callback]]:
-    """The best and last checkpoints, metrics.csv, run.json epochs and early stopping."""
+    """The best and last checkpoints, metrics.csv, run.json epochs and early stopping (not
+    for a ``final`` model, which has no validation images to stop on)."""
     t, m = cfg.train, cfg.model
     monitor = monitor_key(cfg)
     mode = "min" if monitor.endswith("loss") else "max"
@@ -306,7 +314,7 @@ def _callbacks(
 
     callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv, StepLossCSV(run / "steps.csv")]
     callbacks.append(EpochFacts(facts, metrics_csv, stages))
-    if t.patience > 0:
+    if t.patience > 0 and not final:
         callbacks.append(
             EarlyStopping(
                 monitor=monitor, mode=mode, patience=t.patience, check_on_train_epoch_end=False
@@ -347,7 +355,11 @@ def _fit(
     progress: bool,
     facts: RunFacts,
 ) -> Path:
-    ckpt, metrics_csv, callbacks = _callbacks(cfg, run, facts)
+    final = not splits["val"]  # the final model: every image trains, the last epoch is kept
+    if final:
+        log.info(FINAL_NOTE + (" (train.patience ignored)" if cfg.train.patience > 0 else ""))
+        facts.update(final_model=FINAL_NOTE)
+    ckpt, metrics_csv, callbacks = _callbacks(cfg, run, facts, final)
     resume_from = resume_checkpoint(run) if cfg.train.resume else None
     if cfg.train.resume and resume_from is None:
         log.info(f"no {run / 'checkpoints' / 'last.ckpt'}; training {run} from the start")
@@ -366,7 +378,7 @@ def _fit(
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     elapsed = time.perf_counter() - t0
     if trainer.is_global_zero:
-        _finish(cfg, run, task, data, ckpt, metrics_csv, facts, elapsed)
+        _finish(cfg, run, task, data, None if final else ckpt, metrics_csv, facts, elapsed)
     return run
 
 
@@ -375,12 +387,19 @@ def _finish(
     run: Path,
     task: MedtlTask,
     data: PreparedData,
-    ckpt: ModelCheckpoint,
+    ckpt: ModelCheckpoint | None,
     metrics_csv: EpochMetricsCSV,
     facts: RunFacts,
     elapsed: float,
 ) -> None:
-    """The best checkpoint's weights as ``model.pt``; the result in train.log and run.json."""
+    """The best checkpoint's weights as ``model.pt`` (``ckpt`` None: the last epoch's, a
+    final model); the result in train.log and run.json."""
+    if ckpt is None:
+        save_bundle(run, task.net, cfg, data.classes)
+        log_run_artifacts(run, ["model.pt", "model_summary.txt"])
+        log.info(f"finished in {elapsed:.1f}s; model.pt = the last epoch's weights")
+        facts.finish(len(metrics_csv.rows) - 1 if metrics_csv.rows else None, None, elapsed)
+        return
     best = ckpt.best_model_path
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
