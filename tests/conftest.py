@@ -1,13 +1,24 @@
-"""Shared fixtures: tiny phantom data sets and trained runs, made once per test session."""
+"""Shared fixtures: tiny phantom data sets and trained runs, made once per test session.
+
+``make test`` runs the suite on one pytest-xdist worker per core (``-n``, whole files per
+worker), then the tests marked ``serial`` alone; each worker computes on one thread.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one compute thread per worker, so that N workers on N cores do not fight over them
+    # (torch reads these when it is first imported, which is after this file; decoding reads
+    # MEDTL_DECODE_THREADS); what the caller set is kept
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MEDTL_DECODE_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 BUSI = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "busi" / "Dataset_BUSI_with_GT"
@@ -25,6 +36,8 @@ TINY = [
     "train.memory_format=contiguous",  # runs compared for equality must not differ in layout
 ]
 
+_SESSION_DIRS: set[Path] = set()  # made by the session fixtures below: kept to the end
+
 
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"BUSI data set not found at {BUSI}")
@@ -33,12 +46,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _drop_module_folders(request, tmp_path_factory):
+    """Delete the folders a test module made with ``tmp_path_factory`` (its module-scoped
+    runs) when the module is done, unless one of its tests failed: every tiny training
+    leaves ~0.4 GB of checkpoints, which pytest would otherwise keep until the session ends
+    (a whole session peaked near 30 GB). Per-test ``tmp_path`` folders are pytest's own
+    (removed when the test passes); the session fixtures' folders are kept."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        return  # keep everything to look at
+    for path in set(base.iterdir()) - before - _SESSION_DIRS:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _session_dir(tmp_path_factory, name: str) -> Path:
+    path = tmp_path_factory.mktemp(name)
+    _SESSION_DIRS.add(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory) -> Path:
     """16 phantom images (benign/malignant/normal with masks), 32 px."""
     from medtl.data.synthetic import make_phantoms
 
-    return make_phantoms(tmp_path_factory.mktemp("data") / "phantoms", n=16, size=32, seed=0)
+    return make_phantoms(_session_dir(tmp_path_factory, "data") / "phantoms", n=16, size=32, seed=0)
 
 
 def train_tiny(data: Path, out: Path, *extra: str) -> Path:
@@ -51,9 +88,18 @@ def train_tiny(data: Path, out: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="session")
 def seg_run(phantoms, tmp_path_factory) -> Path:
-    return train_tiny(phantoms, tmp_path_factory.mktemp("runs"), "output.name=seg")
+    return train_tiny(phantoms, _session_dir(tmp_path_factory, "runs"), "output.name=seg")
 
 
 @pytest.fixture(scope="session")
 def mt_run(phantoms, tmp_path_factory) -> Path:
-    return train_tiny(phantoms, tmp_path_factory.mktemp("runs"), "task=multitask", "output.name=mt")
+    out = _session_dir(tmp_path_factory, "runs")
+    return train_tiny(phantoms, out, "task=multitask", "output.name=mt")
+
+
+@pytest.fixture(scope="session")
+def mt_run_2epochs(phantoms, tmp_path_factory) -> Path:
+    """A multitask run of two epochs (best and last checkpoint differ); tests only read it or
+    add eval/ folders."""
+    out = _session_dir(tmp_path_factory, "runs")
+    return train_tiny(phantoms, out, "train.epochs=2", "task=multitask", "output.name=mt2")

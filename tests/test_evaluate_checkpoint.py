@@ -8,12 +8,11 @@ import shutil
 import pytest
 
 from medtl.cli import main
-from tests.conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
-def run2(phantoms, tmp_path_factory):
-    return train_tiny(phantoms, tmp_path_factory.mktemp("runs"), "train.epochs=2", "task=multitask")
+def run2(mt_run_2epochs):
+    return mt_run_2epochs  # the session's two-epoch multitask run (tests/conftest.py)
 
 
 def test_best_last_and_path_checkpoints(run2, tmp_path, capsys):

@@ -302,6 +302,7 @@ _WITH_CTRL_C = (
 )
 
 
+@pytest.mark.serial  # a signal and a wait: alone, after the parallel part of make test
 def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
     """A real ``medtl train`` process (not a fork of this threaded test process, which can
     deadlock in the child), interrupted as a user would with Ctrl-C."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 
-from tests.conftest import train_tiny
 
-
-def test_train_scores_steps_file_and_epoch_line(phantoms, tmp_path):
-    run = train_tiny(phantoms, tmp_path, "task=multitask", "train.epochs=2")
+def test_train_scores_steps_file_and_epoch_line(mt_run_2epochs):
+    run = mt_run_2epochs  # multitask, two epochs (tests/conftest.py)
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     for key in ("train_dice", "train_iou", "train_acc", "train_auroc", "train_loss", "val_dice"):
         assert all(r[key] != "" for r in rows), key

@@ -33,7 +33,7 @@ from medtl.compare.per_label import (
 from medtl.compare.tables import results_csv, results_markdown
 from medtl.errors import MedtlError
 from medtl.io_utils import atomic_write_json, atomic_write_text, json_safe, read_csv, to_float
-from medtl.metrics.classification import classification_scores, macro_f1
+from medtl.metrics.classification import classification_scores, macro_auroc, macro_f1
 from medtl.metrics.paired import holm, paired_test
 from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci, fold_summary
 
@@ -74,7 +74,7 @@ def _cls_pooled(rows: list[dict[str, str]], classes: list[str]) -> dict[str, dic
     def auroc(idx: np.ndarray) -> float:
         if len(np.unique(y[idx])) < 2:
             return math.nan
-        return float(classification_scores(y[idx], probs[idx], classes)["auroc_macro"])
+        return macro_auroc(y[idx], probs[idx], len(classes))
 
     out = {"accuracy": aggregate(correct, n_boot=N_BOOT, seed=0)}
     for name, value, stat in (

@@ -43,6 +43,7 @@ __all__ = [
     "classification_report_text",
     "classification_scores",
     "confusion_matrix",
+    "macro_auroc",
     "macro_f1",
     "per_class_prf",
 ]
@@ -164,6 +165,20 @@ def _averages(
     }
 
 
+def _per_class_auroc(y: np.ndarray, p: np.ndarray, c: int) -> np.ndarray:
+    """One-vs-rest :func:`auroc_binary` of each of the ``c`` classes (NaN where undefined)."""
+    return np.array([auroc_binary(y == i, p[:, i]) for i in range(c)], dtype=float)
+
+
+def macro_auroc(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, n_classes: int) -> float:
+    """``classification_scores(...)["auroc_macro"]`` alone: the mean one-vs-rest AUROC over
+    the classes where it is defined (NaN if none is), without the per-class CIs and ECE that
+    make the full scores too slow as a bootstrap statistic (``compare.collect``)."""
+    y, p = _checked(y_true, probs, n_classes)
+    auc = _per_class_auroc(y, p, n_classes)
+    return _auroc_averages(auc, np.bincount(y, minlength=n_classes))["auroc_macro"]
+
+
 def _auroc_averages(auc: np.ndarray, support: np.ndarray) -> dict[str, float]:
     defined = ~np.isnan(auc)
     if not defined.any():
@@ -216,7 +231,7 @@ def classification_scores(
     cm = confusion_matrix(y, y_pred, c)
     support = cm.sum(axis=1)
     prec, rec, f1 = per_class_prf(cm)
-    auc = np.array([auroc_binary(y == i, p[:, i]) for i in range(c)], dtype=float)
+    auc = _per_class_auroc(y, p, c)
     diag = one_vs_rest(cm)
     per_class = {
         name: {
