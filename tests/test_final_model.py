@@ -47,3 +47,25 @@ def test_evaluate_of_a_final_model_asks_for_new_data(final_run, phantoms):
         evaluate(final_run, plots=False, save_images=0)
     summary = evaluate(final_run, data=phantoms, plots=False, save_images=0)
     assert summary["n_images"] == 16
+
+
+def test_the_final_command_names_the_config_file_and_quotes():
+    """The command in results.md must be the comparison's own: its ``-c FILE`` included
+    (the BUSI comparison printed one without ``-c configs/busi_seg.yaml``)."""
+    import shlex
+
+    from medtl.compare.final import final_lines
+
+    best = {"rank": 1, "configuration": "c", "overrides": ["model.strategy=finetune"]}
+    best |= {"final_epochs": 19, "best_epochs": [18, 20]}
+    results = {"configs": [best], "base_overrides": ["data.root=/d/my data"]}
+    results["config_file"] = "/cfg/busi seg.yaml"
+    cmd = next(line for line in final_lines(results) if "medtl train" in line).strip()
+    assert shlex.split(cmd) == [
+        *("medtl", "train", "-c", "/cfg/busi seg.yaml", "data.root=/d/my data"),
+        *("model.strategy=finetune", "data.val_fraction=0", "data.test_fraction=0"),
+        "train.epochs=19",
+    ]
+    results["config_file"] = None  # no -c: nothing invented
+    cmd = next(line for line in final_lines(results) if "medtl train" in line)
+    assert " -c " not in cmd

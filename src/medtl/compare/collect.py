@@ -387,6 +387,7 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
         "folds": design["folds"],
         "eval_split": design["eval_split"],
         "seed": design["seed"],
+        "config_file": design.get("config_file"),  # the -c FILE every cell started from
         "base_overrides": design["base_overrides"],
         "grid": design["grid"],
         "n_images": design.get("n_images"),

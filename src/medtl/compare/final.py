@@ -9,6 +9,7 @@ when there is one, else from its first fold run.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,11 @@ def final_lines(results: dict[str, Any]) -> list[str]:
     if not lines:
         return []
     best = results["configs"][0]
+    config_file = results.get("config_file")
     cmd = (
-        f"medtl train {' '.join(results.get('base_overrides') or [])} "
-        f"{' '.join(best['overrides'])} data.val_fraction=0 data.test_fraction=0 "
+        f"medtl train {f'-c {shlex.quote(config_file)} ' if config_file else ''}"
+        f"{' '.join(map(shlex.quote, results.get('base_overrides') or []))} "
+        f"{' '.join(map(shlex.quote, best['overrides']))} data.val_fraction=0 data.test_fraction=0 "
         f"train.epochs={best.get('final_epochs') or 'E'}"
     )
     return [
