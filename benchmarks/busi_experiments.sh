@@ -28,12 +28,13 @@ for g in false true; do
 done
 
 # 1. lesion segmentation, 5-fold grouped CV: pretrained fine-tuned vs frozen vs two-stage vs
-#    the same encoder from random init (paired: every cell trains on the same folds)
+#    the same encoder from random init (paired: every cell trains on the same folds); every
+#    image in the folds (--test-fraction 0), as it ran before medtl 0.2
 FOLDS=${FOLDS:-5}
 $M compare -c configs/busi_seg.yaml data.root="$BUSI" data.image_size=$SIZE train.epochs=$EPOCHS \
   --cell model.strategy=finetune --cell model.strategy=frozen --cell model.strategy=two_stage \
   --cell 'model.strategy=finetune model.weights=none' \
-  --folds $FOLDS --out "$OUT/seg_cv$FOLDS" --no-progress > "$OUT/seg_cv$FOLDS.txt" 2>&1
+  --folds $FOLDS --test-fraction 0 --out "$OUT/seg_cv$FOLDS" --no-progress > "$OUT/seg_cv$FOLDS.txt" 2>&1
 echo "$(stamp) seg cv$FOLDS done" >> "$OUT/timeline.txt"
 
 # 4. the recipe as written (configs/busi_seg.yaml: 128 px, 25 epochs, fine-tuned), 5-fold CV on
