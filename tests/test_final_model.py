@@ -58,7 +58,8 @@ def test_the_final_command_names_the_config_file_and_quotes():
 
     best = {"rank": 1, "configuration": "c", "overrides": ["model.strategy=finetune"]}
     best |= {"final_epochs": 19, "best_epochs": [18, 20]}
-    results = {"configs": [best], "base_overrides": ["data.root=/d/my data"]}
+    base = ["data.root=/d/my data", "train.epochs=6", "data.test_fraction=0.2"]
+    results = {"configs": [best], "base_overrides": base}  # the epochs and split: once, final
     results["config_file"] = "/cfg/busi seg.yaml"
     cmd = next(line for line in final_lines(results) if "medtl train" in line).strip()
     assert shlex.split(cmd) == [

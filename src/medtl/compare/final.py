@@ -57,10 +57,15 @@ def final_lines(results: dict[str, Any]) -> list[str]:
         return []
     best = results["configs"][0]
     config_file = results.get("config_file")
+    final = ("data.val_fraction", "data.test_fraction", "train.epochs")  # set below, once
+    kept = [
+        o
+        for o in [*(results.get("base_overrides") or []), *best["overrides"]]
+        if o.split("=", 1)[0] not in final
+    ]
     cmd = (
         f"medtl train {f'-c {shlex.quote(config_file)} ' if config_file else ''}"
-        f"{' '.join(map(shlex.quote, results.get('base_overrides') or []))} "
-        f"{' '.join(map(shlex.quote, best['overrides']))} data.val_fraction=0 data.test_fraction=0 "
+        f"{' '.join(map(shlex.quote, kept))} data.val_fraction=0 data.test_fraction=0 "
         f"train.epochs={best.get('final_epochs') or 'E'}"
     )
     return [
