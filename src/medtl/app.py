@@ -27,7 +27,6 @@ from medtl.data.masks import scheme_from_config
 from medtl.errors import MedtlError
 from medtl.explain import require_extra
 from medtl.inference import overlay, safe_name, save_mask
-from medtl.runs import read_config
 
 log = logging.getLogger("medtl")
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"]
@@ -42,7 +41,7 @@ class Analyser:
 
         self.run = Path(run)
         self.predictor = load(self.run)
-        self.scheme = scheme_from_config(read_config(self.run).data)  # masks' own encoding
+        self.scheme = scheme_from_config(self.predictor.cfg.data)  # the masks' own encoding
         try:
             from medtl.explain import Explainer
 
