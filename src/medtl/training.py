@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from medtl.config import Config, parse_channels
 from medtl.data.dataset import CachedDataset, class_counts
@@ -23,7 +23,7 @@ from medtl.data.leaks import apply_policy, write_leaks
 from medtl.data.masks import seg_channels
 from medtl.data.pipeline import PreparedData, prepare
 from medtl.data.splits import load_splits, make_splits, save_splits
-from medtl.engine.callbacks import AtomicCheckpointIO, EpochFacts, EpochMetricsCSV, StepLossCSV
+from medtl.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, run_callbacks
 from medtl.engine.checkpoints import resume_checkpoint
 from medtl.engine.compile import compile_net
 from medtl.engine.cpu import threads_for
@@ -40,7 +40,6 @@ from medtl.errors import MedtlError
 from medtl.io_utils import remove_orphan_temps
 from medtl.locks import folder_lock
 from medtl.models.build import build_model, check_image_size
-from medtl.models.strategy import trainable_stages
 from medtl.runs import (
     RUN_DIR_ENV,
     attach_log,
@@ -280,49 +279,6 @@ def _start_facts(
     }
 
 
-def _callbacks(
-    cfg: Config, run: Path, facts: RunFacts, final: bool = False
-) -> tuple[ModelCheckpoint, EpochMetricsCSV, list[L.Callback]]:
-    """The best and last checkpoints, metrics.csv, run.json epochs and early stopping (not
-    for a ``final`` model, which has no validation images to stop on)."""
-    t, m = cfg.train, cfg.model
-    monitor = monitor_key(cfg)
-    mode = "min" if monitor.endswith("loss") else "max"
-    ckpt = ModelCheckpoint(
-        dirpath=run / "checkpoints",
-        filename="best",
-        monitor=monitor,
-        mode=mode,
-        enable_version_counter=False,
-        save_on_train_epoch_end=False,
-    )
-    # Lightning's save_last only writes when a top-k checkpoint is saved; resume needs the
-    # state after every epoch, so "last" is its own checkpoint without a monitor.
-    # Saved at validation end like the best one, so both hold the same loop/scheduler state.
-    last_ckpt = ModelCheckpoint(
-        dirpath=run / "checkpoints",
-        filename="last",
-        save_top_k=1,
-        monitor=None,
-        enable_version_counter=False,
-        save_on_train_epoch_end=False,
-    )
-    metrics_csv = EpochMetricsCSV(run / "metrics.csv")
-
-    def stages(epoch: int) -> int:
-        return trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
-
-    callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv, StepLossCSV(run / "steps.csv")]
-    callbacks.append(EpochFacts(facts, metrics_csv, stages))
-    if t.patience > 0 and not final:
-        callbacks.append(
-            EarlyStopping(
-                monitor=monitor, mode=mode, patience=t.patience, check_on_train_epoch_end=False
-            )
-        )
-    return ckpt, metrics_csv, callbacks
-
-
 def _trainer(cfg: Config, run: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
     t = cfg.train
     return L.Trainer(
@@ -359,7 +315,7 @@ def _fit(
     if final:
         log.info(FINAL_NOTE + (" (train.patience ignored)" if cfg.train.patience > 0 else ""))
         facts.update(final_model=FINAL_NOTE)
-    ckpt, metrics_csv, callbacks = _callbacks(cfg, run, facts, final)
+    ckpt, metrics_csv, callbacks = run_callbacks(cfg, run, facts, final)
     resume_from = resume_checkpoint(run) if cfg.train.resume else None
     if cfg.train.resume and resume_from is None:
         log.info(f"no {run / 'checkpoints' / 'last.ckpt'}; training {run} from the start")

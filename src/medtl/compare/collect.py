@@ -14,28 +14,26 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medtl.compare.clinical import clinical_result, leak_free_test
-from medtl.compare.design import TIMING_FILE, read_design, run_finished
+from medtl.compare.design import read_design, run_finished
 from medtl.compare.final import best_card, final_facts, final_lines
 from medtl.compare.grid import cell_label
 from medtl.compare.per_label import (
-    add_label_folds,
     holdout_label_results,
     keep_label_scores,
     label_tests,
 )
+from medtl.compare.readings import N_BOOT, SEG_METRICS, Readings, cls_pooled, read_fold
 from medtl.compare.tables import results_csv, results_markdown
 from medtl.errors import MedtlError
-from medtl.io_utils import atomic_write_json, atomic_write_text, json_safe, read_csv, to_float
-from medtl.metrics.classification import classification_scores, macro_auroc, macro_f1
+from medtl.io_utils import atomic_write_json, atomic_write_text, json_safe, to_float
 from medtl.metrics.paired import holm, paired_test
-from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci, fold_summary
+from medtl.metrics.statistics import aggregate, fold_summary
 
 __all__ = [
     "CLS_METRICS",
@@ -50,93 +48,13 @@ __all__ = [
 
 log = logging.getLogger("medtl")
 
-SEG_METRICS = ("dice", "iou")
 CLS_METRICS = ("accuracy", "macro_f1", "auroc")
 PRIMARY = {"segmentation": "dice", "classification": "macro_f1", "multitask": "score"}
-N_BOOT = 2000
 HOLM_KEYS = ("p_permutation", "p_wilcoxon", "p_bootstrap")
 
 
 # ----------------------------------------------------------------------------- one configuration
-def _cls_pooled(rows: list[dict[str, str]], classes: list[str]) -> dict[str, dict[str, Any]]:
-    """Accuracy, macro-F1 and AUROC pooled over images, with bootstrap CIs over images."""
-    known = [r for r in rows if r.get("class") in classes]
-    y = np.array([classes.index(r["class"]) for r in known], dtype=np.int64)
-    probs = np.array([[to_float(r.get(f"p_{c}")) for c in classes] for r in known], dtype=float)
-    probs = probs.reshape(len(known), len(classes))
-    pred = probs.argmax(1) if len(known) else np.zeros(0, np.int64)
-    scores = classification_scores(y, probs, classes)
-    correct = (pred == y).astype(float)
-
-    def f1(idx: np.ndarray) -> float:
-        return macro_f1(y[idx], pred[idx], len(classes))
-
-    def auroc(idx: np.ndarray) -> float:
-        if len(np.unique(y[idx])) < 2:
-            return math.nan
-        return macro_auroc(y[idx], probs[idx], len(classes))
-
-    out = {"accuracy": aggregate(correct, n_boot=N_BOOT, seed=0)}
-    for name, value, stat in (
-        ("macro_f1", scores["macro_avg"]["f1"], f1),
-        ("auroc", scores["auroc_macro"], auroc),
-    ):
-        lo, hi = bootstrap_statistic_ci(len(known), stat, n_boot=N_BOOT, seed=0)
-        out[name] = {
-            "mean": float(value),
-            "std": None,
-            "n": len(known),
-            "ci_low": lo,
-            "ci_high": hi,
-        }
-    out["_confusion_matrix"] = scores["confusion_matrix"]  # type: ignore[assignment]
-    return out
-
-
-@dataclass
-class _Readings:
-    """What the runs of one configuration hold: per-image rows, per-fold means, timings."""
-
-    rows: list[dict[str, str]] = field(default_factory=list)
-    folds: dict[str, list[float]] = field(default_factory=dict)
-    classes: list[str] = field(default_factory=list)
-    epochs: list[int] = field(default_factory=list)
-    train_s: list[float] = field(default_factory=list)
-    img_s: list[float] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)  # foreground labels of label maps
-    seg_facts: list[dict[str, Any]] = field(default_factory=list)  # unit, lesion criterion
-
-    def add_fold(self, metric: str, value: float) -> None:
-        self.folds.setdefault(metric, []).append(value)
-
-
-def _read_fold(got: _Readings, run: Path, split: str, task: str) -> None:
-    rows = read_csv(run / "eval" / split / "per_image.csv")
-    summary = json.loads((run / "eval" / split / "summary.json").read_text(encoding="utf-8"))
-    got.rows += rows
-    if task != "classification":
-        for m in SEG_METRICS:
-            v = np.array([to_float(r.get(m)) for r in rows])
-            got.add_fold(m, float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
-        add_label_folds(got, rows, summary)
-        facts = ("distance_unit", "lesion_criterion")  # mm or px (medtl.seg_eval)
-        got.seg_facts.append({k: summary.get(k) for k in facts})
-    if task != "segmentation":
-        c = summary.get("classification") or {}
-        got.classes = list(c.get("classes") or got.classes)
-        got.add_fold("accuracy", to_float(c.get("accuracy")))
-        got.add_fold("macro_f1", to_float((c.get("macro_avg") or {}).get("f1")))
-        got.add_fold("auroc", to_float(c.get("auroc_macro")))
-    metrics_csv = run / "metrics.csv"
-    history = read_csv(metrics_csv) if metrics_csv.is_file() else []
-    got.epochs.append(len(history))
-    got.train_s.append(sum(to_float(r.get("epoch_time_s")) for r in history))
-    timing_file = run / TIMING_FILE
-    if timing_file.is_file():
-        got.img_s.append(to_float(json.loads(timing_file.read_text()).get("infer_img_per_s")))
-
-
-def _metrics(got: _Readings, task: str) -> tuple[dict[str, dict[str, Any]], Any]:
+def _metrics(got: Readings, task: str) -> tuple[dict[str, dict[str, Any]], Any]:
     """Every metric over images and over folds, and the pooled confusion matrix (or None)."""
     metrics: dict[str, dict[str, Any]] = {}
     confusion = None
@@ -144,7 +62,7 @@ def _metrics(got: _Readings, task: str) -> tuple[dict[str, dict[str, Any]], Any]
         for m in SEG_METRICS:
             metrics[m] = {"images": aggregate([to_float(r.get(m)) for r in got.rows], N_BOOT, 0)}
     if task != "segmentation":
-        pooled = _cls_pooled(got.rows, got.classes)
+        pooled = cls_pooled(got.rows, got.classes)
         confusion = pooled.pop("_confusion_matrix")
         for m in CLS_METRICS:
             metrics[m] = {"images": pooled[m]}
@@ -170,7 +88,7 @@ def _metrics(got: _Readings, task: str) -> tuple[dict[str, dict[str, Any]], Any]
     return metrics, confusion
 
 
-def _paired_scores(got: _Readings, task: str) -> dict[str, float]:
+def _paired_scores(got: Readings, task: str) -> dict[str, float]:
     """Per-image scores for the paired tests: Dice, or correctness for classification."""
     paired = {}
     for r in got.rows:
@@ -185,9 +103,9 @@ def _config_result(
     cell: dict[str, Any], runs: list[Path], split: str, task: str
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Statistics of one configuration and its per-image paired scores (image path -> score)."""
-    got = _Readings()
+    got = Readings()
     for run in runs:
-        _read_fold(got, run, split, task)
+        read_fold(got, run, split, task)
     metrics, confusion = _metrics(got, task)
     result = {
         "cell": cell["id"],
@@ -219,9 +137,9 @@ def _config_result(
 TEST_METRIC = {"segmentation": "dice", "classification": "macro_f1", "multitask": "dice"}
 
 
-def _test_readings(run: Path, task: str) -> tuple[_Readings, dict[str, float]]:
-    got = _Readings()
-    _read_fold(got, run, "test", task)
+def _test_readings(run: Path, task: str) -> tuple[Readings, dict[str, float]]:
+    got = Readings()
+    read_fold(got, run, "test", task)
     return got, _paired_scores(got, task)
 
 
@@ -234,7 +152,7 @@ def _test_result(
     split (``--test-fraction 0``); the ensemble's per-image paired scores beside it."""
     if not all(run_finished(r, "test") for r in runs):
         return None, {}
-    folds, fold_scores = _Readings(), []
+    folds, fold_scores = Readings(), []
     for run in runs:
         got, scores = _test_readings(run, task)
         fold_scores.append(scores)
@@ -273,7 +191,7 @@ def _pooled(rows: list[dict[str, str]], metric: str, classes: list[str]) -> dict
     """``metric`` over ``rows`` with its CI over images, as the pooled columns compute it."""
     if metric in SEG_METRICS:
         return aggregate([to_float(r.get(metric)) for r in rows], N_BOOT, 0)
-    return _cls_pooled(rows, classes)[metric]
+    return cls_pooled(rows, classes)[metric]
 
 
 def run_finished_ensemble(folder: Path) -> bool:

@@ -59,7 +59,7 @@ def _mean(values: list[float]) -> float:
 
 def add_label_folds(got: Any, rows: list[dict[str, str]], summary: dict[str, Any]) -> None:
     """Record one fold's labels and its per-label means (``<metric>_<label>``) on the
-    readings ``got`` (:class:`medtl.compare.collect._Readings`)."""
+    readings ``got`` (:class:`medtl.compare.readings.Readings`)."""
     names = labels_of(summary)
     if not names:
         return

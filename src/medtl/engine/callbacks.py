@@ -11,10 +11,13 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medtl.engine.facts import RunFacts
+from medtl.engine.task import monitor_key
 from medtl.io_utils import atomic_write, atomic_write_text, csv_text, read_csv
+from medtl.models.strategy import trainable_stages
 
 log = logging.getLogger("medtl")
 
@@ -132,3 +135,46 @@ class EpochFacts(L.Callback):
             return
         unfrozen = epoch > 0 and self.stages(epoch) > self.stages(epoch - 1)
         self.facts.epoch(epoch, float(row["epoch_time_s"]), unfrozen=unfrozen)
+
+
+def run_callbacks(
+    cfg: Any, run: Path, facts: RunFacts, final: bool = False
+) -> tuple[ModelCheckpoint, EpochMetricsCSV, list[L.Callback]]:
+    """The best and last checkpoints, metrics.csv, run.json epochs and early stopping (not
+    for a ``final`` model, which has no validation images to stop on)."""
+    t, m = cfg.train, cfg.model
+    monitor = monitor_key(cfg)
+    mode = "min" if monitor.endswith("loss") else "max"
+    ckpt = ModelCheckpoint(
+        dirpath=run / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        enable_version_counter=False,
+        save_on_train_epoch_end=False,
+    )
+    # Lightning's save_last only writes when a top-k checkpoint is saved; resume needs the
+    # state after every epoch, so "last" is its own checkpoint without a monitor.
+    # Saved at validation end like the best one, so both hold the same loop/scheduler state.
+    last_ckpt = ModelCheckpoint(
+        dirpath=run / "checkpoints",
+        filename="last",
+        save_top_k=1,
+        monitor=None,
+        enable_version_counter=False,
+        save_on_train_epoch_end=False,
+    )
+    metrics_csv = EpochMetricsCSV(run / "metrics.csv")
+
+    def stages(epoch: int) -> int:
+        return trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
+
+    callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv, StepLossCSV(run / "steps.csv")]
+    callbacks.append(EpochFacts(facts, metrics_csv, stages))
+    if t.patience > 0 and not final:
+        callbacks.append(
+            EarlyStopping(
+                monitor=monitor, mode=mode, patience=t.patience, check_on_train_epoch_end=False
+            )
+        )
+    return ckpt, metrics_csv, callbacks
