@@ -55,7 +55,6 @@ __all__ = [
     "CALIBRATION_FILE",
     "Decisions",
     "calibrated",
-    "decision_lines",
     "decision_of",
     "decision_summary",
     "fit_decisions",
@@ -314,42 +313,6 @@ def decision_summary(
         }
         out["operating_points"]["per_class"] = rows
     return out
-
-
-def _f(v: Any) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
-
-
-def decision_lines(summary: dict[str, Any]) -> list[str]:
-    """Console lines: ECE before/after temperature scaling and the operating-point table."""
-    lines = []
-    cal = summary.get("calibration")
-    if cal:
-        v, s = cal["val"], cal["split"]
-        how = "fitted on val, min NLL" if cal.get("kept", True) else cal.get("reason", "")
-        lines.append(f"  temperature scaling T = {cal['temperature']:.4f} ({how}):")
-        lines.append(
-            f"    ECE val {_f(v['ece_before'])} -> {_f(v['ece_after'])}  "
-            f"{summary.get('split', 'this split')} {_f(s['ece_before'])} -> {_f(s['ece_after'])}"
-            f"  ({cal['ece_bins']} bins; NLL val {_f(v['nll_before'])} -> {_f(v['nll_after'])})"
-        )
-    op = summary.get("operating_points")
-    if op:
-        lines.append(
-            f"  operating point ({op['name']}, chosen on val; positive if p >= threshold):"
-        )
-        for c, r in op["per_class"].items():
-            cells = "  ".join(
-                f"{k} {_f(r[key])} [{_f(r[key + '_ci'][0])}, {_f(r[key + '_ci'][1])}]"
-                for key, k in (
-                    ("sensitivity", "sens"),
-                    ("specificity", "spec"),
-                    ("ppv", "PPV"),
-                    ("npv", "NPV"),
-                )
-            )
-            lines.append(f"    {c}  threshold {r['threshold']:.4f}  {cells}")
-    return lines
 
 
 # ----------------------------------------------------------------------------- predict

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtl.calibrate import Decisions, decision_lines, decision_summary, fit_decisions
+from medtl.calibrate import Decisions, decision_summary, fit_decisions
 from medtl.checkpoints import load_checkpoint, mean_loss, split_losses
 from medtl.config import Config
 from medtl.data.decode import read_originals
@@ -48,6 +48,7 @@ from medtl.metrics import (
     classification_report_rows,
     classification_report_text,
     classification_scores,
+    decision_lines,
     diagnostic_lines,
 )
 from medtl.postprocess import (

@@ -49,7 +49,13 @@ from medtl.metrics.classification import (
     macro_f1,
     per_class_prf,
 )
-from medtl.metrics.diagnostic import DIAGNOSTIC_KEYS, diagnostic_lines, one_vs_rest, proportion_ci
+from medtl.metrics.diagnostic import (
+    DIAGNOSTIC_KEYS,
+    decision_lines,
+    diagnostic_lines,
+    one_vs_rest,
+    proportion_ci,
+)
 from medtl.metrics.lesions import LESION_CRITERION, area_error, lesion_counts
 from medtl.metrics.operating_point import at_threshold, choose_threshold
 from medtl.metrics.paired import (
@@ -102,6 +108,7 @@ __all__ = [
     "classification_report_text",
     "classification_scores",
     "confusion_matrix",
+    "decision_lines",
     "diagnostic_lines",
     "expected_calibration_error",
     "fold_summary",
