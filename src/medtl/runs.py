@@ -191,7 +191,7 @@ def save_bundle(run: Path, net: Net, cfg: Config, classes: list[str]) -> Path:
     }
     buf = io.BytesIO()  # torch.save to a file hides a full disk in a RuntimeError
     torch.save(bundle, buf)
-    return atomic_write(run / BUNDLE, lambda p: p.write_bytes(buf.getvalue()))
+    return atomic_write(run / BUNDLE, lambda p: p.write_bytes(buf.getbuffer()))
 
 
 def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:

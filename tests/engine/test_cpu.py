@@ -39,3 +39,18 @@ def test_tuned_allocator_stops_per_step_page_faults():
     # 20 x 32 MiB = 160k pages faulted in again by default; reused when tuned
     assert default > 100_000
     assert tuned < 1_000
+
+
+def test_threads_0_takes_omp_num_threads_else_the_usable_cores(monkeypatch):
+    from medtl.data.parallel import usable_cores
+    from medtl.engine.cpu import thread_count
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_count(0) == 3 and thread_count(2) == 2
+    for unset in ("", "0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert thread_count(0) == usable_cores()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert thread_count(0) == usable_cores() >= 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
+    assert thread_count(0) == 1  # a container's or batch job's share, not the machine's

@@ -64,6 +64,31 @@ def test_momentum_and_weight_decay(name, momentum, cls):
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["weight_decay"] == 1e-4
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
+def test_fused_update_on_cpu_equals_the_per_tensor_loop(name):
+    """Adam/AdamW/SGD take PyTorch's fused kernel on CPU (RMSprop has none); two trained
+    steps give the per-tensor loop's weights up to float rounding."""
+    from medtl.engine.task import OPTIMIZERS
+
+    torch.manual_seed(0)
+    ws = [torch.randn(300, requires_grad=True), torch.randn(7, 5, requires_grad=True)]
+    ref = [w.detach().clone().requires_grad_() for w in ws]
+    start = [w.detach().clone() for w in ws]
+    groups = [{"params": ws, "lr": 0.01, "weight_decay": 1e-4}]
+    opt = OPTIMIZERS[name](groups, 0.9)
+    assert opt.param_groups[0].get("fused") is (None if name == "rmsprop" else True)
+    kw = {"momentum": 0.9} | ({"nesterov": True} if name == "sgd" else {})
+    plain = type(opt)(ref, lr=0.01, weight_decay=1e-4, **({} if "adam" in name else kw))
+    for _ in range(2):
+        for a, b in zip(ws, ref, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt.step()
+        plain.step()
+    for a, b, a0 in zip(ws, ref, start, strict=True):
+        assert torch.allclose(a, b, atol=1e-7) and not torch.allclose(a, a0)
+
+
 def test_bad_values_are_config_errors():
     from medtl.errors import ConfigError
 

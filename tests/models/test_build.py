@@ -51,9 +51,9 @@ def test_every_encoder_decoder_pair_trains_one_step(encoder, arch):
             build_model("segmentation", arch, encoder, "none")
         return
     net, _ = build_model("multitask", arch, encoder, "none", n_classes=3)
-    x = torch.rand(2, 3, 64, 64)
+    x = torch.rand(2, 3, 32, 32)  # the smallest input every arch takes (stride 32)
     out = net(x)
-    assert out["seg"].shape == (2, 1, 64, 64) and out["cls"].shape == (2, 3)
+    assert out["seg"].shape == (2, 1, 32, 32) and out["cls"].shape == (2, 3)
     (out["seg"].mean() + out["cls"].mean()).backward()
     assert net.seg_head.weight.grad is not None if hasattr(net.seg_head, "weight") else True
     first = next(net.encoder.parameters())
@@ -138,3 +138,22 @@ def test_light_arch_is_the_studys_decoder_with_its_logits_as_output():
     assert narrow.decoder.convs[0].out_channels == 8
     with pytest.raises(ConfigError, match="decoder_channels applies to model.arch=light"):
         build_model("segmentation", "unet", "resnet18", "none", decoder_channels=(8,) * 5)
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg16_bn"])
+def test_random_vgg_has_torchvision_init_without_building_the_classifier(name):
+    """Built on meta then initialised as torchvision's VGG does (its classifier is never made)."""
+    torch.manual_seed(0)
+    encoder, origin = create_encoder(name, "none")
+    assert origin == "random init" and not hasattr(encoder, "classifier")
+    convs = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
+        assert conv.bias is None or not conv.bias.any()
+    for bn in (m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        assert (bn.weight == 1).all() and not bn.bias.any() and (bn.running_var == 1).all()
+        assert not bn.running_mean.any() and bn.num_batches_tracked.item() == 0
+    torch.manual_seed(0)
+    again, _ = create_encoder(name, "none")
+    assert torch.equal(convs[0].weight, next(again.parameters()))  # seeded: reproducible

@@ -38,11 +38,16 @@ def decode_threads() -> int:
     raw = os.environ.get(THREADS_ENV, "").strip()
     if raw.isdigit() and int(raw) >= 1:
         return int(raw)
+    return min(usable_cores(), 16)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or a batch job's
+    share), at least 1."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 16))
+        return max(1, os.cpu_count() or 1)
 
 
 def imap_ordered(

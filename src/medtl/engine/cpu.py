@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from medtl.data.parallel import usable_cores
+
 if TYPE_CHECKING:
     from medtl.config import Config
 
@@ -56,8 +58,15 @@ def tune_malloc(trim_threshold: int = 1 << 30) -> bool:
 
 
 def thread_count(threads: int = 0) -> int:
-    """``train.threads``: the given count, or every core when 0."""
-    return threads or max(1, os.cpu_count() or 1)
+    """``train.threads``: the given count; 0 = ``$OMP_NUM_THREADS`` when it is set to a
+    positive integer (a batch system's or a test runner's share), else every core this
+    process may run on."""
+    if threads:
+        return threads
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    return usable_cores()
 
 
 def configure_cpu(threads: int | None = 0, allocator: str = "tuned") -> None:

@@ -95,6 +95,28 @@ def _uninitialised_encoder(spec: EncoderSpec, depth: int) -> nn.Module:
     return encoder.to_empty(device="cpu")
 
 
+def _random_encoder(spec: EncoderSpec, in_channels: int, depth: int) -> nn.Module:
+    """A randomly initialised encoder. VGG is built on meta and given torchvision's VGG init
+    (convolutions Kaiming-normal fan-out, BatchNorm 1/0) on the layers it keeps: built
+    normally, torchvision first initialises the 120M-parameter classifier that smp deletes
+    (1.6 s of a 2 s VGG16-BN-UNet build here). Same distribution, another random draw."""
+    if spec.family != "vgg":
+        return _smp_encoder(spec, in_channels, depth, weights=None)
+    with torch.device("meta"):
+        encoder = _smp_encoder(spec, in_channels, depth, weights=None)
+    encoder = encoder.to_empty(device="cpu")
+    for m in encoder.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+    return encoder
+
+
 def _load_smp(spec: EncoderSpec, sd: dict, path: Path, depth: int) -> nn.Module:
     encoder = _uninitialised_encoder(spec, 5)
     load_strict(encoder, map_state_dict(spec, sd), path)
@@ -164,7 +186,7 @@ def create_encoder(
     if not is_weights_path(weights):
         weights = weights.lower()
     if weights in ("none", ""):
-        return _smp_encoder(spec, in_channels, depth, weights=None), "random init"
+        return _random_encoder(spec, in_channels, depth), "random init"
     path = resolve_weights(spec, weights)
     named_by_user = is_weights_path(weights)
     # A user's own file is checked only if it claims to be the known file.
