@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +122,12 @@ def _cfg(root: Path, out: Path, **keys):
     return cfg
 
 
-def test_binary_run_numbers_unchanged(tmp_path):
+def test_binary_run_numbers_unchanged(tmp_path, monkeypatch):
     from medtl import api
+
+    # pinned with the per-tensor Adam of that time; the fused kernel (issue 22) rounds
+    # differently (val_loss 1.653134 -> 1.65329 after 6 steps)
+    monkeypatch.setattr("medtl.engine.task.fused", lambda groups: {})
 
     root = api.synth(tmp_path / "ph", n=16, size=32, seed=0)
     cfg = _cfg(
@@ -157,19 +159,19 @@ def _why_data(root: Path) -> Path:
     return root
 
 
-def test_why_data_set_binary_exits_2_auto_trains(tmp_path):
+def test_why_data_set_binary_exits_2_auto_trains(tmp_path, capsys):
+    from medtl.cli import main
+
     root = _why_data(tmp_path / "why")
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "medtl.cli", "train", f"data.root={root}", "data.image_size=32"]
+    cmd = ["train", "--no-progress", f"data.root={root}", "data.image_size=32"]
     cmd += ["train.epochs=1", "model.weights=none", "model.encoder=resnet18", "train.threads=1"]
     cmd += [f"output.dir={out}"]
-    got = subprocess.run([*cmd, "data.mask_mode=binary"], capture_output=True, text=True)
-    assert got.returncode == 2, got.stderr
-    line = got.stderr.strip().splitlines()[-1]
+    assert main([*cmd, "data.mask_mode=binary"]) == 2  # the command, in this process
+    line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "c0.png" in line and "0,1,2" in line and "data.mask_mode=labels" in line
     assert not out.exists()  # stopped before the run folder
-    got = subprocess.run(cmd, capture_output=True, text=True)
-    assert got.returncode == 0, got.stderr[-2000:]
+    assert main(cmd) == 0, capsys.readouterr().err[-2000:]
     run = next(out.iterdir())
     log = (run / "train.log").read_text()
     assert "masks: labels: label masks, background 0, 1=label_1, 2=label_2" in log
@@ -178,16 +180,19 @@ def test_why_data_set_binary_exits_2_auto_trains(tmp_path):
     assert facts["data"]["mask_labels"]["labels"] == {"label_1": 1, "label_2": 2}
 
 
-@pytest.mark.slow  # ~2 min on 2 shared cores (16 epochs at 64 px: the smallest that reached 0.8)
+# 12 epochs at 48 px, 60 phantoms: lesion 0.871, ring 0.837 here, in 21 s of training on
+# one thread (64 px x 16 epochs: 0.922 / 0.867 in 39 s; 48 phantoms or 10 epochs fell
+# below 0.8 on the ring)
+@pytest.mark.slow
 def test_label_phantoms_train_to_dice_08(tmp_path):
     from medtl import api
 
-    root = api.synth(tmp_path / "ph2", n=60, size=64, seed=0, labels=2)
+    root = api.synth(tmp_path / "ph2", n=60, size=48, seed=0, labels=2)
     m = np.asarray(Image.open(next((root / "masks").iterdir())))
     assert set(np.unique(m)) == {0, 1, 2}
     keys = {
-        "data.image_size": 64,
-        "train.epochs": 16,
+        "data.image_size": 48,
+        "train.epochs": 12,
         "train.lr": 0.003,
         "model.encoder_lr_mult": 1.0,
         "train.batch_size": 8,
