@@ -20,13 +20,14 @@ demo: $(STAMP)
 	$(BIN)/medtl demo
 
 # one pytest-xdist worker per core (at most 4), whole files per worker so module fixtures are
-# built once (tests/conftest.py gives each worker one compute thread); then the tests marked
-# serial (time limits, signals) alone. Both parts always run; either failing fails the target.
+# built once (tests/conftest.py gives each worker one compute thread and puts the files with
+# a test marked slow first; --no-loadscope-reorder keeps that order instead of xdist's
+# largest-file-first); then the tests marked serial (time limits, signals) alone. Both parts always run; either failing fails the target.
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: $(STAMP)
 	rc=0; \
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not serial" || rc=1; \
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not serial" || rc=1; \
 	$(BIN)/python -m pytest -q -m serial || rc=1; \
 	exit $$rc
 

@@ -44,6 +44,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "busi" in item.keywords and not BUSI.is_dir():
             item.add_marker(skip)
+    # files with a test marked slow first, each file's own order kept: pytest-xdist hands
+    # out whole files in this order (make test passes --no-loadscope-reorder), so the long
+    # ones start early instead of leaving one worker busy at the end while the other idles
+    slow_files = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="module", autouse=True)

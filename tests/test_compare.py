@@ -120,6 +120,7 @@ def test_bad_designs_fail_before_training(phantoms, tmp_path):
 
 
 # ----------------------------------------------------------------------------- the 2 x 2 design
+@pytest.mark.slow
 def test_layout_and_identical_splits(cmp, phantoms):
     design = json.loads((cmp / "compare.json").read_text())
     assert design["folds"] == 2 and design["seed"] == 0 and design["grid"] == GRID
@@ -231,6 +232,7 @@ def test_explicit_cells_from_the_cli_equal_the_grid(cmp, phantoms, capsys, tmp_p
     assert code == 2 and "not both" in err
 
 
+@pytest.mark.slow
 def test_shards_then_collect_equal_unsharded(cmp, phantoms, tmp_path):
     out = tmp_path / "sharded"
     compare(base(phantoms), GRID, folds=2, out=out, shard=(1, 2))

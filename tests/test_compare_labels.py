@@ -34,6 +34,7 @@ def cmp(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_per_label_numbers_equal_per_image_means(cmp):
     res = json.loads((cmp / "results.json").read_text())
     assert res["labels"] == LABELS and res["primary"] == "dice"

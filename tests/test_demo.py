@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from medtl.cli import main
 
 
+@pytest.mark.slow
 def test_quick_demo_compares_three_configurations_and_writes_a_report(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

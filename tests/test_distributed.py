@@ -50,6 +50,7 @@ def _single_process_val_dice(run: Path) -> float:
     return float(torch.cat(scores).mean())
 
 
+@pytest.mark.slow
 def test_two_process_training_is_exact_and_resumable(tmp_path):
     from medtl.data.synthetic import make_phantoms
 
@@ -114,6 +115,7 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_two_process_per_label_val_dice_is_exact(tmp_path):
     """Label maps under DDP: each label's val Dice in metrics.csv (synced sums over the two
     ranks, odd val count) equals one process's over the whole val split (issue 16 item 4)."""

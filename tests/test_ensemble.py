@@ -38,6 +38,7 @@ def _dice(summary: Path) -> float:
     return json.loads(summary.read_text())["segmentation"]["dice"]["mean"]
 
 
+@pytest.mark.slow
 def test_no_test_image_in_any_fold(cv, phantoms):
     design = json.loads((cv / "compare.json").read_text())
     test = design["splits"][0]["test"]

@@ -15,6 +15,7 @@ def run2(mt_run_2epochs):
     return mt_run_2epochs  # the session's two-epoch multitask run (tests/conftest.py)
 
 
+@pytest.mark.slow
 def test_best_last_and_path_checkpoints(run2, tmp_path, capsys):
     assert main(["evaluate", str(run2), "--split", "val"]) == 0
     best = json.loads((run2 / "eval" / "val" / "summary.json").read_text())

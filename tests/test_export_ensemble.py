@@ -51,6 +51,7 @@ def _mask(folder: Path, image: Path) -> np.ndarray:
     return np.array(Image.open(folder / f"{image.stem}_mask.png")) > 0
 
 
+@pytest.mark.slow
 def test_one_graph_of_the_members_matches_the_fold_ensemble(cmp, exported):
     cell = resolve_cell(cmp, "1")
     runs = fold_runs(cell)

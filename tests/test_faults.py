@@ -46,6 +46,7 @@ def phantoms64(tmp_path_factory) -> Path:
     return make_phantoms(tmp_path_factory.mktemp("d") / "ph", n=24, size=64, seed=1)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(phantoms64, tmp_path, monkeypatch):
     from medtl.cli import main
 

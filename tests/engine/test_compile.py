@@ -10,6 +10,7 @@ import torch
 from tests.conftest import train_tiny
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager(phantoms, tmp_path):
     runs = {
         backend: train_tiny(
