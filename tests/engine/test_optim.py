@@ -115,3 +115,20 @@ def test_two_stage_lowers_every_lr_at_the_unfreeze_epoch(phantoms, tmp_path):
         pytest.approx((1e-4, 1e-4))
     ]
     assert "every lr x 0.1" in (run / "train.log").read_text()
+
+
+def test_gradients_are_freed_after_each_optimizer_step():
+    """MedtlTask.optimizer_step: Lightning's step, then every gradient set to None (not
+    kept through the next forward); the weights did move."""
+    cfg = load_config(overrides=["model.weights=none", "model.encoder=resnet18"])
+    net, _ = build_model("segmentation", "unet", "resnet18", "none")
+    task = MedtlTask(net, cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    x, y = torch.rand(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
+    task.compute_loss(task(x), y, torch.zeros(2, dtype=torch.long))["loss"].backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    weight = next(net.seg_head.parameters())
+    before = weight.detach().clone()
+    task.optimizer_step(0, 0, opt)
+    assert all(p.grad is None for p in net.parameters())
+    assert not torch.equal(before, weight)

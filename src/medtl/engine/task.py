@@ -205,6 +205,16 @@ class MedtlTask(L.LightningModule):
         parts["loss"] = sum(weights.get(k, 1.0) * v for k, v in parts.items())
         return parts
 
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        """Lightning's step, then the gradients freed: Lightning zeroes them inside the next
+        step's closure, so they would stay allocated through the next forward (one
+        network's worth of memory more at the activation peak; medtl never accumulates
+        gradients over steps)."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer.zero_grad(set_to_none=True)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, mask, label, _ = batch
         out = self(x)
