@@ -95,3 +95,47 @@ def test_docstring_example_runs():
 
     result = doctest.testmod(parallel)
     assert result.failed == 0 and result.attempted > 0
+
+
+_FORKED_AUDIT = """
+import json, os, sys
+from medtl.data.audit import audit
+from medtl.data.parallel import fork_is_safe, imap_ordered
+
+def pid(i):
+    return i * i, os.getpid()
+
+out = list(imap_ordered(pid, range(12), threads=2, processes=True))
+report = audit(sys.argv[1]).to_dict()
+report.pop("seconds")
+children = len({p for _, p in out} - {os.getpid()})
+doc = {"safe": fork_is_safe(), "values": [v for v, _ in out], "children": children}
+print(json.dumps({**doc, "torch": "torch" in sys.modules, "report": report}, default=str))
+"""
+
+
+def test_audit_on_forked_processes_equals_serial(phantoms, tmp_path, monkeypatch):
+    """Without torch in the process (``medtl audit``) the audit decodes on forked worker
+    processes; the report is the serial one, an unreadable file included. With torch
+    imported (this process) it stays on threads."""
+    import json
+    import shutil
+    import subprocess
+
+    data = tmp_path / "ph"
+    shutil.copytree(phantoms, data)
+    (data / "benign" / "benign_0001.png").write_bytes(b"not a png")  # a broken image
+    env = {**__import__("os").environ, parallel.THREADS_ENV: "2"}
+    got = subprocess.run(
+        [sys.executable, "-c", _FORKED_AUDIT, str(data)], capture_output=True, text=True, env=env
+    )
+    assert got.returncode == 0, got.stderr[-2000:]
+    doc = json.loads(got.stdout.strip().splitlines()[-1])
+    assert doc["safe"] and not doc["torch"] and doc["children"] >= 1
+    assert doc["values"] == [i * i for i in range(12)]
+    serial = _with_threads(monkeypatch, 1, lambda: audit(data).to_dict())
+    serial.pop("seconds")
+    assert doc["report"]["unreadable"] and doc["report"] == json.loads(
+        json.dumps(serial, default=str)
+    )
+    assert not parallel.fork_is_safe()  # torch is imported here

@@ -131,17 +131,18 @@ def empty_report() -> dict[str, Any]:
     return {**{k: [] for k in lists}, **{k: Counter() for k in counters}}
 
 
+def _decode_one(s: Sample) -> tuple[Decoded, dict[str, Any]]:
+    local = empty_report()
+    return decode_sample(s, local), local
+
+
 def decode_all(samples: Sequence[Sample]) -> tuple[list[Decoded], dict[str, Any]]:
-    """:func:`decode_sample` for every sample on the decoding threads, merged in sample
-    order: the lists and counters are those of the serial loop."""
-
-    def one(s: Sample) -> tuple[Decoded, dict[str, Any]]:
-        local = empty_report()
-        return decode_sample(s, local), local
-
+    """:func:`decode_sample` for every sample on the decoding workers (processes where
+    :func:`medtl.data.parallel.fork_is_safe`, else threads), merged in sample order: the
+    lists and counters are those of the serial loop."""
     rep = empty_report()
     decoded = []
-    found = imap_ordered(one, samples)
+    found = imap_ordered(_decode_one, samples, processes=True)
     for d, local in progress(found, total=len(samples), desc="auditing images"):
         decoded.append(d)
         for key, value in local.items():
