@@ -334,7 +334,13 @@ def _fit(
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     elapsed = time.perf_counter() - t0
     if trainer.is_global_zero:
-        _finish(cfg, run, task, data, None if final else ckpt, metrics_csv, facts, elapsed)
+        io = trainer.strategy.checkpoint_io
+        # the best checkpoint was written after the last optimiser step: the weights in
+        # memory are its weights, so model.pt needs no reload of the 172 MB file
+        current = isinstance(io, AtomicCheckpointIO) and io.step_of(ckpt.best_model_path or ".")
+        current = current is not None and current == trainer.global_step
+        best = None if final else ckpt
+        _finish(cfg, run, task, data, best, metrics_csv, facts, elapsed, in_memory=current)
     return run
 
 
@@ -347,9 +353,11 @@ def _finish(
     metrics_csv: EpochMetricsCSV,
     facts: RunFacts,
     elapsed: float,
+    in_memory: bool = False,
 ) -> None:
     """The best checkpoint's weights as ``model.pt`` (``ckpt`` None: the last epoch's, a
-    final model); the result in train.log and run.json."""
+    final model; ``in_memory``: the network holds them already); the result in train.log
+    and run.json."""
     if ckpt is None:
         save_bundle(run, task.net, cfg, data.classes)
         log_run_artifacts(run, ["model.pt", "model_summary.txt"])
@@ -357,7 +365,7 @@ def _finish(
         facts.finish(len(metrics_csv.rows) - 1 if metrics_csv.rows else None, None, elapsed)
         return
     best = ckpt.best_model_path
-    if best:
+    if best and not in_memory:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         task.load_state_dict(state)
     save_bundle(run, task.net, cfg, data.classes)

@@ -42,3 +42,29 @@ def test_another_moment_or_a_replaced_file_is_written_in_full(tmp_path):
     torch.save(_ckpt(9, 99, 9.0), best)
     io.save_checkpoint(_ckpt(2, 15, 3.0), last)
     assert _load(last)["epoch"] == 2 and _load(last)["state_dict"]["w"].tolist() == [3.0] * 3
+
+
+def test_model_pt_holds_the_best_weights_reloaded_only_when_training_went_on(
+    phantoms, tmp_path, monkeypatch
+):
+    """model.pt = best.ckpt's weights. When the best checkpoint was the last thing written
+    (no optimiser step after it) the weights in memory are used; otherwise best.ckpt is
+    read back (here the seeded 3-epoch run at lr 0.05 is best in epoch 0)."""
+    from tests.conftest import train_tiny
+
+    loaded: list[str] = []
+    real = torch.load
+
+    def spy(path, *args, **kwargs):
+        loaded.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    for epochs, reloaded in ((1, False), (3, True)):
+        loaded.clear()
+        run = train_tiny(phantoms, tmp_path, f"train.epochs={epochs}", "train.lr=0.05")
+        assert any(p.endswith("best.ckpt") for p in loaded) is reloaded
+        best = _load(run / "checkpoints" / "best.ckpt")
+        assert (best["epoch"] < epochs - 1) is reloaded
+        bundle = _load(run / "model.pt")["state_dict"]
+        assert all(torch.equal(v, best["state_dict"]["net." + k]) for k, v in bundle.items())

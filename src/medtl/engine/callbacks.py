@@ -42,6 +42,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self) -> None:
         super().__init__()
         self._previous: tuple[tuple[Any, Any], Path, tuple[int, int, int]] | None = None
+        self._written: dict[Path, tuple[Any, tuple[int, int, int]]] = {}
+
+    def step_of(self, path: Any) -> Any:
+        """The optimiser step (``global_step``) of the checkpoint this object last wrote to
+        ``path``, while that file is still the one it wrote; None otherwise."""
+        entry = self._written.get(Path(path))
+        try:
+            return entry[0] if entry and _identity(Path(path)) == entry[1] else None
+        except OSError:
+            return None
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
@@ -53,6 +63,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, buf)
             atomic_write(path, lambda p: p.write_bytes(buf.getbuffer()))
         self._previous = (moment, path, _identity(path))
+        self._written[path] = (moment[1], self._previous[2])
 
     def _link_previous(self, moment: tuple[Any, Any], path: Path) -> bool:
         """Hard-link the checkpoint written last onto ``path`` if it is of ``moment``, in
