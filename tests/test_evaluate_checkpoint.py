@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from medtl.cli import main
 
@@ -35,3 +36,26 @@ def test_missing_checkpoint_is_one_line_exit_2(run2, tmp_path, capsys):
     assert main(["evaluate", str(run2), "--checkpoint", str(tmp_path / "no.ckpt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "no.ckpt not found" in err and len(err.splitlines()) == 1
+
+
+def test_reuse_bundles_builds_once_and_hands_out_copies(phantoms, tmp_path, monkeypatch):
+    """Inside reuse_bundles the same model.pt is built once; every caller gets its own copy
+    (changing one changes no other), equal to a fresh load; outside, each load builds."""
+    import medtl.runs as runs
+    from tests.conftest import train_tiny
+
+    run = train_tiny(phantoms, tmp_path)
+    builds: list[int] = []
+    real = runs._load_bundle
+    monkeypatch.setattr(runs, "_load_bundle", lambda path: builds.append(1) or real(path))
+    with runs.reuse_bundles():
+        first, cfg, classes = runs.load_bundle(run)
+        with torch.no_grad():
+            next(first.parameters()).add_(1.0)  # a caller changing its network
+        second, cfg2, classes2 = runs.load_bundle(run)
+    assert len(builds) == 1 and second is not first and classes2 == classes
+    fresh, _, _ = runs.load_bundle(run)
+    assert len(builds) == 2
+    ref = fresh.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in second.state_dict().items())
+    assert not torch.equal(next(first.parameters()), next(second.parameters()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import os
@@ -9,6 +10,8 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -194,13 +197,44 @@ def save_bundle(run: Path, net: Net, cfg: Config, classes: list[str]) -> Path:
     return atomic_write(run / BUNDLE, lambda p: p.write_bytes(buf.getbuffer()))
 
 
+_BUNDLES: dict[tuple[str, int, int], tuple[Net, Config, list[str]]] = {}
+_BUNDLE_DEPTH = [0]
+
+
+@contextmanager
+def reuse_bundles() -> Iterator[None]:
+    """Within this block (nested blocks join the outer one), loading the same unchanged
+    ``model.pt`` again gives a copy of the network built the first time instead of a
+    rebuild (an EfficientNet-Lite0-UNet: 0.33 s -> 0.03 s here). Every caller gets its own
+    copy to change; the copies are dropped when the outermost block ends."""
+    _BUNDLE_DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        _BUNDLE_DEPTH[0] -= 1
+        if _BUNDLE_DEPTH[0] == 0:
+            _BUNDLES.clear()
+
+
 def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:
-    """Rebuild the trained network from ``RUN/model.pt`` (random init, then strict load)."""
+    """Rebuild the trained network from ``RUN/model.pt`` (random init, then strict load;
+    inside :func:`reuse_bundles` a copy of the one built before)."""
     path = Path(run) / BUNDLE
     if not path.is_file():
         raise MedtlError(
             f"{path} not found; train first ('medtl train ...') or give a finished run folder"
         )
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key in _BUNDLES:
+        return copy.deepcopy(_BUNDLES[key])
+    loaded = _load_bundle(path)
+    if _BUNDLE_DEPTH[0]:
+        _BUNDLES[key] = copy.deepcopy(loaded)  # kept as loaded, whatever the caller does
+    return loaded
+
+
+def _load_bundle(path: Path) -> tuple[Net, Config, list[str]]:
     try:
         bundle: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
