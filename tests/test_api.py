@@ -73,9 +73,22 @@ def _state() -> tuple:
 def test_api_train_takes_keywords_and_leaves_the_process_as_it_was(phantoms, seg_run, tmp_path):
     # seg_run: one training has run, so the libraries' own import-time warning filters
     # (Lightning, SciPy, ...) are in place before the state is taken
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
     before = _state()
-    run = api.train(
+    try:
+        run = _train_through_api(phantoms, tmp_path)
+    finally:  # this worker's later tests (some fork) run with its own thread count again
+        after = _state()
+        torch.set_num_threads(threads)
+    assert after[:2] == before[:2] and torch.equal(after[2], before[2])
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 1 and saved["model"]["encoder"] == "resnet18"
+    assert saved["train"]["threads"] == 1 and (run / "model.pt").is_file()
+
+
+def _train_through_api(phantoms, tmp_path):
+    return api.train(
         data=phantoms,
         output={"dir": str(tmp_path), "name": "api"},
         image_size=32,
@@ -89,11 +102,6 @@ def test_api_train_takes_keywords_and_leaves_the_process_as_it_was(phantoms, seg
         memory_format="contiguous",
         progress=False,
     )
-    after = _state()
-    assert after[:2] == before[:2] and torch.equal(after[2], before[2])
-    saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["train"]["epochs"] == 1 and saved["model"]["encoder"] == "resnet18"
-    assert saved["train"]["threads"] == 1 and (run / "model.pt").is_file()
 
 
 @pytest.mark.parametrize("fixture", ["seg_run", "mt_run"])

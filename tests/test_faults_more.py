@@ -198,6 +198,10 @@ def _killed_evaluate(run: Path, point: str) -> None:
     import medtl.evaluate as ev
     import medtl.io_utils as io
 
+    # a forked child must not use the parent's intra-op thread pool: with more than one
+    # thread (left by an earlier test in this worker) it deadlocked in load_state_dict
+    torch.set_num_threads(1)
+
     def die(*a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
 
