@@ -337,8 +337,9 @@ def _fit(
         io = trainer.strategy.checkpoint_io
         # the best checkpoint was written after the last optimiser step: the weights in
         # memory are its weights, so model.pt needs no reload of the 172 MB file
-        current = isinstance(io, AtomicCheckpointIO) and io.step_of(ckpt.best_model_path or ".")
-        current = current is not None and current == trainer.global_step
+        known = isinstance(io, AtomicCheckpointIO) and ckpt.best_model_path
+        step = io.step_of(ckpt.best_model_path) if known else None
+        current = step is not None and step == trainer.global_step
         best = None if final else ckpt
         _finish(cfg, run, task, data, best, metrics_csv, facts, elapsed, in_memory=current)
     return run
