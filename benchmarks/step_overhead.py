@@ -25,11 +25,11 @@ tensors, no augmentation), after :func:`medtl.configure_cpu` (tuned allocator):
 - ``d2_grads_kept``: (d) with Lightning's own ``optimizer_step`` instead of the task's
   (which frees the gradients after the step, since issue 22): the gradients then stay
   allocated until the next step's closure zeroes them, i.e. through the next forward;
-- ``e_bench_trainer``: the Trainer ``medtl bench`` times (its flags copied from
-  ``medtl.bench.worker._train_img_per_s``: no callbacks, logger, progress bar, checkpointing
-  or model summary; ``self.log`` still collects);
-- ``f_barebones``: ``Trainer(barebones=True)``: Lightning's loop alone (``self.log`` and
-  ``log_dict`` return at once, no progress bar, logger, checkpoints or summary).
+- ``e_bench_trainer``: the Trainer ``medtl bench`` times (``medtl.bench.worker.
+  bench_trainer``: no callbacks, logger, progress bar, checkpointing or model summary;
+  ``self.log`` still collects);
+- ``f_barebones``: the same with ``barebones=True``: Lightning's loop alone (``self.log``
+  and ``log_dict`` return at once).
 
 Plain variants are timed by ``medtl.bench.worker._timed`` (the loader fetch inside, warmup
 steps excluded), Trainer variants by the bench's ``StepTimer`` callback; both count the
@@ -77,7 +77,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from medtl.bench.worker import FAIR_DEFAULTS, _step_timer, _timed
+from medtl.bench.worker import FAIR_DEFAULTS, _step_timer, _timed, bench_trainer
 from medtl.config import load_config
 from medtl.data.pipeline import make_loader, prepare
 from medtl.data.synthetic import make_phantoms
@@ -263,26 +263,8 @@ def lightning_trainer(s: dict[str, Any], name: str, args: argparse.Namespace, ca
     """The Trainer of variant (d), (e) or (f), with ``callbacks`` added."""
     if name in ("d_medtl_trainer", "d2_grads_kept"):
         return medtl_trainer(s, callbacks, args.progress)
-    if name == "e_bench_trainer":  # the flags of medtl.bench.worker._train_img_per_s
-        flags = {
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "num_sanity_val_steps": 0,
-        }
-    else:
-        flags = {"barebones": True}
-    n_steps = args.warmup + args.steps
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=n_steps,
-        max_epochs=-1,
-        limit_val_batches=0,
-        callbacks=callbacks,
-        **flags,
-    )
+    flags = {"barebones": True} if name == "f_barebones" else {}  # else (e): the bench's own
+    return bench_trainer(args.warmup + args.steps, callbacks, **flags)
 
 
 def lightning_fit(s: dict[str, Any], name: str, args: argparse.Namespace, window: Window) -> dict:

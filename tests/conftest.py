@@ -83,6 +83,20 @@ def phantoms(tmp_path_factory) -> Path:
     return make_phantoms(_session_dir(tmp_path_factory, "data") / "phantoms", n=16, size=32, seed=0)
 
 
+def record_calls(monkeypatch, owner, name: str) -> list[str]:
+    """Patch ``owner.<name>`` to note ``str()`` of each call's first argument (a path),
+    then call the real one; returns the list the notes go to."""
+    calls: list[str] = []
+    real = getattr(owner, name)
+
+    def recording(first, *args, **kwargs):
+        calls.append(str(first))
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls
+
+
 def train_tiny(data: Path, out: Path, *extra: str) -> Path:
     from medtl.config import load_config
     from medtl.training import train

@@ -42,12 +42,10 @@ def test_reuse_bundles_builds_once_and_hands_out_copies(phantoms, tmp_path, monk
     """Inside reuse_bundles the same model.pt is built once; every caller gets its own copy
     (changing one changes no other), equal to a fresh load; outside, each load builds."""
     import medtl.runs as runs
-    from tests.conftest import train_tiny
+    from tests.conftest import record_calls, train_tiny
 
     run = train_tiny(phantoms, tmp_path)
-    builds: list[int] = []
-    real = runs._load_bundle
-    monkeypatch.setattr(runs, "_load_bundle", lambda path: builds.append(1) or real(path))
+    builds = record_calls(monkeypatch, runs, "_load_bundle")
     with runs.reuse_bundles():
         first, cfg, classes = runs.load_bundle(run)
         with torch.no_grad():

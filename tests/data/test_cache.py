@@ -19,7 +19,7 @@ from medtl.data.dataset import CachedDataset
 from medtl.data.decode import DecodeSpec
 from medtl.data.layouts import discover
 from medtl.errors import DataError
-from tests.conftest import TINY, train_tiny
+from tests.conftest import TINY, record_calls, train_tiny
 
 SPEC = DecodeSpec(size=32, with_masks=True)
 
@@ -27,15 +27,7 @@ SPEC = DecodeSpec(size=32, with_masks=True)
 @pytest.fixture
 def decodes(monkeypatch) -> list[str]:
     """Every image decode (:func:`medtl.data.io.read_image`) from now on, by path."""
-    calls: list[str] = []
-    real = io.read_image
-
-    def counting(path, *args, **kwargs):
-        calls.append(str(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(io, "read_image", counting)
-    return calls
+    return record_calls(monkeypatch, io, "read_image")
 
 
 @pytest.fixture

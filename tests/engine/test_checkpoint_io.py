@@ -50,16 +50,9 @@ def test_model_pt_holds_the_best_weights_reloaded_only_when_training_went_on(
     """model.pt = best.ckpt's weights. When the best checkpoint was the last thing written
     (no optimiser step after it) the weights in memory are used; otherwise best.ckpt is
     read back (here the seeded 3-epoch run at lr 0.05 is best in epoch 0)."""
-    from tests.conftest import train_tiny
+    from tests.conftest import record_calls, train_tiny
 
-    loaded: list[str] = []
-    real = torch.load
-
-    def spy(path, *args, **kwargs):
-        loaded.append(str(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
+    loaded = record_calls(monkeypatch, torch, "load")
     for epochs, reloaded in ((1, False), (3, True)):
         loaded.clear()
         run = train_tiny(phantoms, tmp_path, f"train.epochs={epochs}", "train.lr=0.05")

@@ -160,15 +160,16 @@ def _prepare(cfg) -> dict[str, Any]:
     }
 
 
-def _train_img_per_s(task, loader, warmup: int, steps: int) -> float | None:
-    """Training img/s of a Lightning ``Trainer`` over ``warmup + steps`` batches."""
+def bench_trainer(max_steps: int, callbacks: list, **flags: Any):
+    """The Lightning ``Trainer`` the bench times training in: one CPU process,
+    ``max_steps`` steps, no validation, logger, checkpoints, progress bar or model summary;
+    ``flags`` add to that (``benchmarks/step_overhead.py``: ``barebones=True``)."""
     import lightning as L
 
-    timer = _step_timer(warmup)
-    trainer = L.Trainer(
+    return L.Trainer(
         accelerator="cpu",
         devices=1,
-        max_steps=warmup + steps,
+        max_steps=max_steps,
         max_epochs=-1,
         logger=False,
         enable_checkpointing=False,
@@ -176,8 +177,15 @@ def _train_img_per_s(task, loader, warmup: int, steps: int) -> float | None:
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        callbacks=[timer],
+        callbacks=callbacks,
+        **flags,
     )
+
+
+def _train_img_per_s(task, loader, warmup: int, steps: int) -> float | None:
+    """Training img/s of a Lightning ``Trainer`` over ``warmup + steps`` batches."""
+    timer = _step_timer(warmup)
+    trainer = bench_trainer(warmup + steps, [timer])
     trainer.fit(task, loader)
     return round(timer.img_per_s or 0.0, 3) or None
 

@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +40,7 @@ from medtl.data.decode import DecodeSpec, SampleCache, streamed
 from medtl.data.disk_cache import disk_samples
 from medtl.data.layouts import Sample
 from medtl.data.refs import source_file
+from medtl.scoped import ScopedMemo
 
 log = logging.getLogger("medtl")
 
@@ -99,8 +99,7 @@ def cache_root(folder: str | Path | None = None) -> Path:
 
 # ----------------------------------------------------------------------------- reuse
 
-_MEMO: OrderedDict[str, SampleCache] = OrderedDict()
-_DEPTH = [0]
+_MEMO = ScopedMemo()  # fingerprint and mode -> SampleCache
 
 
 @contextmanager
@@ -108,13 +107,8 @@ def reuse_decoded() -> Iterator[None]:
     """Within this block (nested blocks join the outer one), a data set decoded once is
     handed to every later :func:`cached_samples` call with the same fingerprint and mode;
     the decoded sets are released when the outermost block ends."""
-    _DEPTH[0] += 1
-    try:
+    with _MEMO.scope():
         yield
-    finally:
-        _DEPTH[0] -= 1
-        if _DEPTH[0] == 0:
-            _MEMO.clear()
 
 
 def reusing_decoded(fn: F) -> F:
@@ -129,7 +123,7 @@ def reusing_decoded(fn: F) -> F:
 
 
 def _remember(key: str, cache: SampleCache, limit_mb: int) -> None:
-    if not _DEPTH[0]:
+    if not _MEMO.active:
         return
     _MEMO[key] = cache
     # RAM-held sets beyond the limit are dropped oldest first (never the newest)

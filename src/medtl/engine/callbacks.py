@@ -41,46 +41,51 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def __init__(self) -> None:
         super().__init__()
-        self._previous: tuple[tuple[Any, Any], Path, tuple[int, int, int]] | None = None
-        self._written: dict[Path, tuple[Any, tuple[int, int, int]]] = {}
+        # each file this object wrote -> (epoch, global_step) and the file's identity
+        self._written: dict[Path, tuple[tuple[Any, Any], tuple[int, int, int]]] = {}
+        self._last: Path | None = None  # the file written last
+
+    def _moment_of(self, path: Path) -> tuple[Any, Any] | None:
+        """(epoch, global_step) of the checkpoint this object wrote to ``path``, while that
+        file is still the one it wrote; None otherwise."""
+        entry = self._written.get(path)
+        try:
+            return entry[0] if entry and _identity(path) == entry[1] else None
+        except OSError:
+            return None
 
     def step_of(self, path: Any) -> Any:
         """The optimiser step (``global_step``) of the checkpoint this object last wrote to
         ``path``, while that file is still the one it wrote; None otherwise."""
-        entry = self._written.get(Path(path))
-        try:
-            return entry[0] if entry and _identity(Path(path)) == entry[1] else None
-        except OSError:
-            return None
+        moment = self._moment_of(Path(path))
+        return None if moment is None else moment[1]
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
         path = Path(path)
         moment = (checkpoint.get("epoch"), checkpoint.get("global_step"))
-        if not self._link_previous(moment, path):
+        if not self._link_last(moment, path):
             buf = io.BytesIO()  # torch.save to a file hides a full disk in a RuntimeError
             torch.save(checkpoint, buf)
             atomic_write(path, lambda p: p.write_bytes(buf.getbuffer()))
-        self._previous = (moment, path, _identity(path))
-        self._written[path] = (moment[1], self._previous[2])
+        self._written[path] = (moment, _identity(path))
+        self._last = path
 
-    def _link_previous(self, moment: tuple[Any, Any], path: Path) -> bool:
+    def _link_last(self, moment: tuple[Any, Any], path: Path) -> bool:
         """Hard-link the checkpoint written last onto ``path`` if it is of ``moment``, in
         the same folder and still the file this object wrote; False when it did not."""
-        if self._previous is None:
+        source = self._last
+        if source is None or source == path or source.parent != path.parent:
             return False
-        before, source, identity = self._previous
-        if before != moment or source == path or source.parent != path.parent:
+        if self._moment_of(source) != moment:
             return False
+
+        def link(tmp: Path) -> None:
+            tmp.unlink()
+            os.link(source, tmp)
+
         try:
-            if _identity(source) != identity:
-                return False
-
-            def link(tmp: Path) -> None:
-                tmp.unlink()
-                os.link(source, tmp)
-
             atomic_write(path, link)
         except OSError:
             return False
