@@ -22,7 +22,7 @@ from medtl.config import Config, config_from_dict, parse_channels
 from medtl.data.masks import seg_channels
 from medtl.errors import MedtlError
 from medtl.io_utils import atomic_write, atomic_write_json, read_records
-from medtl.models.build import Net, build_model
+from medtl.models.build import Net, build_loaded
 from medtl.scoped import ScopedMemo
 
 log = logging.getLogger("medtl")
@@ -209,7 +209,7 @@ def reuse_bundles() -> AbstractContextManager[None]:
 
 
 def load_bundle(run: Path) -> tuple[Net, Config, list[str]]:
-    """Rebuild the trained network from ``RUN/model.pt`` (random init, then strict load;
+    """Rebuild the trained network from ``RUN/model.pt`` (strict, no random init first;
     inside :func:`reuse_bundles` a copy of the one built before)."""
     path = Path(run) / BUNDLE
     if not path.is_file():
@@ -233,20 +233,19 @@ def _load_bundle(path: Path) -> tuple[Net, Config, list[str]]:
             f"{path}: not a readable medtl bundle ({exc.__class__.__name__}); retrain the run"
         ) from None
     cfg, classes = _bundle_parts(path, bundle)
-    net, _ = build_model(
-        cfg.task,
-        cfg.model.arch,
-        cfg.model.encoder,
-        "none",
-        n_classes=len(classes),
-        in_channels=cfg.model.in_channels,
-        dropout=cfg.model.dropout,
-        normalize=cfg.model.normalize,
-        decoder_channels=parse_channels(cfg.model.decoder_channels),
-        seg_classes=seg_channels(cfg.data),
-    )
     try:
-        net.load_state_dict(bundle["state_dict"], strict=True)
+        net = build_loaded(
+            bundle["state_dict"],
+            cfg.task,
+            cfg.model.arch,
+            cfg.model.encoder,
+            n_classes=len(classes),
+            in_channels=cfg.model.in_channels,
+            dropout=cfg.model.dropout,
+            normalize=cfg.model.normalize,
+            decoder_channels=parse_channels(cfg.model.decoder_channels),
+            seg_classes=seg_channels(cfg.data),
+        )
     except RuntimeError as exc:  # keys or shapes of another network
         first = str(exc).strip().splitlines()[0]
         raise MedtlError(

@@ -157,3 +157,48 @@ def test_random_vgg_has_torchvision_init_without_building_the_classifier(name):
     torch.manual_seed(0)
     again, _ = create_encoder(name, "none")
     assert torch.equal(convs[0].weight, next(again.parameters()))  # seeded: reproducible
+
+
+@pytest.mark.parametrize(
+    ("task", "arch", "encoder"),
+    [
+        ("multitask", "unet", "resnet18"),
+        ("segmentation", "fcn8", "vgg11"),
+        ("multitask", "light", "mobilenet_v2"),
+    ],
+)
+def test_build_loaded_equals_build_then_load_and_draws_no_random_numbers(task, arch, encoder):
+    torch.manual_seed(0)
+    trained, _ = build_model(task, arch, encoder, "none", n_classes=3)
+    trained.eval()
+    rng = torch.random.get_rng_state()
+    loaded = build.build_loaded(trained.state_dict(), task, arch, encoder, n_classes=3).eval()
+    assert torch.equal(torch.random.get_rng_state(), rng)  # no random init happened
+    assert not any(t.is_meta for t in loaded.state_dict().values())
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        want, got = trained(x), loaded(x)
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert all(p.requires_grad for p in loaded.parameters())
+
+
+def test_build_loaded_builds_normally_when_a_buffer_is_in_no_state_dict(monkeypatch):
+    real = build.build_model
+
+    def with_extra(*args, **kwargs):
+        net, info = real(*args, **kwargs)
+        net.register_buffer("extra", torch.full((1,), 7.0), persistent=False)
+        return net, info
+
+    trained, _ = real("segmentation", "unet", "resnet18", "none")
+    monkeypatch.setattr(build, "build_model", with_extra)
+    loaded = build.build_loaded(trained.state_dict(), "segmentation", "unet", "resnet18")
+    assert loaded.extra.item() == 7.0
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_build_loaded_rejects_another_networks_weights():
+    other, _ = build_model("segmentation", "unet", "resnet34", "none")
+    with pytest.raises(RuntimeError, match="state_dict"):
+        build.build_loaded(other.state_dict(), "segmentation", "unet", "resnet18")

@@ -9,7 +9,8 @@ takes float images in [0, 1] everywhere (training, evaluation, export, predict).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 
 import segmentation_models_pytorch as smp
 import torch
@@ -46,9 +47,10 @@ def _smp_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn
             model = smp.create_model(
                 SMP_ARCHS[arch], encoder_name=smp_name, encoder_weights=None, classes=classes
             )
+        device = torch.get_default_device()  # meta inside build_loaded: no init at all
         decoder, head = (
-            model.decoder.to_empty(device="cpu"),
-            model.segmentation_head.to_empty(device="cpu"),
+            model.decoder.to_empty(device=device),
+            model.segmentation_head.to_empty(device=device),
         )
         for module in (*decoder.modules(), *head.modules()):
             if hasattr(module, "reset_parameters"):
@@ -219,6 +221,24 @@ def build_model(
         cls_head = ClassificationHead(enc.out_channels[-1], n_classes, dropout)
     net = Net(enc, decoder, seg_head, cls_head, mean, std, in_channels)
     return net, info
+
+
+def build_loaded(
+    state_dict: Mapping[str, torch.Tensor], task: str, arch: str, encoder: str, **kwargs: object
+) -> Net:
+    """The network :func:`build_model` builds (``weights="none"``; the other arguments as
+    there) holding ``state_dict``'s tensors, without the random init a strict load would
+    overwrite anyway: built on the meta device, then the tensors taken over (strict, made
+    contiguous). A network with buffers no state dict holds is built and loaded normally.
+    Raises RuntimeError for the keys or shapes of another network, as ``load_state_dict``."""
+    with torch.device("meta"):
+        net, _ = build_model(task, arch, encoder, "none", **kwargs)  # type: ignore[arg-type]
+    tensors = {k: v.contiguous() for k, v in state_dict.items()}
+    net.load_state_dict(tensors, strict=True, assign=True)
+    if any(t.is_meta for t in itertools.chain(net.parameters(), net.buffers())):
+        net, _ = build_model(task, arch, encoder, "none", **kwargs)  # type: ignore[arg-type]
+        net.load_state_dict(state_dict, strict=True)
+    return net
 
 
 def _seg_parts(

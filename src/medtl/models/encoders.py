@@ -104,7 +104,7 @@ def _random_encoder(spec: EncoderSpec, in_channels: int, depth: int) -> nn.Modul
         return _smp_encoder(spec, in_channels, depth, weights=None)
     with torch.device("meta"):
         encoder = _smp_encoder(spec, in_channels, depth, weights=None)
-    encoder = encoder.to_empty(device="cpu")
+    encoder = encoder.to_empty(device=torch.get_default_device())  # meta in build_loaded
     for m in encoder.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
