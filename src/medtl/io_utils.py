@@ -37,13 +37,38 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp_path, path)
     except OSError as exc:  # name the file the user asked for, not the temp file
-        if exc.filename in (str(tmp_path), tmp_path):
+        # (a failed write, e.g. a full disk, carries no file name at all)
+        if exc.filename in (str(tmp_path), tmp_path, None):
             raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` onto ``path`` through :func:`atomic_write`, straight into the temp
+    file (a 172 MB checkpoint: 0.39-0.56 s through a BytesIO, 0.24-0.34 s direct, here).
+    torch reports a failed write (a full disk) as a RuntimeError without its reason, so then
+    ``obj`` is serialised in memory and written by Python, whose OSError names the reason
+    (ENOSPC) and, through atomic_write, the file. The temp file is opened and closed here:
+    a writer torch opened itself stays open while its RuntimeError lives, and its blocks
+    with it (on a full disk, run.json could then not be marked failed)."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+            return
+        except RuntimeError:
+            pass
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        tmp.write_bytes(buf.getbuffer())
+
+    return atomic_write(path, write)
 
 
 #: a spreadsheet reads a cell starting with one of these as a formula

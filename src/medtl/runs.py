@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import os
 import platform
@@ -21,7 +20,7 @@ from medtl import __version__
 from medtl.config import Config, config_from_dict, parse_channels
 from medtl.data.masks import seg_channels
 from medtl.errors import MedtlError
-from medtl.io_utils import atomic_write, atomic_write_json, read_records
+from medtl.io_utils import atomic_torch_save, atomic_write, atomic_write_json, read_records
 from medtl.models.build import Net, build_loaded
 from medtl.scoped import ScopedMemo
 
@@ -192,9 +191,7 @@ def save_bundle(run: Path, net: Net, cfg: Config, classes: list[str]) -> Path:
         "classes": list(classes),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    buf = io.BytesIO()  # torch.save to a file hides a full disk in a RuntimeError
-    torch.save(bundle, buf)
-    return atomic_write(run / BUNDLE, lambda p: p.write_bytes(buf.getbuffer()))
+    return atomic_torch_save(bundle, run / BUNDLE)
 
 
 _BUNDLES = ScopedMemo()  # (model.pt path, mtime, size) -> (net, config, classes) as loaded

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -11,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medtl.engine.facts import RunFacts
 from medtl.engine.task import monitor_key
-from medtl.io_utils import atomic_write, atomic_write_text, csv_text, read_csv
+from medtl.io_utils import atomic_torch_save, atomic_write, atomic_write_text, csv_text, read_csv
 from medtl.models.strategy import trainable_stages
 
 log = logging.getLogger("medtl")
@@ -66,9 +64,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         moment = (checkpoint.get("epoch"), checkpoint.get("global_step"))
         if not self._link_last(moment, path):
-            buf = io.BytesIO()  # torch.save to a file hides a full disk in a RuntimeError
-            torch.save(checkpoint, buf)
-            atomic_write(path, lambda p: p.write_bytes(buf.getbuffer()))
+            atomic_torch_save(checkpoint, path)
         self._written[path] = (moment, _identity(path))
         self._last = path
 
