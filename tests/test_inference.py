@@ -129,3 +129,30 @@ def test_predict_rejects_a_zero_batch(seg_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--batch-size" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_traced_folding_equals_torch_fx_fuse_and_skips_a_shared_conv():
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    from medtl.inference import fold_traced_conv_bn
+
+    net = _trained_like(build_model("multitask", "unet", "resnet18", "none", n_classes=3)[0])
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want, got = fuse(copy.deepcopy(net))(x), fold_traced_conv_bn(copy.deepcopy(net))(x)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+    class Shared(torch.nn.Module):  # one conv called twice, each time before its own BN
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+            self.a, self.b = torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.a(self.conv(x)) + self.b(self.conv(x))
+
+    shared = _trained_like(Shared())
+    with torch.no_grad():
+        assert torch.allclose(fold_traced_conv_bn(copy.deepcopy(shared))(x), shared(x))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from dataclasses import fields
@@ -72,8 +73,13 @@ def _suggest(key: str, options: list[str] | tuple[str, ...]) -> str:
 
 
 def _field_type(owner: Any, name: str) -> Any:
-    hints = typing.get_type_hints(type(owner))
-    return hints[name]
+    return _type_hints(type(owner))[name]
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config section (resolving them is ~0.8 ms a call)."""
+    return typing.get_type_hints(cls)
 
 
 def _coerce(key: str, raw: Any, typ: Any) -> Any:

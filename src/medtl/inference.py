@@ -33,9 +33,7 @@ class InferenceNet(torch.nn.Module):
         self.steps: list[str] = []
         if fold_bn:
             try:
-                from torch.fx.experimental.optimization import fuse
-
-                net = fuse(net, inplace=True)
+                net = fold_traced_conv_bn(net)
                 self.steps.append("conv-bn folded")
             except Exception as exc:  # data-dependent code (e.g. TF-"same" padding) does not trace
                 n = fold_sequential_conv_bn(net)
@@ -56,6 +54,38 @@ class InferenceNet(torch.nn.Module):
     def describe(self) -> str:
         """What was done to the network, e.g. ``"conv-bn folded, channels_last"``."""
         return ", ".join(self.steps) or "eager"
+
+
+def fold_traced_conv_bn(net: torch.nn.Module) -> torch.fx.GraphModule:
+    """``net`` traced with torch.fx, each eval-mode ``BatchNorm2d`` whose input is a
+    ``Conv2d`` used nowhere else folded into that conv, in place (``net``'s own convs change).
+    The same numbers as torch.fx's ``fuse``, which copies each conv first (a ResNet18-UNet:
+    0.10-0.13 s there, 0.07 s here). Raises what tracing raises for networks fx cannot trace."""
+    from torch import fx
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    traced = fx.symbolic_trace(net)
+    modules = dict(traced.named_modules())
+    calls = [n for n in traced.graph.nodes if n.op == "call_module"]
+    uses = {name: sum(n.target == name for n in calls) for name in {n.target for n in calls}}
+    for node in calls:
+        bn, prev = modules[node.target], node.args[0] if node.args else None
+        if type(bn) is not torch.nn.BatchNorm2d or not isinstance(prev, fx.Node):
+            continue
+        conv = modules.get(prev.target) if prev.op == "call_module" else None
+        if type(conv) is not torch.nn.Conv2d or len(prev.users) > 1 or uses[prev.target] > 1:
+            continue
+        if not bn.track_running_stats:
+            continue
+        conv.weight, conv.bias = fuse_conv_bn_weights(
+            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+        )
+        node.replace_all_uses_with(prev)
+        traced.graph.erase_node(node)
+    traced.graph.lint()
+    traced.recompile()
+    traced.delete_all_unused_submodules()
+    return traced
 
 
 def fold_sequential_conv_bn(module: torch.nn.Module) -> int:

@@ -92,7 +92,10 @@ def _size(bundle: Path) -> str | None:
         return None
     import torch
 
-    state = torch.load(bundle, map_location="cpu", weights_only=True).get("state_dict", {})
+    # mmap: the tensors' sizes without reading their data
+    state = torch.load(bundle, map_location="cpu", weights_only=True, mmap=True).get(
+        "state_dict", {}
+    )
     stats = ("running_mean", "running_var", "num_batches_tracked")
     n = sum(
         v.numel() for k, v in state.items() if not k.endswith(stats) and k not in ("mean", "std")
