@@ -18,7 +18,7 @@ two class folders. Run it on a quiet machine only (``uptime``: 1-minute load < 1
 script refuses otherwise unless ``--force``), nothing else running.
 
 Usage:
-    python benchmarks/decode_speed.py [--n 1000] [--size 128] [--epochs 3]
+    python benchmarks/decode_speed.py [--n 1000] [--size 128] [--epochs 5]
         [--encoder resnet18] [--repeats 2] [--out /tmp/decode_speed] [--force]
 stdout: one line per measurement and, last, one JSON line with every number.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -134,6 +135,7 @@ def disk_cache(args: argparse.Namespace, root: Path, out: Path) -> dict[str, flo
     from medtl.data.pipeline import prepare
 
     folder = out / "cache"
+    shutil.rmtree(folder, ignore_errors=True)  # a cache left by an earlier run would be reused
     times = []
     for _ in range(2):
         disk = ("data.cache=disk", f"data.cache_dir={folder}")
@@ -149,7 +151,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "decode_speed")

@@ -89,3 +89,15 @@ def test_assign_groups_unions_duplicates_with_user_groups(tmp_path: Path) -> Non
     assert samples[0].group is None  # inputs untouched (frozen dataclass, replaced)
     exact_only = [s.group for s in assign_groups(samples, near=False)]
     assert exact_only[2] is None and exact_only[3] is None
+
+
+def test_phash_of_a_large_image_reads_its_box_average() -> None:
+    """Large uint8 images are box-averaged (factor shorter side // 128) before the LANCZOS:
+    the hash equals that of the reduced image, stays near the full-size float path, and
+    images under 256 px are hashed unreduced."""
+    big = np.asarray(Image.fromarray(smooth_image(3)).resize((640, 520), Image.Resampling.BICUBIC))
+    reduced = np.asarray(Image.fromarray(big).reduce(4))  # 520 // 128
+    assert phash(big) == phash(reduced.astype(np.float32))  # floats are never reduced
+    assert bin(phash(big) ^ phash(big.astype(np.float32))).count("1") <= NEAR_DUP_MAX_DISTANCE
+    small = big[:255, :300]
+    assert phash(small) == phash(small.astype(np.float32))

@@ -46,7 +46,7 @@ log = logging.getLogger("medtl")
 
 CACHE_MODES = ("memory", "disk", "none")
 CACHE_ENV = "MEDTL_CACHE_DIR"
-FORMAT = "medtl-decoded-1"
+FORMAT = "medtl-decoded-2"  # 2: pHash of large images box-averaged first
 """Part of every fingerprint: bump it when decoding, resizing or hashing rules change."""
 
 F = TypeVar("F", bound=Callable[..., Any])

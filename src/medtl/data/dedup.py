@@ -6,7 +6,7 @@ in one split; :mod:`medtl.data.audit` reports them. Each image gets (see :func:`
 - an **exact** hash: sha1 of the decoded ``uint8 (H, W, 3)`` pixels and their shape, so a
   byte-identical copy, or the same pixels saved in another format, collide;
 - a 64-bit **perceptual** hash (DCT pHash): the image is converted to grey, resized to
-  32x32, transformed with a 2D DCT-II; the 8x8 lowest frequencies are compared with
+  32x32 (large images box-averaged first, see :func:`phash`), transformed with a 2D DCT-II; the 8x8 lowest frequencies are compared with
   their median, one bit each. Two images are **near-duplicates** when the Hamming distance
   of their pHashes is ``<= NEAR_DUP_MAX_DISTANCE`` (4 of 64 bits).
 
@@ -47,6 +47,7 @@ NEAR_DUP_MAX_DISTANCE = 4
 
 _HASH_SIZE = 8  # 8x8 low frequencies -> 64 bits
 _DCT_SIZE = 32  # greyscale image resized to 32x32 before the DCT
+_REDUCE_TO = 4 * _DCT_SIZE  # large uint8 images are box-averaged down to a shorter side >= this
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -57,12 +58,25 @@ def phash(rgb: np.ndarray) -> int:
 
     Bit 63 is the DC coefficient, then the 8x8 block row by row; a bit is set when the
     coefficient exceeds the block's median.
+
+    A ``uint8`` image whose shorter side is at least 256 px is first box-averaged by the
+    integer factor ``shorter side // 128`` (PIL's ``reduce``), which keeps the low
+    frequencies the hash reads (LANCZOS straight from 600x500 to 32x32 weighs ~110 source
+    pixels per output pixel and row): 1.2-1.9 instead of 3.5-4.4 ms for a 600x500 JPEG
+    here, 14 instead of 100 ms at 2048x2048. Smaller images hash exactly as before, and so
+    does all of BUSI (its one 256x256 image included). On 1000 random 600x500 JPEGs the
+    hashes moved by 0 bits for 513 images, 2 for 395, 4 for 83, 6-10 for 9.
     """
-    a = np.asarray(rgb, dtype=np.float32)
+    a = np.asarray(rgb)
+    if a.dtype == np.uint8 and min(a.shape[:2]) >= 2 * _REDUCE_TO:
+        a = np.asarray(
+            Image.fromarray(np.ascontiguousarray(a)).reduce(min(a.shape[:2]) // _REDUCE_TO)
+        )
+    a = a.astype(np.float32)
     if a.ndim == 3:  # ITU-R 601 luma, as PIL's convert("L")
         a = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
     small = np.asarray(
-        Image.fromarray(a, mode="F").resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.LANCZOS),
+        Image.fromarray(a).resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.LANCZOS),
         dtype=np.float64,
     )
     low = dctn(small, type=2)[:_HASH_SIZE, :_HASH_SIZE]
