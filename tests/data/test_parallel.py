@@ -105,11 +105,23 @@ from medtl.data.parallel import fork_is_safe, imap_ordered
 def pid(i):
     return i * i, os.getpid()
 
+def fail_at_11(i):  # inside the second chunk of 8
+    if i == 11:
+        raise ValueError(f"item {i}")
+    return i
+
 out = list(imap_ordered(pid, range(12), threads=2, processes=True))
+before, error = [], None
+try:
+    for v in imap_ordered(fail_at_11, range(20), threads=2, processes=True):
+        before.append(v)
+except ValueError as exc:
+    error = str(exc)
 report = audit(sys.argv[1]).to_dict()
 report.pop("seconds")
 children = len({p for _, p in out} - {os.getpid()})
 doc = {"safe": fork_is_safe(), "values": [v for v, _ in out], "children": children}
+doc |= {"before": before, "error": error}
 print(json.dumps({**doc, "torch": "torch" in sys.modules, "report": report}, default=str))
 """
 
@@ -133,6 +145,7 @@ def test_audit_on_forked_processes_equals_serial(phantoms, tmp_path, monkeypatch
     doc = json.loads(got.stdout.strip().splitlines()[-1])
     assert doc["safe"] and not doc["torch"] and doc["children"] >= 1
     assert doc["values"] == [i * i for i in range(12)]
+    assert doc["before"] == list(range(11)) and doc["error"] == "item 11"  # as the serial loop
     serial = _with_threads(monkeypatch, 1, lambda: audit(data).to_dict())
     serial.pop("seconds")
     assert doc["report"]["unreadable"] and doc["report"] == json.loads(

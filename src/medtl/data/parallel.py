@@ -63,38 +63,78 @@ def fork_is_safe() -> bool:
     return sys.platform.startswith("linux") and "torch" not in sys.modules
 
 
+CHUNK = 8
+"""Items a worker process takes per task (one inter-process round trip each). Auditing
+1000 JPEGs on 2 processes here, median of 4 interleaved runs: 2.55 s one item per task,
+2.26 s in chunks of 8, 2.55 s in chunks of 16 (serial 4.7 s; this VM's runs spread 30%)."""
+
+
 def imap_ordered(
     fn: Callable[[T], R], items: Iterable[T], threads: int | None = None, processes: bool = False
 ) -> Iterator[R]:
     """``fn(item)`` for every item, computed on ``threads`` threads, yielded in input order.
 
     ``processes=True``: on as many forked worker processes instead, when
-    :func:`fork_is_safe` (else threads); ``fn``, the items and the results must pickle.
-    At most ``4 x threads`` results wait ahead of the consumer (memory stays bounded for
-    100,000 images). An exception of ``fn`` is raised for the first failing item in input
-    order, after the items before it were yielded; the items not started yet are dropped.
+    :func:`fork_is_safe` (else threads), :data:`CHUNK` items per task; ``fn``, the items,
+    the results and ``fn``'s exceptions must pickle. At most ``4 x threads`` tasks wait
+    ahead of the consumer (memory stays bounded for 100,000 images). An exception of ``fn``
+    is raised for the first failing item in input order, after the items before it were
+    yielded; the items not started yet are dropped.
     """
     threads = decode_threads() if threads is None else max(1, threads)
     if threads == 1:
         yield from map(fn, items)
         return
+    forked = processes and fork_is_safe()
+    pool: Executor = (
+        ProcessPoolExecutor(threads, mp_context=get_context("fork"))
+        if forked
+        else ThreadPoolExecutor(threads, thread_name_prefix="medtl-decode")
+    )
+    run = functools.partial(_each, fn)
     pending: deque[Future] = deque()
-    source = iter(items)
-    if processes and fork_is_safe():
-        pool: Executor = ProcessPoolExecutor(threads, mp_context=get_context("fork"))
-    else:
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="medtl-decode")
     with pool:
         try:
-            for item in source:
-                pending.append(pool.submit(fn, item))
+            for task in _chunks(items, CHUNK if forked else 1):
+                pending.append(pool.submit(run, task))
                 if len(pending) >= 4 * threads:
-                    yield pending.popleft().result()
+                    yield from _unpack(pending.popleft().result())
             while pending:
-                yield pending.popleft().result()
+                yield from _unpack(pending.popleft().result())
         finally:
             for f in pending:  # an error or a consumer that stopped early
                 f.cancel()
+
+
+def _chunks(items: Iterable[T], n: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _each(fn: Callable[[T], R], task: list[T]) -> list[tuple[bool, Any]]:
+    """``(True, fn(item))`` for the items of ``task`` up to the first that raises, which
+    ends the list as ``(False, exception)``."""
+    out: list[tuple[bool, Any]] = []
+    for item in task:
+        try:
+            out.append((True, fn(item)))
+        except Exception as exc:
+            out.append((False, exc))
+            break
+    return out
+
+
+def _unpack(results: list[tuple[bool, Any]]) -> Iterator[Any]:
+    for ok, value in results:
+        if not ok:
+            raise value
+        yield value
 
 
 def map_ordered(fn: Callable[[T], R], items: Iterable[T], threads: int | None = None) -> list[R]:
