@@ -6,9 +6,10 @@ in one split; :mod:`medtl.data.audit` reports them. Each image gets (see :func:`
 - an **exact** hash: sha1 of the decoded ``uint8 (H, W, 3)`` pixels and their shape, so a
   byte-identical copy, or the same pixels saved in another format, collide;
 - a 64-bit **perceptual** hash (DCT pHash): the image is converted to grey, resized to
-  32x32 (large images box-averaged first, see :func:`phash`), transformed with a 2D DCT-II; the 8x8 lowest frequencies are compared with
-  their median, one bit each. Two images are **near-duplicates** when the Hamming distance
-  of their pHashes is ``<= NEAR_DUP_MAX_DISTANCE`` (4 of 64 bits).
+  32x32 (large images box-averaged first, see :func:`phash`), transformed with a 2D
+  DCT-II; the 8x8 lowest frequencies are compared with their median, one bit each. Two
+  images are **near-duplicates** when the Hamming distance of their pHashes is
+  ``<= NEAR_DUP_MAX_DISTANCE`` (4 of 64 bits).
 
 The threshold was checked on BUSI (780 images, longest side 256 px; pHash distances are
 even, as 32 of the 64 coefficients lie above their median). All 185 pairs at distance
