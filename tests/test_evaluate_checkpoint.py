@@ -22,11 +22,17 @@ def test_best_last_and_path_checkpoints(run2, tmp_path, capsys):
     best = json.loads((run2 / "eval" / "val" / "summary.json").read_text())
     assert best["checkpoint"] == "best" and best["loss"] > 0
     assert "loss " in capsys.readouterr().out
-    assert main(["evaluate", str(run2), "--split", "val", "--checkpoint", "last"]) == 0
+    assert (run2 / "eval" / "val" / "roc.png").is_file()
+    # the other weights without figures (--no-plots: the numbers and files without the PNGs)
+    last_args = ["--split", "val", "--checkpoint", "last", "--no-plots"]
+    assert main(["evaluate", str(run2), *last_args]) == 0
     last = json.loads((run2 / "eval" / "val-last" / "summary.json").read_text())
     assert last["checkpoint"] == "last" and last["loss"] > 0
+    assert not list((run2 / "eval" / "val-last").glob("*.png"))
+    assert (run2 / "eval" / "val-last" / "per_image.csv").is_file()
     copy = shutil.copy(run2 / "checkpoints" / "last.ckpt", tmp_path / "epoch1.ckpt")
-    assert main(["evaluate", str(run2), "--split", "val", "--checkpoint", str(copy)]) == 0
+    path_args = ["--split", "val", "--checkpoint", str(copy), "--no-plots"]
+    assert main(["evaluate", str(run2), *path_args]) == 0
     by_path = json.loads((run2 / "eval" / "val-epoch1" / "summary.json").read_text())
     assert by_path["loss"] == pytest.approx(last["loss"])
     assert by_path["classification"]["accuracy"] == last["classification"]["accuracy"]

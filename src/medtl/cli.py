@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--eager", action="store_true", help=EAGER_HELP)
     sp.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="no figures (curves, ROC, reliability, Dice histogram, case grids, GIF, "
+        "Grad-CAM grid); metrics, CSVs, masks and overlays as always",
+    )
+    sp.add_argument(
         "--checkpoint",
         default="best",
         metavar="best|last|PATH",

@@ -38,6 +38,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         tta=a.tta,
         overrides=a.overrides,
         optimise=not a.eager,
+        plots=not a.no_plots,
         checkpoint=a.checkpoint,
         config=a.config,  # a comparison's configuration: its fold ensemble
         strict=a.strict,
