@@ -205,7 +205,7 @@ def test_export_records_calibration_and_a_later_one_is_flagged(phantoms, tmp_pat
     }
     assert export.stale_exports(run) == []
 
-    code, _, _ = run_cli(capsys, "evaluate", str(run), "--calibrate")
+    code, _, _ = run_cli(capsys, "evaluate", str(run), "--calibrate", "--no-plots")
     calib = run / "calibration.json"
     fit = json.loads(calib.read_text())["temperature"]
     t = fit["value"]

@@ -50,7 +50,7 @@ def test_train_on_volumes_and_predict_a_volume(vols, tmp_path):
     np.testing.assert_allclose(out.affine, nib.load(str(src)).affine)
     assert set(np.unique(np.asarray(out.dataobj)).tolist()) <= {0, 1}
     # evaluation reports the per-volume 3-D Dice beside the per-slice numbers
-    assert main(["evaluate", str(run), "--split", "all"]) == 0
+    assert main(["evaluate", str(run), "--split", "all", "--no-plots"]) == 0
     summary = json.loads(next(run.rglob("summary.json")).read_text())
     assert summary["volumes"]["n"] == 5
     per_volume = next(run.rglob("per_volume.csv")).read_text().splitlines()
