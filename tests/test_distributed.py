@@ -37,7 +37,7 @@ def _single_process_val_dice(run: Path) -> float:
 
     cfg = read_config(run)
     net, _ = build_model("segmentation", cfg.model.arch, cfg.model.encoder, "none")
-    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
     net.eval()
     data = prepare(cfg)
@@ -95,7 +95,7 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
     assert len(list(out.iterdir())) == 1
 
     # distributed evaluation: 2 processes write exactly what one process writes
-    evaluated = _medtl("evaluate", str(run), "--split", "val", *DDP)
+    evaluated = _medtl("evaluate", str(run), "--split", "val", "--no-plots", *DDP)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert evaluated.stdout.count("dice") == 1  # only rank 0 prints
     out_dir = run / "eval" / "val"
@@ -106,7 +106,7 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
     overlays = sorted(p.name for p in (out_dir / "overlays").iterdir())
     assert two[1]["processes"] == 2 and two[1]["n_images"] == n_val
     shutil.rmtree(out_dir)
-    one = evaluate(run, split="val")
+    one = evaluate(run, split="val", plots=False)
     assert (out_dir / "per_image.csv").read_text() == two[0]
     assert {k: v for k, v in two[1].items() if k != "processes"} == json.loads(json.dumps(one))
     assert sorted(p.name for p in (out_dir / "overlays").iterdir()) == overlays
@@ -133,7 +133,7 @@ def test_two_process_per_label_val_dice_is_exact(tmp_path):
     run = next(out.iterdir())
     cfg = read_config(run)
     net, _ = build_model("segmentation", cfg.model.arch, cfg.model.encoder, "none", seg_classes=3)
-    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
     net.eval()
     prepared = prepare(cfg)

@@ -75,7 +75,7 @@ def test_sigkill_then_resume_equals_uninterrupted(phantoms64, tmp_path, monkeypa
     proc.wait()
     done_before = len(_metrics(run))
     assert done_before < 3, "the kill came too late to test anything"
-    torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)  # never corrupt
+    torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # never corrupt
 
     resumed = subprocess.run(
         _cli(f"train.resume={run}"), capture_output=True, text=True, env=env, timeout=300
@@ -115,7 +115,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
     facts = json.loads((run / "run.json").read_text())
     assert facts["status"] == "failed" and "loss became nan at epoch 1" in facts["error"]
     assert [e["epoch"] for e in facts["epochs"]] == [0]
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 0
     assert all(
         torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()

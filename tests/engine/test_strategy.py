@@ -26,7 +26,7 @@ def start_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 
 def _trained_encoder(run: Path) -> dict[str, torch.Tensor]:
     """Encoder state at the end of training (last.ckpt; model.pt holds the best epoch)."""
-    sd = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    sd = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     return {k[len("net.encoder.") :]: v for k, v in sd.items() if k.startswith("net.encoder.")}
 
 
