@@ -1,7 +1,8 @@
 """Shared fixtures: tiny phantom data sets and trained runs, made once per test session.
 
 ``make test`` runs the suite on one pytest-xdist worker per core (``-n``, whole files per
-worker), then the tests marked ``serial`` alone; each worker computes on one thread.
+worker), then the tests marked ``serial`` alone (none at present); each worker computes on
+one thread.
 """
 
 from __future__ import annotations

@@ -317,7 +317,9 @@ _WITH_CTRL_C = (
 )
 
 
-@pytest.mark.serial  # a signal and a wait: alone, after the parallel part of make test
+# the child restores Python's SIGINT handler itself (_WITH_CTRL_C), and the waits are minutes
+# long, so it runs beside the other xdist worker (14 s alone)
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
     """A real ``medtl train`` process (not a fork of this threaded test process, which can
     deadlock in the child), interrupted as a user would with Ctrl-C."""
