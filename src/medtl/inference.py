@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,7 +68,7 @@ def fold_traced_conv_bn(net: torch.nn.Module) -> torch.fx.GraphModule:
     traced = fx.symbolic_trace(net)
     modules = dict(traced.named_modules())
     calls = [n for n in traced.graph.nodes if n.op == "call_module"]
-    uses = {name: sum(n.target == name for n in calls) for name in {n.target for n in calls}}
+    uses = Counter(n.target for n in calls)  # a module called twice is not folded
     for node in calls:
         bn, prev = modules[node.target], node.args[0] if node.args else None
         if type(bn) is not torch.nn.BatchNorm2d or not isinstance(prev, fx.Node):
