@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from medtl.compare import compare
-from medtl.compare.ensemble import fold_runs, resolve_cell
+from medtl.compare.ensemble import fold_runs, predict_ensemble, resolve_cell
 from medtl.compare.holdout import cv_splits
 from medtl.data.layouts import Sample
 from medtl.errors import MedtlError
@@ -65,11 +67,30 @@ def test_cv_splits_hold_out_a_premade_test_folder_and_none_at_zero():
     assert sorted(i for f in none for i in f["val"]) == list(range(15))
 
 
-def test_ensemble_beats_the_mean_fold_model_on_test(cv):
+def test_ensemble_masks_are_the_fold_models_mean_probability(cv, tmp_path):
+    """The ensemble's test masks, pixel by pixel, are where the mean of the fold models'
+    sigmoid probabilities exceeds 0.5 (computed here from each fold's own Predictor).
+    Whether that mean beats the fold models is a property of models that learned: these
+    4-epoch ones on 12 phantoms are not (Dice 0-0.4 per fold, depending on the CPU)."""
+    from medtl.predict import load, model_input
+
     cell = resolve_cell(cv, "1")
-    singles = [_dice(r / "eval" / "test" / "summary.json") for r in fold_runs(cell)]
-    ensemble = _dice(cell / "ensemble" / "eval" / "test" / "summary.json")
-    assert ensemble >= np.mean(singles)
+    images = [Path(p) for p in json.loads((cv / "compare.json").read_text())["splits"][0]["test"]]
+    predict_ensemble(cv, "1", images, tmp_path, postprocess="none")
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in images]
+    probs = []
+    for run in fold_runs(cell):
+        member = load(run)
+        with torch.inference_mode():
+            probs.append(torch.sigmoid(member.net(model_input(arrays, member.size))["seg"]))
+    mean = torch.stack(probs).mean(0)[:, 0].numpy()
+    assert mean.shape[1:] == arrays[0].shape[:2]  # 32 px phantoms at image_size 32: no resize
+    sure = np.abs(mean - 0.5) > 1e-4  # leaves float rounding at the threshold out
+    for j, image in enumerate(images):
+        got = np.asarray(Image.open(tmp_path / f"{image.stem}_mask.png")) > 0
+        assert np.array_equal(got[sure[j]], (mean[j] > 0.5)[sure[j]]), image.name
+    members = np.stack([p[:, 0].numpy() > 0.5 for p in probs])
+    assert (members != (mean > 0.5)).any()  # the mean is not simply one of its members
 
 
 def test_results_hold_cv_and_test_numbers(cv):

@@ -93,13 +93,27 @@ def test_label_scores_per_label_equal_binary_scores():
 #: a seeded tiny binary run measured before issue 16 changed anything (the layout probe
 #: chose contiguous there; this test fixes it)
 BINARY_BEFORE = {
-    "val_dice": ["0.051568", "0.048568"],
-    "val_loss": ["1.659943", "1.653134"],
-    "train_loss": ["1.783623", "1.685861"],
+    "val_dice": [0.051568, 0.048568],
+    "val_loss": [1.659943, 1.653134],
+    "train_loss": [1.783623, 1.685861],
     "dice": 0.10405733333333334,
     "iou": 0.05540033333333333,
     "hd95": 18.205822666666666,
     "loss": 1.615162,
+}
+# Pinned on one CPU; another CPU's kernels (AVX-512 vs AVX2 vs SSE4.1, the fused Adam)
+# round differently. Measured here by forcing the dispatch (ATEN_CPU_CAPABILITY,
+# ONEDNN_MAX_CPU_ISA): val_dice 0.04805-0.05278, losses within 0.0004, test Dice
+# 0.1039-0.1065, HD95 equal. The tolerances hold that spread and not a changed binary
+# path (a changed loss or threshold moves these by 0.01 and more).
+BINARY_TOL = {
+    "val_dice": 0.004,
+    "val_loss": 0.001,
+    "train_loss": 0.001,
+    "dice": 0.005,
+    "iou": 0.003,
+    "hd95": 0.5,
+    "loss": 0.002,
 }
 
 
@@ -122,12 +136,8 @@ def _cfg(root: Path, out: Path, **keys):
     return cfg
 
 
-def test_binary_run_numbers_unchanged(tmp_path, monkeypatch):
+def test_binary_run_numbers_unchanged(tmp_path):
     from medtl import api
-
-    # pinned with the per-tensor Adam of that time; the fused kernel (issue 22) rounds
-    # differently (val_loss 1.653134 -> 1.65329 after 6 steps)
-    monkeypatch.setattr("medtl.engine.task.fused", lambda groups: {})
 
     root = api.synth(tmp_path / "ph", n=16, size=32, seed=0)
     cfg = _cfg(
@@ -136,11 +146,13 @@ def test_binary_run_numbers_unchanged(tmp_path, monkeypatch):
     run = api.train(cfg, progress=False)
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     for key in ("val_dice", "val_loss", "train_loss"):
-        assert [r[key] for r in rows] == BINARY_BEFORE[key]
+        got = [float(r[key]) for r in rows]
+        assert got == pytest.approx(BINARY_BEFORE[key], abs=BINARY_TOL[key]), key
     s = api.evaluate(run, plots=False, save_images=0)
     for key in ("dice", "iou", "hd95"):
-        assert s["segmentation"][key]["mean"] == pytest.approx(BINARY_BEFORE[key], abs=1e-9)
-    assert s["loss"] == pytest.approx(BINARY_BEFORE["loss"], abs=1e-9)
+        got = s["segmentation"][key]["mean"]
+        assert got == pytest.approx(BINARY_BEFORE[key], abs=BINARY_TOL[key]), key
+    assert s["loss"] == pytest.approx(BINARY_BEFORE["loss"], abs=BINARY_TOL["loss"])
     facts = json.loads((run / "run.json").read_text())
     assert facts["data"]["mask_interpretation"].startswith("binary")
 
