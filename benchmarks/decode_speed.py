@@ -8,8 +8,8 @@ tests/data/test_cache.py):
   resized cache from one parallel decode, timed on its own in this process, cold) plus the
   Lightning epoch 0 (``RUN/run.json``); a later epoch is the median of epochs 1..;
 - **audit >= 1.8x faster than single-threaded on 2 cores**: ``medtl.data.audit.audit`` with
-  ``MEDTL_DECODE_THREADS=1`` against the default (one worker per core: forked processes,
-  since torch is not imported before it here, as in ``medtl audit``), the best of
+  ``MEDTL_DECODE_THREADS=1`` against the default (one worker per core: forked processes
+  on Linux, as in ``medtl audit`` and the cache fill), the best of
   ``--repeats`` interleaved runs each;
 - the disk cache: filling it vs reading it back in a second run (no decode).
 
@@ -102,7 +102,7 @@ def epochs(args: argparse.Namespace, root: Path, out: Path) -> dict[str, float]:
 
 
 def workers() -> str:
-    """What the audit decodes on here: forked processes without torch, else threads."""
+    """What the audit and the cache fill decode on here: forked processes, else threads."""
     return "processes" if fork_is_safe() else "threads"
 
 

@@ -128,8 +128,7 @@ print(json.dumps({**doc, "torch": "torch" in sys.modules, "report": report}, def
 
 def test_audit_on_forked_processes_equals_serial(phantoms, tmp_path, monkeypatch):
     """Without torch in the process (``medtl audit``) the audit decodes on forked worker
-    processes; the report is the serial one, an unreadable file included. With torch
-    imported (this process) it stays on threads."""
+    processes; the report is the serial one, an unreadable file included."""
     import json
     import shutil
     import subprocess
@@ -151,4 +150,53 @@ def test_audit_on_forked_processes_equals_serial(phantoms, tmp_path, monkeypatch
     assert doc["report"]["unreadable"] and doc["report"] == json.loads(
         json.dumps(serial, default=str)
     )
-    assert not parallel.fork_is_safe()  # torch is imported here
+
+
+def test_cache_fill_forks_workers_with_one_torch_thread(phantoms, tmp_path, monkeypatch):
+    """In a process whose torch thread pool has run (a training), the cache fill decodes
+    on forked workers that each run torch on one thread (as DataLoader workers do), the
+    parent keeps its threads, and rows, sizes, hashes and a broken image's error are the
+    serial loop's."""
+    import os
+    import shutil
+
+    from medtl.data import decode
+    from medtl.errors import DataError
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.nn.functional.conv2d(torch.randn(4, 8, 64, 64), torch.randn(8, 8, 3, 3))
+        notes = tmp_path / "workers.txt"
+        real = decode.decode_item
+
+        def noting(sample, spec):
+            with open(notes, "a") as f:
+                f.write(f"{os.getpid()} {torch.get_num_threads()}\n")
+            return real(sample, spec)
+
+        monkeypatch.setattr(decode, "decode_item", noting)
+        samples = discover(phantoms).samples
+        forked = _with_threads(monkeypatch, 2, lambda: decode.SampleCache(samples, 48, True))
+        seen = [tuple(map(int, line.split())) for line in notes.read_text().splitlines()]
+        assert len(seen) == len(samples)
+        assert os.getpid() not in {pid for pid, _ in seen} and len({p for p, _ in seen}) >= 1
+        assert {threads for _, threads in seen} == {1}
+        assert torch.get_num_threads() == 2
+        serial = _with_threads(monkeypatch, 1, lambda: decode.SampleCache(samples, 48, True))
+        assert torch.equal(serial.images, forked.images) and serial.images.any()
+        assert torch.equal(serial.masks, forked.masks)
+        assert serial.sizes == forked.sizes and serial.hashes == forked.hashes
+
+        broken = tmp_path / "ph"
+        shutil.copytree(phantoms, broken)
+        samples = discover(broken).samples
+        samples[5].image.write_bytes(b"not an image")
+        errors = []
+        for n in (2, 1):
+            with pytest.raises(DataError) as exc:
+                _with_threads(monkeypatch, n, lambda: decode.SampleCache(samples, 48, True))
+            errors.append(str(exc.value))
+        assert errors[0] == errors[1] and str(samples[5].image) in errors[0]
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,7 @@
 
 Every mode decodes through :func:`medtl.data.decode.decode_item` (the one decode:
 :func:`medtl.data.io.read_image`, the masks, the resize, :func:`medtl.data.dedup.hashes_of`),
-on a thread pool (:mod:`medtl.data.parallel`). Within :func:`reuse_decoded` (one ``prepare``,
+on worker processes or threads (:mod:`medtl.data.parallel`). Within :func:`reuse_decoded` (one ``prepare``,
 one comparison) a decoded set is decoded once and handed to every later caller with the same
 fingerprint (:func:`fingerprint`: file list, sizes, mtimes, image size, masks, windows).
 

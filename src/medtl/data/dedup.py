@@ -87,7 +87,7 @@ def phash(rgb: np.ndarray) -> int:
 
 def _exact_hash(rgb: np.ndarray) -> str:
     h = hashlib.sha1(str(rgb.shape).encode())
-    h.update(np.ascontiguousarray(rgb).tobytes())
+    h.update(np.ascontiguousarray(rgb).data)  # the buffer itself: no copy of the pixels
     return h.hexdigest()
 
 

@@ -5,10 +5,10 @@ the GIL for most of their work, so a thread pool sized to the cores decodes that
 images at once without copying any array between processes. Not all of it: Pillow reads a
 file in a Python loop and numpy's small operations hold the GIL, so on this 2-core VM two
 threads decode JPEGs 1.52-1.54x faster than one, two forked processes 1.90-1.99x
-(400 images of ~600x500). ``processes=True`` (the audit) takes processes where that is
-safe: see :func:`fork_is_safe`. :func:`imap_ordered` yields the results in the order of
-its inputs and stops at the first failing input *in that order*, so a parallel pass
-returns and raises exactly what the serial loop would.
+(400 images of ~600x500). ``processes=True`` (the audit, the cache fill) takes forked
+processes where that is safe: see :func:`fork_is_safe`. :func:`imap_ordered` yields the
+results in the order of its inputs and stops at the first failing input *in that order*,
+so a parallel pass returns and raises exactly what the serial loop would.
 
 Example::
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import threading
 from collections import deque
@@ -56,11 +57,27 @@ def usable_cores() -> int:
 
 
 def fork_is_safe() -> bool:
-    """Whether worker processes may be forked from this one: on Linux, and only while torch
-    is not imported (its OpenMP and intra-op thread pools do not survive a fork; ``medtl
-    audit`` never imports it). Forked workers need no re-import of ``__main__``, unlike
-    spawned ones, so a user's script without a ``__main__`` guard is safe too."""
-    return sys.platform.startswith("linux") and "torch" not in sys.modules
+    """Whether worker processes may be forked from this one: on Linux (elsewhere the start
+    method would be spawn or forkserver, which re-import ``__main__``). Forked workers need
+    no re-import, so a user's script without a ``__main__`` guard is safe too.
+
+    With torch imported, a forked worker starts with one torch thread
+    (:func:`_worker_start`), as torch's own DataLoader workers do: the parent's OpenMP
+    and intra-op thread pools do not survive a fork, and a child that enters a parallel
+    region of an inherited pool can hang. With one thread torch runs every operation
+    inline. Workers never touch CUDA; what they return is pickled to the parent.
+    """
+    return sys.platform.startswith("linux")
+
+
+def _worker_start() -> None:
+    """First thing in a forked worker: one torch thread (see :func:`fork_is_safe`), and
+    Ctrl-C left to the parent, which stops the pool (a worker that took SIGINT itself
+    would die mid-task and print its own traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 CHUNK = 8
@@ -76,7 +93,9 @@ def imap_ordered(
 
     ``processes=True``: on as many forked worker processes instead, when
     :func:`fork_is_safe` (else threads), :data:`CHUNK` items per task; ``fn``, the items,
-    the results and ``fn``'s exceptions must pickle. At most ``4 x threads`` tasks wait
+    the results and ``fn``'s exceptions must pickle (return numpy arrays, not tensors:
+    torch pickles a tensor between processes through shared memory, a file descriptor
+    each). At most ``4 x threads`` tasks wait
     ahead of the consumer (memory stays bounded for 100,000 images). An exception of ``fn``
     is raised for the first failing item in input order, after the items before it were
     yielded; the items not started yet are dropped.
@@ -87,7 +106,7 @@ def imap_ordered(
         return
     forked = processes and fork_is_safe()
     pool: Executor = (
-        ProcessPoolExecutor(threads, mp_context=get_context("fork"))
+        ProcessPoolExecutor(threads, mp_context=get_context("fork"), initializer=_worker_start)
         if forked
         else ThreadPoolExecutor(threads, thread_name_prefix="medtl-decode")
     )
