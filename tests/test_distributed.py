@@ -110,8 +110,11 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
     assert (out_dir / "per_image.csv").read_text() == two[0]
     assert {k: v for k, v in two[1].items() if k != "processes"} == json.loads(json.dumps(one))
     assert sorted(p.name for p in (out_dir / "overlays").iterdir()) == overlays
+    # evaluate runs the inference copy (conv+BN folded), training's validation the eager
+    # net, which round differently: equal to 1e-5 with this CPU's AVX2 kernels, 0.0046
+    # apart with SSE4.1's (ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41)
     assert one["segmentation"]["dice"]["mean"] == pytest.approx(
-        float(rows[1]["val_dice"]), abs=1e-5
+        float(rows[1]["val_dice"]), abs=0.01
     )
 
 
