@@ -21,6 +21,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MEDTL_DECODE_THREADS"):
         os.environ.setdefault(_var, "1")
 
+# the allocator the medtl command uses (train.cpu_allocator=tuned): a test process trains
+# hundreds of tiny models, and a test that calls medtl.cli.main tunes it anyway, so every
+# test runs with it from the start (tests/engine/test_cpu.py checks both allocators in
+# their own subprocesses, which start with glibc's defaults)
+from medtl.engine.cpu import configure_cpu  # noqa: E402  (torch is not imported here)
+
+configure_cpu(threads=None, allocator="tuned")
+
 BUSI = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "busi" / "Dataset_BUSI_with_GT"
 )
