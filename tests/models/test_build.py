@@ -193,9 +193,34 @@ def test_build_loaded_builds_normally_when_a_buffer_is_in_no_state_dict(monkeypa
 
     trained, _ = real("segmentation", "unet", "resnet18", "none")
     monkeypatch.setattr(build, "build_model", with_extra)
+    build._meta_net.cache_clear()  # an earlier test may have kept this network's template
     loaded = build.build_loaded(trained.state_dict(), "segmentation", "unet", "resnet18")
     assert loaded.extra.item() == 7.0
     assert all(torch.equal(v, trained.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+@pytest.mark.parametrize("arch", ["unet", "fpn"])
+def test_templates_kept_for_later_builds_change_no_weight_and_no_random_number(arch):
+    """smp's decoder and head (and build_loaded's network) are built on the meta device once
+    and copied after: a seeded build with the templates made and one without are equal."""
+
+    def seeded() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        torch.manual_seed(0)
+        net, _ = build_model("segmentation", arch, "resnet18", "none")
+        return net.state_dict(), torch.rand(3)
+
+    build._smp_meta_parts.cache_clear()
+    cold, cold_next = seeded()
+    assert build._smp_meta_parts.cache_info().currsize == 1
+    warm, warm_next = seeded()
+    assert build._smp_meta_parts.cache_info().hits >= 1
+    assert cold.keys() == warm.keys() and all(torch.equal(cold[k], warm[k]) for k in cold)
+    assert torch.equal(cold_next, warm_next)
+    template = build._smp_meta_parts(arch, "resnet18", 1)[0]
+    assert all(p.is_meta for p in template.parameters())  # builds take copies, never it
+    a = build.build_loaded(cold, "segmentation", arch, "resnet18")
+    b = build.build_loaded(warm, "segmentation", arch, "resnet18")
+    assert a is not b and all(torch.equal(a.state_dict()[k], cold[k]) for k in cold)
 
 
 def test_build_loaded_rejects_another_networks_weights():
