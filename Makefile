@@ -31,6 +31,7 @@ TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; ec
 
 test: $(STAMP)
 	rc=0; \
+	$(BIN)/lint-imports --no-cache || rc=1; \
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not serial" || rc=1; \
 	if [ -n "$(SERIAL_FILES)" ]; then $(BIN)/python -m pytest -q -m serial $(SERIAL_FILES) || rc=1; fi; \
 	exit $$rc
@@ -38,6 +39,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks

@@ -7,7 +7,7 @@ tests/data/test_cache.py):
   the first epoch's cost is the decode before it (``prepare``: grouping hashes and the
   resized cache from one parallel decode, timed on its own in this process, cold) plus the
   Lightning epoch 0 (``RUN/run.json``); a later epoch is the median of epochs 1..;
-- **audit >= 1.8x faster than single-threaded on 2 cores**: ``medtl.data.audit.audit`` with
+- **audit >= 1.8x faster than single-threaded on 2 cores**: ``medtl.data.audit.report.audit`` with
   ``MEDTL_DECODE_THREADS=1`` against the default (one worker per core: forked processes
   on Linux, as in ``medtl audit`` and the cache fill), the best of
   ``--repeats`` interleaved runs each;
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medtl.data.parallel import THREADS_ENV, decode_threads, fork_is_safe
+from medtl.utils.parallel import THREADS_ENV, decode_threads, fork_is_safe
 
 
 def make_jpegs(root: Path, n: int, seed: int = 0) -> Path:
@@ -79,9 +79,9 @@ def _overrides(args: argparse.Namespace, root: Path, out: Path, *extra: str) -> 
 
 def epochs(args: argparse.Namespace, root: Path, out: Path) -> dict[str, float]:
     """Decode time (cold, memory mode), then training: epoch 0 and the later epochs."""
-    from medtl.config import load_config
+    from medtl.configuration.loading import load_config
     from medtl.data.pipeline import prepare
-    from medtl.training import train
+    from medtl.training.fit import train
 
     cfg = load_config(overrides=_overrides(args, root, out))
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def workers() -> str:
 
 def audit_threads(root: Path, repeats: int) -> dict[str, float]:
     """The best of ``repeats`` audits single-threaded and on every core, interleaved."""
-    from medtl.data.audit import audit
+    from medtl.data.audit.report import audit
 
     best = {"1": float("inf"), "all": float("inf")}
     for _ in range(repeats):
@@ -131,7 +131,7 @@ def audit_threads(root: Path, repeats: int) -> dict[str, float]:
 
 def disk_cache(args: argparse.Namespace, root: Path, out: Path) -> dict[str, float]:
     """``data.cache=disk``: the first prepare fills the cache, the second reads it back."""
-    from medtl.config import load_config
+    from medtl.configuration.loading import load_config
     from medtl.data.pipeline import prepare
 
     folder = out / "cache"

@@ -18,7 +18,7 @@ import numpy as np
 from medtl.data.dedup import duplicate_groups
 from medtl.data.pipeline import load_samples
 from medtl.metrics import aggregate
-from medtl.runs import read_config
+from medtl.runs.folder import read_config
 
 
 def leaked_test_images(run: Path) -> tuple[set[str], int]:

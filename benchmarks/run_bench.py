@@ -1,4 +1,4 @@
-"""Benchmark medtl against the naive reference loop (thin wrapper over :mod:`medtl.bench`).
+"""Benchmark medtl against the naive reference loop (thin wrapper over :mod:`medtl._bench`).
 
     python benchmarks/run_bench.py                      # full: 3 encoders, 256 px, batch 8
     python benchmarks/run_bench.py --quick              # smoke test: 64 px, resnet18, 3 steps
@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from medtl.bench import cli_settings, format_table, run_bench, size_scaling
-from medtl.errors import MedtlError
+from medtl._bench import cli_settings, format_table, run_bench, size_scaling
+from medtl.utils.errors import MedtlError
 
 
 def main(argv: list[str] | None = None) -> int:

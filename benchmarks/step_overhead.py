@@ -3,7 +3,7 @@
 Issue 22 (item 6): docs/performance.md measured a plain PyTorch loop over medtl's loader at
 2.99 img/s and the same in a Lightning ``Trainer`` (MedtlTask) at 2.77 img/s (ResNet18-UNet,
 256 px, batch 8, ~7%). This script splits that gap. Every variant trains the same network
-(``build_task``: ``medtl.bench.worker.FAIR_DEFAULTS``, ResNet18-UNet, random weights,
+(``build_task``: ``medtl._bench.worker.FAIR_DEFAULTS``, ResNet18-UNet, random weights,
 contiguous layout) on the same phantoms through the same loader (``make_loader``, cached
 tensors, no augmentation), after :func:`medtl.configure_cpu` (tuned allocator):
 
@@ -18,20 +18,20 @@ tensors, no augmentation), after :func:`medtl.configure_cpu` (tuned allocator):
 - ``c_training_step``: ``MedtlTask.training_step`` called by hand (forward, loss, the
   finiteness check, the scores); without a Trainer Lightning's ``self.log`` returns at once
   (a warning, silenced here), so this has no logging cost;
-- ``d_medtl_trainer``: ``medtl train``'s own Trainer (``medtl.training._trainer``) with
+- ``d_medtl_trainer``: ``medtl train``'s own Trainer (``medtl.training.fit._trainer``) with
   ``run_callbacks`` (checkpoints, metrics.csv, steps.csv, run.json) in a temporary run
   folder, progress bar as ``medtl train`` (``--no-progress`` to drop it), inside
   ``fit_endings``; one epoch of ``warmup + steps`` batches (``train.max_steps_per_epoch``);
 - ``d2_grads_kept``: (d) with Lightning's own ``optimizer_step`` instead of the task's
   (which frees the gradients after the step, since issue 22): the gradients then stay
   allocated until the next step's closure zeroes them, i.e. through the next forward;
-- ``e_bench_trainer``: the Trainer ``medtl bench`` times (``medtl.bench.worker.
+- ``e_bench_trainer``: the Trainer ``medtl bench`` times (``medtl._bench.worker.
   bench_trainer``: no callbacks, logger, progress bar, checkpointing or model summary;
   ``self.log`` still collects);
 - ``f_barebones``: the same with ``barebones=True``: Lightning's loop alone (``self.log``
   and ``log_dict`` return at once).
 
-Plain variants are timed by ``medtl.bench.worker._timed`` (the loader fetch inside, warmup
+Plain variants are timed by ``medtl._bench.worker._timed`` (the loader fetch inside, warmup
 steps excluded), Trainer variants by the bench's ``StepTimer`` callback; both count the
 minor page faults of the same steps (``ru_minflt``), and the Trainer variants also report
 the whole ``fit`` wall time per step (setup and epoch end included). The variants are interleaved over ``--repeats`` rounds (after one untimed run of (a):
@@ -77,16 +77,16 @@ from typing import Any
 import lightning as L
 import torch
 
-from medtl.bench.worker import FAIR_DEFAULTS, _step_timer, _timed, bench_trainer
-from medtl.config import load_config
+from medtl._bench.worker import FAIR_DEFAULTS, _step_timer, _timed, bench_trainer
+from medtl.configuration.loading import load_config
+from medtl.data.phantoms import make_phantoms
 from medtl.data.pipeline import make_loader, prepare
-from medtl.data.synthetic import make_phantoms
-from medtl.engine.callbacks import run_callbacks
-from medtl.engine.cpu import configure_cpu
-from medtl.engine.facts import RunFacts
-from medtl.engine.interrupts import fit_endings
-from medtl.engine.quiet import quiet_lightning
-from medtl.training import _trainer, build_task
+from medtl.runs.facts import RunFacts
+from medtl.runtime.cpu import configure_cpu
+from medtl.runtime.quiet import quiet_lightning
+from medtl.training.callbacks import run_callbacks
+from medtl.training.fit import _trainer, build_task
+from medtl.training.interrupts import fit_endings
 
 VARIANTS = (
     "a_plain",

@@ -3,7 +3,7 @@
 Both sides train lesion segmentation on the same images with the same pretrained encoder
 (EfficientNet-Lite0, ImageNet weights shipped offline) and are validated after every epoch
 on the same validation images with the same metric (mean per-image Dice at the training
-size, threshold 0.5, :func:`medtl.engine.metrics.dice_per_image_torch`):
+size, threshold 0.5, :func:`medtl.training.metrics.dice_per_image_torch`):
 
 - medtl: ``medtl train -c configs/busi_seg.yaml`` (medtl's BUSI recipe: Dice+BCE, AdamW,
   cosine, standard augmentation, decode-once cache, layout probe, tuned allocator);
@@ -36,8 +36,8 @@ import sys
 import time
 from pathlib import Path
 
-from medtl.bench import locate_naive
-from medtl.io_utils import read_csv
+from medtl._bench import locate_naive
+from medtl.utils.files import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,8 +142,8 @@ def naive_worker(data: str, splits_path: str, size: int, max_epochs: int, script
     import segmentation_models_pytorch as smp
     import torch
 
-    from medtl.engine.metrics import dice_per_image_torch
     from medtl.models.encoders import create_encoder
+    from medtl.training.metrics import dice_per_image_torch
 
     spec = importlib.util.spec_from_file_location("naive_baseline", locate_naive(script))
     naive = importlib.util.module_from_spec(spec)

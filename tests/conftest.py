@@ -22,10 +22,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(_var, "1")
 
 # the allocator the medtl command uses (train.cpu_allocator=tuned): a test process trains
-# hundreds of tiny models, and a test that calls medtl.cli.main tunes it anyway, so every
-# test runs with it from the start (tests/engine/test_cpu.py checks both allocators in
+# hundreds of tiny models, and a test that calls medtl.cli.parser.main tunes it anyway, so every
+# test runs with it from the start (tests/runtime/test_cpu.py checks both allocators in
 # their own subprocesses, which start with glibc's defaults)
-from medtl.engine.cpu import configure_cpu  # noqa: E402  (torch is not imported here)
+from medtl.runtime.cpu import configure_cpu  # noqa: E402  (torch is not imported here)
 
 configure_cpu(threads=None, allocator="tuned")
 
@@ -87,7 +87,7 @@ def _session_dir(tmp_path_factory, name: str) -> Path:
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory) -> Path:
     """16 phantom images (benign/malignant/normal with masks), 32 px."""
-    from medtl.data.synthetic import make_phantoms
+    from medtl.data.phantoms import make_phantoms
 
     return make_phantoms(_session_dir(tmp_path_factory, "data") / "phantoms", n=16, size=32, seed=0)
 
@@ -107,8 +107,8 @@ def record_calls(monkeypatch, owner, name: str) -> list[str]:
 
 
 def train_tiny(data: Path, out: Path, *extra: str) -> Path:
-    from medtl.config import load_config
-    from medtl.training import train
+    from medtl.configuration.loading import load_config
+    from medtl.training.fit import train
 
     cfg = load_config(overrides=[f"data.root={data}", f"output.dir={out}", *TINY, *extra])
     return train(cfg, progress=False)
@@ -131,3 +131,12 @@ def mt_run_2epochs(phantoms, tmp_path_factory) -> Path:
     add eval/ folders."""
     out = _session_dir(tmp_path_factory, "runs")
     return train_tiny(phantoms, out, "train.epochs=2", "task=multitask", "output.name=mt2")
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``medtl ARGS`` in this process: exit code, stdout and stderr."""
+    from medtl.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -16,9 +16,9 @@ from PIL import Image
 
 import medtl
 from medtl import api
-from medtl.config import Config, load_config
-from medtl.errors import ConfigError, DataError
-from medtl.settings import config_from_settings
+from medtl.configuration.loading import Config, load_config
+from medtl.configuration.settings import config_from_settings
+from medtl.utils.errors import ConfigError, DataError
 
 
 def test_every_verb_in_all_is_callable_and_medtl_exposes_the_others():
@@ -106,7 +106,7 @@ def _train_through_api(phantoms, tmp_path):
 
 @pytest.mark.parametrize("fixture", ["seg_run", "mt_run"])
 def test_predictor_in_memory_equals_medtl_predict(fixture, request, tmp_path):
-    from medtl.predict import predict
+    from medtl.inference.predictor import predict
 
     run = request.getfixturevalue(fixture)
     rng = np.random.default_rng(1)
@@ -137,7 +137,7 @@ def test_predictor_in_memory_equals_medtl_predict(fixture, request, tmp_path):
 
 
 def test_predictor_reads_arrays_by_the_file_rule():
-    from medtl.predict import as_rgb_uint8
+    from medtl.inference.predictor import as_rgb_uint8
 
     rgba = np.zeros((4, 5, 4), np.uint8)
     rgba[..., 0] = 200

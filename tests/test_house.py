@@ -1,23 +1,28 @@
 """The house rules of src/medtl, checked on the source itself (docs/architecture.md).
 
-- no import cycle between medtl's modules (lazy imports inside functions count too: a
-  cycle hidden in a function is still two modules that need each other);
+- the layering contracts of pyproject.toml ``[tool.importlinter]`` are kept (``lint-imports``
+  also runs in make lint and make test; lazy imports inside functions count);
+- the package root holds at most MAX_ROOT_MODULES modules: the rest live in stage packages;
 - modules of about a screenful or a few (<= MAX_MODULE_LINES lines);
-- functions <= MAX_FUNCTION_LINES lines, except declarative tables (argparse).
+- functions <= MAX_FUNCTION_LINES lines, except declarative tables (argparse);
+- every verb of ``medtl.api`` is ``medtl.<verb>`` and ``import medtl`` imports no torch.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "medtl"
+MAX_ROOT_MODULES = 8
 MAX_MODULE_LINES = 420  # "about 400"
 MAX_FUNCTION_LINES = 60
-DECLARATIVE = {("medtl.cli", "build_parser")}  # the argparse table
+DECLARATIVE = {("medtl.cli.parser", "build_parser")}  # the argparse table
 
 
 def module_name(path: Path) -> str:
@@ -31,68 +36,25 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imported(path: Path, name: str, known: set[str]) -> set[str]:
-    """medtl modules that ``path`` imports anywhere (``from a import b`` counts ``a.b``
-    when that is a module)."""
-    is_pkg = path.name == "__init__.py"
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = name.split(".") if is_pkg else name.split(".")[:-1]
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
-        else:
-            continue
-        found |= {t for t in targets if t in known and t != name}
-    return found
+def test_import_contracts_kept():
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(SRC.parent / "pyproject.toml"), no_cache=True) == 0
 
 
-def import_graph() -> dict[str, set[str]]:
-    mods = modules()
-    known = set(mods)
-    return {name: imported(path, name, known) for name, path in mods.items()}
+def test_package_root_is_small():
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root) <= MAX_ROOT_MODULES, root
 
 
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as a list of modules (first == last), or None. A package's
-    ``__init__`` re-exporting its own modules is not a cycle with them."""
-    colour: dict[str, int] = {}
-    stack: list[str] = []
-
-    def edges(n: str) -> set[str]:
-        return {m for m in graph[n] if not n.startswith(m + ".") and not m.startswith(n + ".")}
-
-    def visit(n: str) -> list[str] | None:
-        colour[n] = 1
-        stack.append(n)
-        for m in sorted(edges(n)):
-            if colour.get(m) == 1:
-                return stack[stack.index(m) :] + [m]
-            if m not in colour and (found := visit(m)):
-                return found
-        stack.pop()
-        colour[n] = 2
-        return None
-
-    for n in sorted(graph):
-        if n not in colour and (found := visit(n)):
-            return found
-    return None
-
-
-def test_cycle_finder_finds_a_planted_cycle():
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
-    assert find_cycle(graph) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) is None
-
-
-def test_no_import_cycle_in_src():
-    assert find_cycle(import_graph()) is None
+def test_every_api_verb_is_on_the_package_and_import_is_light():
+    code = (
+        "import sys, medtl; assert 'torch' not in sys.modules, 'import medtl imported torch'; "
+        "from medtl import api; "
+        "assert tuple(medtl._API) == tuple(api.__all__), (medtl._API, api.__all__); "
+        "assert all(getattr(medtl, v) is getattr(api, v) for v in api.__all__)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 @pytest.mark.parametrize("name", sorted(modules()))

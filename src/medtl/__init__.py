@@ -1,37 +1,47 @@
 """medtl: transfer learning for 2D medical image segmentation and classification.
 
-The Python API lives in :mod:`medtl.api`; the verbs whose names are not also modules of
-this package are here too, imported on first use (``import medtl`` stays cheap and
-changes no process-wide state)::
+Every verb of :mod:`medtl.api` (``medtl.api.__all__``) is also ``medtl.<verb>``, imported on
+first use, so ``import medtl`` stays cheap (no torch) and changes no process-wide state::
 
     import medtl
 
     run = medtl.train(data="phantoms", image_size=64, epochs=1, weights="none")
     result = medtl.load(run).predict(image)  # numpy array or PIL image, nothing written
+    print(medtl.format_summary(medtl.evaluate(run)))
     medtl.configure_cpu()  # opt in to the CLI's allocator tuning and thread count
 
-``evaluate``, ``predict``, ``compare``, ``report``, ``export``, ``demo`` and ``config``
-are modules of medtl as well, so those verbs are called as ``medtl.api.evaluate(...)``.
+The stages live in packages named for them: ``data`` -> ``models`` -> ``training`` ->
+``inference`` -> ``evaluation`` -> ``comparison`` -> ``reporting`` (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from medtl._version import __version__
 
-#: verbs of medtl.api available as medtl.<name> (names that are not medtl's modules)
+#: the verbs of medtl.api, available as medtl.<name> (kept equal to api.__all__ by a test)
 _API = (
     "train",
+    "evaluate",
+    "predict",
     "load",
-    "configure_cpu",
+    "explain",
+    "app",
+    "format_summary",
     "synth",
     "audit",
+    "audit_preview",
     "slices",
     "models_table",
+    "demo",
+    "compare",
     "collect",
-    "format_summary",
+    "report",
+    "export",
+    "config",
     "load_config",
+    "configure_cpu",
 )
 
 __all__ = ["__version__", "api", *_API]

@@ -1,3 +1,3 @@
-from medtl.cli import main
+from medtl.cli.parser import main
 
 raise SystemExit(main())

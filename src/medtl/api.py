@@ -10,9 +10,9 @@ Example::
     print(api.format_summary(api.evaluate(run)))
     result = api.load(run).predict(image)  # a numpy array or PIL image in memory
 
-Settings are Python keywords (see :func:`medtl.settings.settings_overrides`): a key's last
+Settings are Python keywords (see :func:`medtl.configuration.settings.settings_overrides`): a key's last
 part when it is unique (``epochs=1``), a section dict (``train={"seed": 1}``), ``data=``
-the data folder; a :class:`~medtl.config.Config` or YAML path may come first. No call
+the data folder; a :class:`~medtl.configuration.loading.Config` or YAML path may come first. No call
 changes process-wide state: warnings are scoped to the call, ``train.threads`` holds for
 the call only; the allocator tuning and a process-wide thread count are opt-in
 (:func:`configure_cpu`, applied by the ``medtl`` command).
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from medtl.config import Config
-    from medtl.predict import Predictor
+    from medtl.configuration.loading import Config
+    from medtl.inference.predictor import Predictor
 
 __all__ = [
     "train",
@@ -64,10 +64,10 @@ def train(
     ``settings`` as in the module docstring, e.g. ``train(data="phantoms", epochs=1)``.
     ``resume=RUN`` continues that run from its own config (``epochs=`` may extend it).
     """
-    from medtl.config import Config
-    from medtl.settings import config_from_settings
-    from medtl.training import resume_config
-    from medtl.training import train as run_training
+    from medtl.configuration.loading import Config
+    from medtl.configuration.settings import config_from_settings
+    from medtl.training.fit import resume_config
+    from medtl.training.fit import train as run_training
 
     if "resume" in settings and config is None:
         config = resume_config(settings.pop("resume"))
@@ -83,18 +83,18 @@ def evaluate(
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate a run; returns the summary. ``options``: those of
-    :func:`medtl.evaluate.evaluate` (``split``, ``tta``, ``save_images``, ``plots``,
+    :func:`medtl.evaluation.evaluate.evaluate` (``split``, ``tta``, ``save_images``, ``plots``,
     ``optimise``) and where it runs as keywords (``devices=2``, ``threads=1`` =
     ``train.devices``, ``train.threads``; the run's own settings are not changed).
 
     ``config=N`` (rank, cell id or cell folder; ``run`` is then a comparison folder) or a
     cell folder as ``run`` evaluates the configuration's fold ensemble
-    (:mod:`medtl.compare.ensemble`; options ``split``, ``tta``, ``save_images``, ``plots``,
+    (:mod:`medtl.comparison.ensemble`; options ``split``, ``tta``, ``save_images``, ``plots``,
     ``strict``). After ``decide=Decisions(calibrate=True)`` a graph in ``RUN/export`` that
-    holds another temperature is named in a warning (:func:`medtl.export.stale_exports`)."""
-    from medtl.compare.ensemble import evaluate_ensemble, is_cell_folder
-    from medtl.eval_processes import PROCESS_KEYS
-    from medtl.evaluate import evaluate as run_evaluate
+    holds another temperature is named in a warning (:func:`medtl.exporting.stale_exports`)."""
+    from medtl.comparison.ensemble import evaluate_ensemble, is_cell_folder
+    from medtl.evaluation.evaluate import evaluate as run_evaluate
+    from medtl.evaluation.processes import PROCESS_KEYS
 
     config, strict = options.pop("config", None), options.pop("strict", False)
     if config is not None or is_cell_folder(run):
@@ -103,7 +103,7 @@ def evaluate(
     process = [f"train.{k}={options.pop(k)}" for k in list(options) if f"train.{k}" in PROCESS_KEYS]
     summary = run_evaluate(run, data, overrides=[*(overrides or []), *process], **options)
     if getattr(options.get("decide"), "calibrate", False) and not summary.get("rank"):
-        from medtl.export import warn_stale_exports
+        from medtl.exporting import warn_stale_exports
 
         warn_stale_exports(run)  # a RUN/export graph holding another temperature: one line each
     return summary
@@ -113,11 +113,11 @@ def predict(
     run: str | Path, inputs: list[str | Path], out: str | Path, **options: Any
 ) -> list[str]:
     """Predict image files into ``out`` (masks, overlays, predictions.csv); returns the paths.
-    ``options``: ``tta``, ``optimise``, ``batch_size`` (:func:`medtl.predict.predict`).
+    ``options``: ``tta``, ``optimise``, ``batch_size`` (:func:`medtl.inference.predictor.predict`).
     For images in memory use :func:`load`. ``config=N`` (``run`` a comparison folder) or a
     cell folder as ``run``: the fold ensemble (options ``tta``, ``batch_size``, ``strict``)."""
-    from medtl.compare.ensemble import is_cell_folder, predict_ensemble
-    from medtl.predict import predict as run_predict
+    from medtl.comparison.ensemble import is_cell_folder, predict_ensemble
+    from medtl.inference.predictor import predict as run_predict
 
     config, strict = options.pop("config", None), options.pop("strict", False)
     if config is not None or is_cell_folder(run):
@@ -128,7 +128,7 @@ def predict(
 
 def load(run: str | Path, optimise: bool = True, tta: bool = False) -> Predictor:
     """A run's model in memory: ``load(RUN).predict(image)`` -> mask / probabilities / label."""
-    from medtl.predict import load as load_predictor
+    from medtl.inference.predictor import load as load_predictor
 
     return load_predictor(run, optimise=optimise, tta=tta)
 
@@ -142,23 +142,23 @@ def explain(
     layer: str | None = None,
 ) -> list[str]:
     """Grad-CAM maps of image files into ``out`` (``<name>_cam.png`` / ``.npy``); returns
-    the paths (see :mod:`medtl.explain`; needs the ``[explain]`` extra)."""
-    from medtl.explain import explain as run_explain
+    the paths (see :mod:`medtl.inference.explain`; needs the ``[explain]`` extra)."""
+    from medtl.inference.explain import explain as run_explain
 
     return run_explain(run, inputs, out, method=method, target=target, layer=layer)
 
 
 def app(run: str | Path, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
-    """Serve the run as a Gradio page on ``host:port`` (see :mod:`medtl.app`; needs the
+    """Serve the run as a Gradio page on ``host:port`` (see :mod:`medtl.apps.gradio_app`; needs the
     ``[app]`` extra); ``block=False`` returns the running app (``.close()`` stops it)."""
-    from medtl.app import serve
+    from medtl.apps.gradio_app import serve
 
     return serve(run, host=host, port=port, block=block)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """A few human lines of an evaluation summary (see :func:`medtl.evaluate.format_summary`)."""
-    from medtl.evaluate import format_summary as fmt
+    """A few human lines of an evaluation summary (see :func:`medtl.evaluation.evaluate.format_summary`)."""
+    from medtl.evaluation.evaluate import format_summary as fmt
 
     return fmt(summary)
 
@@ -168,8 +168,8 @@ def load_config(
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> Config:
-    """:func:`medtl.config.load_config`: defaults, a YAML file, ``key=value`` strings."""
-    from medtl.config import load_config as load
+    """:func:`medtl.configuration.loading.load_config`: defaults, a YAML file, ``key=value`` strings."""
+    from medtl.configuration.loading import load_config as load
 
     return load(file, overrides, base)
 
@@ -177,8 +177,8 @@ def load_config(
 def configure_cpu(threads: int | None = 0, allocator: str = "tuned") -> None:
     """Opt in to medtl's process-wide CPU settings (what the CLI applies): intra-op
     ``threads`` (0 = every core, None = unchanged) and the glibc ``allocator`` tuning
-    (see :mod:`medtl.engine.cpu`)."""
-    from medtl.engine.cpu import configure_cpu as configure
+    (see :mod:`medtl.runtime.cpu`)."""
+    from medtl.runtime.cpu import configure_cpu as configure
 
     configure(threads, allocator)
 
@@ -193,7 +193,7 @@ def synth(
 ) -> Path:
     """Write the phantom data set (``class_masks`` with masks, or ``imagefolder`` without);
     ``labels=N`` (1-3) writes ``images/`` + ``masks/`` label maps instead (lesion, rings)."""
-    from medtl.data.synthetic import make_imagefolder, make_label_phantoms, make_phantoms
+    from medtl.data.phantoms import make_imagefolder, make_label_phantoms, make_phantoms
 
     if labels:
         return make_label_phantoms(out, n=n, size=size, seed=seed, labels=labels)
@@ -204,8 +204,8 @@ def synth(
 
 
 def audit(data: str | Path, layout: str = "auto") -> Any:
-    """Audit a data folder (see :mod:`medtl.data.audit`)."""
-    from medtl.data.audit import audit as run_audit
+    """Audit a data folder (see :mod:`medtl.data.audit.report`)."""
+    from medtl.data.audit.report import audit as run_audit
 
     return run_audit(data, layout=layout)
 
@@ -215,7 +215,7 @@ def audit_preview(
 ) -> Path:
     """A PNG grid of ``n`` sample images with mask outlines per class (``medtl audit
     --preview``); ``out`` defaults to ``DATA_preview.png`` beside the data folder."""
-    from medtl.data.preview import write_preview
+    from medtl.plots.preview import write_preview
 
     return write_preview(data, out, layout=layout, n=n)
 
@@ -228,9 +228,9 @@ def slices(
     window: str | None = None,
 ) -> dict[str, Any]:
     """Write a ``volumes`` data set as PNG slices, masks and ``OUT/slices.csv`` (group =
-    volume id); see :func:`medtl.data.volumes.write_slices`."""
-    from medtl.data.dicom import parse_window
-    from medtl.data.volumes import write_slices
+    volume id); see :func:`medtl.data.readers.volumes.write_slices`."""
+    from medtl.data.readers.dicom import parse_window
+    from medtl.data.readers.volumes import write_slices
 
     return write_slices(volumes, out, slice_axis, empty_slice_fraction, parse_window(window))
 
@@ -261,7 +261,7 @@ def models_table() -> str:
 
 def demo(out: str | Path = "demo_runs", quick: bool = False) -> dict[str, Any]:
     """The main job on the phantoms: frozen vs fine-tuned pretrained EfficientNet-Lite0 U-Net."""
-    from medtl.demo import run_demo
+    from medtl.apps.demo import run_demo
 
     return run_demo(Path(out), quick=quick)
 
@@ -277,13 +277,13 @@ def compare(
     cells: list[list[str]] | None = None,
     test_fraction: float | None = None,
 ) -> Path:
-    """Train every cell of ``grid`` on identical splits/folds; see :mod:`medtl.compare`.
+    """Train every cell of ``grid`` on identical splits/folds; see :mod:`medtl.comparison`.
 
     ``cells`` lists the configurations explicitly (each a list of ``key=value``) instead of
     the cartesian product of ``grid``. ``test_fraction``: the share held out of the folds
     as a test split (default ``data.test_fraction``; 0: none, every image in the folds).
     """
-    from medtl.compare import compare as run_compare
+    from medtl.comparison import compare as run_compare
 
     return run_compare(
         base,
@@ -301,7 +301,7 @@ def compare(
 def collect(out: str | Path, quiet: bool = False, write: bool = True) -> dict[str, Any]:
     """Merge the finished cells of a comparison folder (e.g. after ``--shard`` runs);
     ``write=False`` only returns the results."""
-    from medtl.compare import collect as run_collect
+    from medtl.comparison import collect as run_collect
 
     if write:
         return run_collect(Path(out), quiet=quiet)
@@ -310,7 +310,7 @@ def collect(out: str | Path, quiet: bool = False, write: bool = True) -> dict[st
 
 def report(path: str | Path) -> Path:
     """Write ``report.html`` for a run or comparison folder; returns its path."""
-    from medtl.report import write_report
+    from medtl.reporting import write_report
 
     return write_report(Path(path))
 
@@ -323,11 +323,11 @@ def export(
     out: str | Path | None = None,
     strict: bool = False,
 ) -> dict[str, Any]:
-    """ONNX export with a parity check (and optional int8); see :mod:`medtl.export`.
+    """ONNX export with a parity check (and optional int8); see :mod:`medtl.exporting`.
     ``config=N`` (``run`` a comparison folder) or a cell folder as ``run``: one graph of the
-    configuration's fold ensemble (:func:`medtl.export.export_ensemble`)."""
-    from medtl.compare.ensemble import is_cell_folder
-    from medtl.export import export_ensemble, export_onnx
+    configuration's fold ensemble (:func:`medtl.exporting.export_ensemble`)."""
+    from medtl.comparison.ensemble import is_cell_folder
+    from medtl.exporting import export_ensemble, export_onnx
 
     if config is not None or is_cell_folder(run):
         return export_ensemble(run, config, out=out, opset=opset, strict=strict, int8=int8)
@@ -339,7 +339,7 @@ def config(
 ) -> Config:
     """A validated Config from ``key=value`` strings, a YAML file and keyword ``settings``
     (as :func:`train` takes them), without training."""
-    from medtl.settings import config_from_settings
+    from medtl.configuration.settings import config_from_settings
 
     cfg = load_config(file, overrides)
     return config_from_settings(cfg, **settings) if settings else cfg

@@ -1,4 +1,4 @@
-"""Tests for medtl.data.audit on tiny synthetic folders (and BUSI when present)."""
+"""Tests for medtl.data.audit.report on tiny synthetic folders (and BUSI when present)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.data.audit import audit
+from medtl.data.audit.report import audit
 from tests.data.conftest import SIZE, near_copy, save, smooth_image
 
 BUSI = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "busi"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.cli import main
-from medtl.data.audit import audit
-from medtl.data.audit_masks import RARE_IMAGES
-from medtl.data.synthetic import make_label_phantoms
+from medtl.cli.parser import main
+from medtl.data.audit.masks import RARE_IMAGES
+from medtl.data.audit.report import audit
+from medtl.data.phantoms import make_label_phantoms
 from tests.data.conftest import save, smooth_image
 
 
@@ -85,8 +85,8 @@ def test_rare_label_is_flagged(tmp_path: Path) -> None:
 
 def test_ambiguous_masks_give_the_line_train_gives(tmp_path: Path) -> None:
     from medtl.data.layouts import discover
-    from medtl.data.mask_scan import resolve
-    from medtl.errors import DataError
+    from medtl.data.masks.scan import resolve
+    from medtl.utils.errors import DataError
 
     root = tmp_path / "d"
     for i in range(3):

@@ -13,12 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from medtl.data import disk_cache, io
-from medtl.data.cache import CACHE_ENV, cached_samples, fingerprint, reuse_decoded
+from medtl.data.cache import disk as disk_cache
+from medtl.data.cache.decode import DecodeSpec
+from medtl.data.cache.modes import CACHE_ENV, cached_samples, fingerprint, reuse_decoded
 from medtl.data.dataset import CachedDataset
-from medtl.data.decode import DecodeSpec
 from medtl.data.layouts import discover
-from medtl.errors import DataError
+from medtl.data.readers import io
+from medtl.utils.errors import DataError
 from tests.conftest import TINY, record_calls, train_tiny
 
 SPEC = DecodeSpec(size=32, with_masks=True)
@@ -26,14 +27,14 @@ SPEC = DecodeSpec(size=32, with_masks=True)
 
 @pytest.fixture
 def decodes(monkeypatch) -> list[str]:
-    """Every image decode (:func:`medtl.data.io.read_image`) from now on, by path."""
+    """Every image decode (:func:`medtl.data.readers.io.read_image`) from now on, by path."""
     return record_calls(monkeypatch, io, "read_image")
 
 
 @pytest.fixture
 def data(tmp_path) -> Path:
     """Six phantoms of this test's own (the tests change files)."""
-    from medtl.data.synthetic import make_phantoms
+    from medtl.data.phantoms import make_phantoms
 
     return make_phantoms(tmp_path / "data", n=6, size=32, seed=1)
 
@@ -71,8 +72,8 @@ def test_second_training_with_the_disk_cache_decodes_nothing(phantoms, tmp_path,
 
 @pytest.mark.slow
 def test_comparison_decodes_each_image_once(tmp_path, decodes):
-    from medtl.compare import compare
-    from medtl.data.synthetic import make_phantoms
+    from medtl.comparison import compare
+    from medtl.data.phantoms import make_phantoms
 
     root = make_phantoms(tmp_path / "ph", n=12, size=32, seed=0)
     decodes.clear()
@@ -183,7 +184,7 @@ def test_streaming_decodes_per_access_and_equals_memory(data, decodes):
 
 
 def test_prepare_in_each_mode_gives_the_same_rows(data, cache_dir):
-    from medtl.config import load_config
+    from medtl.configuration.loading import load_config
     from medtl.data.pipeline import prepare
 
     got = {
@@ -196,8 +197,8 @@ def test_prepare_in_each_mode_gives_the_same_rows(data, cache_dir):
 
 
 def test_cache_setting_values():
-    from medtl.config import load_config
-    from medtl.errors import ConfigError
+    from medtl.configuration.loading import load_config
+    from medtl.utils.errors import ConfigError
 
     assert load_config().data.cache == "memory" and load_config().data.cache_dir is None
     assert load_config(overrides=["data.cache=disk"]).data.cache == "disk"

@@ -6,8 +6,8 @@ import torch
 
 from medtl.data.dataset import SampleCache
 from medtl.data.dedup import hashes_of
-from medtl.data.io import read_image, read_mask
 from medtl.data.layouts import discover
+from medtl.data.readers.io import read_image, read_mask
 from medtl.data.transforms import resize_pair
 
 

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("pydicom")
 
-from medtl.data import dicom  # noqa: E402
-from medtl.data.io import pixel_spacing, read_image  # noqa: E402
 from medtl.data.layouts import discover  # noqa: E402
-from medtl.errors import ConfigError, DataError  # noqa: E402
+from medtl.data.readers import dicom  # noqa: E402
+from medtl.data.readers.io import pixel_spacing, read_image  # noqa: E402
+from medtl.utils.errors import ConfigError, DataError  # noqa: E402
 from tests.data.medical import ramp, write_dicom  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def test_multiframe_as_slices(tmp_path):
     assert str(ds.samples[1].image) == f"{img}@f0001.slice"
     mids = [read_image(s.image, fallback=(500.5, 1001))[5, 5, 0] for s in ds.samples]
     assert mids[0] == 0 and 100 < mids[1] < 155 and mids[2] == 255
-    from medtl.data.io import read_mask
+    from medtl.data.readers.io import read_mask
 
     assert not read_mask(ds.samples[0].masks, (10, 12))[5, 5]
     assert read_mask(ds.samples[2].masks, (10, 12))[5, 5]
@@ -139,8 +139,8 @@ def test_parse_window():
 
 
 def test_pipeline_sets_one_window_for_a_dicom_data_set(tmp_path):
-    from medtl.config import Config
-    from medtl.data.audit import audit
+    from medtl.configuration.loading import Config
+    from medtl.data.audit.report import audit
     from medtl.data.pipeline import load_samples
 
     for cls, hi in (("benign", 1000), ("malignant", 3000)):

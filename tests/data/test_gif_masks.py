@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.data.file_checks import other_files
-from medtl.data.io import read_array, read_mask
+from medtl.data.audit.files import other_files
 from medtl.data.layouts import MASK_EXTS, discover
+from medtl.data.readers.io import read_array, read_mask
 
 SIZE = (20, 30)  # (H, W)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from medtl.config import Config
+from medtl.configuration.loading import Config
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample
 from medtl.data.pipeline import apply_names_and_intensity, load_samples
 from medtl.data.splits import make_splits
-from medtl.errors import ConfigError, DataError
+from medtl.utils.errors import ConfigError, DataError
 from tests.data.conftest import save, smooth_image
 
 
@@ -114,7 +114,7 @@ def test_pipeline_keeps_a_patients_slices_together(tmp_path):
     assert ds.grouping["source"] == "none" and all(s.group is None for s in ds.samples)
 
 
-@pytest.mark.parametrize("module", ["dicom", "groups", "refs", "volumes"])
+@pytest.mark.parametrize("module", ["readers.dicom", "groups", "refs", "readers.volumes"])
 def test_module_docstring_examples_run(module):
     import doctest
     import importlib

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.data.io import binarise_mask, read_array, read_image, read_mask, to_uint8
-from medtl.errors import DataError
+from medtl.data.readers.io import binarise_mask, read_array, read_image, read_mask, to_uint8
+from medtl.utils.errors import DataError
 
 H, W = 32, 40
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from medtl.data.layouts import Sample, discover, mask_stem
-from medtl.errors import DataError
+from medtl.utils.errors import DataError
 
 
 def _png(path: Path, value: int = 0, size: int = 32) -> Path:

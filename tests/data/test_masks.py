@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.data.io import read_mask
-from medtl.data.mask_scan import resolve
-from medtl.data.masks import MaskScheme, parse_colors, parse_labels, scheme_from_config
-from medtl.errors import DataError
+from medtl.data.masks.scan import resolve
+from medtl.data.masks.scheme import MaskScheme, parse_colors, parse_labels, scheme_from_config
+from medtl.data.readers.io import read_mask
+from medtl.utils.errors import DataError
 
 
 class Cfg:

@@ -10,11 +10,11 @@ import time
 import pytest
 import torch
 
-from medtl.data import parallel
-from medtl.data.audit import audit
-from medtl.data.cache import cached_samples
-from medtl.data.decode import DecodeSpec, read_originals
+from medtl.data.audit.report import audit
+from medtl.data.cache.decode import DecodeSpec, read_originals
+from medtl.data.cache.modes import cached_samples
 from medtl.data.layouts import discover
+from medtl.utils import parallel
 
 
 def test_imap_ordered_keeps_order_and_raises_the_first_error_in_order():
@@ -99,8 +99,8 @@ def test_docstring_example_runs():
 
 _FORKED_AUDIT = """
 import json, os, sys
-from medtl.data.audit import audit
-from medtl.data.parallel import fork_is_safe, imap_ordered
+from medtl.data.audit.report import audit
+from medtl.utils.parallel import fork_is_safe, imap_ordered
 
 def pid(i):
     return i * i, os.getpid()
@@ -160,8 +160,8 @@ def test_cache_fill_forks_workers_with_one_torch_thread(phantoms, tmp_path, monk
     import os
     import shutil
 
-    from medtl.data import decode
-    from medtl.errors import DataError
+    from medtl.data.cache import decode
+    from medtl.utils.errors import DataError
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -10,7 +10,7 @@ import pytest
 
 from medtl.data.layouts import Sample
 from medtl.data.splits import kfold, load_splits, make_splits, save_splits
-from medtl.errors import DataError
+from medtl.utils.errors import DataError
 
 
 def _samples(n, labels=None, groups=None, splits=None, masks=False):

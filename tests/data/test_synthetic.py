@@ -1,4 +1,4 @@
-"""Tests for the phantom generator (medtl.data.synthetic)."""
+"""Tests for the phantom generator (medtl.data.phantoms)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from PIL import Image
 from scipy import ndimage
 
 from medtl.data.layouts import discover
-from medtl.data.synthetic import (
+from medtl.data.phantoms import (
     CLASSES,
     class_counts,
     make_imagefolder,
     make_phantoms,
     phantom_sample,
 )
-from medtl.errors import MedtlError
+from medtl.utils.errors import MedtlError
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -8,11 +8,11 @@ import pytest
 
 pytest.importorskip("nibabel")
 
-from medtl.data import volumes  # noqa: E402
-from medtl.data.io import pixel_spacing, read_image, read_mask  # noqa: E402
 from medtl.data.layouts import discover  # noqa: E402
+from medtl.data.readers import volumes  # noqa: E402
+from medtl.data.readers.io import pixel_spacing, read_image, read_mask  # noqa: E402
 from medtl.data.splits import make_splits  # noqa: E402
-from medtl.errors import DataError  # noqa: E402
+from medtl.utils.errors import DataError  # noqa: E402
 from tests.data.medical import write_nifti  # noqa: E402
 
 SHAPE = (12, 10, 8)  # non-isotropic: zooms 0.7 x 0.9 x 3.0 mm

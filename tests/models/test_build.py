@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import medtl.models.build as build
-from medtl.errors import ConfigError
 from medtl.models.build import ARCHS, DILATED_ARCHS, build_model
 from medtl.models.encoders import ENCODERS, create_encoder
+from medtl.utils.errors import ConfigError
 
 
 @functools.cache

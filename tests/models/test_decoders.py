@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtl.errors import ConfigError
 from medtl.models import decoders
 from medtl.models.decoders import (
     DECODERS,
@@ -23,6 +22,7 @@ from medtl.models.decoders import (
 )
 from medtl.models.decoders import fcn as fcn_module
 from medtl.models.decoders import light as light_module
+from medtl.utils.errors import ConfigError
 
 ENCODERS = ["resnet18", "vgg16_bn", "mobilenet_v2", "densenet121"]
 SIZE = 64

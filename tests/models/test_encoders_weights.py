@@ -13,13 +13,13 @@ import torchvision
 from matplotlib import cbook
 from PIL import Image
 
-from medtl.errors import ConfigError, WeightsError
 from medtl.models import encoders as enc_mod
 from medtl.models.encoders import create_encoder, describe_encoders, encoder_channels
 from medtl.models.registry import ENCODERS, get_encoder_spec
 from medtl.models.stages import encoder_stages
 from medtl.models.weight_keys import efficientnet_lite_to_timm, map_state_dict
 from medtl.models.weights import load_state_dict_file, resolve_weights
+from medtl.utils.errors import ConfigError, WeightsError
 
 MILITARY_UNIFORM = 652  # ImageNet class of Grace Hopper's portrait
 

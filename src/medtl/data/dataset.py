@@ -1,7 +1,7 @@
 """Torch datasets over decoded, resized, cached samples.
 
-Every sample is decoded and resized once (:class:`medtl.data.decode.SampleCache`, placed by
-``data.cache``: :mod:`medtl.data.cache`) to uint8 tensors, so epochs after the first never
+Every sample is decoded and resized once (:class:`medtl.data.cache.decode.SampleCache`, placed by
+``data.cache``: :mod:`medtl.data.cache.modes`) to uint8 tensors, so epochs after the first never
 touch PNG/JPEG decoding; augmentation runs on the cached tensors.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from medtl.data.decode import SampleCache
+from medtl.data.cache.decode import SampleCache
 from medtl.data.layouts import Sample
 from medtl.data.transforms import apply_augment, build_augment, to_float
 

@@ -1,7 +1,7 @@
 """Duplicate images: two hashes per image, near pairs, and the groups training keeps together.
 
 Training (:func:`medtl.data.pipeline.prepare`, ``data.group_duplicates``) puts every group
-in one split; :mod:`medtl.data.audit` reports them. Each image gets (see :func:`image_hashes`):
+in one split; :mod:`medtl.data.audit.report` reports them. Each image gets (see :func:`image_hashes`):
 
 - an **exact** hash: sha1 of the decoded ``uint8 (H, W, 3)`` pixels and their shape, so a
   byte-identical copy, or the same pixels saved in another format, collide;
@@ -39,9 +39,9 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-from medtl.data import io
 from medtl.data.layouts import Sample
-from medtl.data.parallel import map_ordered
+from medtl.data.readers import io
+from medtl.utils.parallel import map_ordered
 
 NEAR_DUP_MAX_DISTANCE = 4
 """Largest pHash Hamming distance (of 64 bits) at which two images count as near-duplicates."""
@@ -99,7 +99,7 @@ def hashes_of(rgb: np.ndarray) -> tuple[str, int]:
 def image_hashes(samples: Sequence[Sample]) -> list[tuple[str, int]]:
     """Per sample ``(exact_sha1_hex, phash64)`` of its image (decoded with ``read_image``,
     on the decoding threads). Training takes them from its own decode instead
-    (:attr:`medtl.data.decode.SampleCache.hashes`).
+    (:attr:`medtl.data.cache.decode.SampleCache.hashes`).
 
     Raises DataError naming the file when an image cannot be read.
     """

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from medtl.data.layouts import Sample
-from medtl.errors import ConfigError, DataError
+from medtl.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("medtl")
 

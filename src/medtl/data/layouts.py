@@ -13,7 +13,7 @@ Layouts (``data.layout``; ``auto`` tries them in this order):
 - ``imagefolder``: ``<class>/*.png`` without masks (classification), optionally below
   ``train/`` / ``test/``.
 - ``volumes``: ``images/`` + ``labels/`` NIfTI volumes with matching names, read as 2D
-  slices (rules in :mod:`medtl.data.volumes`); every slice of a volume in one group.
+  slices (rules in :mod:`medtl.data.readers.volumes`); every slice of a volume in one group.
 
 Masks may be any of :data:`MASK_EXTS` (.png .jpg .jpeg .tif .tiff .bmp .dcm .gif), e.g.
 ``train/car_01.jpg`` + ``train_masks/car_01_mask.gif``.
@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from medtl.errors import DataError
+from medtl.utils.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 #: what a mask file may be: any image type, and GIF (``<name>_mask.gif``, as in car and
-#: medical sets with that layout; :func:`medtl.data.io.read_array` reads its colours)
+#: medical sets with that layout; :func:`medtl.data.readers.io.read_array` reads its colours)
 MASK_EXTS = (*IMAGE_EXTS, ".gif")
 SPLIT_DIRS = ("train", "val", "test")
 #: ``fullmatch`` with DOTALL: a stem may hold any character, a newline included (issue 17)
@@ -78,9 +78,9 @@ class Dataset:
     window: tuple[float, float] | None = None
     """The (centre, width) DICOM/volume window in force (``data.window``), or None."""
     fallback_window: tuple[float, float] | None = None
-    """The data-set-wide window for DICOMs without one (:func:`medtl.data.dicom.dataset_range`)."""
+    """The data-set-wide window for DICOMs without one (:func:`medtl.data.readers.dicom.dataset_range`)."""
     mask_scheme: object = None
-    """What the masks mean (:class:`medtl.data.masks.MaskScheme`, ``data.mask_mode``), or None."""
+    """What the masks mean (:class:`medtl.data.masks.scheme.MaskScheme`, ``data.mask_mode``), or None."""
 
     @property
     def has_masks(self) -> bool:
@@ -254,7 +254,7 @@ def discover_csv(root: Path) -> tuple[list[Sample], list[str]]:
                     label=(row.get("label") or "").strip() or None,
                     group=(row.get("group") or "").strip() or None,
                     split=split,
-                    # pixel size in mm, "0.7" or "0.7x0.8" (medtl.seg_eval.parse_spacing)
+                    # pixel size in mm, "0.7" or "0.7x0.8" (medtl.evaluation.segmentation.parse_spacing)
                     meta={"spacing": s} if (s := (row.get("spacing") or "").strip()) else {},
                 )
             )
@@ -265,7 +265,7 @@ def discover_volumes(
     root: Path, slice_axis: int = 2, empty_slice_fraction: float = 1.0
 ) -> tuple[list[Sample], list[str]]:
     """The ``volumes`` layout: one sample per kept slice, grouped by volume id."""
-    from medtl.data.volumes import find_volumes, volume_slices
+    from medtl.data.readers.volumes import find_volumes, volume_slices
 
     samples: list[Sample] = []
     problems: list[str] = []
@@ -283,7 +283,7 @@ def discover_volumes(
 
 def expand_frames(samples: list[Sample]) -> list[Sample]:
     """Multi-frame DICOM samples -> one sample per frame (group = the file, unless set)."""
-    from medtl.data.dicom import n_frames
+    from medtl.data.readers.dicom import n_frames
     from medtl.data.refs import slice_ref
 
     out: list[Sample] = []
@@ -326,7 +326,7 @@ def _detect(root: Path) -> str | None:
     for base, _ in _split_roots(root):
         if (base / "images").is_dir() and (base / "masks").is_dir():
             return "paired"
-    from medtl.data.volumes import is_volume
+    from medtl.data.readers.volumes import is_volume
 
     for base, _ in _split_roots(root):
         if (base / "images").is_dir() and any(is_volume(p) for p in (base / "images").iterdir()):

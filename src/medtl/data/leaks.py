@@ -3,7 +3,7 @@
 medtl's own splits never leak (duplicate groups stay on one side, :mod:`medtl.data.dedup`),
 but a data set's pre-made ``train/``/``test/`` folders can: a public MRI set ships 594
 duplicate groups spanning them. Training finds these images with the hashes its decode
-already computed (:attr:`medtl.data.decode.SampleCache.hashes`: exact sha1 and pHash within
+already computed (:attr:`medtl.data.cache.decode.SampleCache.hashes`: exact sha1 and pHash within
 ``NEAR_DUP_MAX_DISTANCE``), logs their number in train.log and writes ``RUN/leaks.json``;
 evaluation then reports the full split and, beside it, the leak-free subset.
 
@@ -25,23 +25,18 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from medtl.data.dedup import duplicate_groups
 from medtl.data.layouts import Sample
-from medtl.io_utils import atomic_write_json
-from medtl.metrics import aggregate
+from medtl.utils.files import atomic_write_json
 
 __all__ = [
     "LEAKS_FILE",
     "POLICIES",
     "apply_policy",
-    "leak_free_lines",
-    "leak_free_summary",
     "leaked_images",
     "write_leaks",
 ]
@@ -100,36 +95,3 @@ def write_leaks(
     else:
         log.info(line)
     return doc
-
-
-def leak_free_summary(run: Path, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """``{"leak_free": {...}}`` for ``split`` of ``run`` when ``RUN/leaks.json`` lists
-    leaked images in it: the number left, the number leaked and Dice/IoU (or accuracy)
-    over the images without a duplicate in train; ``{}`` otherwise."""
-    path = Path(run) / LEAKS_FILE
-    if not path.is_file():
-        return {}
-    leaked = set(json.loads(path.read_text(encoding="utf-8")).get(split) or [])
-    if not leaked:
-        return {}
-    clean = [r for r in rows if r["image"] not in leaked]
-    out: dict[str, Any] = {"n_images": len(clean), "n_leaked": len(rows) - len(clean)}
-    for key in ("dice", "iou"):
-        if rows and key in rows[0]:
-            out[key] = aggregate([r[key] for r in clean])
-    if rows and "prediction" in rows[0]:
-        known = [r for r in clean if r.get("class")]
-        out["accuracy"] = aggregate([float(r["prediction"] == r["class"]) for r in known])
-    return {"leak_free": out}
-
-
-def leak_free_lines(summary: dict[str, Any]) -> list[str]:
-    """The console line of a summary's leak-free subset (none without one)."""
-    lf = summary.get("leak_free")
-    if not lf:
-        return []
-    got = ", ".join(f"{k} {lf[k]['mean']:.4f}" for k in ("dice", "iou", "accuracy") if k in lf)
-    return [
-        f"  leak-free subset: {lf['n_images']} images ({lf['n_leaked']} with a duplicate in "
-        f"train left out): {got}"
-    ]

@@ -9,14 +9,14 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from medtl.config import Config
-from medtl.data.cache import cached_samples, reuse_decoded
+from medtl.configuration.loading import Config
+from medtl.data.cache.decode import DecodeSpec
+from medtl.data.cache.modes import cached_samples, reuse_decoded
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
-from medtl.data.decode import DecodeSpec
 from medtl.data.layouts import Dataset, discover
-from medtl.data.mask_scan import resolve_into
+from medtl.data.masks.scan import resolve_into
 from medtl.data.samplers import EpochSeededSampler, ShardedEvalSampler
-from medtl.errors import DataError
+from medtl.utils.errors import DataError
 
 log = logging.getLogger("medtl")
 
@@ -41,7 +41,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
 
     In mask tasks an image without a mask (or a mask without an image) is an error naming
     the file; for classification the labels must name at least two classes. The hashes
-    come from :func:`decoded`: inside :func:`medtl.data.cache.reuse_decoded` (as in
+    come from :func:`decoded`: inside :func:`medtl.data.cache.modes.reuse_decoded` (as in
     :func:`prepare`) that decode is the one the loaders use.
     """
     root = root or cfg.data.root
@@ -87,7 +87,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
 
 def decoded(cfg: Config, ds: Dataset) -> SampleCache:
     """``ds``'s samples decoded at ``data.image_size`` into the ``data.cache`` mode (or
-    the decode reused, see :func:`medtl.data.cache.cached_samples`)."""
+    the decode reused, see :func:`medtl.data.cache.modes.cached_samples`)."""
     spec = DecodeSpec(
         cfg.data.image_size,
         needs_masks(cfg.task) or ds.has_masks,
@@ -105,11 +105,11 @@ def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: st
 
     ``group_pattern``: a regex (first group = patient id), None for auto-detection, or
     ``"none"`` to switch names off. ``window``: ``"C,W"`` or a preset name
-    (:data:`medtl.data.dicom.WINDOW_PRESETS`). Without a window, DICOMs that carry none are
-    scaled by one data-set-wide range (:func:`medtl.data.dicom.dataset_range`).
+    (:data:`medtl.data.readers.dicom.WINDOW_PRESETS`). Without a window, DICOMs that carry none are
+    scaled by one data-set-wide range (:func:`medtl.data.readers.dicom.dataset_range`).
     """
-    from medtl.data.dicom import dataset_range, parse_window
     from medtl.data.groups import group_by_names
+    from medtl.data.readers.dicom import dataset_range, parse_window
     from medtl.data.refs import source_file
 
     off = str(group_pattern or "").strip().lower() == "none"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from medtl.data.layouts import Sample
-from medtl.errors import DataError
-from medtl.io_utils import atomic_write_json
+from medtl.utils.errors import DataError
+from medtl.utils.files import atomic_write_json
 
 
 def _strata(samples: Sequence[Sample]) -> list[str]:

@@ -20,7 +20,7 @@ One definition per place, written in each module's docstring:
   the bootstrap p only with >= 20 pairs) and the Holm correction.
 
 The vectorised torch versions used inside the training loop live in
-:mod:`medtl.engine.metrics` and equal these definitions.
+:mod:`medtl.training.metrics` and equal these definitions.
 
 Example:
     >>> from medtl.metrics import aggregate, seg_scores

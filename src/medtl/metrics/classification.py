@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from medtl.errors import MedtlError
 from medtl.metrics.calibration import ECE_BINS, expected_calibration_error
 from medtl.metrics.diagnostic import one_vs_rest
+from medtl.utils.errors import MedtlError
 
 __all__ = [
     "auroc_binary",

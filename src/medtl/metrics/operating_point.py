@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from medtl.errors import ConfigError
 from medtl.metrics.diagnostic import one_vs_rest
+from medtl.utils.errors import ConfigError
 
 __all__ = ["RULES", "at_threshold", "choose_threshold", "rule_name"]
 

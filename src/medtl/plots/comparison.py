@@ -1,6 +1,6 @@
 """Figures of a comparison (``medtl compare``): one row or line per configuration.
 
-Each takes the collected results (``medtl.compare.collect``) and returns a Figure; the
+Each takes the collected results (``medtl.comparison.collect``) and returns a Figure; the
 comparison report embeds them.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from medtl.io_utils import to_float
 from medtl.plots.common import PALETTE, new_figure, note
+from medtl.utils.files import to_float
 
 
 def _labels(configs: Sequence[Mapping[str, Any]], width: int = 60) -> list[str]:

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from medtl.errors import MedtlError
-from medtl.io_utils import to_float
 from medtl.plots.common import PALETTE, new_figure, note, save_figure
+from medtl.utils.errors import MedtlError
+from medtl.utils.files import to_float
 
 SPLIT_COLOURS = {"train": PALETTE[0], "val": PALETTE[1]}
 LOSS_STYLES = {"loss": "-", "seg_loss": "--", "cls_loss": ":"}

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from medtl.io_utils import atomic_write
 from medtl.plots.common import as_display
+from medtl.utils.files import atomic_write
 
 MAX_GIF_FRAMES = 24
 CAPTION_HEIGHT = 22

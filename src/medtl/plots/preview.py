@@ -87,3 +87,25 @@ def dataset_preview_plot(
 ) -> Path:
     """:func:`dataset_preview_figure` saved as a PNG at ``out``; returns the path."""
     return save_figure(dataset_preview_figure(images, masks, labels, titles, heading), out)
+
+
+def write_preview(
+    root: str | Path,
+    out: str | Path | None = None,
+    layout: str = "auto",
+    n: int = 16,
+    seed: int = 0,
+) -> Path:
+    """``medtl audit DATA --preview``: the preview grid of the data set under ``root`` written
+    to ``out`` (default ``DATA_preview.png`` beside it); returns the path.
+
+    Example::
+
+        >>> write_preview("Dataset_BUSI_with_GT").name     # doctest: +SKIP
+        'Dataset_BUSI_with_GT_preview.png'
+    """
+    from medtl.data.audit.preview import preview_path, preview_samples
+
+    images, masks, labels, titles, heading = preview_samples(root, layout, n, seed)
+    target = Path(out) if out else preview_path(root)
+    return dataset_preview_plot(images, masks, labels, titles, target, heading)

@@ -24,7 +24,8 @@ from typing import Any
 
 from torch import nn
 
-from ...errors import ConfigError
+from medtl.utils.errors import ConfigError
+
 from .fcn import FCN8Decoder, FCN16Decoder, FCNDecoder, bilinear_upsampling
 from .light import LightDecoder
 

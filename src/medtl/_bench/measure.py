@@ -1,0 +1,54 @@
+"""Pure measurement maths: ratios, medians of repeats, epoch times, FLOPs and MFU."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+
+
+def ratio(medtl_value: float | None, naive_value: float | None) -> float | None:
+    """``medtl / naive`` (speed-up when both are img/s); None when either is missing or 0."""
+    if not medtl_value or not naive_value:
+        return None
+    return round(medtl_value / naive_value, 3)
+
+
+def median_merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One measurement from repeated ones: the median of every numeric key (others from the
+    first run); with several runs, ``repeats_train_img_per_s`` lists the raw values."""
+    out = dict(runs[0])
+    for key in runs[0]:
+        values = [r.get(key) for r in runs]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out[key] = statistics.median(values)
+    if len(runs) > 1:
+        out["repeats_train_img_per_s"] = [r.get("train_img_per_s") for r in runs]
+    return out
+
+
+def epoch_seconds(n_images: int, img_per_s: float | None) -> float | None:
+    """Seconds one pass over ``n_images`` takes at ``img_per_s``."""
+    if not img_per_s:
+        return None
+    return round(n_images / img_per_s, 2)
+
+
+def mfu(flops_per_image: float | None, img_per_s: float | None, peak_gflops: float) -> float | None:
+    """Model FLOP utilisation: achieved FLOP/s over the measured matmul peak (0..1)."""
+    if not flops_per_image or not img_per_s or not peak_gflops:
+        return None
+    return round(flops_per_image * img_per_s / (peak_gflops * 1e9), 4)
+
+
+def matmul_gflops(n: int = 2048, reps: int = 8, warmup: int = 2) -> float:
+    """Measured float32 ``n x n`` matmul throughput (GFLOP/s): the machine's practical peak."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(warmup):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return round(2 * n**3 * reps / (time.perf_counter() - t0) / 1e9, 2)

@@ -1,0 +1,1 @@
+"""Applications on top of the library: ``medtl demo`` and the Gradio app."""

@@ -1,0 +1,190 @@
+"""The design of a comparison: one config per cell, the shared folds, ``OUT/compare.json``.
+
+Every cell trains on the same folds (grouped, stratified k-fold of the samples with
+``data.seed``; without folds, one seeded train/val/test split), so scores are paired by
+image and by fold. The design is written once and checked on every re-run: a folder holds
+one comparison, continued (never silently replaced) by the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medtl.comparison.grid import cell_id
+from medtl.configuration.loading import Config, load_config
+from medtl.utils.errors import ConfigError, DataError, MedtlError
+from medtl.utils.files import atomic_write_json
+
+__all__ = [
+    "DESIGN_FILE",
+    "FORMAT",
+    "PAIRED_KEYS",
+    "TIMING_FILE",
+    "cell_config",
+    "prepare_design",
+    "read_design",
+    "run_finished",
+]
+
+DESIGN_FILE = "compare.json"
+TIMING_FILE = "timing.json"
+FORMAT = "medtl-compare-1"
+# config values that must be equal in every cell, or the cells would not share their splits
+PAIRED_KEYS = (
+    "task",
+    "data.root",
+    "data.layout",
+    "data.group_duplicates",
+    "data.seed",
+    "data.val_fraction",
+    "data.test_fraction",
+)
+# design entries that must match when a folder is continued
+_DESIGN_KEYS = ("base_overrides", "config_file", "folds", "eval_split", "cells")
+
+Splits = list[dict[str, list[int]]]
+
+
+def run_finished(run: Path, split: str) -> bool:
+    """True when ``run`` holds a trained model and its evaluation on ``split``."""
+    return (run / "model.pt").is_file() and (run / "eval" / split / "summary.json").is_file()
+
+
+def cell_config(
+    config_file: str | Path | None, base: list[str], cell: list[str], run_parent: Path, fold: int
+) -> Config:
+    """The config of one cell on one fold: its run folder is ``run_parent/fold<k>``."""
+    cfg = load_config(config_file, base + cell)
+    cfg.output.dir = str(run_parent)
+    cfg.output.name = f"fold{fold}"
+    cfg.train.resume = None
+    return cfg
+
+
+def _value(cfg: Config, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_paired(configs: list[Config]) -> None:
+    for key in PAIRED_KEYS:
+        values = {repr(_value(c, key)) for c in configs}
+        if len(values) > 1:
+            raise ConfigError(
+                f"'{key}' differs between cells ({', '.join(sorted(values))}); a comparison "
+                f"needs the same data and splits in every cell: set {key} once, outside the grid"
+            )
+
+
+def _paths_to_indices(
+    design_splits: list[dict[str, list[str]]], samples: Sequence[Any], where: Path
+) -> Splits:
+    index = {str(s.image): i for i, s in enumerate(samples)}
+    out = []
+    for fold in design_splits:
+        mapped = {}
+        for name, paths in fold.items():
+            missing = [p for p in paths if p not in index]
+            if missing:
+                raise DataError(
+                    f"{where}: {missing[0]} is no longer in the data; use the same data.root "
+                    "or a new --out"
+                )
+            mapped[name] = [index[p] for p in paths]
+        out.append(mapped)
+    return out
+
+
+def _make_splits(cfg: Config, folds: int) -> tuple[Splits, Sequence[Any]]:
+    from medtl.comparison.holdout import cv_splits
+    from medtl.data.pipeline import load_samples
+    from medtl.data.splits import make_splits
+
+    samples = load_samples(cfg).samples  # grouped: duplicate groups never straddle folds
+    if folds:  # a test split no fold sees (none with data.test_fraction=0), then K folds
+        return cv_splits(samples, folds, cfg.data.test_fraction, cfg.data.seed), samples
+    split = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+    return [split], samples
+
+
+def read_design(out: Path) -> dict[str, Any]:
+    """``OUT/compare.json`` as a dict (MedtlError when OUT is not a comparison folder)."""
+    path = Path(out) / DESIGN_FILE
+    if not path.is_file():
+        raise MedtlError(
+            f"{path} not found; {out} is not a comparison folder (run 'medtl compare ... --out {out}')"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise MedtlError(
+            f"{path} is not valid JSON; delete {out} and run the comparison again"
+        ) from None
+
+
+def _splits_of(out: Path, design: dict[str, Any], cfg: Config) -> tuple[Splits, Sequence[Any]]:
+    """The folds of a continued comparison (as recorded), or new ones."""
+    if not (out / DESIGN_FILE).is_file():
+        return _make_splits(cfg, design["folds"])
+    previous = read_design(out)
+    changed = [k for k in _DESIGN_KEYS if previous.get(k) != design[k]]
+    if changed:
+        raise MedtlError(
+            f"{out / DESIGN_FILE} holds another comparison (different {', '.join(changed)}); "
+            "use a new --out, or the same settings to continue it"
+        )
+    from medtl.data.pipeline import load_samples
+
+    samples = load_samples(cfg).samples
+    return _paths_to_indices(previous["splits"], samples, out / DESIGN_FILE), samples
+
+
+def prepare_design(
+    out: Path,
+    base: list[str],
+    grid: list[str],
+    cells: list[list[str]],
+    config_file: str | Path | None,
+    folds: int,
+    eval_split: str,
+) -> tuple[dict[str, Any], Splits]:
+    """Check the cells are paired, fix the folds and write ``OUT/compare.json``.
+
+    Returns:
+        The design (as written) and the folds as sample indices.
+
+    Raises:
+        ConfigError: a :data:`PAIRED_KEYS` value differs between cells.
+        MedtlError: ``out`` holds another comparison.
+    """
+    ids = [cell_id(c) for c in cells]
+    configs = [
+        cell_config(config_file, base, c, out / "cells" / i, 0)
+        for c, i in zip(cells, ids, strict=True)
+    ]
+    _check_paired(configs)
+    design: dict[str, Any] = {
+        "format": FORMAT,
+        "base_overrides": base,
+        "grid": list(grid),
+        "config_file": str(Path(config_file).absolute()) if config_file else None,
+        "folds": int(folds),
+        "eval_split": eval_split,
+        "seed": configs[0].data.seed,
+        "train_seed": configs[0].train.seed,
+        "task": configs[0].task,
+        "cells": [{"id": i, "overrides": c} for i, c in zip(ids, cells, strict=True)],
+    }
+    splits, samples = _splits_of(out, design, configs[0])
+    design["splits"] = [
+        {name: [str(samples[i].image) for i in idx] for name, idx in fold.items()}
+        for fold in splits
+    ]
+    design["n_images"] = len(samples)
+    atomic_write_json(out / DESIGN_FILE, design)
+    return design, splits

@@ -1,0 +1,44 @@
+"""Inference throughput of a trained run, measured on this machine's CPU after training.
+
+compare writes it to ``RUN/timing.json`` (``infer_img_per_s``) so the results table can
+show speed next to quality.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["throughput"]
+
+
+def throughput(run: Path, min_s: float = 0.25, min_iters: int = 3) -> dict[str, Any]:
+    """Forward-pass images/s of the saved model on this machine's CPU (batch = train batch).
+
+    One warm-up call, then at least ``min_iters`` calls and until ``min_s`` seconds have
+    passed (at most 100 calls).
+
+    Returns:
+        ``{"infer_img_per_s", "infer_batch", "infer_device": "cpu", "threads"}``.
+    """
+    import torch
+
+    from medtl.inference.engine import infer
+    from medtl.runs.folder import load_bundle
+
+    net, cfg, _ = load_bundle(run)
+    size = cfg.data.image_size
+    x = torch.rand(cfg.train.batch_size, cfg.model.in_channels, size, size)
+    infer(net, x)  # warm-up: first call pays for allocation
+    n, t0 = 0, time.perf_counter()
+    while n < min_iters or (time.perf_counter() - t0 < min_s and n < 100):
+        infer(net, x)
+        n += 1
+    elapsed = time.perf_counter() - t0
+    return {
+        "infer_img_per_s": n * x.shape[0] / elapsed,
+        "infer_batch": int(x.shape[0]),
+        "infer_device": "cpu",
+        "threads": torch.get_num_threads(),
+    }

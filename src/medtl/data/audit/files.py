@@ -1,0 +1,197 @@
+"""The audit's per-file checks: each image and mask decoded once, what is odd about it.
+
+:func:`decode_sample` records unreadable files, masks that are not single-channel 8-bit
+binary (:func:`mask_reasons`), masks whose size differs from their image and images with
+several masks; :func:`other_files` lists the files that are not images.
+:mod:`medtl.data.audit.report` turns these into its report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from medtl.data.audit.masks import NAMES_FILES
+from medtl.data.dedup import hashes_of
+from medtl.data.layouts import MASK_EXTS, Sample
+from medtl.data.readers import io
+from medtl.data.readers.io import binarise_mask, read_array
+from medtl.data.readers.volumes import is_volume
+from medtl.utils.errors import DataError
+from medtl.utils.parallel import imap_ordered, progress
+
+_SINGLE_CHANNEL_8BIT = ("1", "L")
+
+
+@dataclass
+class Decoded:
+    """Per sample, what one decode of its files gave."""
+
+    shape: tuple[int, int] | None = None
+    hashes: tuple[str, int] | None = None
+    coverage: float | None = None
+
+
+def mask_reasons(arr: np.ndarray, mode: str) -> list[str]:
+    """Why a mask array is not a single-channel 8-bit binary mask (empty list if it is)."""
+    reasons = []
+    if arr.ndim == 3:
+        reasons.append(f"not single-channel ({arr.shape[2]} channels)")
+    elif mode == "P":
+        reasons.append("palette (indices used as values)")
+    elif mode not in _SINGLE_CHANNEL_8BIT and arr.dtype != bool:  # bool: NIfTI label > 0
+        reasons.append(f"{arr.dtype.itemsize * 8}-bit {arr.dtype}")
+    flat = arr[..., : 3 if arr.shape[2] >= 3 else 1].max(axis=2) if arr.ndim == 3 else arr
+    values = np.unique(flat)
+    if len(values) > 2:
+        shown = ", ".join(str(v) for v in values[:8].tolist())
+        more = ", ..." if len(values) > 8 else ""
+        reasons.append(f"non-binary ({len(values)} values: {shown}{more})")
+    return reasons
+
+
+def _header_mode(path: Path) -> str:
+    from medtl.data.refs import parse_ref
+
+    parsed = parse_ref(path)
+    if parsed is not None:
+        return "DICOM frame" if parsed[1] == "f" else f"NIfTI {parsed[3]}"
+    if path.suffix.lower() == ".dcm":
+        return "DICOM"
+    with Image.open(path) as img:  # header only: no pixel decode
+        return img.mode
+
+
+def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
+    """Decode ``s``'s image and masks once; what is wrong with them goes into ``rep``'s lists
+    and counters (``unreadable``, ``multi_mask``, ``odd_masks``, ``mask_size_mismatch``,
+    ``image_modes``, ``mask_modes``, ``sizes``). A bad file is recorded, never raised."""
+    out = Decoded()
+    try:
+        rgb = io.read_image(s.image)  # first: its DataError says what is wrong
+        mode = _header_mode(s.image)
+    except (DataError, OSError) as exc:
+        rep["unreadable"].append({"path": str(s.image), "error": _err(s.image, exc)})
+        return out
+    out.shape = rgb.shape[:2]
+    out.hashes = hashes_of(rgb)
+    rep["image_modes"][mode] += 1
+    rep["sizes"][(rgb.shape[1], rgb.shape[0])] += 1
+    if not s.masks:
+        return out
+    if len(s.masks) > 1:
+        rep["multi_mask"].append({"image": str(s.image), "masks": [str(m) for m in s.masks]})
+    merged: np.ndarray | None = None
+    for m in s.masks:
+        try:
+            arr = read_array(m)
+            mmode = _header_mode(m)
+        except (DataError, OSError) as exc:
+            rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
+            continue
+        rep["mask_modes"][mmode] += 1
+        reasons = mask_reasons(arr, mmode)
+        if reasons:
+            rep["odd_masks"].append(
+                {
+                    "mask": str(m),
+                    "mode": mmode,
+                    "shape": list(arr.shape),
+                    "dtype": str(arr.dtype),
+                    "reasons": reasons,
+                }
+            )
+        if arr.shape[:2] != out.shape:
+            rep["mask_size_mismatch"].append(
+                {
+                    "mask": str(m),
+                    "mask_size": f"{arr.shape[1]}x{arr.shape[0]}",
+                    "image": str(s.image),
+                    "image_size": f"{out.shape[1]}x{out.shape[0]}",
+                }
+            )
+            continue
+        b = binarise_mask(arr)
+        merged = b if merged is None else merged | b
+    if merged is not None:
+        out.coverage = float(merged.mean())
+    return out
+
+
+def empty_report() -> dict[str, Any]:
+    """The lists and counters :func:`decode_sample` fills."""
+    lists = ("unreadable", "multi_mask", "odd_masks", "mask_size_mismatch")
+    counters = ("image_modes", "mask_modes", "sizes")
+    return {**{k: [] for k in lists}, **{k: Counter() for k in counters}}
+
+
+def _decode_one(s: Sample) -> tuple[Decoded, dict[str, Any]]:
+    local = empty_report()
+    return decode_sample(s, local), local
+
+
+def decode_all(samples: Sequence[Sample]) -> tuple[list[Decoded], dict[str, Any]]:
+    """:func:`decode_sample` for every sample on the decoding workers (processes where
+    :func:`medtl.utils.parallel.fork_is_safe`, else threads), merged in sample order: the
+    lists and counters are those of the serial loop."""
+    rep = empty_report()
+    decoded = []
+    found = imap_ordered(_decode_one, samples, processes=True)
+    for d, local in progress(found, total=len(samples), desc="auditing images"):
+        decoded.append(d)
+        for key, value in local.items():
+            if isinstance(value, Counter):
+                rep[key].update(value)
+            else:
+                rep[key].extend(value)
+    return decoded, rep
+
+
+def _err(path: Path, exc: Exception) -> str:
+    msg = str(exc)
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def other_files(root: Path, layout: str) -> list[str]:
+    """Files under ``root`` that are not images (hidden files included; root-level
+    manifests of the csv layout and ``labels.yaml``/``labels.json`` excluded)."""
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.suffix.lower() in MASK_EXTS or is_volume(p):
+            continue
+        if layout == "csv" and p.parent == root and p.suffix.lower() == ".csv":
+            continue
+        if p.parent == root and p.name.lower() in NAMES_FILES:  # the label names
+            continue
+        out.append(str(p))
+    return out
+
+
+#: images with a side below this many pixels are reported: a thumbnail, an icon or a broken
+#: export, not an image to learn from (the smallest training size is 16 px)
+MIN_SIDE = 8
+
+
+def placement_problems(
+    samples: Sequence[Sample], root: Path, decoded: Sequence[Decoded]
+) -> list[str]:
+    """Lines for files outside the data folder (a CSV manifest can point anywhere: such a
+    file is used, but nothing in the data folder vouches for it) and for tiny images."""
+    base = Path(root).resolve()
+    lines = []
+    for s, d in zip(samples, decoded, strict=True):
+        for f in (s.image, *s.masks):
+            if not Path(f).resolve().is_relative_to(base):
+                lines.append(f"{f}: outside the data folder {base} (named by the manifest)")
+        if d.shape is not None and min(d.shape) < MIN_SIDE:
+            h, w = d.shape
+            lines.append(f"{s.image}: {w}x{h} pixels, below {MIN_SIDE} px a side; remove it")
+    return lines

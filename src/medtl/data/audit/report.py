@@ -1,0 +1,375 @@
+"""Audit a data set before training: duplicates, cross-split leakage, mask sanity, bad files.
+
+The audit only checks and reports; the hashes and duplicate groups come from
+:mod:`medtl.data.dedup` (the same ones training uses to keep duplicates in one split), and
+its docstring gives the pHash threshold and the evidence behind it.
+
+Example::
+
+    >>> report = audit("Dataset_BUSI_with_GT")          # doctest: +SKIP
+    >>> print(report.format())                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtl.data.audit.files import Decoded, decode_all, other_files, placement_problems
+from medtl.data.audit.masks import (
+    format_masks,
+    interpret,
+    label_table,
+    quiet_odd_masks,
+    rare_problems,
+)
+from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
+from medtl.data.groups import group_by_names, looks_like_slices
+from medtl.data.layouts import Sample, discover
+
+_SHOW = 10  # items of a long list shown by AuditReport.format()
+
+
+@dataclass
+class AuditReport:
+    """What :func:`audit` found. ``to_dict()`` is JSON-able; ``format()`` is for people.
+
+    ``problems`` holds one line per thing to fix or to know before training (layout
+    problems, unreadable files, mask size mismatches, masks not single-channel 8-bit
+    binary, stray non-image files, duplicates, label conflicts, cross-split leakage);
+    ``ok`` is True when it is empty. Images with several masks are listed in
+    ``multi_mask`` but are not a problem: medtl merges them by union.
+    """
+
+    root: str
+    layout: str
+    n_images: int
+    classes: dict[str, int]
+    splits: dict[str, int]
+    image_sizes: dict[str, Any]
+    image_modes: dict[str, int]
+    mask_modes: dict[str, int]
+    mask_coverage: dict[str, dict[str, float]]
+    empty_masks: dict[str, int]
+    multi_mask: list[dict[str, Any]]
+    mask_size_mismatch: list[dict[str, Any]]
+    odd_masks: list[dict[str, Any]]
+    unreadable: list[dict[str, str]]
+    other_files: list[str]
+    layout_problems: list[str]
+    exact_duplicates: list[dict[str, Any]]
+    near_duplicates: list[dict[str, Any]]
+    leakage: list[dict[str, Any]]
+    near_max_distance: int = NEAR_DUP_MAX_DISTANCE
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    grouping: dict[str, Any] = field(default_factory=dict)
+    """Patient groups: what training would decide from the names
+    (:class:`medtl.data.groups.GroupDecision`) and ``n_groups`` in force."""
+    mask_interpretation: dict[str, Any] = field(default_factory=dict)
+    """What training would decide the masks mean (:mod:`medtl.data.audit.masks`):
+    ``mode``, ``description``, ``labels`` (value, name), ``error`` (the line it would stop with)."""
+    label_table: list[dict[str, Any]] = field(default_factory=list)
+    """Label maps: per label value its name, pixel share, images holding it, ``rare``."""
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    @property
+    def label_conflicts(self) -> list[dict[str, Any]]:
+        """Duplicate groups (exact or near) whose members are filed under different labels."""
+        return [g for g in self.exact_duplicates + self.near_duplicates if g["label_conflict"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON types, plus ``ok``."""
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["n_label_conflicts"] = len(self.label_conflicts)
+        return d
+
+    def format(self) -> str:
+        """A human-readable report (long lists cut to their first entries)."""
+        lines = [f"audit of {self.root}", f"  layout: {self.layout}, {self.n_images} images"]
+        lines.append("  classes: " + _kv(self.classes))
+        lines.append("  splits: " + _kv(self.splits))
+        s = self.image_sizes
+        if s:
+            lines.append(
+                f"  image sizes (WxH): width {s['min_width']}..{s['max_width']}, height "
+                f"{s['min_height']}..{s['max_height']}, {s['n_distinct']} distinct, most "
+                f"common {s['most_common'][0]}x{s['most_common'][1]} ({s['most_common_count']})"
+            )
+        lines.append("  image modes: " + _kv(self.image_modes))
+        if self.mask_modes:
+            lines.append("  mask modes: " + _kv(self.mask_modes))
+        lines += format_masks(self.mask_interpretation, self.label_table)
+        for cls, c in self.mask_coverage.items():
+            lines.append(
+                f"  mask coverage {cls}: mean {c['mean']:.3f}, min {c['min']:.3f}, max "
+                f"{c['max']:.3f} (n={int(c['n'])}, empty={self.empty_masks.get(cls, 0)})"
+            )
+        _section(
+            lines,
+            "images with several masks (merged by union)",
+            self.multi_mask,
+            lambda m: f"{m['image']}: {len(m['masks'])} masks",
+        )
+        _section(
+            lines,
+            "masks whose size differs from their image",
+            self.mask_size_mismatch,
+            lambda m: f"{m['mask']}: {m['mask_size']} vs image {m['image_size']}",
+        )
+        _section(
+            lines,
+            "masks not single-channel 8-bit binary",
+            self.odd_masks,
+            lambda m: f"{m['mask']}: mode {m['mode']}, {'; '.join(m['reasons'])}",
+        )
+        _section(lines, "unreadable files", self.unreadable, lambda u: u["error"])
+        _section(lines, "non-image files", self.other_files, str)
+        _section(lines, "layout problems", self.layout_problems, str)
+        _section(lines, "exact duplicate groups", self.exact_duplicates, _fmt_group)
+        _section(
+            lines,
+            f"near-duplicate groups (pHash distance <= {self.near_max_distance})",
+            self.near_duplicates,
+            _fmt_group,
+        )
+        _section(
+            lines, "duplicate groups filed under different labels", self.label_conflicts, _fmt_group
+        )
+        _section(lines, "leakage: groups spanning pre-made splits", self.leakage, _fmt_group)
+        if self.grouping:
+            lines.append(_grouping_line(self.grouping))
+        verdict = "OK" if self.ok else f"{len(self.problems)} problem(s)"
+        lines.append(f"  result: {verdict} ({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+
+def _grouping_line(g: dict[str, Any]) -> str:
+    how = f"names ({g['source']}) {g['pattern']}" if g["pattern"] else "from the layout or manifest"
+    return f"  patient groups: {g['groups_in_force']} ({how})"
+
+
+def _kv(d: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items()) or "-"
+
+
+def _section(lines: list[str], title: str, items: list, fmt) -> None:
+    if not items:
+        return
+    lines.append(f"  {title}: {len(items)}")
+    lines += [f"    {fmt(it)}" for it in items[:_SHOW]]
+    if len(items) > _SHOW:
+        lines.append(f"    ... {len(items) - _SHOW} more (see --json)")
+
+
+def _fmt_group(g: dict[str, Any]) -> str:
+    tags = [
+        t
+        for t, on in (("LABELS DIFFER", g["label_conflict"]), ("SPANS SPLITS", g["cross_split"]))
+        if on
+    ]
+    extra = f" [{', '.join(tags)}: {'/'.join(g['labels'] + g['splits'])}]" if tags else ""
+    return ", ".join(g["files"]) + extra
+
+
+def _group_info(kind: str, idx: list[int], samples: Sequence[Sample]) -> dict[str, Any]:
+    labels = sorted({samples[i].label for i in idx if samples[i].label is not None})
+    splits = sorted({samples[i].split for i in idx if samples[i].split is not None})
+    return {
+        "kind": kind,
+        "files": [str(samples[i].image) for i in idx],
+        "labels": labels,
+        "splits": splits,
+        "label_conflict": len(labels) > 1,
+        "cross_split": len(splits) > 1,
+    }
+
+
+def _coverage(
+    samples: Sequence[Sample], decoded: list[Decoded]
+) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Per class: mask coverage statistics (mean, min, max, n) and the number of empty masks."""
+    coverage: dict[str, list[float]] = defaultdict(list)
+    for s, d in zip(samples, decoded, strict=True):
+        if d.coverage is not None:
+            coverage[s.label or "-"].append(d.coverage)
+    cov_stats = {
+        cls: {
+            "mean": float(np.mean(v)),
+            "min": float(np.min(v)),
+            "max": float(np.max(v)),
+            "n": len(v),
+        }
+        for cls, v in sorted(coverage.items())
+    }
+    empty = {cls: sum(1 for c in v if c == 0.0) for cls, v in sorted(coverage.items())}
+    return cov_stats, empty
+
+
+def _image_sizes(sizes: Counter) -> dict[str, Any]:
+    """Width and height ranges, the most common size and the number of distinct sizes."""
+    if not sizes:
+        return {}
+    ((common, count),) = sizes.most_common(1)
+    return {
+        "min_width": min(w for w, _ in sizes),
+        "max_width": max(w for w, _ in sizes),
+        "min_height": min(h for _, h in sizes),
+        "max_height": max(h for _, h in sizes),
+        "most_common": list(common),
+        "most_common_count": count,
+        "n_distinct": len(sizes),
+    }
+
+
+def _duplicates(
+    samples: Sequence[Sample], decoded: list[Decoded], max_distance: int
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(exact, near, leakage)`` groups among the readable images; leakage also holds the
+    user groups (e.g. patients) that span pre-made splits."""
+    ok_idx = [i for i, d in enumerate(decoded) if d.hashes is not None]
+    hashes = [decoded[i].hashes for i in ok_idx]
+    exact_uf, near_uf = UnionFind(len(ok_idx)), UnionFind(len(ok_idx))
+    union_hashes(exact_uf, hashes, near=False, max_distance=0)
+    union_hashes(near_uf, hashes, near=True, max_distance=max_distance)
+    exact = [_group_info("exact", [ok_idx[i] for i in g], samples) for g in exact_uf.groups()]
+    near = [
+        _group_info("near", [ok_idx[i] for i in g], samples)
+        for g in near_uf.groups()
+        if len({hashes[i][0] for i in g}) > 1  # not merely one exact group
+    ]
+    leakage = [g for g in exact + near if g["cross_split"]]
+    user_groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        if s.group is not None:
+            user_groups[s.group].append(i)
+    for gid, idx in sorted(user_groups.items()):
+        info = _group_info(f"group {gid}", idx, samples)
+        if info["cross_split"]:
+            leakage.append(info)
+    return exact, near, leakage
+
+
+def _problems(
+    layout_problems: list[str],
+    rep: dict[str, Any],
+    other: list[str],
+    root: Path,
+    exact: list[dict],
+    near: list[dict],
+    leakage: list[dict],
+) -> list[str]:
+    """One line per thing to fix or to know, in the order :class:`AuditReport` lists them."""
+    problems = list(layout_problems)
+    problems += [u["error"] for u in rep["unreadable"]]
+    problems += [
+        f"{m['mask']}: mask size {m['mask_size']} differs from its image {m['image_size']}"
+        for m in rep["mask_size_mismatch"]
+    ]
+    problems += [
+        f"{m['mask']}: mask mode {m['mode']}, {'; '.join(m['reasons'])}" for m in rep["odd_masks"]
+    ]
+    problems += [f"{p}: not an image file" for p in other if Path(p).parent != root]
+    problems += [f"exact duplicates: {', '.join(g['files'])}" for g in exact]
+    problems += [f"near-duplicates: {', '.join(g['files'])}" for g in near]
+    problems += [
+        f"same image filed under {' and '.join(g['labels'])}: {', '.join(g['files'])}"
+        for g in exact + near
+        if g["label_conflict"]
+    ]
+    problems += [
+        f"leakage across splits {'/'.join(g['splits'])} ({g['kind']}): {', '.join(g['files'])}"
+        for g in leakage
+    ]
+    return problems
+
+
+def _mask_meaning(
+    ds: Any, decoded: list[Decoded], rep: dict[str, Any], masks: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The interpretation training would take, the label table (label maps: coverage then
+    counts foreground labels, and odd-mask lines the scheme explains are dropped) and the
+    lines for ``problems`` (the error training would stop with; rare labels)."""
+    skip = {u["path"] for u in rep["unreadable"]}
+    scheme, info = interpret(ds.samples, ds.root, masks, skip)
+    rep["odd_masks"] = quiet_odd_masks(rep["odd_masks"], scheme)
+    if info.get("error"):
+        return info, [], [info["error"]]
+    if scheme is None or not scheme.values:
+        return info, [], []
+    shapes = [d.shape if d.coverage is not None else None for d in decoded]
+    rows, coverage = label_table(scheme, ds.samples, shapes)
+    for d, c in zip(decoded, coverage, strict=True):
+        d.coverage = c if d.coverage is not None else None
+    n_masked = sum(c is not None for c in coverage)
+    return info, rows, rare_problems(rows, n_masked)
+
+
+def audit(
+    root: str | Path,
+    layout: str = "auto",
+    max_distance: int = NEAR_DUP_MAX_DISTANCE,
+    masks: Any = None,
+) -> AuditReport:
+    """Audit the data set under ``root`` (see :class:`AuditReport` for what is reported).
+
+    Every file is decoded once, on the decoding threads (:mod:`medtl.utils.parallel`); a
+    bad file is reported and skipped, never fatal. Raises
+    DataError only when no layout fits. ``max_distance`` is the near-duplicate threshold;
+    ``masks`` the ``data.mask_mode``/``labels``/``mask_colors`` keys (default: auto).
+    """
+    t0 = time.perf_counter()
+    ds = discover(root, layout)
+    samples = ds.samples
+    decoded, rep = decode_all(samples)  # in parallel, merged in sample order
+    meaning, table, mask_problems = _mask_meaning(ds, decoded, rep, masks)
+    cov_stats, empty = _coverage(samples, decoded)
+    exact, near, leakage = _duplicates(samples, decoded, max_distance)
+    other = other_files(Path(root), ds.layout)
+    problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
+    problems += mask_problems + placement_problems(samples, Path(root), decoded)
+    grouped, decision = group_by_names(samples)  # what training does with these names
+    warning = looks_like_slices(grouped, decision)
+    problems += [warning] if warning else []
+    grouping = {
+        **decision.to_dict(),
+        "groups_in_force": len({s.group for s in grouped if s.group is not None}),
+    }
+    return AuditReport(
+        root=str(root),
+        layout=ds.layout,
+        n_images=len(samples),
+        classes=dict(sorted(Counter(s.label or "-" for s in samples).items())),
+        splits=dict(sorted(Counter(s.split or "unsplit" for s in samples).items())),
+        image_sizes=_image_sizes(rep["sizes"]),
+        image_modes=dict(sorted(rep["image_modes"].items())),
+        mask_modes=dict(sorted(rep["mask_modes"].items())),
+        mask_coverage=cov_stats,
+        empty_masks=empty,
+        multi_mask=rep["multi_mask"],
+        mask_size_mismatch=rep["mask_size_mismatch"],
+        odd_masks=rep["odd_masks"],
+        unreadable=rep["unreadable"],
+        other_files=other,
+        layout_problems=list(ds.problems),
+        exact_duplicates=exact,
+        near_duplicates=near,
+        leakage=leakage,
+        near_max_distance=max_distance,
+        seconds=round(time.perf_counter() - t0, 3),
+        problems=problems,
+        grouping=grouping,
+        mask_interpretation=meaning,
+        label_table=table,
+    )

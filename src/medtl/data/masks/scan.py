@@ -1,0 +1,287 @@
+"""Read every mask file once for its values (:func:`scan`) and decide what they mean
+(:func:`decide`, the rules of :mod:`medtl.data.masks.scheme`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from medtl.data.masks.scheme import (
+    BINARY_NOTE,
+    JPEG_NOTE,
+    MAX_LABELS,
+    NOISY_NOTE,
+    NOISY_SHARE,
+    MaskScheme,
+    names_file,
+    parse_colors,
+    parse_labels,
+)
+from medtl.data.readers import io
+from medtl.utils.errors import DataError
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+@dataclass
+class FileFacts:
+    """What one mask file holds: ``kind`` grey | rgb | float | palette | multi."""
+
+    path: Path
+    kind: str
+    values: dict = field(default_factory=dict)  # value (int or RGB tuple) -> pixel count
+    palette: tuple | None = None
+    jpeg: bool = False
+    near_extremes: float = 0.0  # share of pixels within 32 of 0 or 255 (8-bit grey)
+    emptied: bool = False  # non-zero values that the binarisation rule makes empty
+    channels: int = 1
+
+    def shown(self, limit: int = 8) -> str:
+        vals = sorted(self.values, key=lambda v: (isinstance(v, tuple), v))
+        text = ",".join(str(v).replace(" ", "") for v in vals[:limit])
+        return text + (f",... ({len(vals)} values)" if len(vals) > limit else "")
+
+
+def _file_facts(path: Path) -> FileFacts:
+    arr = io.read_array(path)
+    mode = None
+    if path.suffix.lower() in (".png", ".gif", ".bmp", ".tif", ".tiff"):
+        with Image.open(path) as img:
+            mode, palette = img.mode, img.getpalette() if img.mode == "P" else None
+    facts = FileFacts(path, "grey", jpeg=path.suffix.lower() in JPEG_SUFFIXES)
+    facts.emptied = bool(arr.any()) and not bool(io.binarise_mask(arr).any())
+    if arr.ndim == 3:
+        facts.channels = arr.shape[2]
+        if arr.shape[2] > 4:
+            facts.kind = "multi"
+            return facts
+        chans = arr[..., : 3 if arr.shape[2] >= 3 else 1]
+        if not (chans == chans[..., :1]).all():
+            facts.kind = "rgb"
+            flat = chans.reshape(-1, chans.shape[2])
+            colours, counts = np.unique(flat, axis=0, return_counts=True)
+            facts.values = {
+                tuple(int(c) for c in col): int(n) for col, n in zip(colours, counts, strict=True)
+            }
+            return facts
+        arr = chans[..., 0]
+    if np.issubdtype(arr.dtype, np.floating):
+        facts.kind = "float"
+        facts.values = {float(v): 0 for v in np.unique(arr)[:64]}
+        return facts
+    if mode == "P":
+        facts.kind, facts.palette = "palette", tuple(palette or ())
+    vals, counts = np.unique(arr.astype(np.int64), return_counts=True)
+    facts.values = {int(v): int(n) for v, n in zip(vals, counts, strict=True)}
+    if arr.dtype == np.uint8 and arr.size:
+        facts.near_extremes = float(((arr <= 32) | (arr >= 223)).mean())
+    return facts
+
+
+def scan(paths: Sequence[Path]) -> list[FileFacts]:
+    """The facts of every mask file (decoded on the decoding threads, in order)."""
+    from medtl.utils.parallel import map_ordered
+
+    return map_ordered(_file_facts, list(paths))
+
+
+def _union(facts: Sequence[FileFacts]) -> dict:
+    total: dict = {}
+    for f in facts:
+        for v, n in f.values.items():
+            total[v] = total.get(v, 0) + n
+    return total
+
+
+#: value sets that are binary masks on their own, whatever other files hold
+STANDARD_BINARY = ({0, 1}, {0, 255}, {0, 65535})
+
+
+def _binary(facts: Sequence[FileFacts], strict: bool) -> MaskScheme | None:
+    """The binary scheme when every file fits the binary rule; None (auto) or an error."""
+    for f in facts:
+        if f.kind == "multi":
+            raise DataError(
+                f"{f.path}: mask with {f.channels} channels; save masks with one channel (or RGB)"
+            )
+        if f.emptied:
+            if not strict:
+                return None
+            raise DataError(
+                f"{f.path}: mask values {f.shown()} all binarise to background (threshold at half "
+                "the range); set data.mask_mode=labels (or auto) to read them as labels"
+            )
+        grey = f.kind in ("grey", "palette")
+        if grey and len(f.values) > 2 and not _noisy(f):
+            if not strict:
+                return None
+            raise DataError(
+                f"{f.path}: mask values {f.shown()} are not a binary mask (0/255 or 0/1); "
+                "set data.mask_mode=labels (or auto) for label maps"
+            )
+        if f.kind == "rgb" and len([c for c in f.values if any(c)]) > 1 and not strict:
+            return None
+        if f.kind == "float" and not strict and not set(f.values) <= {0.0, 1.0}:
+            raise DataError(
+                f"{f.path}: float mask (values {min(f.values):.3g}..{max(f.values):.3g}); save it "
+                "as an 8/16-bit PNG, or set data.mask_mode=binary to threshold it (0.5 / 128)"
+            )
+    grey = [f for f in facts if f.kind in ("grey", "palette") and not _noisy(f)]
+    standard = all(any(set(f.values) <= pair for pair in STANDARD_BINARY) for f in grey)
+    plain = {v for f in grey for v in f.values}
+    # files of 0/1 and of 0/255 (BUSI mixes mode-1 and 8-bit masks) are one binary set;
+    # files of 0/1 and of 0/2 are a label map
+    if not standard and len(plain) > 2 and not strict:
+        return None
+    if any(_noisy(f) for f in facts):
+        jpeg = all(f.jpeg for f in facts if len(f.values) > 2)
+        return MaskScheme("binary", note=JPEG_NOTE if jpeg else NOISY_NOTE)
+    return MaskScheme("binary", note=BINARY_NOTE)
+
+
+def _noisy(f: FileFacts) -> bool:
+    """An 8-bit grey mask with more than two values, nearly all near 0 or 255: JPEG ringing
+    (any number of values) or interpolated edges (more than :data:`MAX_LABELS` values)."""
+    many = len(f.values) > (2 if f.jpeg else MAX_LABELS)
+    return f.kind == "grey" and many and f.near_extremes >= NOISY_SHARE
+
+
+def _named(values: Sequence, given: Any) -> tuple[tuple, tuple[str, ...]]:
+    if not given:
+        return tuple(values), tuple(f"label_{v}" for v in values)
+    return parse_labels(given)
+
+
+def _labels(facts: Sequence[FileFacts], mode: str, given: Any) -> MaskScheme:
+    """Label maps (or palette indices): 0 background, every other value one label."""
+    for f in facts:
+        if f.kind in ("rgb", "multi"):
+            raise DataError(
+                f"{f.path}: multi-channel label map (colours {f.shown(4)}); save one channel, "
+                "or set data.mask_mode=colors with data.mask_colors"
+            )
+        if f.kind == "float":
+            raise DataError(
+                f"{f.path}: float mask (values {min(f.values):.3g}..{max(f.values):.3g}); labels "
+                "must be integers: save it as an 8/16-bit PNG, or set data.mask_mode=binary"
+            )
+        if mode == "palette" and f.kind != "palette":
+            raise DataError(f"{f.path}: not a palette PNG; set data.mask_mode=labels (or auto)")
+    if mode == "palette":
+        first = facts[0]
+        for f in facts[1:]:
+            if f.palette != first.palette:
+                raise DataError(
+                    f"{f.path}: its palette differs from {first.path}'s; re-save the masks with "
+                    "one palette, or set data.mask_mode=labels to use the indices as they are"
+                )
+    found = sorted(v for v in _union(facts) if v != 0)
+    if len(found) > MAX_LABELS and not given:
+        worst = max(facts, key=lambda f: len(f.values))
+        raise DataError(
+            f"{worst.path}: mask values {worst.shown()} are too many for a label map "
+            f"(> {MAX_LABELS}); set data.mask_mode=binary to threshold them, or data.labels"
+        )
+    values, names = _named(found, given)
+    outside = sorted(set(found) - set(values))
+    if outside:
+        f = next(f for f in facts if set(f.values) & set(outside))
+        raise DataError(
+            f"{f.path}: mask value(s) {outside[:5]} outside data.labels "
+            f"({','.join(map(str, values))}); add them to data.labels or fix the mask"
+        )
+    missing = sorted(set(values) - set(found))
+    if missing:
+        raise DataError(
+            f"{facts[0].path.parent}: label value(s) {missing} of data.labels occur in no mask; "
+            "remove them from data.labels or check the masks"
+        )
+    palette = tuple(facts[0].palette or ()) if mode == "palette" else ()
+    return MaskScheme(mode, tuple(values), names, palette=palette)
+
+
+def _as_rgb(c: Any) -> tuple:
+    return c if isinstance(c, tuple) else (c, c, c)
+
+
+def _colors(facts: Sequence[FileFacts], colors: str | None) -> MaskScheme:
+    found = sorted(c for c in _union(facts) if isinstance(c, tuple) and any(c))
+    found += sorted((v, v, v) for v in _union(facts) if isinstance(v, int) and v)
+    if colors:
+        values, names = parse_colors(colors)
+        for f in facts:
+            bad = [c for c in map(_as_rgb, f.values) if any(c) and c not in values]
+            if bad:
+                raise DataError(
+                    f"{f.path}: colour {bad[0]} is not in data.mask_colors; add it (R,G,B:name)"
+                )
+        missing = [n for c, n in zip(values, names, strict=True) if c not in found]
+        if missing:
+            raise DataError(
+                f"{facts[0].path.parent}: data.mask_colors label(s) {missing} occur in no mask; "
+                "remove them or check the masks"
+            )
+        return MaskScheme("colors", values, names)
+    if len(found) > MAX_LABELS:
+        worst = max(facts, key=lambda f: len(f.values))
+        raise DataError(
+            f"{worst.path}: RGB mask with {len(worst.values)} colours is not a colour-coded label "
+            "map; set data.mask_mode=binary, or data.mask_colors=R,G,B:name;..."
+        )
+    names = tuple("color_" + "_".join(map(str, c)) for c in found)
+    return MaskScheme("colors", tuple(found), names)
+
+
+def decide(facts: Sequence[FileFacts], mode: str, given: Any, colors: str | None) -> MaskScheme:
+    """The scheme for ``mode`` (auto: decided) from the files' facts."""
+    if not facts:
+        return MaskScheme("binary", note=BINARY_NOTE)
+    if mode == "binary":
+        return _binary(facts, strict=True)  # type: ignore[return-value]
+    if mode in ("labels", "palette"):
+        return _labels(facts, mode, given)
+    if mode == "colors":
+        return _colors(facts, colors)
+    if colors or any(f.kind == "rgb" for f in facts):
+        got = None if colors else _binary(facts, strict=False)
+        return got or _colors(facts, colors)
+    if given:
+        return _labels(facts, _label_kind(facts), given)
+    got = _binary(facts, strict=False)
+    if got is not None:
+        return got
+    return _labels(facts, _label_kind(facts), None)
+
+
+def _label_kind(facts: Sequence[FileFacts]) -> str:
+    return "palette" if all(f.kind == "palette" for f in facts) else "labels"
+
+
+def mask_files(samples: Sequence[Any]) -> list[Path]:
+    return [Path(m) for s in samples for m in s.masks]
+
+
+def resolve(data_cfg: Any, samples: Sequence[Any], root: Path | str) -> MaskScheme:
+    """Decide the scheme of ``samples``' masks from ``data_cfg`` and the files (see module
+    docstring); raise a one-line DataError for anything ambiguous or inconsistent."""
+    facts = scan(mask_files(samples))
+    mode = getattr(data_cfg, "mask_mode", "auto") or "auto"
+    given = getattr(data_cfg, "labels", None) or names_file(root)
+    colors = getattr(data_cfg, "mask_colors", None)
+    return decide(facts, mode, given, colors)
+
+
+def resolve_into(data_cfg: Any, ds: Any) -> MaskScheme:
+    """:func:`resolve` for a discovered data set, the decision written back into
+    ``data_cfg`` (``mask_mode``, ``labels``, ``mask_colors``: config.yaml records it).
+    A binary decision leaves the config as it was."""
+    scheme = resolve(data_cfg, ds.samples, ds.root)
+    if scheme.values:
+        for key, value in scheme.config_values().items():
+            setattr(data_cfg, key, value)
+    return scheme

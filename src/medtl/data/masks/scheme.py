@@ -1,0 +1,284 @@
+"""What the mask files mean (``data.mask_mode``), decided once per data set, never silently.
+
+Modes:
+
+* ``binary``: the documented binarisation rule of :mod:`medtl.data.readers.io` (one foreground
+  label, sigmoid head). Mask files whose values are not binary (e.g. label maps 0/1/2), or
+  that hold non-zero values the rule would turn into an empty mask, are an error.
+* ``labels``: one-channel integer label maps (8 or 16 bit); value 0 is background and every
+  other value one label. Values need not be contiguous (0/128/255 are three classes): they
+  are remapped to 0..C for training and mapped back on output.
+* ``palette``: mode-P PNGs, the palette index is the label (every file the same palette;
+  the run records it in ``data.mask_palette`` and predicted masks are written with it).
+* ``colors``: RGB masks, each colour one label (``data.mask_colors``), black is background.
+* ``auto`` decides from the files (:func:`medtl.data.masks.scan.decide`): binary when every mask fits the binary
+  rule (two values; or JPEG-noisy / interpolated 0/255 masks, thresholded at 128), labels
+  for a small set of integer values, palette for mode-P PNGs with more than two indices,
+  colors for RGB masks with a few distinct colours. Anything else stops with one line that
+  names a file, the values found and the key that resolves it.
+
+Names: ``data.labels=1:lesion,2:halo`` (or ``labels.yaml``/``labels.json`` in the data root,
+``{1: lesion, 2: halo}``) and ``data.mask_colors=255,0,0:tumour;0,255,0:edema``. The decision
+is written back into the config (``data.mask_mode``, ``data.labels``, ``data.mask_colors``,
+``data.mask_palette``), so config.yaml records it and evaluation/prediction reuse exactly the
+same mapping; predicted masks are written in the masks' own encoding
+(:func:`medtl.inference.engine.save_mask`).
+
+Example:
+    >>> import numpy as np
+    >>> s = MaskScheme("labels", (128, 255), ("a", "b"))
+    >>> s.to_index(np.array([[0, 128], [255, 0]], np.uint8)).tolist()
+    [[0, 1], [2, 0]]
+    >>> s.to_stored(np.array([[0, 1], [2, 0]], np.uint8)).tolist()
+    [[0, 128], [255, 0]]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtl.data.readers import io
+from medtl.utils.errors import DataError
+
+MODES = ("auto", "binary", "labels", "palette", "colors")
+#: more distinct values (or colours) than this is not a label map
+MAX_LABELS = 32
+JPEG_NOTE = "JPEG-compressed binary masks, thresholded at 128"
+NOISY_NOTE = "binary masks with intermediate (interpolated) values, thresholded at 128"
+BINARY_NOTE = "binary masks (the binarisation rule of medtl.data.readers.io)"
+#: share of pixels that must lie within 32 of 0 or 255 for a many-valued 8-bit mask to be binary
+NOISY_SHARE = 0.95
+
+
+@dataclass(frozen=True)
+class MaskScheme:
+    """The decided interpretation: ``values[k-1]`` is the stored value (int, or an RGB tuple
+    for ``colors``) of label ``k``; ``binary`` without values applies the binarisation rule."""
+
+    mode: str
+    values: tuple = ()
+    names: tuple[str, ...] = ()
+    note: str = ""
+    palette: tuple[int, ...] = ()  # palette masks: the files' palette (R, G, B, R, ...)
+
+    @property
+    def n_labels(self) -> int:
+        """Foreground labels (1 for binary)."""
+        return max(1, len(self.values))
+
+    @property
+    def multi(self) -> bool:
+        """More than one foreground label: a softmax head with ``n_labels + 1`` channels."""
+        return self.n_labels > 1
+
+    @property
+    def channels(self) -> int:
+        """Output channels of the segmentation head."""
+        return self.n_labels + 1 if self.multi else 1
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.names or ("foreground",)
+
+    def describe(self) -> str:
+        """The decision in one line (train.log, audit, run.json)."""
+        if not self.values:
+            return f"binary: {self.note or BINARY_NOTE}"
+        pairs = ", ".join(
+            f"{_fmt_value(v)}={n}" for v, n in zip(self.values, self.names, strict=True)
+        )
+        kind = {"labels": "label masks", "palette": "palette masks", "colors": "colour masks"}
+        return f"{self.mode}: {kind.get(self.mode, self.mode)}, background 0, {pairs}" + (
+            f" ({self.note})" if self.note else ""
+        )
+
+    def to_index(self, arr: np.ndarray, path: Path | str = "mask") -> np.ndarray:
+        """One mask array -> ``bool (H, W)`` (binary) or ``uint8 (H, W)`` label indices."""
+        if not self.values:
+            return io.binarise_mask(arr)
+        if self.mode == "colors":
+            rgb = _rgb(arr)
+            out = np.zeros(rgb.shape[:2], np.uint8)
+            known = ~rgb.any(axis=2)
+            for k, colour in enumerate(self.values, 1):
+                hit = (rgb == np.array(colour, rgb.dtype)).all(axis=2)
+                out[hit], known = k, known | hit
+            if not known.all():
+                bad = tuple(int(c) for c in rgb[~known][0])
+                raise DataError(f"{path}: colour {bad} is not in data.mask_colors; add it there")
+            return out
+        grey = _grey(arr, path)
+        lut = np.full(int(max(grey.max(initial=0), max(self.values))) + 1, 255, np.uint8)
+        lut[0] = 0
+        for k, v in enumerate(self.values, 1):
+            lut[int(v)] = k
+        out = lut[grey.astype(np.int64)]
+        if (out == 255).any():
+            bad = sorted(set(np.unique(grey[out == 255]).tolist()))[:5]
+            raise DataError(
+                f"{path}: mask value(s) {bad} outside data.labels ({self.labels_text()}); "
+                "add them to data.labels or fix the mask"
+            )
+        return out
+
+    def to_stored(self, index: np.ndarray) -> np.ndarray:
+        """Predicted label indices -> the masks' own values (bool stays bool; RGB for colours)."""
+        if not self.values or index.dtype == bool:
+            return index
+        if self.mode == "colors":
+            table = np.array([(0, 0, 0), *self.values], np.uint8)
+            return table[index]
+        dtype = np.uint16 if max(self.values) > 255 else np.uint8
+        return np.array([0, *self.values], dtype)[index]
+
+    def labels_text(self) -> str:
+        """``data.labels`` (or ``data.mask_colors``) text of this scheme."""
+        if self.mode == "colors":
+            return ";".join(
+                f"{','.join(map(str, v))}:{n}" for v, n in zip(self.values, self.names, strict=True)
+            )
+        return ",".join(f"{v}:{n}" for v, n in zip(self.values, self.names, strict=True))
+
+    def config_values(self) -> dict[str, Any]:
+        """What the config records of the decision (``data.*`` keys)."""
+        if self.mode == "colors":
+            return {"mask_mode": "colors", "labels": None, "mask_colors": self.labels_text()}
+        out = {"mask_mode": self.mode, "labels": self.labels_text() or None, "mask_colors": None}
+        if self.mode == "palette":  # the files' palette, for writing predicted masks
+            out["mask_palette"] = bytes(self.palette).hex() or None
+        return out
+
+
+def _fmt_value(v: Any) -> str:
+    return "(" + ",".join(map(str, v)) + ")" if isinstance(v, tuple) else str(v)
+
+
+def _rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2)
+    return arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
+
+
+def _grey(arr: np.ndarray, path: Path | str) -> np.ndarray:
+    """A one-channel integer label map; multi-channel and float masks are errors."""
+    if arr.ndim == 3:
+        chans = arr[..., : 3 if arr.shape[2] >= 3 else 1]
+        if arr.shape[2] > 4 or not (chans == chans[..., :1]).all():
+            raise DataError(
+                f"{path}: multi-channel label map ({arr.shape[2]} channels that differ); save one "
+                "channel, or set data.mask_mode=colors with data.mask_colors for colour masks"
+            )
+        arr = chans[..., 0]
+    if np.issubdtype(arr.dtype, np.floating):
+        raise DataError(
+            f"{path}: float mask (values {float(arr.min()):.3g}..{float(arr.max()):.3g}); labels "
+            "must be integers: save it as an 8/16-bit PNG, or set data.mask_mode=binary"
+        )
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    return arr
+
+
+def scheme_from_config(data_cfg: Any) -> MaskScheme:
+    """The scheme the config records (after :func:`resolve`): no files are read."""
+    mode = getattr(data_cfg, "mask_mode", "auto") or "auto"
+    if mode == "colors" and getattr(data_cfg, "mask_colors", None):
+        values, names = parse_colors(data_cfg.mask_colors)
+        return MaskScheme("colors", values, names)
+    labels = getattr(data_cfg, "labels", None)
+    if mode in ("labels", "palette") and labels:
+        values, names = parse_labels(labels)
+        palette = getattr(data_cfg, "mask_palette", None) if mode == "palette" else None
+        return MaskScheme(mode, values, names, palette=tuple(bytes.fromhex(palette or "")))
+    return MaskScheme("binary")
+
+
+def seg_channels(data_cfg: Any) -> int:
+    """Segmentation head channels of a resolved config (1: binary sigmoid head)."""
+    return scheme_from_config(data_cfg).channels
+
+
+def parse_labels(text: str | dict) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """``"1:lesion,2:halo"`` (or a mapping) -> ``((1, 2), ("lesion", "halo"))``; a bare value
+    is named ``label_<value>``."""
+    items = (
+        text.items()
+        if isinstance(text, dict)
+        else (
+            tuple(p.split(":", 1)) if ":" in p else (p, "")
+            for p in str(text).split(",")
+            if p.strip()
+        )
+    )
+    pairs = []
+    for value, name in items:
+        try:
+            v = int(str(value).strip())
+        except ValueError:
+            raise DataError(
+                f"data.labels: '{value}' is not an integer mask value; write e.g. data.labels=1:lesion,2:halo"
+            ) from None
+        if v <= 0:
+            raise DataError(
+                f"data.labels: value {v} is background (0) or negative; list labels >= 1"
+            )
+        pairs.append((v, str(name).strip() or f"label_{v}"))
+    pairs.sort()
+    return tuple(v for v, _ in pairs), tuple(n for _, n in pairs)
+
+
+def parse_colors(text: str) -> tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]]:
+    """``"255,0,0:tumour;0,255,0:edema"`` -> colours and names (in the given order)."""
+    values, names = [], []
+    for part in (p for p in str(text).split(";") if p.strip()):
+        rgb, _, name = part.partition(":")
+        try:
+            colour = tuple(int(c) for c in rgb.split(","))
+        except ValueError:
+            colour = ()
+        if len(colour) != 3 or not all(0 <= c <= 255 for c in colour) or not any(colour):
+            raise DataError(
+                f"data.mask_colors: '{part}' is not R,G,B:name (non-black); "
+                "write e.g. data.mask_colors=255,0,0:tumour;0,255,0:edema"
+            )
+        values.append(colour)
+        names.append(name.strip() or "color_" + "_".join(map(str, colour)))
+    return tuple(values), tuple(names)
+
+
+def names_file(root: Path | str) -> dict | None:
+    """``labels.yaml``/``labels.json`` of the data root as ``{value: name}``, or None."""
+    root = Path(root)
+    for name in ("labels.yaml", "labels.yml", "labels.json"):
+        path = root / name
+        if path.is_file():
+            if path.suffix == ".json":
+                got = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                import yaml
+
+                got = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if not isinstance(got, dict):
+                raise DataError(f"{path}: expected a mapping value: name, e.g. 1: lesion")
+            return got
+    return None
+
+
+def presence(scheme: MaskScheme, samples: Sequence[Any]) -> list[set[int]]:
+    """The label indices found in each sample's masks (``scheme`` applied to the files)."""
+    from medtl.utils.parallel import map_ordered
+
+    def one(s: Any) -> set[int]:
+        found: set[int] = set()
+        for m in s.masks:
+            idx = scheme.to_index(io.read_array(Path(m)), m)
+            found |= {int(v) for v in np.unique(idx.astype(np.uint8))} - {0}
+        return found
+
+    return map_ordered(one, list(samples))

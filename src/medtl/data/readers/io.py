@@ -1,0 +1,261 @@
+"""Decode images and masks into one representation; errors name the file.
+
+Images: PNG/JPEG/TIFF/BMP (8 or 16 bit; grey, RGB, RGBA, palette), DICOM (``[dicom]``
+extra; modality LUT, VOI window, MONOCHROME1: :mod:`medtl.data.readers.dicom`) and slices of
+NIfTI volumes (``[volumes]`` extra; :mod:`medtl.data.readers.volumes`, named by slice references,
+:mod:`medtl.data.refs`) become ``uint8`` arrays of shape ``(H, W, 3)``. 16-bit and float
+PNG/TIFF images are rescaled linearly from their own min..max to 0..255; RGBA drops
+alpha; grey is repeated to three channels.
+
+Masks (the binarisation rule): each mask file is read as one channel (colour masks take
+the maximum over channels, alpha ignored; palette masks use the palette index, GIF masks
+their colours). A pixel
+is foreground when its value is >= half the file's value range (128 for 8 bit, 32768 for
+16 bit; a 16-bit mask whose maximum is below 32768 uses half its maximum, rounded up) or,
+for label-style masks whose maximum is 1, when it is 1. Float masks use 0.5 when their
+maximum is <= 1, else 128. Several masks of one
+image are merged by union. Result: ``bool`` array ``(H, W)``. Whether masks are binary at
+all, or label maps, palette or colour masks, is decided per data set by
+:mod:`medtl.data.masks.scheme` (``data.mask_mode``); label masks read as ``uint8`` label indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from medtl.utils.errors import DataError
+
+Image.MAX_IMAGE_PIXELS = 20_000**2
+
+
+#: images above this many pixels are refused from their header, before decoding: a
+#: 20000x20000 PNG is 388 KB on disk and ~1.2 GB decoded (Pillow warns only above
+#: MAX_IMAGE_PIXELS and refuses above twice it). :func:`pixel_cap` changes it for a block.
+MAX_PIXELS = 150_000_000
+_max_pixels = [MAX_PIXELS]
+
+
+@contextmanager
+def pixel_cap(n: int | None) -> Iterator[None]:
+    """Refuse images above ``n`` pixels for the block (None: the default); decoding
+    threads started inside it see it too."""
+    before = _max_pixels[0]
+    _max_pixels[0] = int(n) if n else MAX_PIXELS
+    try:
+        yield
+    finally:
+        _max_pixels[0] = before
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    w, h = size
+    if w * h > _max_pixels[0]:
+        raise DataError(
+            f"{path}: {w}x{h} = {w * h:,} pixels, over the cap of {_max_pixels[0]:,} "
+            "(data.max_pixels); downscale it, or raise the cap if you have the memory"
+        )
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check data.root or remove it from the manifest")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes); re-export or delete it")
+    try:
+        img = Image.open(path)
+        _check_pixels(path, img.size)  # from the header, before decoding
+        img.load()
+        return img
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
+        raise DataError(
+            f"{path}: not a readable image ({exc.__class__.__name__}); re-export it as PNG or delete it"
+        ) from None
+
+
+def _read_special(path: Path) -> np.ndarray | None:
+    """Raw values of a DICOM, a DICOM frame or a volume slice reference; None otherwise."""
+    from medtl.data.refs import parse_ref
+
+    parsed = parse_ref(path)
+    if parsed is not None:
+        file, axis, index, _ = parsed
+        if axis == "f":
+            from medtl.data.readers.dicom import modality_values
+
+            return modality_values(file, index)
+        from medtl.data.readers.volumes import read_ref
+
+        return read_ref(path)
+    if path.suffix.lower() == ".dcm":
+        from medtl.data.readers.dicom import modality_values
+
+        return modality_values(path)
+    return None
+
+
+def read_array(path: str | Path, palette_rgb: bool = False) -> np.ndarray:
+    """The file's pixels as stored: ``(H, W)`` or ``(H, W, C)``, native dtype.
+
+    Palette images give their indices (what masks need) unless ``palette_rgb``; GIFs
+    always give their colours: a GIF stores every picture as palette indices in an order
+    its encoder chose (PIL writes a black/white mask with white as index 0), so only the
+    colours mean anything (``<name>_mask.gif`` masks then follow the colour-mask rule).
+    """
+    path = Path(path)
+    special = _read_special(path)
+    if special is not None:
+        return special
+    img = _open(path)
+    if img.mode == "P" and (palette_rgb or path.suffix.lower() == ".gif"):
+        return np.asarray(img.convert("RGB"))
+    if img.mode == "P":
+        # palette: keep indices for masks; images are converted by read_image
+        return np.asarray(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(img).astype(np.int32 if img.mode == "I" else np.uint16)
+    if img.mode == "F":
+        return np.asarray(img, dtype=np.float32)
+    if img.mode not in ("L", "RGB", "RGBA", "LA", "1"):
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Rescale any numeric array to uint8 (8-bit kept; others min..max -> 0..255)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    a = arr.astype(np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def _decode_special(path: Path, window, fallback) -> np.ndarray | None:
+    from medtl.data.refs import parse_ref
+
+    parsed = parse_ref(path)
+    if parsed is not None and parsed[1] != "f":
+        from medtl.data.readers.volumes import read_ref
+
+        return read_ref(path, window)
+    if parsed is not None or path.suffix.lower() == ".dcm":
+        from medtl.data.readers.dicom import dicom_to_uint8
+
+        file, frame = (parsed[0], parsed[2]) if parsed else (path, None)
+        return dicom_to_uint8(file, frame, window, fallback)
+    return None
+
+
+def read_image(
+    path: str | Path,
+    window: tuple[float, float] | None = None,
+    fallback: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Decode an image to ``uint8 (H, W, 3)``; raise DataError naming the file.
+
+    ``window`` (centre, width) overrides the VOI window of DICOMs and volume slices;
+    ``fallback`` is the data-set-wide window for DICOMs that carry none
+    (:func:`medtl.data.readers.dicom.dataset_range`). Other formats ignore both.
+    """
+    path = Path(path)
+    arr = _decode_special(path, window, fallback)
+    if arr is None:
+        arr = read_array(path, palette_rgb=True)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+        arr = arr[..., : arr.shape[2] - 1]
+    arr = to_uint8(arr)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataError(f"{path}: unsupported image shape {arr.shape}; save it as grey or RGB")
+    return np.ascontiguousarray(arr)
+
+
+def binarise_mask(arr: np.ndarray) -> np.ndarray:
+    """Apply the documented binarisation rule to one mask array -> ``bool (H, W)``."""
+    if arr.ndim == 3:
+        channels = arr.shape[2]
+        arr = arr[..., : 3 if channels >= 3 else 1].max(axis=2)
+    if arr.dtype == bool:
+        return arr.copy()
+    peak = arr.max() if arr.size else 0
+    # floats before the label rule: 0..1 floats are probabilities, not 0/1 labels
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr >= (0.5 if peak <= 1.0 else 128)
+    if peak <= 1:
+        return arr >= 1
+    if arr.dtype == np.uint8:
+        return arr >= 128
+    if arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and peak > 255):
+        return arr >= 32768 if peak > 32767 else arr >= (peak + 1) // 2
+    return arr >= 128
+
+
+def read_mask(
+    paths: tuple[Path, ...] | list[Path],
+    shape: tuple[int, int] | None = None,
+    scheme: Any = None,
+) -> np.ndarray:
+    """Read and merge (union) the mask files of one image -> ``bool (H, W)``.
+
+    ``shape`` is the image's ``(H, W)``; a mask of another size is an error naming the file.
+    ``scheme`` (a :class:`medtl.data.masks.scheme.MaskScheme` with labels) gives ``uint8 (H, W)``
+    label indices instead (a later file's labels over an earlier one's).
+    """
+    labels = scheme is not None and bool(scheme.values)
+    merged: np.ndarray | None = None
+    for p in paths:
+        arr = read_array(Path(p))
+        m = scheme.to_index(arr, p) if labels else binarise_mask(arr)
+        if shape is not None and m.shape != tuple(shape):
+            raise DataError(
+                f"{p}: mask size {m.shape[1]}x{m.shape[0]} differs from its image "
+                f"{shape[1]}x{shape[0]}; resize the mask to the image (nearest neighbour)"
+            )
+        if merged is not None and m.shape != merged.shape:
+            raise DataError(f"{p}: mask size differs from the other masks of the same image")
+        if merged is None:
+            merged = m
+        else:
+            merged = np.where(m > 0, m, merged) if labels else (merged | m)
+    if merged is None:
+        if shape is None:
+            raise DataError("read_mask needs at least one mask file or an image shape")
+        merged = np.zeros(shape, dtype=np.uint8 if labels else bool)
+    return merged
+
+
+def pixel_spacing(path: str | Path) -> tuple[float, float] | None:
+    """``(row, column)`` pixel spacing in mm of an image path, when the file records it:
+    DICOM ``PixelSpacing``, a NIfTI slice's in-plane zooms; None for PNG/JPEG/TIFF."""
+    from medtl.data.refs import parse_ref
+
+    path = Path(path)
+    parsed = parse_ref(path)
+    file = parsed[0] if parsed else path
+    if parsed is not None and parsed[1] != "f":
+        from medtl.data.readers.volumes import in_plane_spacing, load_volume
+
+        return in_plane_spacing(load_volume(file)[2], int(parsed[1]))
+    if file.suffix.lower() == ".dcm":
+        from medtl.data.readers.dicom import pixel_spacing as dicom_spacing
+
+        return dicom_spacing(file)
+    return None

@@ -1,0 +1,44 @@
+"""The leak-free subset of an evaluated split: the images without a duplicate in train, as
+``RUN/leaks.json`` lists them, scored on their own beside the full split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medtl.data.leaks import LEAKS_FILE
+from medtl.metrics import aggregate
+
+
+def leak_free_summary(run: Path, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"leak_free": {...}}`` for ``split`` of ``run`` when ``RUN/leaks.json`` lists
+    leaked images in it: the number left, the number leaked and Dice/IoU (or accuracy)
+    over the images without a duplicate in train; ``{}`` otherwise."""
+    path = Path(run) / LEAKS_FILE
+    if not path.is_file():
+        return {}
+    leaked = set(json.loads(path.read_text(encoding="utf-8")).get(split) or [])
+    if not leaked:
+        return {}
+    clean = [r for r in rows if r["image"] not in leaked]
+    out: dict[str, Any] = {"n_images": len(clean), "n_leaked": len(rows) - len(clean)}
+    for key in ("dice", "iou"):
+        if rows and key in rows[0]:
+            out[key] = aggregate([r[key] for r in clean])
+    if rows and "prediction" in rows[0]:
+        known = [r for r in clean if r.get("class")]
+        out["accuracy"] = aggregate([float(r["prediction"] == r["class"]) for r in known])
+    return {"leak_free": out}
+
+
+def leak_free_lines(summary: dict[str, Any]) -> list[str]:
+    """The console line of a summary's leak-free subset (none without one)."""
+    lf = summary.get("leak_free")
+    if not lf:
+        return []
+    got = ", ".join(f"{k} {lf[k]['mean']:.4f}" for k in ("dice", "iou", "accuracy") if k in lf)
+    return [
+        f"  leak-free subset: {lf['n_images']} images ({lf['n_leaked']} with a duplicate in "
+        f"train left out): {got}"
+    ]

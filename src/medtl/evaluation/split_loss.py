@@ -1,0 +1,27 @@
+"""The loss ``medtl evaluate`` reports for a split: each image's training loss as the run's
+config defines it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from medtl.configuration.loading import Config
+from medtl.training.losses import image_losses
+
+
+def split_losses(
+    cfg: Config, out: dict[str, torch.Tensor], mask: torch.Tensor, label: torch.Tensor
+) -> list[float]:
+    """Each image's training loss as the run's config defines it (:func:`image_losses`)."""
+    m, t = cfg.model, cfg.train
+    weights = (m.seg_weight, m.cls_weight)
+    return image_losses(out, mask, label, t.loss, t.cls_loss, weights, t.label_smoothing)
+
+
+def mean_loss(records: list[dict[str, Any]]) -> float | None:
+    """The mean of the records' finite ``loss`` values (None when there is none)."""
+    values = [r["loss"] for r in records if np.isfinite(r.get("loss", float("nan")))]
+    return round(float(np.mean(values)), 6) if values else None

@@ -1,0 +1,2 @@
+"""The run folder: naming, logs and the weights bundle (:mod:`.folder`), facts
+(``run.json``), checkpoints, the model summary and the model card."""

@@ -1,0 +1,2 @@
+"""Process-level settings for speed: CPU threads and allocator, memory format,
+``torch.compile``, Lightning's expected warnings."""

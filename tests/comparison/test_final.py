@@ -1,0 +1,72 @@
+"""The last step after a comparison (issue 18 item 6): ``medtl train ...
+data.val_fraction=0 data.test_fraction=0 train.epochs=E`` trains on every image, keeps the
+last epoch (no validation images to choose or stop on) and says so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medtl.utils.errors import MedtlError
+from tests.conftest import train_tiny
+
+
+@pytest.fixture(scope="module")
+def final_run(phantoms, tmp_path_factory):
+    out = tmp_path_factory.mktemp("final")
+    extra = ("data.val_fraction=0", "data.test_fraction=0", "train.epochs=3", "train.patience=1")
+    return train_tiny(phantoms, out, "output.name=final", *extra)
+
+
+def test_every_image_trains_and_the_last_epoch_is_kept(final_run, phantoms):
+    from medtl.training.fit import FINAL_NOTE
+
+    splits = json.loads((final_run / "splits.json").read_text())
+    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (16, 0, 0)
+    facts = json.loads((final_run / "run.json").read_text())
+    assert facts["status"] == "finished" and facts["final_model"] == FINAL_NOTE
+    assert facts["best_epoch"] == 2 and facts["best_score"] is None  # all 3 epochs ran
+    log = (final_run / "train.log").read_text()
+    assert FINAL_NOTE in log and "(train.patience ignored)" in log
+    assert "model.pt = the last epoch's weights" in log
+    bundle = torch.load(final_run / "model.pt", map_location="cpu", weights_only=True)
+    last = torch.load(final_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2
+    net = {k.removeprefix("net."): v for k, v in last["state_dict"].items()}
+    weights = bundle["state_dict"]
+    assert len(weights) > 50 and weights.keys() <= net.keys()
+    assert all(torch.equal(weights[k], net[k]) for k in weights)
+
+
+def test_evaluate_of_a_final_model_asks_for_new_data(final_run, phantoms):
+    from medtl.evaluation.evaluate import evaluate
+
+    with pytest.raises(MedtlError, match=r"a final model: every image trained it.*--data DIR"):
+        evaluate(final_run, plots=False, save_images=0)
+    summary = evaluate(final_run, data=phantoms, plots=False, save_images=0)
+    assert summary["n_images"] == 16
+
+
+def test_the_final_command_names_the_config_file_and_quotes():
+    """The command in results.md must be the comparison's own: its ``-c FILE`` included
+    (the BUSI comparison printed one without ``-c configs/busi_seg.yaml``)."""
+    import shlex
+
+    from medtl.comparison.final import final_lines
+
+    best = {"rank": 1, "configuration": "c", "overrides": ["model.strategy=finetune"]}
+    best |= {"final_epochs": 19, "best_epochs": [18, 20]}
+    base = ["data.root=/d/my data", "train.epochs=6", "data.test_fraction=0.2"]
+    results = {"configs": [best], "base_overrides": base}  # the epochs and split: once, final
+    results["config_file"] = "/cfg/busi seg.yaml"
+    cmd = next(line for line in final_lines(results) if "medtl train" in line).strip()
+    assert shlex.split(cmd) == [
+        *("medtl", "train", "-c", "/cfg/busi seg.yaml", "data.root=/d/my data"),
+        *("model.strategy=finetune", "data.val_fraction=0", "data.test_fraction=0"),
+        "train.epochs=19",
+    ]
+    results["config_file"] = None  # no -c: nothing invented
+    cmd = next(line for line in final_lines(results) if "medtl train" in line)
+    assert " -c " not in cmd
