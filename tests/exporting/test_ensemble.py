@@ -73,10 +73,7 @@ def test_one_graph_of_the_members_matches_the_fold_ensemble(cmp, exported):
     assert (pred.image_size, pred.task, pred.classes) == (32, "segmentation", info["classes"])
     assert json.loads(pred.meta["medtl.ensemble"]) == ["fold0", "fold1"]
     assert pred.meta["medtl.postprocess"] == (cell_rule(cell) or "none")
-    assert (
-        pred.meta["medtl.temperature"] == "none"
-        and pred.meta["medtl.seg_threshold"] == "0.5"
-    )
+    assert pred.meta["medtl.temperature"] == "none" and pred.meta["medtl.seg_threshold"] == "0.5"
     # ONNX Runtime vs the PyTorch FoldEnsemble and vs the members' mean, on other images
     net, _, _ = load_ensemble(runs, optimise=False)
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(7))
