@@ -163,6 +163,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.premade_split": ("keep", "drop_leaked", "regroup"),
 }
 
+#: optional keys that document the word ``none`` as a value of their own (not "unset"):
+#: ``data.group_pattern=none`` switches name grouping off, while null/~ means auto
+NONE_IS_A_VALUE: tuple[str, ...] = ("data.group_pattern",)
+
 # earlier spellings still read (old run folders' config.yaml hold data.cache: true)
 _ON, _OFF = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 LEGACY_VALUES: dict[str, dict[str, str]] = {

@@ -14,6 +14,7 @@ from medtl.data.cache.decode import DecodeSpec
 from medtl.data.cache.modes import cached_samples, reuse_decoded
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
 from medtl.data.layouts import Dataset, discover
+from medtl.data.layouts.msd import names_from_dataset
 from medtl.data.masks.scan import resolve_into
 from medtl.data.samplers import EpochSeededSampler, ShardedEvalSampler
 from medtl.utils.errors import DataError
@@ -77,6 +78,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         )
     apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
     if needs_masks(cfg.task):  # what the masks mean, decided (and recorded in cfg) or an error
+        names_from_dataset(cfg.data, ds)  # MSD dataset.json label names
         ds.mask_scheme = resolve_into(cfg.data, ds)
     if cfg.data.group_duplicates:
         from medtl.data.dedup import assign_groups

@@ -17,12 +17,14 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from medtl.data.audit.files import Decoded, decode_all, other_files, placement_problems
 from medtl.data.audit.masks import (
+    default_masks,
     format_masks,
     interpret,
     label_table,
@@ -32,6 +34,8 @@ from medtl.data.audit.masks import (
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
+from medtl.data.layouts.explain import PARTLY
+from medtl.data.layouts.msd import names_from_dataset
 
 _SHOW = 10  # items of a long list shown by AuditReport.format()
 
@@ -77,6 +81,8 @@ class AuditReport:
     ``mode``, ``description``, ``labels`` (value, name), ``error`` (the line it would stop with)."""
     label_table: list[dict[str, Any]] = field(default_factory=list)
     """Label maps: per label value its name, pixel share, images holding it, ``rare``."""
+    unused: list[str] = field(default_factory=list)
+    """Folders and files under the root that the layout found but did not use."""
 
     @property
     def ok(self) -> bool:
@@ -136,6 +142,7 @@ class AuditReport:
         )
         _section(lines, "unreadable files", self.unreadable, lambda u: u["error"])
         _section(lines, "non-image files", self.other_files, str)
+        _section(lines, "found but not used by the layout", self.unused, str)
         _section(lines, "layout problems", self.layout_problems, str)
         _section(lines, "exact duplicate groups", self.exact_duplicates, _fmt_group)
         _section(
@@ -157,7 +164,14 @@ class AuditReport:
 
 def _grouping_line(g: dict[str, Any]) -> str:
     how = f"names ({g['source']}) {g['pattern']}" if g["pattern"] else "from the layout or manifest"
-    return f"  patient groups: {g['groups_in_force']} ({how})"
+    line = f"  patient groups: {g['groups_in_force']} ({how})"
+    sizes = g.get("sizes")
+    if sizes:
+        what = "" if g["pattern"] else " of the pattern turned down"
+        line += f"; images per group{what}: min {sizes['min']:g}, median {sizes['median']:g}, max {sizes['max']:g}"
+    if g.get("reason") and not g["pattern"]:
+        line += f"; names not used: {g['reason']}"
+    return line
 
 
 def _kv(d: dict[str, int]) -> str:
@@ -333,12 +347,18 @@ def audit(
     ds = discover(root, layout)
     samples = ds.samples
     decoded, rep = decode_all(samples)  # in parallel, merged in sample order
+    if ds.label_names:  # an MSD dataset.json names the labels, as training reads them
+        masks = SimpleNamespace(**vars(masks or default_masks()))
+        names_from_dataset(masks, ds)
     meaning, table, mask_problems = _mask_meaning(ds, decoded, rep, masks)
     cov_stats, empty = _coverage(samples, decoded)
     exact, near, leakage = _duplicates(samples, decoded, max_distance)
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
     problems += mask_problems + placement_problems(samples, Path(root), decoded)
+    problems += [  # whole folders the layout passed over (files beside used ones: listed only)
+        f"not used by layout '{ds.layout}': {u}" for u in ds.unused if not u.endswith(PARTLY)
+    ]
     grouped, decision = group_by_names(samples)  # what training does with these names
     warning = looks_like_slices(grouped, decision)
     problems += [warning] if warning else []
@@ -372,4 +392,5 @@ def audit(
         grouping=grouping,
         mask_interpretation=meaning,
         label_table=table,
+        unused=list(ds.unused),
     )

@@ -23,6 +23,8 @@ from medtl.data.layouts.base import MASK_EXTS, SPLIT_DIRS, Sample, split_of
 META_FILES = ("dataset.json", "labels.yaml", "labels.yml", "labels.json")
 _MAX_ENTRIES = 200_000  # stop counting beyond this (a message, not an inventory)
 _SHOW = 8  # tree lines and unused lines shown in an error
+#: the tail of an :func:`unused_lines` line for files left beside used ones
+PARTLY = " (beside used files)"
 
 
 def suffix(path: Path) -> str:
@@ -156,7 +158,7 @@ def unused_lines(root: Path, samples: Sequence[Sample], layout: str = "") -> lis
             if f.is_file() and not f.name.startswith(".") and f not in used and not _meta(f, root)
         ]
         if left:
-            lines.append(f"{rel}: {_n_files(left)} not used")
+            lines.append(f"{rel}: {_n_files(left)} not used{PARTLY}")
         stack += reversed(_subdirs(folder))
     return lines
 

@@ -147,3 +147,22 @@ def discover_msd(
                 masks = (lab,) if lab is not None else ()
                 samples.append(Sample(img, masks, split=split))
     return samples, problems
+
+
+def names_from_dataset(data_cfg: Any, ds: Any) -> None:
+    """Label names the data set gives itself (an MSD ``dataset.json``) become
+    ``data.labels`` when neither ``data.labels`` nor a ``labels.yaml`` names them, so
+    config.yaml records them; only the values the masks hold are kept."""
+    from medtl.data.masks.scan import mask_files, scan
+    from medtl.data.masks.scheme import names_file
+
+    if not ds.label_names or getattr(data_cfg, "labels", None) or names_file(ds.root):
+        return
+    if getattr(data_cfg, "mask_mode", "auto") not in ("auto", "labels"):
+        return
+    found = {v for f in scan(mask_files(ds.samples)) for v in f.values if isinstance(v, int)}
+    if found <= {0, 1}:
+        return  # one foreground label: a binary mask, named or not
+    named = {v: n for v, n in sorted(ds.label_names.items()) if v in found}
+    if named:
+        data_cfg.labels = ",".join(f"{v}:{n}" for v, n in named.items())
