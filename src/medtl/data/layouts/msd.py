@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,8 @@ def discover_msd(
     for images, labels, split in parts:
         pairs = _pairs(images, labels, problems)
         volumes = [p for p in pairs if is_volume(p[0])]
-        samples += volume_samples(volumes, split, slice_axis, empty_slice_fraction)
+        sliced = volume_samples(volumes, split, slice_axis, empty_slice_fraction)
+        samples += [replace(x, group=case_id(x.meta["volume"])) for x in sliced]
         for img, lab in pairs:
             if not is_volume(img):
                 masks = (lab,) if lab is not None else ()
