@@ -212,3 +212,54 @@ def test_brain_mri_trains_from_the_cli_and_records_the_grouping(tmp_path, capsys
     grouping = facts["data"]["grouping"]
     assert grouping["source"] == "none" and "class/split folders" in grouping["reason"]
     assert grouping["sizes"] == {"min": 2, "median": 3, "max": 4}
+
+
+def _half_res_masks(root: Path, labels: bool = False) -> Path:
+    for k in range(6):
+        save(root / "images" / f"img{k}.png", smooth_image(k, 48)[:, :40].copy())  # 40x48
+        mask = np.zeros((24, 20), np.uint8)  # half: the same aspect ratio
+        mask[4:12, 4:10] = 1 if labels else 255
+        if labels:
+            mask[14:20, 10:16] = 2
+        save(root / "masks" / f"img{k}.png", mask)
+    return root
+
+
+def test_mask_resize_nearest_for_half_resolution_masks(tmp_path):
+    from medtl.data.readers.io import read_mask, set_mask_resize
+
+    root = _half_res_masks(tmp_path / "half")
+    s = discover(root).samples[0]
+    set_mask_resize("none")
+    with pytest.raises(
+        DataError,
+        match="mask size 20x24 differs from its image 40x48; set data.mask_resize=nearest",
+    ):
+        read_mask(s.masks, (48, 40))
+    cfg = load_config(overrides=["data.mask_resize=nearest"])
+    try:
+        ds = load_samples(cfg, root)
+        mask = read_mask(ds.samples[0].masks, (48, 40))
+        assert mask.shape == (48, 40) and mask.sum() == 4 * 8 * 6  # each pixel doubled
+        assert mask[8:24, 8:20].all() and not mask[24:, :].any()
+        with pytest.raises(DataError, match="aspect ratio differs too"):
+            read_mask(ds.samples[0].masks, (48, 48))
+    finally:
+        set_mask_resize("none")
+    with pytest.raises(Exception, match="data.mask_resize"):
+        load_config(overrides=["data.mask_resize=bilinear"])
+
+
+def test_audit_label_table_names_skipped_masks(tmp_path):
+    root = _half_res_masks(tmp_path / "labels", labels=True)
+    report = audit(root)
+    assert report.mask_interpretation["skipped"]["masks"] == 6
+    assert "data.mask_resize=nearest" in report.mask_interpretation["skipped"]["why"]
+    text = report.format()
+    assert "0 of the counted images (6 skipped)" in text and " 0 images" not in text
+    assert "label table leaves out 6 images' masks: 6 of another size" in text
+    lines = "\n".join(report.problems)
+    assert (
+        "label 1 (label_1): in none of the 0 images counted; 6 images' masks were skipped" in lines
+    )
+    assert "in 0 of" not in lines and "; data.mask_resize=nearest resizes it" in lines

@@ -48,6 +48,7 @@ class DataConfig:
     labels: str | None = None  # label values and names "1:lesion,2:halo" (None: found/labels.yaml)
     mask_colors: str | None = None  # colour masks "255,0,0:tumour;0,255,0:edema"
     mask_palette: str | None = None  # palette masks: their palette, RGB bytes as hex (found)
+    mask_resize: str = "none"  # none | nearest: masks of another size, same aspect ratio, resized
 
 
 @dataclass
@@ -161,6 +162,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.feature_cache_dtype": ("float32", "bfloat16"),
     "data.cache": ("memory", "disk", "none"),
     "data.premade_split": ("keep", "drop_leaked", "regroup"),
+    "data.mask_resize": ("none", "nearest"),
 }
 
 #: optional keys that document the word ``none`` as a value of their own (not "unset"):

@@ -45,6 +45,9 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     come from :func:`decoded`: inside :func:`medtl.data.cache.modes.reuse_decoded` (as in
     :func:`prepare`) that decode is the one the loaders use.
     """
+    from medtl.data.readers.io import set_mask_resize
+
+    set_mask_resize(cfg.data.mask_resize)  # for every mask read with this configuration
     root = root or cfg.data.root
     if root is None:
         raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")

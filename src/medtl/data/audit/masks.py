@@ -121,14 +121,17 @@ def label_table(
     return rows, coverage
 
 
-def rare_problems(rows: list[dict[str, Any]], n_masked: int) -> list[str]:
-    """One line per label seen in fewer than :data:`RARE_IMAGES` images."""
-    return [
+def rare_problems(rows: list[dict[str, Any]], n_masked: int, full: bool = False) -> list[str]:
+    """One line per label seen in fewer than :data:`RARE_IMAGES` images (``full``: one
+    entry per row, "" for the labels that are not rare)."""
+    lines = [
         f"label {r['value']} ({r['name']}): in {r['n_images']} of {n_masked} images only; "
         "it may be missing from the validation or test split (train warns; add cases)"
-        for r in rows
         if r["rare"]
+        else ""
+        for r in rows
     ]
+    return lines if full else [line for line in lines if line]
 
 
 def format_masks(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
@@ -146,10 +149,16 @@ def format_masks(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         lines.append("  label values (share of mask pixels, images holding the label):")
         for r, value in zip(rows, shown, strict=True):
             flag = "  RARE" if r["rare"] else ""
+            count = f"{r['n_images']} images"
+            if r.get("skipped_masks") and r["n_images"] == 0:
+                count, flag = f"0 of the counted images ({r['skipped_masks']} skipped)", ""
             lines.append(
                 f"    {value:>{vw}}  {r['name']:<{width}}  {100 * r['pixel_share']:5.1f} %  "
-                f"{r['n_images']} images{flag}"
+                f"{count}{flag}"
             )
+        if info.get("skipped"):
+            k = info["skipped"]
+            lines.append(f"  label table leaves out {k['masks']} images' masks: {k['why']}")
     return lines
 
 

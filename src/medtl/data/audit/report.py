@@ -289,6 +289,7 @@ def _problems(
     problems += [u["error"] for u in rep["unreadable"]]
     problems += [
         f"{m['mask']}: mask size {m['mask_size']} differs from its image {m['image_size']}"
+        + ("; data.mask_resize=nearest resizes it" if _same_aspect(m) else "")
         for m in rep["mask_size_mismatch"]
     ]
     problems += [
@@ -309,6 +310,13 @@ def _problems(
     return problems
 
 
+def _same_aspect(m: dict[str, Any]) -> bool:
+    from medtl.data.readers.io import ASPECT_TOLERANCE
+
+    (mw, mh), (iw, ih) = (map(int, m[k].split("x")) for k in ("mask_size", "image_size"))
+    return abs((mw / mh) / (iw / ih) - 1) < ASPECT_TOLERANCE
+
+
 def _mask_meaning(
     ds: Any, decoded: list[Decoded], rep: dict[str, Any], masks: Any
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
@@ -327,7 +335,33 @@ def _mask_meaning(
     for d, c in zip(decoded, coverage, strict=True):
         d.coverage = c if d.coverage is not None else None
     n_masked = sum(c is not None for c in coverage)
-    return info, rows, rare_problems(rows, n_masked)
+    skipped = sum(1 for s, c in zip(ds.samples, coverage, strict=True) if s.masks and c is None)
+    if skipped:  # a label seen in no counted image may sit in the skipped masks
+        why = _skip_reason(rep)
+        info["skipped"] = {"masks": skipped, "why": why}
+        for r in rows:
+            r["skipped_masks"], r["skipped_why"] = skipped, why
+    problems = [
+        p
+        for r, p in zip(rows[1:], rare_problems(rows[1:], n_masked, full=True), strict=True)
+        if p and not (skipped and r["n_images"] == 0)
+    ]
+    problems += [
+        f"label {r['value']} ({r['name']}): in none of the {n_masked} images counted; "
+        f"{skipped} images' masks were skipped ({why}), so it may be there"
+        for r in rows[1:]
+        if skipped and r["n_images"] == 0
+    ]
+    return info, rows, problems
+
+
+def _skip_reason(rep: dict[str, Any]) -> str:
+    sizes, unreadable = len(rep["mask_size_mismatch"]), len(rep["unreadable"])
+    parts = (
+        [f"{sizes} of another size than their image (data.mask_resize=nearest)"] if sizes else []
+    )
+    parts += [f"{unreadable} unreadable files"] if unreadable else []
+    return ", ".join(parts) or "unreadable"
 
 
 def audit(
