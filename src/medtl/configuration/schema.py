@@ -49,6 +49,9 @@ class DataConfig:
     mask_colors: str | None = None  # colour masks "255,0,0:tumour;0,255,0:edema"
     mask_palette: str | None = None  # palette masks: their palette, RGB bytes as hex (found)
     mask_resize: str = "none"  # none | nearest: masks of another size, same aspect ratio, resized
+    lesion_labels: str | None = (
+        None  # lesion-level metrics for: names/values; None: binary masks; "none": off
+    )
 
 
 @dataclass
@@ -167,7 +170,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 #: optional keys that document the word ``none`` as a value of their own (not "unset"):
 #: ``data.group_pattern=none`` switches name grouping off, while null/~ means auto
-NONE_IS_A_VALUE: tuple[str, ...] = ("data.group_pattern",)
+NONE_IS_A_VALUE: tuple[str, ...] = ("data.group_pattern", "data.lesion_labels")
 
 # earlier spellings still read (old run folders' config.yaml hold data.cache: true)
 _ON, _OFF = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
