@@ -116,7 +116,10 @@ def test_pipeline_keeps_a_patients_slices_together(tmp_path):
     assert ds.grouping["source"] == "none" and all(s.group is None for s in ds.samples)
 
 
-@pytest.mark.parametrize("module", ["readers.dicom", "groups", "refs", "readers.volumes"])
+@pytest.mark.parametrize(
+    "module",
+    ["readers.dicom", "groups", "refs", "readers.volumes", "layouts.msd", "layouts.explain"],
+)
 def test_module_docstring_examples_run(module):
     import doctest
     import importlib

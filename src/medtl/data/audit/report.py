@@ -23,14 +23,7 @@ from typing import Any
 import numpy as np
 
 from medtl.data.audit.files import Decoded, decode_all, other_files, placement_problems
-from medtl.data.audit.masks import (
-    default_masks,
-    format_masks,
-    interpret,
-    label_table,
-    quiet_odd_masks,
-    rare_problems,
-)
+from medtl.data.audit.masks import default_masks, format_masks, mask_meaning
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
@@ -317,51 +310,15 @@ def _same_aspect(m: dict[str, Any]) -> bool:
     return abs((mw / mh) / (iw / ih) - 1) < ASPECT_TOLERANCE
 
 
-def _mask_meaning(
-    ds: Any, decoded: list[Decoded], rep: dict[str, Any], masks: Any
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """The interpretation training would take, the label table (label maps: coverage then
-    counts foreground labels, and odd-mask lines the scheme explains are dropped) and the
-    lines for ``problems`` (the error training would stop with; rare labels)."""
-    skip = {u["path"] for u in rep["unreadable"]}
-    scheme, info = interpret(ds.samples, ds.root, masks, skip)
-    rep["odd_masks"] = quiet_odd_masks(rep["odd_masks"], scheme)
-    if info.get("error"):
-        return info, [], [info["error"]]
-    if scheme is None or not scheme.values:
-        return info, [], []
-    shapes = [d.shape if d.coverage is not None else None for d in decoded]
-    rows, coverage = label_table(scheme, ds.samples, shapes)
-    for d, c in zip(decoded, coverage, strict=True):
-        d.coverage = c if d.coverage is not None else None
-    n_masked = sum(c is not None for c in coverage)
-    skipped = sum(1 for s, c in zip(ds.samples, coverage, strict=True) if s.masks and c is None)
-    if skipped:  # a label seen in no counted image may sit in the skipped masks
-        why = _skip_reason(rep)
-        info["skipped"] = {"masks": skipped, "why": why}
-        for r in rows:
-            r["skipped_masks"], r["skipped_why"] = skipped, why
-    problems = [
-        p
-        for r, p in zip(rows[1:], rare_problems(rows[1:], n_masked, full=True), strict=True)
-        if p and not (skipped and r["n_images"] == 0)
-    ]
-    problems += [
-        f"label {r['value']} ({r['name']}): in none of the {n_masked} images counted; "
-        f"{skipped} images' masks were skipped ({why}), so it may be there"
-        for r in rows[1:]
-        if skipped and r["n_images"] == 0
-    ]
-    return info, rows, problems
-
-
-def _skip_reason(rep: dict[str, Any]) -> str:
-    sizes, unreadable = len(rep["mask_size_mismatch"]), len(rep["unreadable"])
-    parts = (
-        [f"{sizes} of another size than their image (data.mask_resize=nearest)"] if sizes else []
-    )
-    parts += [f"{unreadable} unreadable files"] if unreadable else []
-    return ", ".join(parts) or "unreadable"
+def _grouping(samples: Sequence[Sample]) -> tuple[dict[str, Any], str | None]:
+    """What training would decide from the names, the groups in force and the audit's
+    warning when names look like slices but nothing groups them."""
+    grouped, decision = group_by_names(samples)
+    grouping = {
+        **decision.to_dict(),
+        "groups_in_force": len({s.group for s in grouped if s.group is not None}),
+    }
+    return grouping, looks_like_slices(grouped, decision)
 
 
 def audit(
@@ -384,7 +341,7 @@ def audit(
     if ds.label_names:  # an MSD dataset.json names the labels, as training reads them
         masks = SimpleNamespace(**vars(masks or default_masks()))
         names_from_dataset(masks, ds)
-    meaning, table, mask_problems = _mask_meaning(ds, decoded, rep, masks)
+    meaning, table, mask_problems = mask_meaning(ds, decoded, rep, masks)
     cov_stats, empty = _coverage(samples, decoded)
     exact, near, leakage = _duplicates(samples, decoded, max_distance)
     other = other_files(Path(root), ds.layout)
@@ -393,13 +350,8 @@ def audit(
     problems += [  # whole folders the layout passed over (files beside used ones: listed only)
         f"not used by layout '{ds.layout}': {u}" for u in ds.unused if not u.endswith(PARTLY)
     ]
-    grouped, decision = group_by_names(samples)  # what training does with these names
-    warning = looks_like_slices(grouped, decision)
+    grouping, warning = _grouping(samples)
     problems += [warning] if warning else []
-    grouping = {
-        **decision.to_dict(),
-        "groups_in_force": len({s.group for s in grouped if s.group is not None}),
-    }
     return AuditReport(
         root=str(root),
         layout=ds.layout,
