@@ -263,3 +263,16 @@ def test_audit_label_table_names_skipped_masks(tmp_path):
         "label 1 (label_1): in none of the 0 images counted; 6 images' masks were skipped" in lines
     )
     assert "in 0 of" not in lines and "; data.mask_resize=nearest resizes it" in lines
+
+
+def test_test_folder_alone_names_the_folder_not_used(tmp_path):
+    root = tmp_path / "retina"
+    for split in ("Training_set", "test"):
+        for k in range(3):
+            save(root / split / "images" / f"{k}.png", smooth_image(k, 32))
+            save(root / split / "masks" / f"{k}.png", np.zeros((32, 32), np.uint8))
+    with pytest.raises(DataError) as err:
+        load_samples(load_config(overrides=[f"data.root={root}"]))
+    msg = str(err.value)
+    assert "layout 'paired' found only test=3 images and no training images" in msg
+    assert "not used: Training_set/: 6 files (6 .png) not used" in msg

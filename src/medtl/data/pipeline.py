@@ -48,6 +48,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     from medtl.data.readers.io import set_mask_resize
 
     set_mask_resize(cfg.data.mask_resize)  # for every mask read with this configuration
+    own = root is None or str(root) == str(cfg.data.root)  # else e.g. an external test set
     root = root or cfg.data.root
     if root is None:
         raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")
@@ -57,6 +58,8 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         slice_axis=cfg.data.slice_axis,
         empty_slice_fraction=cfg.data.empty_slice_fraction,
     )
+    if own:  # the data to split
+        _check_premade(ds)
     if cfg.data.classes:
         keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
         unknown = sorted(set(keep) - set(ds.classes))
@@ -88,6 +91,24 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
 
         ds.samples = assign_groups(ds.samples, hashes=decoded(cfg, ds).hashes)
     return ds
+
+
+def _check_premade(ds: Dataset) -> None:
+    """A pre-made split without training images is an error naming what was found and
+    what the layout passed over (a training folder under an unknown name, most often)."""
+    splits = {s.split for s in ds.samples}
+    if None in splits or "train" in splits:
+        return
+    from collections import Counter
+
+    from medtl.data.layouts.explain import short
+
+    counts = ", ".join(f"{k}={n}" for k, n in sorted(Counter(s.split for s in ds.samples).items()))
+    unused = f"; not used: {short(ds.unused)}" if ds.unused else ""
+    raise DataError(
+        f"{ds.root}: layout '{ds.layout}' found only {counts} images and no training images"
+        f"{unused}; put them in train/ (or training/) beside the others"
+    )
 
 
 def decoded(cfg: Config, ds: Dataset) -> SampleCache:

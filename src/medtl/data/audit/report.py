@@ -156,8 +156,12 @@ class AuditReport:
 
 
 def _grouping_line(g: dict[str, Any]) -> str:
-    how = f"names ({g['source']}) {g['pattern']}" if g["pattern"] else "from the layout or manifest"
-    line = f"  patient groups: {g['groups_in_force']} ({how})"
+    if g["pattern"]:
+        line = f"  patient groups: {g['groups_in_force']} (names ({g['source']}) {g['pattern']})"
+    elif g["groups_in_force"]:
+        line = f"  patient groups: {g['groups_in_force']} (from the layout or manifest)"
+    else:
+        line = "  patient groups: none (every image on its own)"
     sizes = g.get("sizes")
     if sizes:
         what = "" if g["pattern"] else " of the pattern turned down"
