@@ -42,6 +42,12 @@ def test_brain_mri_training_testing_folders_split_without_name_groups(tmp_path):
     assert g["sizes"] == {"min": 3, "median": 6.5, "max": 10}
     assert "8 groups reproduce the 8 class/split folders" in g["reason"]
     assert all(s.group is None for s in ds.samples)
+    # as published, some names carry a variant tag (Tr-glTr_0001): still the folders
+    for cls, short in CLASSES.items():
+        for k in range(1, 5):
+            save(root / "Training" / cls / f"Tr-{short}Tr_{k:04d}.jpg", smooth_image(k, 32))
+    g = load_samples(Config(task="classification"), root).grouping
+    assert g["source"] == "none" and "12 groups reproduce the 8 class/split folders" in g["reason"]
     splits = make_splits(ds.samples, 0.2, 0.2, seed=0)
     assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (32, 8, 12)
 

@@ -12,8 +12,8 @@ many groups (at least :data:`MIN_GROUPS`) of a few images each (median at most
 :data:`MAX_MEDIAN_GROUP`, none holding more than half of the images: ``img_001 .. img_100``
 is not one patient), no id is a class or folder name (``benign/benign_0001.png`` is not a
 patient called benign) and the groups do not reproduce the class or split folders
-(``Training/glioma/Tr-gl_0001.jpg`` gives one "patient" per class and split: no more
-groups than folders, each inside one folder). ``data.group_pattern=none`` switches names
+(``Training/glioma/Tr-gl_0001.jpg`` gives one "patient" per class and split: each group
+inside one folder, fewer than :data:`MIN_GROUPS` groups per folder). ``data.group_pattern=none`` switches names
 off. What was decided, why, and the group sizes are returned as a :class:`GroupDecision`
 (training writes it to run.json, ``data.grouping``; the audit shows it) and logged.
 
@@ -157,8 +157,11 @@ def judge(ids: Sequence[str | None], samples: Sequence[Sample]) -> str | None:
     for gid, s in zip(ids, samples, strict=True):
         cells.setdefault(str(gid), set()).add(_folder(s))
     folders = {_folder(s) for s in samples}
-    if all(len(c) == 1 for c in cells.values()) and len(counts) <= len(folders):
-        return f"the {len(counts)} groups reproduce the {len(folders)} class/split folders"
+    if all(len(c) == 1 for c in cells.values()) and len(counts) < MIN_GROUPS * len(folders):
+        return (
+            f"the {len(counts)} groups reproduce the {len(folders)} class/split folders "
+            f"(fewer than {MIN_GROUPS} per folder, each inside one)"
+        )
     return None
 
 

@@ -60,6 +60,10 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     )
     if own:  # the data to split
         _check_premade(ds)
+    if ds.unused:
+        from medtl.data.layouts.explain import short
+
+        log.warning("%s: not used by layout '%s': %s", ds.root, ds.layout, short(ds.unused))
     if cfg.data.classes:
         keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
         unknown = sorted(set(keep) - set(ds.classes))
