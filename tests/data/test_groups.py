@@ -30,8 +30,10 @@ def test_auto_detects_slice_names_and_logs(caplog):
         "pattern": r"^(.+?)[_-]slice[_-]?\d+$",
         "n_groups": 4,
         "n_images": 12,
+        "sizes": {"min": 3, "median": 3, "max": 3},
+        "reason": "many groups of a few images each, not the folders",
     }
-    assert "12 images in 4 groups" in caplog.text
+    assert "12 images in 4 groups" in caplog.text and "median 3" in caplog.text
 
 
 def test_auto_detects_id_number_names():
@@ -114,7 +116,10 @@ def test_pipeline_keeps_a_patients_slices_together(tmp_path):
     assert ds.grouping["source"] == "none" and all(s.group is None for s in ds.samples)
 
 
-@pytest.mark.parametrize("module", ["readers.dicom", "groups", "refs", "readers.volumes"])
+@pytest.mark.parametrize(
+    "module",
+    ["readers.dicom", "groups", "refs", "readers.volumes", "layouts.msd", "layouts.explain"],
+)
 def test_module_docstring_examples_run(module):
     import doctest
     import importlib

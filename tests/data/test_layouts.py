@@ -251,9 +251,12 @@ def test_root_errors_name_the_path(tmp_path):
     no_images = tmp_path / "noimg"
     (no_images / "cls").mkdir(parents=True)
     (no_images / "cls" / "readme.txt").write_text("x", encoding="utf-8")
-    with pytest.raises(DataError, match="no usable images") as err:
+    with pytest.raises(DataError, match="no known layout") as err:
         discover(no_images)
-    assert str(no_images) in str(err.value)
+    assert str(no_images) in str(err.value) and "found: cls/ (1 .txt)" in str(err.value)
+    with pytest.raises(DataError, match="no usable images .* layout 'imagefolder'") as err:
+        discover(no_images, layout="imagefolder")
+    assert "./: 1 file (1 .txt) not used" in str(err.value)
 
 
 def test_only_orphans_error_mentions_first_problem(tmp_path):

@@ -116,13 +116,19 @@ def test_premade_train_only_carves_test_too():
 
 
 def test_tiny_dataset_cannot_be_split():
-    with pytest.raises(DataError, match=r"too few images \(1\)"):
+    with pytest.raises(DataError, match=r"1 images in 1 independent group;.*add images"):
         make_splits(_samples(1), 0.2, 0.2, seed=0)
-    # everything in one group: val would be empty
-    with pytest.raises(DataError, match="too few images"):
+    # everything in one group: val would be empty; the message says how it was formed
+    with pytest.raises(DataError) as err:
         make_splits(_samples(5, groups=["p"] * 5), 0.2, 0.0, seed=0)
-    with pytest.raises(DataError, match="too few images"):
+    assert "5 images in 1 independent group: 1 from a group column" in str(err.value)
+    assert "largest 'p' with 5 images" in str(err.value)
+    assert "data.group_pattern=none" in str(err.value)
+    with pytest.raises(DataError, match=r"1 images in 1 independent group"):
         make_splits(_samples(2, splits=["train", "test"]), 0.2, 0.2, seed=0)
+    # a pre-made split without its train folder names that, not a count
+    with pytest.raises(DataError, match=r"no training images \(test=3\); put the training"):
+        make_splits(_samples(3, splits=["test"] * 3), 0.2, 0.2, seed=0)
 
 
 def test_kfold_disjoint_covering():
@@ -163,7 +169,9 @@ def test_kfold_grouped():
 def test_kfold_errors():
     with pytest.raises(DataError, match=">= 2"):
         kfold(_samples(10), 1, seed=0)
-    with pytest.raises(DataError, match="3 independent image groups cannot fill 4 folds"):
+    with pytest.raises(
+        DataError, match="9 images in 3 independent groups: 3 from .* cannot fill 4 folds"
+    ):
         kfold(_samples(9, groups=["a", "b", "c"] * 3), 4, seed=0)
 
 

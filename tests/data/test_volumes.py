@@ -3,12 +3,15 @@ label volumes written back, bad volumes."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 pytest.importorskip("nibabel")
 
 from medtl.data.layouts import discover  # noqa: E402
+from medtl.data.masks.scan import resolve  # noqa: E402
 from medtl.data.readers import volumes  # noqa: E402
 from medtl.data.readers.io import pixel_spacing, read_image, read_mask  # noqa: E402
 from medtl.data.splits import make_splits  # noqa: E402
@@ -23,7 +26,7 @@ def _case(root, name, seed, label_slices=(3, 4)):
     image = rng.normal(100, 20, SHAPE).astype(np.float32)
     label = np.zeros(SHAPE, np.uint8)
     for k in label_slices:
-        label[3:7, 2:6, k] = 1 if k % 2 else 2  # multi-label: all > 0 is foreground
+        label[3:7, 2:6, k] = 1 if k % 2 else 2  # a label map: values 1 and 2
     write_nifti(root / "images" / f"{name}.nii.gz", image)
     write_nifti(root / "labels" / f"{name}.nii.gz", label)
     return image, label
@@ -47,8 +50,12 @@ def test_volumes_layout_slices_groups_and_spacing(tmp_path):
     rgb = read_image(s.image)
     assert rgb.shape == (12, 10, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(read_mask(s.masks, (12, 10)), label[:, :, 3] > 0)
+    # a label volume is a label map: values 1 and 2 are two labels
+    scheme = resolve(SimpleNamespace(mask_mode="auto", labels=None), ds.samples, tmp_path)
+    assert scheme.mode == "labels" and scheme.values == (1, 2)
     four = next(x for x in ds.samples if x.group == "case01" and x.meta["index"] == 4)
-    assert read_mask(four.masks, (12, 10)).sum() == 16  # label 2 counts too
+    index = read_mask(four.masks, (12, 10), scheme)
+    assert (index == 2).sum() == 16 and (index == 1).sum() == 0
     # one intensity range per volume: slices are comparable, not each stretched
     lo, hi = np.percentile(image, [0.5, 99.5])
     expect = np.clip((image[:, :, 3] - lo) / (hi - lo) * 255, 0, 255)

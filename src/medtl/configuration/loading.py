@@ -24,6 +24,7 @@ from medtl.configuration.schema import (  # noqa: F401  (re-exported: medtl.conf
     EMPTY_MASK_RULES,
     LEGACY_VALUES,
     LOGGERS,
+    NONE_IS_A_VALUE,
     NORMALIZATIONS,
     OPTIMIZERS,
     SCHEDULERS,
@@ -73,6 +74,8 @@ def _coerce(key: str, raw: Any, typ: Any) -> Any:
         base = [a for a in args if a is not type(None)][0]
     else:
         base = typ
+    if isinstance(raw, str) and key in NONE_IS_A_VALUE and raw.strip().lower() == "none":
+        return "none"  # a documented value of this key, not "unset"
     if raw is None or (isinstance(raw, str) and raw.lower() in ("null", "none", "~") and optional):
         if optional:
             return None

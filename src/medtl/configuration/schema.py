@@ -48,6 +48,10 @@ class DataConfig:
     labels: str | None = None  # label values and names "1:lesion,2:halo" (None: found/labels.yaml)
     mask_colors: str | None = None  # colour masks "255,0,0:tumour;0,255,0:edema"
     mask_palette: str | None = None  # palette masks: their palette, RGB bytes as hex (found)
+    mask_resize: str = "none"  # none | nearest: masks of another size, same aspect ratio, resized
+    lesion_labels: str | None = (
+        None  # lesion-level metrics for: names/values; None: binary masks; "none": off
+    )
 
 
 @dataclass
@@ -161,7 +165,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.feature_cache_dtype": ("float32", "bfloat16"),
     "data.cache": ("memory", "disk", "none"),
     "data.premade_split": ("keep", "drop_leaked", "regroup"),
+    "data.mask_resize": ("none", "nearest"),
 }
+
+#: optional keys that document the word ``none`` as a value of their own (not "unset"):
+#: ``data.group_pattern=none`` switches name grouping off, while null/~ means auto
+NONE_IS_A_VALUE: tuple[str, ...] = ("data.group_pattern", "data.lesion_labels")
 
 # earlier spellings still read (old run folders' config.yaml hold data.cache: true)
 _ON, _OFF = ("true", "yes", "on", "1"), ("false", "no", "off", "0")

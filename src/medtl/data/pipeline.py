@@ -14,6 +14,7 @@ from medtl.data.cache.decode import DecodeSpec
 from medtl.data.cache.modes import cached_samples, reuse_decoded
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
 from medtl.data.layouts import Dataset, discover
+from medtl.data.layouts.msd import names_from_dataset
 from medtl.data.masks.scan import resolve_into
 from medtl.data.samplers import EpochSeededSampler, ShardedEvalSampler
 from medtl.utils.errors import DataError
@@ -44,6 +45,10 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     come from :func:`decoded`: inside :func:`medtl.data.cache.modes.reuse_decoded` (as in
     :func:`prepare`) that decode is the one the loaders use.
     """
+    from medtl.data.readers.io import set_mask_resize
+
+    set_mask_resize(cfg.data.mask_resize)  # for every mask read with this configuration
+    own = root is None or str(root) == str(cfg.data.root)  # else e.g. an external test set
     root = root or cfg.data.root
     if root is None:
         raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")
@@ -53,6 +58,12 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         slice_axis=cfg.data.slice_axis,
         empty_slice_fraction=cfg.data.empty_slice_fraction,
     )
+    if own:  # the data to split
+        _check_premade(ds)
+    if ds.unused:
+        from medtl.data.layouts.explain import short
+
+        log.warning("%s: not used by layout '%s': %s", ds.root, ds.layout, short(ds.unused))
     if cfg.data.classes:
         keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
         unknown = sorted(set(keep) - set(ds.classes))
@@ -77,12 +88,31 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         )
     apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
     if needs_masks(cfg.task):  # what the masks mean, decided (and recorded in cfg) or an error
+        names_from_dataset(cfg.data, ds)  # MSD dataset.json label names
         ds.mask_scheme = resolve_into(cfg.data, ds)
     if cfg.data.group_duplicates:
         from medtl.data.dedup import assign_groups
 
         ds.samples = assign_groups(ds.samples, hashes=decoded(cfg, ds).hashes)
     return ds
+
+
+def _check_premade(ds: Dataset) -> None:
+    """A pre-made split without training images is an error naming what was found and
+    what the layout passed over (a training folder under an unknown name, most often)."""
+    splits = {s.split for s in ds.samples}
+    if None in splits or "train" in splits:
+        return
+    from collections import Counter
+
+    from medtl.data.layouts.explain import short
+
+    counts = ", ".join(f"{k}={n}" for k, n in sorted(Counter(s.split for s in ds.samples).items()))
+    unused = f"; not used: {short(ds.unused)}" if ds.unused else ""
+    raise DataError(
+        f"{ds.root}: layout '{ds.layout}' found only {counts} images and no training images"
+        f"{unused}; put them in train/ (or training/) beside the others"
+    )
 
 
 def decoded(cfg: Config, ds: Dataset) -> SampleCache:

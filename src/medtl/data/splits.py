@@ -8,7 +8,7 @@ Pre-made ``train``/``test`` folders are respected: test stays test, val is carve
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,12 +70,18 @@ def _assign(
 def make_splits(
     samples: Sequence[Sample], val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, list[int]]:
-    """``{"train": [...], "val": [...], "test": [...]}`` indices into ``samples``."""
+    """``{"train": [...], "val": [...], "test": [...]}`` indices into ``samples``.
+
+    A split that cannot be made is a DataError naming the cause: no images in the train
+    folder of a pre-made split, or too few independent groups (how many, how they were
+    formed, the largest, and what to change)."""
     premade = {s.split for s in samples}
     if premade & {"train", "test", "val"}:
         train_pool = [i for i, s in enumerate(samples) if s.split not in ("test", "val")]
         test = [i for i, s in enumerate(samples) if s.split == "test"]
         given_val = [i for i, s in enumerate(samples) if s.split == "val"]
+        if not train_pool:
+            raise _no_training_images(samples)
         if given_val:
             return {"train": train_pool, "val": given_val, "test": test}
         if test:  # val is carved from the pre-made train folder
@@ -83,20 +89,69 @@ def make_splits(
         else:  # only train/ given: carve test as well, as for unsplit data
             weights = [1.0 - val_fraction - test_fraction, val_fraction, test_fraction]
             train, val, test = _assign(train_pool, samples, weights, seed)
-        _check_split(train, val, len(train_pool), val_fraction)
+        _check_split(train, val, [samples[i] for i in train_pool], val_fraction)
         return {"train": train, "val": val, "test": test}
     weights = [1.0 - val_fraction - test_fraction, val_fraction, test_fraction]
     train, val, test = _assign(list(range(len(samples))), samples, weights, seed)
-    _check_split(train, val, len(samples), val_fraction)
+    _check_split(train, val, samples, val_fraction)
     return {"train": train, "val": val, "test": test}
 
 
-def _check_split(train: list[int], val: list[int], n: int, val_fraction: float) -> None:
-    if not train or (val_fraction > 0 and not val):
-        raise DataError(
-            f"too few images ({n}) to split into train/val with val_fraction={val_fraction}; "
-            "add images or lower data.val_fraction"
-        )
+def _no_training_images(samples: Sequence[Sample]) -> DataError:
+    counts = ", ".join(f"{k}={n}" for k, n in sorted(Counter(s.split for s in samples).items()))
+    return DataError(
+        f"the pre-made split has no training images ({counts}); put the training images in a "
+        "train/ (or training/) folder beside the others, or set their split in a CSV manifest"
+    )
+
+
+def _group_source(s: Sample) -> str:
+    if s.meta.get("group_from"):
+        return f"file names (pattern {s.meta['group_from']})"
+    if "volume" in s.meta:
+        return "volumes"
+    if "frame" in s.meta:
+        return "multi-frame DICOM files"
+    if str(s.group).startswith("dup-"):
+        return "duplicate images"
+    return "a group column or duplicates joining patients"
+
+
+def describe_groups(samples: Sequence[Sample]) -> str:
+    """How ``samples`` fall into independent groups, e.g. ``5712 images in 8 independent
+    groups: 8 from file names (pattern ...); largest 'Tr-gl' with 1321 images``."""
+    sizes = Counter(s.group for s in samples if s.group is not None)
+    alone = sum(1 for s in samples if s.group is None)
+    n_groups = len(sizes) + alone
+    text = f"{len(samples)} images in {n_groups} independent group{'s' if n_groups != 1 else ''}"
+    if not sizes:
+        return text
+    how: dict[str, set] = defaultdict(set)
+    for smp in samples:
+        if smp.group is not None:
+            how[_group_source(smp)].add(smp.group)
+    parts = [f"{len(g)} from {src}" for src, g in sorted(how.items(), key=lambda kv: -len(kv[1]))]
+    parts += [f"{alone} single images"] if alone else []
+    gid, n = sizes.most_common(1)[0]
+    return f"{text}: {', '.join(parts)}; largest '{gid}' with {n} images"
+
+
+def _check_split(
+    train: list[int], val: list[int], pool: Sequence[Sample], val_fraction: float
+) -> None:
+    if train and (val_fraction == 0 or val):
+        return
+    grouped = any(s.group is not None for s in pool)
+    fix = (
+        "set data.group_pattern=none if the names are not patients, "
+        "data.group_duplicates=false, or add images"
+        if grouped
+        else "add images or lower data.val_fraction"
+    )
+    raise DataError(
+        f"cannot split into train/val with val_fraction={val_fraction}: "
+        f"{describe_groups(pool)}; {fix}"
+    )
 
 
 def kfold(samples: Sequence[Sample], k: int, seed: int) -> list[dict[str, list[int]]]:
@@ -105,9 +160,7 @@ def kfold(samples: Sequence[Sample], k: int, seed: int) -> list[dict[str, list[i
         raise DataError(f"--folds must be >= 2, got {k}")
     n_groups = len(_groups(samples))
     if n_groups < k:
-        raise DataError(
-            f"{n_groups} independent image groups cannot fill {k} folds; use fewer folds"
-        )
+        raise DataError(f"{describe_groups(samples)} cannot fill {k} folds; use fewer folds")
     bins = _assign(list(range(len(samples))), samples, [1.0] * k, seed)
     if not all(bins):
         raise DataError(

@@ -74,12 +74,13 @@ def score_row(
 ) -> dict[str, Any]:
     """An evaluated image's score columns: :func:`image_scores` and the ``scorer``'s lesion,
     area and surface columns (:class:`medtl.evaluation.segmentation.SegScorer`, whose HD95 is the binary
-    one). Label maps: the scorer sees all foreground labels together, and ``dice`` ..
+    one). Label maps: the scorer sees all foreground labels together for area and surface
+    (lesion counts: only the lesion labels, ``data.lesion_labels``), and ``dice`` ..
     ``hd95`` are the means over labels (HD95 per label in pixels)."""
     if not scheme.multi:
         return {**_rounded(image_scores(pred, truth, scheme, empty)), **scorer(idx, pred, truth)}
     return {
-        **scorer(idx, pred > 0, truth > 0),
+        **scorer(idx, pred, truth),
         **_rounded(image_scores(pred, truth, scheme, empty)),
     }
 

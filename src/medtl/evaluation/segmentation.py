@@ -13,6 +13,11 @@ Pixel spacing of an image, first found of:
 Distances are in mm only when every image of the split has a spacing; otherwise all are in
 pixels (one unit per table, never a mix), and a log line says how many images lacked one.
 The unit is stored beside every number (``summary["distance_unit"]``) and printed with it.
+
+Lesion-level detection is only for structures that are lesions (:func:`lesion_indices`):
+binary masks by default (binary lesion masks; ``data.lesion_labels=none`` for an organ),
+and for label maps the labels named in ``data.lesion_labels`` (names or stored values,
+e.g. ``tumour,cyst``). Other structures (organs) get Dice/IoU/HD95/MSD and area error only.
 """
 
 from __future__ import annotations
@@ -57,6 +62,35 @@ def parse_spacing(value: Any, where: str = "data.spacing") -> tuple[float, float
     return (nums[0], nums[1])
 
 
+def lesion_indices(data_cfg: Any) -> tuple[int, ...]:
+    """The label indices (1-based, as :meth:`MaskScheme.to_index` gives them) whose
+    structures are lesions: ``(1,)`` for binary masks unless ``data.lesion_labels=none``;
+    for label maps the labels ``data.lesion_labels`` names (none when unset). An unknown
+    name is a ConfigError naming the labels."""
+    from medtl.data.masks.scheme import scheme_from_config
+
+    given = getattr(data_cfg, "lesion_labels", None)
+    if given is not None and str(given).strip().lower() == "none":
+        return ()
+    scheme = scheme_from_config(data_cfg)
+    if not scheme.values:
+        return (1,)
+    if given is None:
+        return ()
+    out = []
+    for part in (p.strip() for p in str(given).split(",") if p.strip()):
+        for k, (value, name) in enumerate(zip(scheme.values, scheme.names, strict=True), 1):
+            if part == name or part == str(value):
+                out.append(k)
+                break
+        else:
+            raise ConfigError(
+                f"data.lesion_labels: '{part}' is not a mask label; choose among "
+                f"{', '.join(scheme.names)} (names or values)"
+            )
+    return tuple(sorted(set(out)))
+
+
 def _sample_spacing(sample: Any, default: tuple[float, float] | None):
     from medtl.data.readers.io import pixel_spacing
 
@@ -89,9 +123,11 @@ class SegScorer:
         hd95: str = "pooled",
         empty: str = "one",
         min_iou: float = MIN_IOU,
+        lesions: Sequence[int] = (1,),
     ) -> None:
         check_hd95_definition(hd95)
         self.hd95, self.empty, self.min_iou = hd95, empty, min_iou
+        self.lesions = tuple(lesions)
         default = parse_spacing(default_spacing)
         found = {i: _sample_spacing(samples[i], default) for i in indices}
         missing = sum(v is None for v in found.values())
@@ -110,13 +146,20 @@ class SegScorer:
         """The scorer of an evaluation: ``data.spacing``, ``train.empty_mask`` of ``cfg`` and
         the HD95 definition of ``decide`` (:class:`medtl.evaluation.calibrate.Decisions`; None: pooled)."""
         hd95 = getattr(decide, "hd95", "pooled")
-        return cls(samples, indices, cfg.data.spacing, hd95, cfg.train.empty_mask)
+        lesions = lesion_indices(cfg.data)
+        return cls(samples, indices, cfg.data.spacing, hd95, cfg.train.empty_mask, lesions=lesions)
 
     def __call__(self, idx: int, pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
         """The image's ``lesions``, ``lesions_detected``, ``pred_components``,
-        ``false_positives``, ``area_error`` and ``hd95``/``msd`` (in :attr:`unit`)."""
+        ``false_positives`` (lesion structures only, :attr:`lesions`), ``area_error`` and
+        ``hd95``/``msd`` (in :attr:`unit`) of the foreground. ``pred``/``truth`` are binary
+        masks or label index maps."""
         sp = self.spacing.get(idx)
-        row: dict[str, Any] = dict(lesion_counts(pred, truth, self.min_iou))
+        row: dict[str, Any] = {}
+        if self.lesions:
+            les_pred, les_truth = np.isin(pred, self.lesions), np.isin(truth, self.lesions)
+            row.update(lesion_counts(les_pred, les_truth, self.min_iou))
+        pred, truth = np.asarray(pred) > 0, np.asarray(truth) > 0
         row["area_error"] = round(area_error(pred, truth, sp), 6)
         if not pred.any() and not truth.any():
             hd = msd = both_empty_scores(self.empty)["hd95"]
@@ -129,25 +172,33 @@ class SegScorer:
 
     def facts(self) -> dict[str, Any]:
         """What the summary records about these numbers."""
-        return {
-            "distance_unit": self.unit,
-            "hd95_definition": self.hd95,
-            "lesion_criterion": LESION_CRITERION.format(min_iou=self.min_iou),
-        }
+        facts = {"distance_unit": self.unit, "hd95_definition": self.hd95}
+        if self.lesions:
+            facts["lesion_criterion"] = LESION_CRITERION.format(min_iou=self.min_iou)
+        return facts
 
 
 def seg_extra_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Lesion sensitivity (pooled, Wilson CI), false positives per image, MSD and area error
     over a split's per-image records (``rec["row"]`` with the :class:`SegScorer` columns,
     ``rec["seg_facts"]`` its :meth:`SegScorer.facts`)."""
-    rows = [r["row"] for r in records if "lesions" in r["row"]]
+    rows = [r["row"] for r in records if "msd" in r["row"]]
     if not rows:
         return {}
     facts = next(r["seg_facts"] for r in records if "seg_facts" in r)
+    out = {
+        **facts,
+        "msd": aggregate([float(r["msd"]) for r in rows]),
+        "area_error": aggregate([float(r["area_error"]) for r in rows]),
+        "abs_area_error": aggregate([abs(float(r["area_error"])) for r in rows]),
+    }
+    rows = [r for r in rows if "lesions" in r]
+    if not rows:
+        return out
     n_les = sum(int(r["lesions"]) for r in rows)
     hit = sum(int(r["lesions_detected"]) for r in rows)
     return {
-        **facts,
+        **out,
         "lesions": {
             "n_lesions": n_les,
             "detected": hit,
@@ -156,25 +207,26 @@ def seg_extra_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "false_positives": int(sum(int(r["false_positives"]) for r in rows)),
             "false_positives_per_image": aggregate([float(r["false_positives"]) for r in rows]),
         },
-        "msd": aggregate([float(r["msd"]) for r in rows]),
-        "area_error": aggregate([float(r["area_error"]) for r in rows]),
-        "abs_area_error": aggregate([abs(float(r["area_error"])) for r in rows]),
     }
 
 
 def seg_extra_lines(summary: dict[str, Any]) -> list[str]:
     """Console lines: lesion detection, MSD and area error, with their units."""
     les = summary.get("lesions")
-    if not les:
+    if "msd" not in summary:
         return []
     unit = summary.get("distance_unit", "px")
-    sens, (lo, hi) = les["sensitivity"], les["sensitivity_ci"]
-    fp = les["false_positives_per_image"]
     msd, area = summary["msd"], summary["abs_area_error"]
-    return [
-        f"  lesions: sensitivity {sens:.3f} [{lo:.3f}, {hi:.3f}] ({les['detected']}/"
-        f"{les['n_lesions']}), false positives per image {fp['mean']:.3f}",
-        f"    ({summary.get('lesion_criterion', '')})",
+    lines = []
+    if les:
+        sens, (lo, hi) = les["sensitivity"], les["sensitivity_ci"]
+        fp = les["false_positives_per_image"]
+        lines = [
+            f"  lesions: sensitivity {sens:.3f} [{lo:.3f}, {hi:.3f}] ({les['detected']}/"
+            f"{les['n_lesions']}), false positives per image {fp['mean']:.3f}",
+            f"    ({summary.get('lesion_criterion', '')})",
+        ]
+    return lines + [
         f"  msd   {msd['mean']:.4f} {unit} ± {msd['std']:.4f}  (n={msd['n']})  "
         f"|area error| {area['mean']:.1f} {unit}²  (HD95: {summary.get('hd95_definition')})",
     ]

@@ -121,14 +121,65 @@ def label_table(
     return rows, coverage
 
 
-def rare_problems(rows: list[dict[str, Any]], n_masked: int) -> list[str]:
-    """One line per label seen in fewer than :data:`RARE_IMAGES` images."""
-    return [
+def mask_meaning(
+    ds: Any, decoded: list[Any], rep: dict[str, Any], masks: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """For the audit of ``ds`` (``decoded``: each sample's
+    :class:`medtl.data.audit.files.Decoded`): the interpretation training would take, the label table (label maps: coverage then
+    counts foreground labels, and odd-mask lines the scheme explains are dropped) and the
+    lines for ``problems`` (the error training would stop with; rare labels)."""
+    skip = {u["path"] for u in rep["unreadable"]}
+    scheme, info = interpret(ds.samples, ds.root, masks, skip)
+    rep["odd_masks"] = quiet_odd_masks(rep["odd_masks"], scheme)
+    if info.get("error"):
+        return info, [], [info["error"]]
+    if scheme is None or not scheme.values:
+        return info, [], []
+    shapes = [d.shape if d.coverage is not None else None for d in decoded]
+    rows, coverage = label_table(scheme, ds.samples, shapes)
+    for d, c in zip(decoded, coverage, strict=True):
+        d.coverage = c if d.coverage is not None else None
+    n_masked = sum(c is not None for c in coverage)
+    skipped = sum(1 for s, c in zip(ds.samples, coverage, strict=True) if s.masks and c is None)
+    if skipped:  # a label seen in no counted image may sit in the skipped masks
+        why = _skip_reason(rep)
+        info["skipped"] = {"masks": skipped, "why": why}
+        for r in rows:
+            r["skipped_masks"], r["skipped_why"] = skipped, why
+    problems = [
+        p
+        for r, p in zip(rows[1:], rare_problems(rows[1:], n_masked, full=True), strict=True)
+        if p and not (skipped and r["n_images"] == 0)
+    ]
+    problems += [
+        f"label {r['value']} ({r['name']}): in none of the {n_masked} images counted; "
+        f"{skipped} images' masks were skipped ({why}), so it may be there"
+        for r in rows[1:]
+        if skipped and r["n_images"] == 0
+    ]
+    return info, rows, problems
+
+
+def _skip_reason(rep: dict[str, Any]) -> str:
+    sizes, unreadable = len(rep["mask_size_mismatch"]), len(rep["unreadable"])
+    parts = (
+        [f"{sizes} of another size than their image (data.mask_resize=nearest)"] if sizes else []
+    )
+    parts += [f"{unreadable} unreadable files"] if unreadable else []
+    return ", ".join(parts) or "unreadable"
+
+
+def rare_problems(rows: list[dict[str, Any]], n_masked: int, full: bool = False) -> list[str]:
+    """One line per label seen in fewer than :data:`RARE_IMAGES` images (``full``: one
+    entry per row, "" for the labels that are not rare)."""
+    lines = [
         f"label {r['value']} ({r['name']}): in {r['n_images']} of {n_masked} images only; "
         "it may be missing from the validation or test split (train warns; add cases)"
-        for r in rows
         if r["rare"]
+        else ""
+        for r in rows
     ]
+    return lines if full else [line for line in lines if line]
 
 
 def format_masks(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
@@ -146,10 +197,16 @@ def format_masks(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         lines.append("  label values (share of mask pixels, images holding the label):")
         for r, value in zip(rows, shown, strict=True):
             flag = "  RARE" if r["rare"] else ""
+            count = f"{r['n_images']} images"
+            if r.get("skipped_masks") and r["n_images"] == 0:
+                count, flag = f"0 of the counted images ({r['skipped_masks']} skipped)", ""
             lines.append(
                 f"    {value:>{vw}}  {r['name']:<{width}}  {100 * r['pixel_share']:5.1f} %  "
-                f"{r['n_images']} images{flag}"
+                f"{count}{flag}"
             )
+        if info.get("skipped"):
+            k = info["skipped"]
+            lines.append(f"  label table leaves out {k['masks']} images' masks: {k['why']}")
     return lines
 
 

@@ -17,21 +17,18 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from medtl.data.audit.files import Decoded, decode_all, other_files, placement_problems
-from medtl.data.audit.masks import (
-    format_masks,
-    interpret,
-    label_table,
-    quiet_odd_masks,
-    rare_problems,
-)
+from medtl.data.audit.masks import default_masks, format_masks, mask_meaning
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
+from medtl.data.layouts.explain import PARTLY
+from medtl.data.layouts.msd import names_from_dataset
 
 _SHOW = 10  # items of a long list shown by AuditReport.format()
 
@@ -77,6 +74,8 @@ class AuditReport:
     ``mode``, ``description``, ``labels`` (value, name), ``error`` (the line it would stop with)."""
     label_table: list[dict[str, Any]] = field(default_factory=list)
     """Label maps: per label value its name, pixel share, images holding it, ``rare``."""
+    unused: list[str] = field(default_factory=list)
+    """Folders and files under the root that the layout found but did not use."""
 
     @property
     def ok(self) -> bool:
@@ -136,6 +135,7 @@ class AuditReport:
         )
         _section(lines, "unreadable files", self.unreadable, lambda u: u["error"])
         _section(lines, "non-image files", self.other_files, str)
+        _section(lines, "found but not used by the layout", self.unused, str)
         _section(lines, "layout problems", self.layout_problems, str)
         _section(lines, "exact duplicate groups", self.exact_duplicates, _fmt_group)
         _section(
@@ -156,8 +156,19 @@ class AuditReport:
 
 
 def _grouping_line(g: dict[str, Any]) -> str:
-    how = f"names ({g['source']}) {g['pattern']}" if g["pattern"] else "from the layout or manifest"
-    return f"  patient groups: {g['groups_in_force']} ({how})"
+    if g["pattern"]:
+        line = f"  patient groups: {g['groups_in_force']} (names ({g['source']}) {g['pattern']})"
+    elif g["groups_in_force"]:
+        line = f"  patient groups: {g['groups_in_force']} (from the layout or manifest)"
+    else:
+        line = "  patient groups: none (every image on its own)"
+    sizes = g.get("sizes")
+    if sizes:
+        what = "" if g["pattern"] else " of the pattern turned down"
+        line += f"; images per group{what}: min {sizes['min']:g}, median {sizes['median']:g}, max {sizes['max']:g}"
+    if g.get("reason") and not g["pattern"]:
+        line += f"; names not used: {g['reason']}"
+    return line
 
 
 def _kv(d: dict[str, int]) -> str:
@@ -275,6 +286,7 @@ def _problems(
     problems += [u["error"] for u in rep["unreadable"]]
     problems += [
         f"{m['mask']}: mask size {m['mask_size']} differs from its image {m['image_size']}"
+        + ("; data.mask_resize=nearest resizes it" if _same_aspect(m) else "")
         for m in rep["mask_size_mismatch"]
     ]
     problems += [
@@ -295,25 +307,22 @@ def _problems(
     return problems
 
 
-def _mask_meaning(
-    ds: Any, decoded: list[Decoded], rep: dict[str, Any], masks: Any
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """The interpretation training would take, the label table (label maps: coverage then
-    counts foreground labels, and odd-mask lines the scheme explains are dropped) and the
-    lines for ``problems`` (the error training would stop with; rare labels)."""
-    skip = {u["path"] for u in rep["unreadable"]}
-    scheme, info = interpret(ds.samples, ds.root, masks, skip)
-    rep["odd_masks"] = quiet_odd_masks(rep["odd_masks"], scheme)
-    if info.get("error"):
-        return info, [], [info["error"]]
-    if scheme is None or not scheme.values:
-        return info, [], []
-    shapes = [d.shape if d.coverage is not None else None for d in decoded]
-    rows, coverage = label_table(scheme, ds.samples, shapes)
-    for d, c in zip(decoded, coverage, strict=True):
-        d.coverage = c if d.coverage is not None else None
-    n_masked = sum(c is not None for c in coverage)
-    return info, rows, rare_problems(rows, n_masked)
+def _same_aspect(m: dict[str, Any]) -> bool:
+    from medtl.data.readers.io import ASPECT_TOLERANCE
+
+    (mw, mh), (iw, ih) = (map(int, m[k].split("x")) for k in ("mask_size", "image_size"))
+    return abs((mw / mh) / (iw / ih) - 1) < ASPECT_TOLERANCE
+
+
+def _grouping(samples: Sequence[Sample]) -> tuple[dict[str, Any], str | None]:
+    """What training would decide from the names, the groups in force and the audit's
+    warning when names look like slices but nothing groups them."""
+    grouped, decision = group_by_names(samples)
+    grouping = {
+        **decision.to_dict(),
+        "groups_in_force": len({s.group for s in grouped if s.group is not None}),
+    }
+    return grouping, looks_like_slices(grouped, decision)
 
 
 def audit(
@@ -333,19 +342,20 @@ def audit(
     ds = discover(root, layout)
     samples = ds.samples
     decoded, rep = decode_all(samples)  # in parallel, merged in sample order
-    meaning, table, mask_problems = _mask_meaning(ds, decoded, rep, masks)
+    if ds.label_names:  # an MSD dataset.json names the labels, as training reads them
+        masks = SimpleNamespace(**vars(masks or default_masks()))
+        names_from_dataset(masks, ds)
+    meaning, table, mask_problems = mask_meaning(ds, decoded, rep, masks)
     cov_stats, empty = _coverage(samples, decoded)
     exact, near, leakage = _duplicates(samples, decoded, max_distance)
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
     problems += mask_problems + placement_problems(samples, Path(root), decoded)
-    grouped, decision = group_by_names(samples)  # what training does with these names
-    warning = looks_like_slices(grouped, decision)
+    problems += [  # whole folders the layout passed over (files beside used ones: listed only)
+        f"not used by layout '{ds.layout}': {u}" for u in ds.unused if not u.endswith(PARTLY)
+    ]
+    grouping, warning = _grouping(samples)
     problems += [warning] if warning else []
-    grouping = {
-        **decision.to_dict(),
-        "groups_in_force": len({s.group for s in grouped if s.group is not None}),
-    }
     return AuditReport(
         root=str(root),
         layout=ds.layout,
@@ -372,4 +382,5 @@ def audit(
         grouping=grouping,
         mask_interpretation=meaning,
         label_table=table,
+        unused=list(ds.unused),
     )

@@ -53,6 +53,39 @@ def pixel_cap(n: int | None) -> Iterator[None]:
         _max_pixels[0] = before
 
 
+#: ``data.mask_resize`` in force: "none" (a mask of another size is an error) or "nearest"
+#: (resized to its image by nearest neighbour when the aspect ratios agree); set by
+#: :func:`set_mask_resize` when a configuration's data are loaded, seen by decoding
+#: threads and forked workers
+_mask_resize = ["none"]
+#: aspect ratios that differ by less than this share are "the same" (rounding of odd sizes)
+ASPECT_TOLERANCE = 0.02
+
+
+def set_mask_resize(mode: str) -> None:
+    """Set ``data.mask_resize`` for the masks read from now on (``none`` or ``nearest``)."""
+    _mask_resize[0] = mode or "none"
+
+
+def _fit_mask(m: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
+    """``m`` at the image's ``shape``: resized by nearest neighbour when ``data.mask_resize``
+    is ``nearest`` and the aspect ratios agree, else a DataError naming the file and the fix."""
+    h, w = m.shape[:2]
+    same_aspect = abs((w / h) / (shape[1] / shape[0]) - 1) < ASPECT_TOLERANCE
+    if _mask_resize[0] == "nearest" and same_aspect:
+        rows = (np.arange(shape[0]) * h // shape[0]).clip(0, h - 1)
+        cols = (np.arange(shape[1]) * w // shape[1]).clip(0, w - 1)
+        return m[rows][:, cols]
+    fix = (
+        "set data.mask_resize=nearest to resize it, or resize the mask to the image"
+        if same_aspect
+        else "its aspect ratio differs too: crop or re-export the mask at the image's size"
+    )
+    raise DataError(
+        f"{path}: mask size {w}x{h} differs from its image {shape[1]}x{shape[0]}; {fix}"
+    )
+
+
 def _check_pixels(path: Path, size: tuple[int, int]) -> None:
     w, h = size
     if w * h > _max_pixels[0]:
@@ -215,7 +248,8 @@ def read_mask(
 ) -> np.ndarray:
     """Read and merge (union) the mask files of one image -> ``bool (H, W)``.
 
-    ``shape`` is the image's ``(H, W)``; a mask of another size is an error naming the file.
+    ``shape`` is the image's ``(H, W)``; a mask of another size is an error naming the file
+    and ``data.mask_resize=nearest`` (which resizes masks of the image's aspect ratio).
     ``scheme`` (a :class:`medtl.data.masks.scheme.MaskScheme` with labels) gives ``uint8 (H, W)``
     label indices instead (a later file's labels over an earlier one's).
     """
@@ -225,10 +259,7 @@ def read_mask(
         arr = read_array(Path(p))
         m = scheme.to_index(arr, p) if labels else binarise_mask(arr)
         if shape is not None and m.shape != tuple(shape):
-            raise DataError(
-                f"{p}: mask size {m.shape[1]}x{m.shape[0]} differs from its image "
-                f"{shape[1]}x{shape[0]}; resize the mask to the image (nearest neighbour)"
-            )
+            m = _fit_mask(m, tuple(shape), Path(p))
         if merged is not None and m.shape != merged.shape:
             raise DataError(f"{p}: mask size differs from the other masks of the same image")
         if merged is None:

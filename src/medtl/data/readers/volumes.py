@@ -8,11 +8,15 @@ by a slice reference (:mod:`medtl.data.refs`). Rules:
 
 - every slice of a volume carries the volume id as its group, so a split never separates
   one patient's slices;
-- a mask is ``label > 0`` (multi-label volumes are merged into one foreground);
+- a label volume is read as a label map: its integer values (0 background), named by
+  ``data.labels``, ``labels.yaml`` or an MSD ``dataset.json``; a binary volume (0/1) is a
+  binary mask;
 - slices whose label is empty are subsampled: ``data.empty_slice_fraction`` of them are
   kept, evenly spaced along the axis (deterministic; 1.0 keeps all, 0 none);
 - intensity: an explicit window (``data.window``, e.g. CT in HU) when given, else the
-  volume's own 0.5..99.5 percentile range, one range for all slices of a volume;
+  volume's own 0.5..99.5 percentile range (its min..max when that range is empty), one
+  range for all slices of a volume, mapped linearly to 0..255 whatever the stored dtype
+  (uint8 and float volumes up to 1e6 and more in one set, or 0..0.01 floats);
 - the in-plane spacing (mm) comes from the header's zooms and is kept in ``meta``;
 - a 4-D volume (other than a trailing axis of length 1) and a label whose shape differs
   from its image are one-line errors naming the file.
@@ -27,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -123,15 +128,28 @@ def in_plane_spacing(zooms: tuple[float, ...], axis: int) -> tuple[float, float]
 @lru_cache(maxsize=8)
 def _auto_range(path: str, mtime: float) -> tuple[float, float]:
     data = _load(path, mtime)[0]
-    lo, hi = np.percentile(data, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    finite = data[np.isfinite(data)]
+    if not finite.size:
+        return 0.0, 0.0
+    lo, hi = np.percentile(finite, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if hi <= lo:  # mostly one value (a sparse uint8 volume): the full range instead
+        lo, hi = finite.min(), finite.max()
     return float(lo), float(hi)
+
+
+def scale_range(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``lo..hi`` -> ``0..255`` linearly, clipped, as ``uint8`` (all 0 when ``hi <= lo``)."""
+    if not hi > lo:
+        return np.zeros(values.shape, np.uint8)
+    scaled = (np.nan_to_num(values.astype(np.float64), nan=lo) - lo) * (255.0 / (hi - lo))
+    return np.round(np.clip(scaled, 0, 255)).astype(np.uint8)
 
 
 def slice_uint8(
     path: str | Path, axis: int, index: int, window: tuple[float, float] | None = None
 ) -> np.ndarray:
     """One slice as ``uint8 (H, W)`` by the intensity rule of the module docstring."""
-    from medtl.data.readers.dicom import apply_window, range_window
+    from medtl.data.readers.dicom import apply_window
 
     p = Path(path)
     data = load_volume(p)[0]
@@ -139,13 +157,16 @@ def slice_uint8(
         raise DataError(f"{p}: slice {index} out of range along axis {axis}")
     values = np.take(data, index, axis=axis).astype(np.float64)
     if window is None:
-        window = range_window(*_auto_range(str(p), p.stat().st_mtime))
+        return scale_range(values, *_auto_range(str(p), p.stat().st_mtime))
     return apply_window(values, window)
 
 
 def slice_mask(path: str | Path, axis: int, index: int) -> np.ndarray:
-    """One slice of a label volume as ``bool (H, W)`` (label > 0)."""
-    return np.take(load_volume(path)[0], index, axis=axis) > 0
+    """One slice of a label volume as its label values: ``uint8 (H, W)`` (``uint16`` when a
+    value exceeds 255); non-integer values are rounded, negative ones are 0."""
+    values = np.rint(np.take(load_volume(path)[0], index, axis=axis))
+    values = np.clip(np.nan_to_num(values), 0, 65535)
+    return values.astype(np.uint16 if values.size and values.max() > 255 else np.uint8)
 
 
 def read_ref(path: str | Path, window: tuple[float, float] | None = None) -> np.ndarray:
@@ -206,23 +227,26 @@ def volume_slices(
     return out
 
 
-def find_volumes(base: Path) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+def find_volumes(
+    base: Path, images: str = "images", labels: str = "labels"
+) -> tuple[list[tuple[Path, Path | None]], list[str]]:
     """``[(image, label or None)]`` under ``base/images`` (+ ``base/labels``) and problems."""
-    images = sorted(p for p in (base / "images").iterdir() if is_volume(p))
-    labels_dir = base / "labels"
-    if not labels_dir.is_dir():
-        return [(p, None) for p in images], []
-    labels = {volume_id(p): p for p in labels_dir.iterdir() if is_volume(p)}
+    from medtl.data.layouts.base import child
+
+    images_dir = child(base, images) or base / images
+    found = sorted(p for p in images_dir.iterdir() if is_volume(p))
+    labels_dir = child(base, labels)
+    if labels_dir is None:
+        return [(p, None) for p in found], []
+    by_id = {volume_id(p): p for p in labels_dir.iterdir() if is_volume(p)}
     pairs, problems = [], []
-    for img in images:
-        lab = labels.pop(volume_id(img), None)
+    for img in found:
+        lab = by_id.pop(volume_id(img), None)
         if lab is None:
             problems.append(f"image without mask: {img} (expected {labels_dir / img.name})")
             continue
         pairs.append((img, lab))
-    problems += [
-        f"mask without image: {p} (no {base / 'images' / p.name})" for p in labels.values()
-    ]
+    problems += [f"mask without image: {p} (no {images_dir / p.name})" for p in by_id.values()]
     return pairs, problems
 
 
@@ -263,12 +287,30 @@ def write_slices(
             save_png(out / "images" / name, read_ref(ref, window))
             row = {"image": f"images/{name}", "mask": "", "group": meta["volume"]}
             if mask is not None:
-                save_png(out / "masks" / name, read_ref(mask))
+                values = read_ref(mask)
+                save_png(out / "masks" / name, values > 0 if values.max(initial=0) <= 1 else values)
                 row["mask"] = f"masks/{name}"
             row["spacing"] = "x".join(f"{s:g}" for s in meta["spacing"])
             rows.append(row)
     manifest = atomic_write_text(out / "slices.csv", csv_text(rows))
+    names = label_names_of(root)
+    if names:  # the label maps' names travel with the PNG masks
+        lines = [f"{v}: {json.dumps(n)}" for v, n in sorted(names.items())]
+        atomic_write_text(out / "labels.yaml", "\n".join(lines) + "\n")
     return {"volumes": len(plan), "slices": len(rows), "manifest": str(manifest)}
+
+
+def label_names_of(root: Path) -> dict[int, str] | None:
+    """``{value: name}`` of the foreground labels from ``root``'s ``labels.yaml`` /
+    ``labels.json`` or MSD ``dataset.json`` (background left out), else None."""
+    from medtl.data.masks.scheme import names_file
+
+    found = names_file(root)
+    if found:
+        return {int(v): str(n) for v, n in found.items() if int(v) != 0}
+    from medtl.data.layouts.msd import dataset_labels
+
+    return dataset_labels(root)
 
 
 def write_label_volume(
