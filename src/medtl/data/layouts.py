@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from medtl.data.dicom_tree import discover_dicom, looks_like_tree
+from medtl.data.structures import discover_structures, looks_like_structures
 from medtl.utils.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
@@ -315,6 +317,8 @@ LAYOUTS: dict[str, Callable[..., tuple[list[Sample], list[str]]]] = {
     "class_masks": discover_class_masks,
     "imagefolder": discover_imagefolder,
     "volumes": discover_volumes,
+    "structures": discover_structures,  # masks/<structure>/ (medtl.data.structures)
+    "dicom": discover_dicom,  # a PACS/CD export tree (medtl.data.dicom_tree)
 }
 
 
@@ -323,6 +327,8 @@ def _detect(root: Path) -> str | None:
         return "csv"
     if any(root.glob("*.csv")):
         return "csv"
+    if looks_like_structures(root):
+        return "structures"
     for base, _ in _split_roots(root):
         if (base / "images").is_dir() and (base / "masks").is_dir():
             return "paired"
@@ -333,6 +339,8 @@ def _detect(root: Path) -> str | None:
             return "volumes"
     if any((root / s).is_dir() and (root / f"{s}_masks").is_dir() for s in SPLIT_DIRS):
         return "siblings"
+    if looks_like_tree(root):
+        return "dicom"
     class_dirs = [d for base, _ in _split_roots(root) for d in _class_dirs(base)]
     if class_dirs:
         has_masks = any(mask_stem(f) for d in class_dirs for f in _images(d, MASK_EXTS))

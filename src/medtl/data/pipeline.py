@@ -53,6 +53,10 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         slice_axis=cfg.data.slice_axis,
         empty_slice_fraction=cfg.data.empty_slice_fraction,
     )
+    if ds.layout == "dicom":  # classes from a DICOM tag or a folder level (medtl.data.dicom_tree)
+        from medtl.data.dicom_tree import apply_labels
+
+        apply_labels(ds, cfg.data.label_tag, cfg.data.label_level)
     if cfg.data.classes:
         keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
         unknown = sorted(set(keep) - set(ds.classes))
@@ -109,7 +113,7 @@ def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: st
     scaled by one data-set-wide range (:func:`medtl.data.readers.dicom.dataset_range`).
     """
     from medtl.data.groups import group_by_names
-    from medtl.data.readers.dicom import dataset_range, parse_window
+    from medtl.data.readers.dicom import dataset_range, is_dicom, parse_window
     from medtl.data.refs import source_file
 
     off = str(group_pattern or "").strip().lower() == "none"
@@ -117,7 +121,7 @@ def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: st
     ds.grouping = decision.to_dict()
     ds.window = parse_window(window)
     dicoms = sorted(
-        {source_file(s.image) for s in ds.samples if source_file(s.image).suffix.lower() == ".dcm"}
+        {source_file(s.image) for s in ds.samples if is_dicom(source_file(s.image))}
     )
     if dicoms and ds.window is None:
         ds.fallback_window = dataset_range(dicoms)

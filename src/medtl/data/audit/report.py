@@ -77,6 +77,9 @@ class AuditReport:
     ``mode``, ``description``, ``labels`` (value, name), ``error`` (the line it would stop with)."""
     label_table: list[dict[str, Any]] = field(default_factory=list)
     """Label maps: per label value its name, pixel share, images holding it, ``rare``."""
+    dicom_skipped: dict[str, int] = field(default_factory=dict)
+    """``dicom`` layout: DICOM files that are no training image, counted by kind
+    (:func:`medtl.data.readers.dicom.kind_of`)."""
 
     @property
     def ok(self) -> bool:
@@ -135,6 +138,8 @@ class AuditReport:
             lambda m: f"{m['mask']}: mode {m['mode']}, {'; '.join(m['reasons'])}",
         )
         _section(lines, "unreadable files", self.unreadable, lambda u: u["error"])
+        if self.dicom_skipped:
+            lines.append("  DICOM files skipped (no training image): " + _kv(self.dicom_skipped))
         _section(lines, "non-image files", self.other_files, str)
         _section(lines, "layout problems", self.layout_problems, str)
         _section(lines, "exact duplicate groups", self.exact_duplicates, _fmt_group)
@@ -372,4 +377,14 @@ def audit(
         grouping=grouping,
         mask_interpretation=meaning,
         label_table=table,
+        dicom_skipped=_dicom_skipped(ds),
     )
+
+
+def _dicom_skipped(ds: Any) -> dict[str, int]:
+    """What the ``dicom`` layout skipped, by kind (empty for other layouts)."""
+    if ds.layout != "dicom":
+        return {}
+    from medtl.data.dicom_tree import scan_tree
+
+    return dict(sorted(scan_tree(ds.root).skipped.items()))
