@@ -120,9 +120,7 @@ def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: st
     ds.samples, decision = group_by_names(ds.samples, None if off else group_pattern, not off)
     ds.grouping = decision.to_dict()
     ds.window = parse_window(window)
-    dicoms = sorted(
-        {source_file(s.image) for s in ds.samples if is_dicom(source_file(s.image))}
-    )
+    dicoms = sorted({source_file(s.image) for s in ds.samples if is_dicom(source_file(s.image))})
     if dicoms and ds.window is None:
         ds.fallback_window = dataset_range(dicoms)
         if ds.fallback_window is not None:

@@ -292,9 +292,9 @@ def _predict_records(
                 rec["logits"] = out["cls"][j].numpy()  # temperature scaling's input
             if "seg" in out:
                 h, w = prepared.cache.sizes[idx]
-                pred = mask_at_size(out["seg"][j], h, w, seg_threshold)
-                image, truth = originals[idx]
                 scheme = ds.mask_scheme or MaskScheme("binary")  # label maps: per label too
+                pred = mask_at_size(out["seg"][j], h, w, seg_threshold, scheme.multilabel)
+                image, truth = originals[idx]
                 pred = scored(pred, truth, postprocess, row, scheme, cfg.train.empty_mask)
                 row.update(score_row(scorer, idx, pred, truth, scheme, cfg.train.empty_mask))
                 rec["seg_facts"] = scorer.facts()
