@@ -144,6 +144,14 @@ def test_classes_from_tag_and_from_folder_level(tmp_path):
     assert ds.classes == ["CHEST", "HEAD"]
     by_patient = {s.group: s.label for s in ds.samples}
     assert by_patient == PATIENTS
+    from medtl.data.splits import make_splits
+
+    for seed in range(3):  # a patient's images never straddle splits
+        splits = make_splits(ds.samples, 0.25, 0.25, seed)
+        sides = {ds.samples[i].group: name for name, idx in splits.items() for i in idx}
+        assert sum(len(v) for v in splits.values()) == 8 and len(sides) == 4
+        for name, idx in splits.items():
+            assert all(sides[ds.samples[i].group] == name for i in idx)
     cfg.data.label_tag = "0018,0015"  # the same tag by number
     assert load_samples(cfg, root).classes == ["CHEST", "HEAD"]
     tree = tmp_path / "tree"
@@ -187,3 +195,13 @@ def test_bad_label_tag_is_one_line(tmp_path):
     with pytest.raises(DataError, match="no value for BodyPartThickness") as err:
         load_samples(cfg, root)
     assert "\n" not in str(err.value)
+
+
+def test_class_folders_of_dcm_files_stay_imagefolder(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            _tagged(tmp_path / "f" / split / cls / "x.dcm", f"{split}{cls}", "1.2.3", 1)
+    assert discover(tmp_path / "f").layout == "imagefolder"
+    nested = tmp_path / "n" / "a" / "PAT1" / "x.dcm"  # deeper than <class>/<file>
+    _tagged(nested, "PAT1", "1.2.3", 1)
+    assert discover(tmp_path / "n").layout == "dicom"

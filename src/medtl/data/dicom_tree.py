@@ -60,18 +60,21 @@ def _files(root: Path) -> list[Path]:
 def looks_like_tree(root: Path) -> bool:
     """Auto-detection: a ``DICOMDIR``, a DICOM file without the ``.dcm`` name, or ``.dcm``
     files nested deeper than ``<class>/<file>``."""
-    from medtl.data.layouts import IMAGE_EXTS
+    from medtl.data.layouts import IMAGE_EXTS, SPLIT_DIRS
     from medtl.data.readers.dicom import is_dicom
 
     if root.is_file():
         return root.suffix.lower() != ".csv" and is_dicom(root)
-    for k, p in enumerate(_files(root)):
+    files = (p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for k, p in enumerate(files):
         if k >= DETECT_LIMIT:
             break
         if p.name.upper() == "DICOMDIR":
             return True
         suffix = p.suffix.lower()
-        if suffix == ".dcm" and len(p.relative_to(root).parts) > 2:
+        parts = p.relative_to(root).parts
+        depth = len(parts) - (parts[0] in SPLIT_DIRS)  # train/<class>/x.dcm is imagefolder's
+        if suffix == ".dcm" and depth > 2:
             return True
         if suffix not in IMAGE_EXTS and is_dicom(p):
             return True
