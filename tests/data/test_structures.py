@@ -46,6 +46,9 @@ def test_overlaps_kept_as_bits_and_the_decision_said(tmp_path):
         np.testing.assert_array_equal(scheme.structure(bits, k), truth[name])
     overlap = truth["left_clavicle"] & truth["left_lung"]
     assert overlap.any() and (bits[overlap] & 0b110 == 0b110).all()  # both bits set
+    shown = scheme.shown(bits)  # overlays: each pixel's first structure, legend colours
+    assert (shown[overlap] == 2).all() and (shown[truth["right_lung"] & ~truth["heart"]] >= 4).all()
+    assert (shown == 0).sum() == (bits == 0).sum()
     assert scheme.config_values()["mask_mode"] == "multilabel"
     # the audit says which mode and why, and lists no "merged by union" images
     report = audit(root)

@@ -260,15 +260,14 @@ def write_predictions(
             name, k = f"{base}-{k}", k + 1
         used.add(name)
         multilabel = scheme is not None and scheme.multilabel  # one mask per structure
-        result = result_of(
-            res, image.shape[0], image.shape[1], classes, decision, seg_threshold, multilabel
-        )
+        result = result_of(res, *image.shape[:2], classes, decision, seg_threshold, multilabel)
         if result.mask is not None and postprocess:  # a rule of medtl.inference.postprocess
             result.mask = apply_rule(result.mask, postprocess)
         row: dict[str, Any] = {"image": str(path)}
         if result.mask is not None:
             masks = save_mask(out / f"{name}_mask.png", result.mask, scheme)  # own encoding
-            save_png(out / f"{name}_overlay.png", overlay(image, result.mask))
+            shown = scheme.shown(result.mask) if scheme is not None else result.mask
+            save_png(out / f"{name}_overlay.png", overlay(image, shown))
             written += [*map(str, masks), str(out / f"{name}_overlay.png")]
             row["lesion_pixels"] = int((result.mask > 0).sum())
         if result.probabilities is not None:

@@ -106,6 +106,16 @@ class MaskScheme:
         """Structure ``k`` (1-based) of a ``multilabel`` mask -> ``bool (H, W)``."""
         return (np.asarray(bits).astype(np.uint8) >> (k - 1)) & 1 > 0
 
+    def shown(self, mask: np.ndarray) -> np.ndarray:
+        """A mask as overlays draw it: unchanged, except ``multilabel`` bits -> the index
+        of each pixel's first structure (name order; the overlays' legend colours)."""
+        if not self.multilabel:
+            return mask
+        out = np.zeros(mask.shape, np.uint8)
+        for k in range(self.n_labels, 0, -1):
+            out[self.structure(mask, k)] = k
+        return out
+
     @property
     def label_names(self) -> tuple[str, ...]:
         return self.names or ("foreground",)
