@@ -205,3 +205,17 @@ def test_class_folders_of_dcm_files_stay_imagefolder(tmp_path):
     nested = tmp_path / "n" / "a" / "PAT1" / "x.dcm"  # deeper than <class>/<file>
     _tagged(nested, "PAT1", "1.2.3", 1)
     assert discover(tmp_path / "n").layout == "dicom"
+
+
+def test_csv_manifest_names_extensionless_dicom_files(tmp_path):
+    root = pacs_export(tmp_path / "cd", tmp_path)
+    images = discover(root).samples
+    rows = ["image,label,group"]
+    for s in images:
+        part = pydicom.dcmread(s.image, stop_before_pixels=True).BodyPartExamined
+        rows.append(f"{s.image.relative_to(root)},{part.lower()},{s.group}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    ds = load_samples(Config(task="classification"), root)
+    assert ds.layout == "csv" and ds.classes == ["chest", "head"] and len(ds.samples) == 8
+    assert ds.fallback_window is not None  # the DICOMs without a window share one range
+    assert read_image(ds.samples[0].image).shape == (16, 20, 3)
