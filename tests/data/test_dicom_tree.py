@@ -26,6 +26,17 @@ from tests.data.medical import ramp, write_dicom  # noqa: E402
 PATIENTS = {"PAT1": "CHEST", "PAT2": "HEAD", "PAT3": "CHEST", "PAT4": "HEAD"}
 
 
+@pytest.fixture
+def medtl_log(caplog):
+    """``caplog`` at INFO for the ``medtl`` logger, enabled again if a library's
+    ``logging.config`` call (import-linter's, in tests/test_house.py) disabled it."""
+    logger = logging.getLogger("medtl")
+    was, logger.disabled = logger.disabled, False
+    with caplog.at_level(logging.INFO, logger="medtl"):
+        yield caplog
+    logger.disabled = was
+
+
 def _tagged(path: Path, pid: str | None, study: str, n: int, **extra) -> Path:
     """A grey image (its own random pixels: no duplicates) with the tags a CD's DICOMDIR
     records need."""
@@ -84,18 +95,17 @@ def pacs_export(root: Path, tmp: Path, patients: dict[str, str] = PATIENTS) -> P
     return root
 
 
-def test_cd_export_found_by_content_skipped_by_kind_grouped_by_patient(tmp_path, caplog):
+def test_cd_export_found_by_content_skipped_by_kind_grouped_by_patient(tmp_path, medtl_log):
     root = pacs_export(tmp_path / "cd", tmp_path)
     assert not any(p.suffix for p in root.rglob("*") if p.is_file())  # no extensions at all
-    with caplog.at_level(logging.INFO, logger="medtl"):
-        ds = discover(root)
+    ds = discover(root)
     assert ds.layout == "dicom" and len(ds.samples) == 8 and not ds.problems
     groups: dict[str, int] = {}
     for s in ds.samples:
         groups[s.group] = groups.get(s.group, 0) + 1
     assert groups == {"PAT1": 2, "PAT2": 2, "PAT3": 2, "PAT4": 2}
     skipped = "DICOMDIR=1, RGB secondary capture=1, localizer=1, no pixel data=1"
-    assert f"8 image files, 4 patient groups (PatientID); skipped {skipped}" in caplog.text
+    assert f"8 image files, 4 patient groups (PatientID); skipped {skipped}" in medtl_log.text
     image = read_image(ds.samples[0].image)  # an extensionless file decodes as DICOM
     named = tmp_path / "named.dcm"
     named.write_bytes(ds.samples[0].image.read_bytes())
@@ -124,16 +134,15 @@ def test_headers_only_no_pixels_decoded(tmp_path, monkeypatch):
     assert len(calls) == 12 and all(calls)  # 8 images + 4 skipped, every one header-only
 
 
-def test_without_patient_id_grouped_by_study_and_said(tmp_path, caplog):
+def test_without_patient_id_grouped_by_study_and_said(tmp_path, medtl_log):
     root = tmp_path / "tree"
     for n in (1, 2):
         _tagged(root / "a" / f"IM{n}", "P7", "1.2.3.7", n)
         _tagged(root / "b" / f"IM{n}", None, "1.2.3.8", n)
-    with caplog.at_level(logging.INFO, logger="medtl"):
-        ds = discover(root)
+    ds = discover(root)
     assert ds.layout == "dicom"
     assert sorted({s.group for s in ds.samples}) == ["P7", "study:1.2.3.8"]
-    assert "2 image files without PatientID, grouped by StudyInstanceUID" in caplog.text
+    assert "2 image files without PatientID, grouped by StudyInstanceUID" in medtl_log.text
 
 
 def test_classes_from_tag_and_from_folder_level(tmp_path):
