@@ -44,14 +44,19 @@ class DataConfig:
     group_pattern: str | None = None  # regex, first group = patient id; None: auto; "none": off
     premade_split: str = "keep"  # leaked val/test images: keep | drop_leaked | regroup
     spacing: str | None = None  # pixel size in mm ("0.7" or "0.7x0.8") when files record none
-    mask_mode: str = "auto"  # auto | binary | labels | palette | colors (medtl.data.masks.scheme)
+    mask_mode: str = "auto"  # auto | binary | labels | palette | colors | multilabel (masks.scheme)
     labels: str | None = None  # label values and names "1:lesion,2:halo" (None: found/labels.yaml)
     mask_colors: str | None = None  # colour masks "255,0,0:tumour;0,255,0:edema"
     mask_palette: str | None = None  # palette masks: their palette, RGB bytes as hex (found)
+<<<<<<< HEAD
     mask_resize: str = "none"  # none | nearest: masks of another size, same aspect ratio, resized
     lesion_labels: str | None = (
         None  # lesion-level metrics for: names/values; None: binary masks; "none": off
     )
+=======
+    label_tag: str | None = None  # dicom layout: classes from a tag (BodyPartExamined, 0018,0015)
+    label_level: int = 0  # dicom layout: classes from the N-th folder below the root (0: none)
+>>>>>>> h5
 
 
 @dataclass
@@ -153,7 +158,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.scheduler": SCHEDULERS,
     "model.normalize": NORMALIZATIONS,
     "train.loss": SEG_LOSSES,
-    "data.mask_mode": ("auto", "binary", "labels", "palette", "colors"),
+    "data.mask_mode": ("auto", "binary", "labels", "palette", "colors", "multilabel"),
     "train.cls_loss": CLS_LOSSES,
     "train.empty_mask": EMPTY_MASK_RULES,
     "train.logger": LOGGERS,

@@ -58,6 +58,12 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         slice_axis=cfg.data.slice_axis,
         empty_slice_fraction=cfg.data.empty_slice_fraction,
     )
+    if (
+        ds.layout == "dicom"
+    ):  # classes from a DICOM tag or a folder level (medtl.data.layouts.dicom_tree)
+        from medtl.data.layouts.dicom_tree import apply_labels
+
+        apply_labels(ds, cfg.data.label_tag, cfg.data.label_level)
     if own:  # the data to split
         _check_premade(ds)
     if ds.unused:
@@ -139,16 +145,14 @@ def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: st
     scaled by one data-set-wide range (:func:`medtl.data.readers.dicom.dataset_range`).
     """
     from medtl.data.groups import group_by_names
-    from medtl.data.readers.dicom import dataset_range, parse_window
+    from medtl.data.readers.dicom import dataset_range, is_dicom, parse_window
     from medtl.data.refs import source_file
 
     off = str(group_pattern or "").strip().lower() == "none"
     ds.samples, decision = group_by_names(ds.samples, None if off else group_pattern, not off)
     ds.grouping = decision.to_dict()
     ds.window = parse_window(window)
-    dicoms = sorted(
-        {source_file(s.image) for s in ds.samples if source_file(s.image).suffix.lower() == ".dcm"}
-    )
+    dicoms = sorted({source_file(s.image) for s in ds.samples if is_dicom(source_file(s.image))})
     if dicoms and ds.window is None:
         ds.fallback_window = dataset_range(dicoms)
         if ds.fallback_window is not None:

@@ -292,19 +292,19 @@ def _predict_records(
                 rec["logits"] = out["cls"][j].numpy()  # temperature scaling's input
             if "seg" in out:
                 h, w = prepared.cache.sizes[idx]
-                pred = mask_at_size(out["seg"][j], h, w, seg_threshold)
-                image, truth = originals[idx]
                 scheme = ds.mask_scheme or MaskScheme("binary")  # label maps: per label too
+                pred = mask_at_size(out["seg"][j], h, w, seg_threshold, scheme.multilabel)
+                image, truth = originals[idx]
                 pred = scored(pred, truth, postprocess, row, scheme, cfg.train.empty_mask)
                 row.update(score_row(scorer, idx, pred, truth, scheme, cfg.train.empty_mask))
                 rec["seg_facts"] = scorer.facts()
-                row["pred_area"] = int((pred > 0).sum())
-                row["true_area"] = int((truth > 0).sum())
+                row.update(pred_area=int((pred > 0).sum()), true_area=int((truth > 0).sum()))
                 name = safe_name(f"{s.label + '_' if s.label else ''}{s.image.stem}")
                 save_mask(out_dir / "predictions" / f"{name}_pred.png", pred, scheme)
+                shown = scheme.shown(pred), scheme.shown(truth)  # structures: one label each
                 if rec["position"] < save_images:
-                    save_png(out_dir / "overlays" / f"{name}.png", overlay(image, pred, truth))
-                rec["case"] = _thumbnail(image, pred, truth)
+                    save_png(out_dir / "overlays" / f"{name}.png", overlay(image, *shown))
+                rec["case"] = _thumbnail(image, *shown)
             rec["row"] = row
             records.append(rec)
     return records

@@ -28,7 +28,30 @@ def image_scores(
     foreground labels plus ``<metric>_<label>`` columns."""
     if not scheme.multi:
         return seg_scores(pred, truth, empty=empty, spacing=spacing)
+    if scheme.multilabel:  # structure k in bit k: each one scored as a binary mask
+        return structure_scores(pred, truth, scheme, empty, spacing)
     return label_scores(pred, truth, scheme.names, empty=empty, spacing=spacing)
+
+
+def structure_scores(
+    pred: np.ndarray, truth: np.ndarray, scheme: MaskScheme, empty: str, spacing: float = 1.0
+) -> dict[str, float]:
+    """Per-structure scores of one ``multilabel`` image (``<metric>_<structure>``, each
+    structure a binary mask by :func:`seg_scores`) and their means over the structures whose
+    score is defined (``<metric>``), as :func:`label_scores` does for label maps."""
+    out: dict[str, float] = {}
+    per: dict[str, list[float]] = {k: [] for k in SEG_KEYS}
+    for k, name in enumerate(scheme.names, 1):
+        scores = seg_scores(
+            scheme.structure(pred, k), scheme.structure(truth, k), empty=empty, spacing=spacing
+        )
+        for metric, value in scores.items():
+            out[f"{metric}_{name}"] = value
+            per.setdefault(metric, []).append(value)
+    for metric, values in per.items():
+        ok = [v for v in values if not np.isnan(v)]
+        out[metric] = float(np.mean(ok)) if ok else float("nan")
+    return out
 
 
 def label_summary(rows: list[dict[str, Any]], scheme: MaskScheme) -> dict[str, Any]:

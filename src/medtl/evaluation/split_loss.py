@@ -18,7 +18,12 @@ def split_losses(
     """Each image's training loss as the run's config defines it (:func:`image_losses`)."""
     m, t = cfg.model, cfg.train
     weights = (m.seg_weight, m.cls_weight)
-    return image_losses(out, mask, label, t.loss, t.cls_loss, weights, t.label_smoothing)
+    from medtl.data.masks.scheme import scheme_from_config
+
+    multilabel = scheme_from_config(cfg.data).multilabel  # one sigmoid per structure
+    return image_losses(
+        out, mask, label, t.loss, t.cls_loss, weights, t.label_smoothing, multilabel
+    )
 
 
 def mean_loss(records: list[dict[str, Any]]) -> float | None:

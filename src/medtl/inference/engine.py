@@ -137,11 +137,21 @@ def infer(net: torch.nn.Module, x: torch.Tensor, tta: bool = False) -> dict[str,
 
 
 def mask_at_size(
-    seg_logits: torch.Tensor, height: int, width: int, threshold: float = 0.5
+    seg_logits: torch.Tensor,
+    height: int,
+    width: int,
+    threshold: float = 0.5,
+    multilabel: bool = False,
 ) -> np.ndarray:
     """One image's ``(1, S, S)`` logits -> bool mask at ``height x width``; ``(C + 1, S, S)``
-    logits of several labels -> ``uint8`` label indices (argmax of the resized logits)."""
+    logits of several labels -> ``uint8`` label indices (argmax of the resized logits);
+    ``multilabel`` ``(C, S, S)`` logits, one per structure -> ``uint8`` with structure ``k``
+    in bit ``k`` where its sigmoid is above ``threshold``."""
     full = resize_logits_to(seg_logits[None].float(), height, width)[0]
+    if multilabel:
+        hit = (torch.sigmoid(full) > threshold).to(torch.uint8)
+        shifts = torch.arange(hit.shape[0]).view(-1, 1, 1).to(torch.uint8)
+        return (hit << shifts).sum(0).to(torch.uint8).numpy()
     if full.shape[0] > 1:
         return full.argmax(0).to(torch.uint8).numpy()
     return (torch.sigmoid(full[0]) > threshold).numpy()
@@ -210,14 +220,30 @@ def save_png(path: Path, array: np.ndarray) -> None:
     save_mask(path, array)
 
 
-def save_mask(path: Path, mask: np.ndarray, scheme: MaskScheme | None = None) -> None:
+def structure_paths(path: Path, scheme: MaskScheme) -> list[Path]:
+    """Where :func:`save_mask` writes a ``multilabel`` mask: ``<name>_<structure>.png``
+    beside ``path`` (``<name>_mask.png`` or ``<name>_pred.png``), one per structure."""
+    stem = path.stem
+    for tail in ("_mask", "_pred"):
+        stem = stem[: -len(tail)] if stem.endswith(tail) else stem
+    return [path.with_name(f"{stem}_{name}.png") for name in scheme.names]
+
+
+def save_mask(path: Path, mask: np.ndarray, scheme: MaskScheme | None = None) -> list[Path]:
     """Write a predicted mask as PNG (atomically) in the masks' own encoding: bool (binary)
     as 0/255 grey; label indices through ``scheme`` (:meth:`MaskScheme.to_stored`): label
     maps as their own values (8- or 16-bit grey), palette masks as mode-P PNGs with the
     training masks' palette (index = stored value), colour masks as RGB. Without a scheme
-    (or a palette run recorded before ``data.mask_palette``) the values are written as grey."""
+    (or a palette run recorded before ``data.mask_palette``) the values are written as grey.
+    One binary mask per structure (``multilabel``): one 0/255 PNG per structure
+    (:func:`structure_paths`). Returns the paths written."""
     from medtl.utils.files import atomic_write
 
+    if scheme is not None and scheme.multilabel:
+        paths = structure_paths(path, scheme)
+        for k, target in enumerate(paths, 1):
+            save_mask(target, scheme.structure(mask, k))
+        return paths
     if mask.dtype == bool:
         img = Image.fromarray(mask.astype(np.uint8) * 255)
     else:
@@ -225,3 +251,4 @@ def save_mask(path: Path, mask: np.ndarray, scheme: MaskScheme | None = None) ->
         if scheme is not None and scheme.mode == "palette" and scheme.palette:
             img.putpalette(list(scheme.palette))  # grey -> mode P, indices kept
     atomic_write(path, lambda p: img.save(p, format="PNG"))
+    return [path]

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medtl.data.masks.scheme import scheme_from_config
 from medtl.data.readers.io import read_image
 from medtl.inference.engine import safe_name, save_png
 from medtl.inference.predictor import (
@@ -187,7 +188,8 @@ class Explainer:
         with threads_for(self.cfg):
             with torch.no_grad():
                 out = self.net(x)
-            result = Explanation(arr, result_of(out, h, w, self.classes))
+            multilabel = scheme_from_config(self.cfg.data).multilabel  # a mask per structure
+            result = Explanation(arr, result_of(out, h, w, self.classes, multilabel=multilabel))
             if "cls" in out:
                 k = self.classes.index(self.target) if self.target else int(out["cls"][0].argmax())
                 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -106,13 +106,15 @@ def result_of(
     classes: list[str],
     decision: tuple[int, float] | None = None,
     seg_threshold: float = 0.5,
+    multilabel: bool = False,
 ) -> Prediction:
     """One image's logits (batch axis of 1) -> its :class:`Prediction` at ``height x width``;
     the label by argmax, or by ``decision`` (:func:`medtl.inference.decisions.label_at`); the mask
-    where the probability is above ``seg_threshold`` (:mod:`medtl.evaluation.threshold`)."""
+    where the probability is above ``seg_threshold`` (:mod:`medtl.evaluation.threshold`);
+    ``multilabel``: one bit per structure (:func:`medtl.inference.engine.mask_at_size`)."""
     out = Prediction()
     if "seg" in res:
-        out.mask = mask_at_size(res["seg"][0], height, width, seg_threshold)
+        out.mask = mask_at_size(res["seg"][0], height, width, seg_threshold, multilabel)
     if "cls" in res:
         p = torch.softmax(res["cls"][0].float(), 0)
         out.label = classes[label_at(p.numpy(), decision)]
@@ -142,7 +144,11 @@ class Predictor:
         arrays = [as_rgb_uint8(im) for im in images]
         with threads_for(self.cfg), pixel_cap(self.cfg.data.max_pixels):
             res = infer(self.net, model_input(arrays, self.size), self.tta)
-        one = {"classes": self.classes, "seg_threshold": self.seg_threshold}
+        one = {
+            "classes": self.classes,
+            "seg_threshold": self.seg_threshold,
+            "multilabel": scheme_from_config(self.cfg.data).multilabel,
+        }
         return [
             result_of({k: v[j : j + 1] for k, v in res.items()}, *im.shape[:2], **one)
             for j, im in enumerate(arrays)
@@ -253,14 +259,16 @@ def write_predictions(
         while name in used:
             name, k = f"{base}-{k}", k + 1
         used.add(name)
-        result = result_of(res, image.shape[0], image.shape[1], classes, decision, seg_threshold)
+        multilabel = scheme is not None and scheme.multilabel  # one mask per structure
+        result = result_of(res, *image.shape[:2], classes, decision, seg_threshold, multilabel)
         if result.mask is not None and postprocess:  # a rule of medtl.inference.postprocess
             result.mask = apply_rule(result.mask, postprocess)
         row: dict[str, Any] = {"image": str(path)}
         if result.mask is not None:
-            save_mask(out / f"{name}_mask.png", result.mask, scheme)  # the masks' own encoding
-            save_png(out / f"{name}_overlay.png", overlay(image, result.mask))
-            written += [str(out / f"{name}_mask.png"), str(out / f"{name}_overlay.png")]
+            masks = save_mask(out / f"{name}_mask.png", result.mask, scheme)  # own encoding
+            shown = scheme.shown(result.mask) if scheme is not None else result.mask
+            save_png(out / f"{name}_overlay.png", overlay(image, shown))
+            written += [*map(str, masks), str(out / f"{name}_overlay.png")]
             row["lesion_pixels"] = int((result.mask > 0).sum())
         if result.probabilities is not None:
             row["label"] = result.label

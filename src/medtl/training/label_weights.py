@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from medtl.data.masks.scheme import scheme_from_config
-from medtl.utils.errors import ConfigError
 
 log = logging.getLogger("medtl")
 
@@ -35,7 +34,14 @@ def training_label_weights(cfg: Any, cache: Any, train: Sequence[int]) -> torch.
     training split's pixels), None for binary runs; warns about a label that the training
     split never shows (a label in no mask at all stopped earlier, in :mod:`medtl.data.masks.scheme`)."""
     scheme = scheme_from_config(cfg.data)
-    if not scheme.multi or cache.masks is None:
+    if scheme.multilabel and str(getattr(cfg.train, "label_weights", None) or "none") != "none":
+        from medtl.utils.errors import ConfigError
+
+        raise ConfigError(
+            "train.label_weights: one sigmoid per structure (data.mask_mode=multilabel) takes "
+            "no label weights; remove the key"
+        )
+    if not scheme.multi or scheme.multilabel or cache.masks is None:
         return None
     pixels, images = label_counts(cache.masks, train, scheme.channels)
     for k, name in enumerate(scheme.names, 1):

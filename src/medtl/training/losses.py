@@ -12,6 +12,10 @@ binary one, weighted mean over the channels), ``dice_ce`` (their sum) and ``foca
 (CE x (1 - p_true)^2, mean over pixels); each takes optional per-label weights ``(C + 1,)``
 (:func:`seg_loss_for`, ``train.label_weights``).
 
+One binary mask per structure (mask scheme ``multilabel``, ``C`` sigmoid channels, targets
+``(N, 1, H, W)`` holding structure ``k`` in bit ``k``): :data:`MULTILABEL_LOSSES`, smp's
+``DiceLoss``/``FocalLoss`` in ``mode="multilabel"`` and a per-channel BCE.
+
 Example (a hand computation: one pixel, background certain, the truth is label 1):
     >>> import torch
     >>> logits = torch.tensor([[[[0.0]], [[0.0]]]])  # softmax 0.5 / 0.5
@@ -114,11 +118,61 @@ LABEL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def structure_targets(target: torch.Tensor, channels: int) -> torch.Tensor:
+    """A ``multilabel`` target ``(N, 1, H, W)`` (structure ``k`` in bit ``k``) -> float
+    ``(N, channels, H, W)`` in {0, 1}, one plane per structure (overlaps kept)."""
+    bits = target[:, :1].to(torch.int64)
+    shifts = torch.arange(channels, device=target.device).view(1, -1, 1, 1)
+    return ((bits >> shifts) & 1).float()
+
+
+def multilabel_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel binary cross-entropy of every structure's sigmoid, mean over pixels and channels."""
+    return F.binary_cross_entropy_with_logits(
+        logits, structure_targets(target, logits.shape[1]).to(logits)
+    )
+
+
+def multilabel_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """smp's ``DiceLoss(mode="multilabel")``: 1 - soft Dice of each structure's sigmoid over
+    the whole batch, mean over the structures (one absent from the batch's targets counts 0)."""
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    fn = DiceLoss(mode="multilabel", from_logits=True)
+    return fn(logits, structure_targets(target, logits.shape[1]).to(logits))
+
+
+def multilabel_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """smp's ``FocalLoss(mode="multilabel")``: ``(1 - p_true)^2 x BCE`` of every structure's
+    sigmoid, mean over pixels and structures."""
+    from segmentation_models_pytorch.losses import FocalLoss
+
+    fn = FocalLoss(mode="multilabel")
+    return fn(logits, structure_targets(target, logits.shape[1]).to(logits))
+
+
+def multilabel_dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return multilabel_dice_loss(logits, target) + multilabel_bce_loss(logits, target)
+
+
+#: one sigmoid channel per structure (mask scheme ``multilabel``); ``ce``/``dice_ce`` are
+#: taken as ``bce``/``dice_bce``
+MULTILABEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "bce": multilabel_bce_loss,
+    "dice": multilabel_dice_loss,
+    "dice_bce": multilabel_dice_bce_loss,
+    "focal": multilabel_focal_loss,
+}
+
+
 def seg_loss_for(
-    name: str, channels: int = 1, weight: torch.Tensor | None = None
+    name: str, channels: int = 1, weight: torch.Tensor | None = None, multilabel: bool = False
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``train.loss`` for a head of ``channels``: the binary losses for 1 channel (exactly
-    as before), else the multi-label form (``bce``/``dice_bce`` mean ``ce``/``dice_ce``)."""
+    as before), else the multi-label form (``bce``/``dice_bce`` mean ``ce``/``dice_ce``).
+    ``multilabel``: one sigmoid per structure (:data:`MULTILABEL_LOSSES`, no weights)."""
+    if multilabel:
+        return MULTILABEL_LOSSES[BINARY_ALIASES.get(name, name)]
     if channels == 1:
         return SEG_LOSSES[BINARY_ALIASES.get(name, name)]
     fn = LABEL_LOSSES[name]
@@ -170,12 +224,13 @@ def image_losses(
     cls_loss: str,
     weights: tuple[float, float] = (1.0, 1.0),
     label_smoothing: float = 0.0,
+    multilabel: bool = False,
 ) -> list[float]:
     """Each image's training loss (``train.loss`` / ``train.cls_loss``; multitask: the
     ``(seg_weight, cls_weight)`` sum), as evaluate reports a split's loss. Without class
     weights (they come from the training split's counts); an image whose label is unknown
     (-1, another data set's class) gets the segmentation part only, or NaN."""
-    seg = seg_loss_for(seg_loss, out["seg"].shape[1]) if "seg" in out else None
+    seg = seg_loss_for(seg_loss, out["seg"].shape[1], None, multilabel) if "seg" in out else None
     cls = make_cls_loss(cls_loss, None, label_smoothing) if "cls" in out else None
     both = seg is not None and cls is not None
     losses = []

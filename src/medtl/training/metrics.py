@@ -113,12 +113,14 @@ def classification_metric_collection(num_classes: int, prefix: str = "") -> Any:
 
 
 def label_dice_iou_torch(
-    logits: torch.Tensor, target: torch.Tensor, empty: str = "one"
+    logits: torch.Tensor, target: torch.Tensor, empty: str = "one", multilabel: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dice and IoU of every image and foreground label, ``(N, C)`` each, for ``C + 1``
     softmax channels: the predicted label is the argmax, the target holds label indices;
     the empty-mask rule applies per label (NaN for ``"skip"``). Equals
-    :func:`medtl.metrics.segmentation.label_scores` per label.
+    :func:`medtl.metrics.segmentation.label_scores` per label. ``multilabel``: ``C``
+    sigmoid channels (a structure is predicted where its sigmoid > 0.5), the target holds
+    structure ``k`` in bit ``k``.
 
     Example:
         >>> logits = torch.tensor([[[[9.0, 0.0]], [[0.0, 9.0]], [[0.0, 0.0]]]])  # (1,3,1,2)
@@ -127,11 +129,16 @@ def label_dice_iou_torch(
         [[1.0, 1.0]]
     """
     check_empty_rule(empty)
-    k = logits.shape[1]
-    pred = logits.detach().argmax(1).flatten(1)
-    truth = target.detach()[:, 0].long().flatten(1)
-    labels = torch.arange(1, k, device=pred.device)[None, :, None]
-    p, t = pred[:, None] == labels, truth[:, None] == labels  # (N, C, P)
+    if multilabel:  # one sigmoid per structure, target bit k = structure k
+        p = (torch.sigmoid(logits.detach().float()) > 0.5).flatten(2)
+        shifts = torch.arange(logits.shape[1], device=p.device)[None, :, None]
+        t = ((target.detach()[:, :1].long().flatten(2) >> shifts) & 1) > 0
+    else:
+        k = logits.shape[1]
+        pred = logits.detach().argmax(1).flatten(1)
+        truth = target.detach()[:, 0].long().flatten(1)
+        labels = torch.arange(1, k, device=pred.device)[None, :, None]
+        p, t = pred[:, None] == labels, truth[:, None] == labels  # (N, C, P)
     tp = (p & t).sum(2).float()
     n_p, n_t = p.sum(2).float(), t.sum(2).float()
     den, union = n_p + n_t, n_p + n_t - tp
@@ -147,16 +154,16 @@ class LabelScores(Metric):
 
     full_state_update = False
 
-    def __init__(self, names: Sequence[str], empty: str = "one") -> None:
+    def __init__(self, names: Sequence[str], empty: str = "one", multilabel: bool = False) -> None:
         super().__init__()
-        self.names, self.empty = list(names), empty
+        self.names, self.empty, self.multilabel = list(names), empty, multilabel
         for key in ("dice_sum", "dice_n", "iou_sum", "iou_n"):
             self.add_state(
                 key, default=torch.zeros(len(self.names), dtype=torch.float64), dist_reduce_fx="sum"
             )
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        dice, iou = label_dice_iou_torch(logits, target, self.empty)
+        dice, iou = label_dice_iou_torch(logits, target, self.empty, self.multilabel)
         for name, v in (("dice", dice.double()), ("iou", iou.double())):
             ok = ~torch.isnan(v)
             getattr(self, f"{name}_sum").add_(torch.where(ok, v, 0).sum(0).to(self.dice_sum))

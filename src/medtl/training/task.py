@@ -117,7 +117,10 @@ class MedtlTask(L.LightningModule):
         self.has_cls = cfg.task in ("classification", "multitask")
         scheme = scheme_from_config(cfg.data)  # several mask labels: softmax head, per label
         self.label_names = list(scheme.label_names) if scheme.multi else []
-        self.seg_loss = seg_loss_for(cfg.train.loss, scheme.channels, label_weights)
+        self.multilabel = scheme.multilabel  # one sigmoid channel per structure
+        self.seg_loss = seg_loss_for(
+            cfg.train.loss, scheme.channels, label_weights, self.multilabel
+        )
         self.cls_loss = (
             make_cls_loss(cfg.train.cls_loss, class_weights, cfg.train.label_smoothing)
             if self.has_cls
@@ -131,7 +134,7 @@ class MedtlTask(L.LightningModule):
         self.val_dice = MeanMetric(nan_strategy="ignore")
         self.val_iou = MeanMetric(nan_strategy="ignore")
         if self.label_names:
-            self.val_labels = LabelScores(self.label_names, cfg.train.empty_mask)
+            self.val_labels = LabelScores(self.label_names, cfg.train.empty_mask, self.multilabel)
         loss_parts = (
             ["loss"]
             + (["seg_loss"] if self.has_seg else [])
@@ -239,7 +242,7 @@ class MedtlTask(L.LightningModule):
         if self.has_seg:
             rule = self.cfg.train.empty_mask
             if self.label_names:  # per image: the mean over its labels
-                dice, iou = label_dice_iou_torch(out["seg"], mask, rule)
+                dice, iou = label_dice_iou_torch(out["seg"], mask, rule, self.multilabel)
                 self.train_dice.update(torch.nanmean(dice, 1))
                 self.train_iou.update(torch.nanmean(iou, 1))
             else:

@@ -21,6 +21,7 @@ from medtl.data.audit.masks import NAMES_FILES
 from medtl.data.dedup import hashes_of
 from medtl.data.layouts import MASK_EXTS, Sample
 from medtl.data.readers import io
+from medtl.data.readers.dicom import is_dicom
 from medtl.data.readers.io import binarise_mask, read_array
 from medtl.data.readers.volumes import is_volume
 from medtl.utils.errors import DataError
@@ -62,7 +63,7 @@ def _header_mode(path: Path) -> str:
     parsed = parse_ref(path)
     if parsed is not None:
         return "DICOM frame" if parsed[1] == "f" else f"NIfTI {parsed[3]}"
-    if path.suffix.lower() == ".dcm":
+    if is_dicom(path):
         return "DICOM"
     with Image.open(path) as img:  # header only: no pixel decode
         return img.mode
@@ -85,7 +86,7 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
     rep["sizes"][(rgb.shape[1], rgb.shape[0])] += 1
     if not s.masks:
         return out
-    if len(s.masks) > 1:
+    if len(s.masks) > 1 and not s.meta.get("structures"):  # structures: one mask each
         rep["multi_mask"].append({"image": str(s.image), "masks": [str(m) for m in s.masks]})
     merged: np.ndarray | None = None
     for m in s.masks:
@@ -166,6 +167,8 @@ def other_files(root: Path, layout: str) -> list[str]:
     out = []
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.suffix.lower() in MASK_EXTS or is_volume(p):
+            continue
+        if layout == "dicom" and is_dicom(p):  # used, or skipped and counted by kind
             continue
         if layout == "csv" and p.parent == root and p.suffix.lower() == ".csv":
             continue

@@ -86,7 +86,9 @@ def label_table(
     """Per label (background first): stored value, name, share of all mask pixels, number
     of images holding it, ``rare``; and each sample's foreground coverage (None when its
     image or a mask was unreadable or of another size). Masks are read as training reads
-    them (:func:`medtl.data.readers.io.read_mask` with ``scheme``)."""
+    them (:func:`medtl.data.readers.io.read_mask` with ``scheme``). Structures
+    (``multilabel``) may overlap: each one's share is of all mask pixels, so the shares
+    may sum to more than 1."""
     n = scheme.n_labels + 1
 
     def one(pair: tuple[Any, tuple[int, int] | None]) -> np.ndarray | None:
@@ -97,13 +99,16 @@ def label_table(
             idx = io.read_mask(s.masks, shape, scheme)
         except (DataError, OSError):
             return None
-        return np.bincount(idx.ravel(), minlength=n)[:n]
+        if scheme.multilabel:  # structure k in bit k
+            per = [int(scheme.structure(idx, k).sum()) for k in range(1, n)]
+            return np.array([int((idx == 0).sum()), *per, idx.size])
+        return np.array([*np.bincount(idx.ravel(), minlength=n)[:n], idx.size])
 
     counts = map_ordered(one, list(zip(samples, shapes, strict=True)))
     found = [c for c in counts if c is not None]
-    pixels = np.sum(found, axis=0) if found else np.zeros(n, np.int64)
-    images = np.sum([c > 0 for c in found], axis=0) if found else np.zeros(n, np.int64)
-    total = max(int(pixels.sum()), 1)
+    pixels = np.sum(found, axis=0) if found else np.zeros(n + 1, np.int64)
+    images = np.sum([c > 0 for c in found], axis=0) if found else np.zeros(n + 1, np.int64)
+    total = max(int(pixels[n]), 1)
     rows = []
     pairs = zip((0, *scheme.values), ("background", *scheme.names), strict=True)
     for k, (value, name) in enumerate(pairs):
@@ -117,7 +122,7 @@ def label_table(
                 "rare": k > 0 and int(images[k]) < RARE_IMAGES,
             }
         )
-    coverage = [None if c is None else 1.0 - float(c[0]) / max(int(c.sum()), 1) for c in counts]
+    coverage = [None if c is None else 1.0 - float(c[0]) / max(int(c[n]), 1) for c in counts]
     return rows, coverage
 
 

@@ -76,6 +76,9 @@ class AuditReport:
     """Label maps: per label value its name, pixel share, images holding it, ``rare``."""
     unused: list[str] = field(default_factory=list)
     """Folders and files under the root that the layout found but did not use."""
+    dicom_skipped: dict[str, int] = field(default_factory=dict)
+    """``dicom`` layout: DICOM files that are no training image, counted by kind
+    (:func:`medtl.data.readers.dicom.kind_of`)."""
 
     @property
     def ok(self) -> bool:
@@ -134,6 +137,8 @@ class AuditReport:
             lambda m: f"{m['mask']}: mode {m['mode']}, {'; '.join(m['reasons'])}",
         )
         _section(lines, "unreadable files", self.unreadable, lambda u: u["error"])
+        if self.dicom_skipped:
+            lines.append("  DICOM files skipped (no training image): " + _kv(self.dicom_skipped))
         _section(lines, "non-image files", self.other_files, str)
         _section(lines, "found but not used by the layout", self.unused, str)
         _section(lines, "layout problems", self.layout_problems, str)
@@ -383,4 +388,14 @@ def audit(
         mask_interpretation=meaning,
         label_table=table,
         unused=list(ds.unused),
+        dicom_skipped=_dicom_skipped(ds),
     )
+
+
+def _dicom_skipped(ds: Any) -> dict[str, int]:
+    """What the ``dicom`` layout skipped, by kind (empty for other layouts)."""
+    if ds.layout != "dicom":
+        return {}
+    from medtl.data.layouts.dicom_tree import scan_tree
+
+    return dict(sorted(scan_tree(ds.root).skipped.items()))

@@ -16,6 +16,10 @@ Layouts (``data.layout``; ``auto`` tries them in the order of :data:`DETECTORS`)
   ``<name>_mask_1.png``, ``_mask_2.png``... are merged with it by union (BUSI).
 - ``imagefolder``: ``<class>/*.png`` without masks (classification), optionally below
   split folders.
+- ``structures``: ``images/`` + ``masks/<structure>/<name>.*`` (or ``masks/<name>_<structure>.*``),
+  one binary mask per structure, structures may overlap (:mod:`medtl.data.layouts.structures`).
+- ``dicom``: a PACS/CD export tree, files recognised by content, grouped by PatientID
+  (:mod:`medtl.data.layouts.dicom_tree`).
 
 Split folders have their usual names in any case (``train``/``training``, ``val``/
 ``valid``/``validation``/``dev``, ``test``/``testing``; :data:`SPLIT_NAMES`). Folders and
@@ -52,6 +56,7 @@ from medtl.data.layouts.base import (
     split_of,
     split_roots,
 )
+from medtl.data.layouts.dicom_tree import discover_dicom, looks_like_tree
 from medtl.data.layouts.explain import describe_tree, nearest_layout, short, unused_lines
 from medtl.data.layouts.folders import (
     class_dirs,
@@ -66,6 +71,7 @@ from medtl.data.layouts.folders import (
     sibling_dirs,
 )
 from medtl.data.layouts.msd import dataset_labels, discover_msd, is_msd
+from medtl.data.layouts.structures import discover_structures, looks_like_structures
 from medtl.utils.errors import DataError
 
 __all__ = [
@@ -96,6 +102,8 @@ LAYOUTS: dict[str, Callable[..., tuple[list[Sample], list[str]]]] = {
     "class_masks": discover_class_masks,
     "imagefolder": discover_imagefolder,
     "volumes": discover_volumes,
+    "structures": discover_structures,
+    "dicom": discover_dicom,
 }
 
 
@@ -135,9 +143,11 @@ def _has_imagefolder(root: Path) -> bool:
 DETECTORS: list[tuple[str, Callable[[Path], bool]]] = [
     ("csv", _has_csv),
     ("msd", is_msd),
+    ("structures", looks_like_structures),
     ("paired", _has_paired),
     ("volumes", _has_volumes),
     ("siblings", lambda root: bool(sibling_dirs(root))),
+    ("dicom", looks_like_tree),
     ("class_masks", _has_class_masks),
     ("imagefolder", _has_imagefolder),
 ]

@@ -15,6 +15,8 @@ from medtl.data.masks.scheme import (
     BINARY_NOTE,
     JPEG_NOTE,
     MAX_LABELS,
+    MAX_STRUCTURES,
+    MULTILABEL_NOTE,
     NOISY_NOTE,
     NOISY_SHARE,
     MaskScheme,
@@ -266,11 +268,53 @@ def mask_files(samples: Sequence[Any]) -> list[Path]:
     return [Path(m) for s in samples for m in s.masks]
 
 
+def _structures(samples: Sequence[Any]) -> tuple[str, ...]:
+    """The structure names of a ``structures`` layout (empty for any other)."""
+    for s in samples:
+        names = getattr(s, "meta", {}).get("structures")
+        if names:
+            return tuple(names)
+    return ()
+
+
+def _multilabel(facts: Sequence[FileFacts], names: tuple[str, ...], mode: str) -> MaskScheme:
+    """One binary mask per structure: each file must fit the binary rule."""
+    if not names:
+        raise DataError(
+            "data.mask_mode=multilabel needs one mask folder per structure "
+            "(images/ + masks/<structure>/, layout 'structures')"
+        )
+    if mode not in ("auto", "multilabel"):
+        raise DataError(
+            f"data.mask_mode={mode}: the masks come one folder per structure "
+            f"({', '.join(names)}); set data.mask_mode=multilabel (or auto), or binary for their union"
+        )
+    if len(names) > MAX_STRUCTURES:
+        raise DataError(
+            f"{len(names)} structures ({', '.join(names)}): at most {MAX_STRUCTURES}; "
+            "move the others out of masks/"
+        )
+    binary = _binary(facts, strict=True) if facts else None
+    note = MULTILABEL_NOTE + (f"; {binary.note}" if binary and binary.note != BINARY_NOTE else "")
+    values = tuple(range(1, len(names) + 1))
+    return MaskScheme("multilabel", values, names, note=f"chosen: {note}")
+
+
 def resolve(data_cfg: Any, samples: Sequence[Any], root: Path | str) -> MaskScheme:
     """Decide the scheme of ``samples``' masks from ``data_cfg`` and the files (see module
     docstring); raise a one-line DataError for anything ambiguous or inconsistent."""
     facts = scan(mask_files(samples))
     mode = getattr(data_cfg, "mask_mode", "auto") or "auto"
+    names = _structures(samples)
+    if mode == "multilabel" or (names and mode != "binary"):
+        scheme = _multilabel(facts, names, mode)
+        recorded = getattr(data_cfg, "labels", None)
+        if mode == "multilabel" and recorded and parse_labels(recorded)[1] != names:
+            raise DataError(
+                f"{root}: structures {', '.join(names)} differ from the run's "
+                f"({parse_labels(recorded)[1]}); evaluate on data with the same mask folders"
+            )
+        return scheme
     given = getattr(data_cfg, "labels", None) or names_file(root)
     colors = getattr(data_cfg, "mask_colors", None)
     return decide(facts, mode, given, colors)

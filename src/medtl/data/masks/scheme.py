@@ -11,6 +11,12 @@ Modes:
 * ``palette``: mode-P PNGs, the palette index is the label (every file the same palette;
   the run records it in ``data.mask_palette`` and predicted masks are written with it).
 * ``colors``: RGB masks, each colour one label (``data.mask_colors``), black is background.
+* ``multilabel``: one binary mask file per structure (the ``structures`` layout,
+  :mod:`medtl.data.layouts.structures`); structures may overlap, so they cannot be one label map.
+  Structure ``k`` (1-based) is bit ``k - 1`` of the decoded ``uint8`` mask (at most
+  :data:`MAX_STRUCTURES`), the model has one sigmoid channel per structure, and predicted
+  masks are written one file per structure (``<name>_<structure>.png``). ``auto`` chooses it
+  for the ``structures`` layout; ``binary`` there trains on the union of the structures.
 * ``auto`` decides from the files (:func:`medtl.data.masks.scan.decide`): binary when every mask fits the binary
   rule (two values; or JPEG-noisy / interpolated 0/255 masks, thresholded at 128), labels
   for a small set of integer values, palette for mode-P PNGs with more than two indices,
@@ -46,7 +52,13 @@ import numpy as np
 from medtl.data.readers import io
 from medtl.utils.errors import DataError
 
-MODES = ("auto", "binary", "labels", "palette", "colors")
+MODES = ("auto", "binary", "labels", "palette", "colors", "multilabel")
+#: structures of a multilabel scheme: one bit each of a uint8 mask
+MAX_STRUCTURES = 8
+MULTILABEL_NOTE = (
+    "one binary mask per structure (masks/<structure>/ or <name>_<structure>); structures "
+    "may overlap, so one sigmoid channel each instead of a label map"
+)
 #: more distinct values (or colours) than this is not a label map
 MAX_LABELS = 32
 JPEG_NOTE = "JPEG-compressed binary masks, thresholded at 128"
@@ -73,14 +85,36 @@ class MaskScheme:
         return max(1, len(self.values))
 
     @property
+    def multilabel(self) -> bool:
+        """One binary mask per structure (overlapping): one sigmoid channel each."""
+        return self.mode == "multilabel"
+
+    @property
     def multi(self) -> bool:
-        """More than one foreground label: a softmax head with ``n_labels + 1`` channels."""
-        return self.n_labels > 1
+        """Scored per label: more than one foreground label (a softmax head with
+        ``n_labels + 1`` channels), or structures (``multilabel``)."""
+        return self.n_labels > 1 or self.multilabel
 
     @property
     def channels(self) -> int:
         """Output channels of the segmentation head."""
+        if self.multilabel:
+            return self.n_labels
         return self.n_labels + 1 if self.multi else 1
+
+    def structure(self, bits: np.ndarray, k: int) -> np.ndarray:
+        """Structure ``k`` (1-based) of a ``multilabel`` mask -> ``bool (H, W)``."""
+        return (np.asarray(bits).astype(np.uint8) >> (k - 1)) & 1 > 0
+
+    def shown(self, mask: np.ndarray) -> np.ndarray:
+        """A mask as overlays draw it: unchanged, except ``multilabel`` bits -> the index
+        of each pixel's first structure (name order; the overlays' legend colours)."""
+        if not self.multilabel:
+            return mask
+        out = np.zeros(mask.shape, np.uint8)
+        for k in range(self.n_labels, 0, -1):
+            out[self.structure(mask, k)] = k
+        return out
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -90,6 +124,8 @@ class MaskScheme:
         """The decision in one line (train.log, audit, run.json)."""
         if not self.values:
             return f"binary: {self.note or BINARY_NOTE}"
+        if self.multilabel:
+            return f"multilabel: {', '.join(self.names)} ({self.note or MULTILABEL_NOTE})"
         pairs = ", ".join(
             f"{_fmt_value(v)}={n}" for v, n in zip(self.values, self.names, strict=True)
         )
@@ -100,7 +136,7 @@ class MaskScheme:
 
     def to_index(self, arr: np.ndarray, path: Path | str = "mask") -> np.ndarray:
         """One mask array -> ``bool (H, W)`` (binary) or ``uint8 (H, W)`` label indices."""
-        if not self.values:
+        if not self.values or self.multilabel:  # multilabel: one structure's file
             return io.binarise_mask(arr)
         if self.mode == "colors":
             rgb = _rgb(arr)
@@ -192,7 +228,7 @@ def scheme_from_config(data_cfg: Any) -> MaskScheme:
         values, names = parse_colors(data_cfg.mask_colors)
         return MaskScheme("colors", values, names)
     labels = getattr(data_cfg, "labels", None)
-    if mode in ("labels", "palette") and labels:
+    if mode in ("labels", "palette", "multilabel") and labels:
         values, names = parse_labels(labels)
         palette = getattr(data_cfg, "mask_palette", None) if mode == "palette" else None
         return MaskScheme(mode, values, names, palette=tuple(bytes.fromhex(palette or "")))

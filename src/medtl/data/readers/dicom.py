@@ -71,6 +71,54 @@ def header(path: str | Path) -> Any:
     return _header(str(p), p.stat().st_mtime)
 
 
+#: suffixes of files that are never DICOM (read by PIL or nibabel)
+_NOT_DICOM = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".csv", ".json", ".yaml")
+
+
+@lru_cache(maxsize=65536)
+def _has_preamble(path: str, mtime: float) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_dicom(path: str | Path) -> bool:
+    """A DICOM file: a ``.dcm`` name, or ``DICM`` at byte 128 (PACS/CD exports name files
+    without an extension). Only the first 132 bytes are read."""
+    p = Path(path)
+    if p.suffix.lower() == ".dcm":
+        return True
+    if p.suffix.lower() in _NOT_DICOM or not p.is_file():
+        return False
+    return _has_preamble(str(p), p.stat().st_mtime)
+
+
+#: SOP classes of secondary captures (PS3.4 B.5): screenshots, often RGB burnt-in reports
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def kind_of(ds: Any) -> str:
+    """What a DICOM header holds: ``image``, or the reason it is no training image:
+    ``DICOMDIR``, ``no pixel data`` (reports, structured reports, presentation states),
+    ``localizer`` (scout views, ``ImageType`` LOCALIZER), ``RGB secondary capture``."""
+    meta = getattr(ds, "file_meta", None)
+    sop = str(getattr(meta, "MediaStorageSOPClassUID", "") or getattr(ds, "SOPClassUID", ""))
+    if sop == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds:
+        return "DICOMDIR"
+    if "Rows" not in ds or "Columns" not in ds:
+        return "no pixel data"
+    image_type = [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
+    if "LOCALIZER" in image_type:
+        return "localizer"
+    colour = int(getattr(ds, "SamplesPerPixel", 1) or 1) > 1
+    if colour and sop.startswith(_SECONDARY_CAPTURE):
+        return "RGB secondary capture"
+    return "image"
+
+
 def n_frames(path: str | Path) -> int:
     """``NumberOfFrames`` (1 when absent)."""
     return int(getattr(header(path), "NumberOfFrames", 1) or 1)

@@ -131,7 +131,9 @@ def _read_special(path: Path) -> np.ndarray | None:
         from medtl.data.readers.volumes import read_ref
 
         return read_ref(path)
-    if path.suffix.lower() == ".dcm":
+    from medtl.data.readers.dicom import is_dicom
+
+    if is_dicom(path):  # by name or by content (PACS exports: no extension)
         from medtl.data.readers.dicom import modality_values
 
         return modality_values(path)
@@ -186,9 +188,9 @@ def _decode_special(path: Path, window, fallback) -> np.ndarray | None:
         from medtl.data.readers.volumes import read_ref
 
         return read_ref(path, window)
-    if parsed is not None or path.suffix.lower() == ".dcm":
-        from medtl.data.readers.dicom import dicom_to_uint8
+    from medtl.data.readers.dicom import dicom_to_uint8, is_dicom
 
+    if parsed is not None or is_dicom(path):
         file, frame = (parsed[0], parsed[2]) if parsed else (path, None)
         return dicom_to_uint8(file, frame, window, fallback)
     return None
@@ -253,6 +255,8 @@ def read_mask(
     ``scheme`` (a :class:`medtl.data.masks.scheme.MaskScheme` with labels) gives ``uint8 (H, W)``
     label indices instead (a later file's labels over an earlier one's).
     """
+    if scheme is not None and getattr(scheme, "multilabel", False):
+        return _structure_bits(paths, shape)
     labels = scheme is not None and bool(scheme.values)
     merged: np.ndarray | None = None
     for p in paths:
@@ -271,6 +275,34 @@ def read_mask(
             raise DataError("read_mask needs at least one mask file or an image shape")
         merged = np.zeros(shape, dtype=np.uint8 if labels else bool)
     return merged
+
+
+def _structure_bits(
+    paths: tuple[Path, ...] | list[Path], shape: tuple[int, int] | None
+) -> np.ndarray:
+    """One binary mask per structure -> ``uint8 (H, W)``, structure ``k`` in bit ``k``
+    (overlaps kept). Structures of different sizes, or of another size than the image,
+    are an error naming the file."""
+    out: np.ndarray | None = None
+    for k, p in enumerate(paths):
+        m = binarise_mask(read_array(Path(p)))
+        if out is not None and m.shape != out.shape:
+            raise DataError(
+                f"{p}: structure mask {m.shape[1]}x{m.shape[0]} differs from {paths[0]} "
+                f"({out.shape[1]}x{out.shape[0]}); save every structure of an image at one size"
+            )
+        if shape is not None and m.shape != tuple(shape):
+            raise DataError(
+                f"{p}: mask size {m.shape[1]}x{m.shape[0]} differs from its image "
+                f"{shape[1]}x{shape[0]}; resize the mask to the image (nearest neighbour)"
+            )
+        out = np.zeros(m.shape, np.uint8) if out is None else out
+        out |= m.astype(np.uint8) << k
+    if out is None:
+        if shape is None:
+            raise DataError("read_mask needs at least one mask file or an image shape")
+        out = np.zeros(shape, np.uint8)
+    return out
 
 
 def pixel_spacing(path: str | Path) -> tuple[float, float] | None:
