@@ -48,15 +48,12 @@ class DataConfig:
     labels: str | None = None  # label values and names "1:lesion,2:halo" (None: found/labels.yaml)
     mask_colors: str | None = None  # colour masks "255,0,0:tumour;0,255,0:edema"
     mask_palette: str | None = None  # palette masks: their palette, RGB bytes as hex (found)
-<<<<<<< HEAD
     mask_resize: str = "none"  # none | nearest: masks of another size, same aspect ratio, resized
     lesion_labels: str | None = (
         None  # lesion-level metrics for: names/values; None: binary masks; "none": off
     )
-=======
     label_tag: str | None = None  # dicom layout: classes from a tag (BodyPartExamined, 0018,0015)
     label_level: int = 0  # dicom layout: classes from the N-th folder below the root (0: none)
->>>>>>> h5
 
 
 @dataclass
