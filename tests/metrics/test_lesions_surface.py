@@ -100,10 +100,21 @@ def test_max_directed_by_hand_and_spacing_in_mm():
         hd95_distance(pred, truth, definition="monai")
 
 
-def test_cli_choices_match_definitions():
-    from medtl.cli.decisions import HD95_CHOICES
+def test_cli_hd95_is_checked_against_the_definitions():
+    """--hd95 takes the definitions of medtl.metrics.surface (no copy in the parser): a
+    typo is a ConfigError with a suggestion before anything is read, every definition
+    passes."""
+    from medtl.cli.decisions import evaluate_options
+    from medtl.cli.parser import build_parser
 
-    assert HD95_CHOICES == HD95_DEFINITIONS
+    parser = build_parser()
+    args = parser.parse_args(["evaluate", "RUN", "--hd95", "max-directed"])
+    with pytest.raises(ConfigError, match="did you mean 'max_directed'"):
+        evaluate_options(args)
+    for definition in HD95_DEFINITIONS:
+        args = parser.parse_args(["evaluate", "RUN", "--hd95", definition])
+        decide = evaluate_options(args).get("decide")
+        assert (decide.hd95 if decide else "pooled") == definition
 
 
 def test_parse_spacing():

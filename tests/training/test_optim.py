@@ -132,3 +132,37 @@ def test_gradients_are_freed_after_each_optimizer_step():
     task.optimizer_step(0, 0, opt)
     assert all(p.grad is None for p in net.parameters())
     assert not torch.equal(before, weight)
+
+
+def test_the_strategy_schedule_is_a_lightning_finetuning_callback():
+    """StrategyFinetuning freezes two_stage's encoder before training and unfreezes the last
+    model.unfreeze_stages at the warmup epoch, in place: the optimiser keeps its two groups,
+    and the still-frozen stages stay in eval mode, so a training-mode forward leaves their
+    BatchNorm statistics alone while the unfrozen ones update theirs."""
+    from lightning.pytorch.callbacks import BaseFinetuning
+
+    from medtl.models.stages import encoder_stages
+    from medtl.training.callbacks import StrategyFinetuning
+
+    cfg = load_config(
+        overrides=["model.strategy=two_stage", "model.warmup_epochs=1", "model.unfreeze_stages=2"]
+    )
+    torch.manual_seed(0)
+    net, _ = build_model("segmentation", "unet", "resnet18", "none")
+    task = MedtlTask(net, cfg)
+    schedule = StrategyFinetuning()
+    assert isinstance(schedule, BaseFinetuning)
+    schedule.freeze_before_training(task)
+    assert not any(p.requires_grad for p in net.encoder.parameters())
+    opt = task.configure_optimizers()["optimizer"]
+    schedule.finetune_function(task, 1, opt)
+    stages = encoder_stages(net.encoder)
+    trains = [all(p.requires_grad for m in s for p in m.parameters()) for s in stages]
+    assert trains == [False, False, False, True, True] and task.current_stages == 2
+    assert [g["name"] for g in opt.param_groups] == ["encoder", "decoder+heads"]
+    task.train()
+    frozen_bn, open_bn = net.encoder.bn1, net.encoder.layer4[0].bn1
+    before = frozen_bn.running_mean.clone(), open_bn.running_mean.clone()
+    net(torch.rand(2, 3, 32, 32))
+    assert torch.equal(frozen_bn.running_mean, before[0]) and not frozen_bn.training
+    assert not torch.equal(open_bn.running_mean, before[1]) and open_bn.training

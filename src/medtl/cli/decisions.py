@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# medtl.metrics.surface.HD95_DEFINITIONS (tested equal): the parser imports no numpy/torch
-HD95_CHOICES = ("pooled", "max_directed")
 __all__ = ["add_evaluate_options", "add_predict_options", "evaluate_options", "predict_options"]
 
 
@@ -43,8 +41,9 @@ def add_evaluate_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--hd95",
         default="pooled",
-        choices=HD95_CHOICES,
-        help="HD95 definition: pooled (medpy, default) or max_directed (MONAI)",
+        metavar="DEFINITION",
+        help="HD95 definition: pooled (medpy, default) or max_directed (MONAI); checked "
+        "against medtl.metrics.surface.HD95_DEFINITIONS before anything is read",
     )
 
 
@@ -52,6 +51,9 @@ def evaluate_options(a: argparse.Namespace) -> dict[str, Any]:
     """``decide=Decisions(...)`` for :func:`medtl.api.evaluate`, when an option was given."""
     from medtl.evaluation.calibrate import Decisions
     from medtl.evaluation.threshold import parse_seg_threshold
+    from medtl.metrics.surface import check_hd95_definition
+
+    check_hd95_definition(a.hd95)  # ConfigError (exit 2) naming the definitions
 
     rule, target = None, None
     if a.youden:

@@ -7,13 +7,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from medtl.configuration.names import (
+    CACHE_MODES,
+    CLS_LOSSES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    SEG_LOSSES,
+    STRATEGIES,
+)
+
 TASKS = ("segmentation", "classification", "multitask")
 AUGMENTS = ("none", "light", "standard")
-STRATEGIES = ("frozen", "finetune", "partial", "two_stage")
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-SCHEDULERS = ("none", "cosine", "plateau")
-SEG_LOSSES = ("bce", "dice", "dice_bce", "focal", "ce", "dice_ce")  # ce = bce for one label
-CLS_LOSSES = ("ce", "focal")
 EMPTY_MASK_RULES = ("one", "skip", "zero")
 LOGGERS = ("csv", "tensorboard", "mlflow")
 NORMALIZATIONS = ("auto", "imagenet", "half", "none")
@@ -165,7 +169,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.cpu_allocator": ("tuned", "default"),
     "train.compile": ("none", "inductor", "aot_eager"),
     "train.feature_cache_dtype": ("float32", "bfloat16"),
-    "data.cache": ("memory", "disk", "none"),
+    "data.cache": CACHE_MODES,
     "data.premade_split": ("keep", "drop_leaked", "regroup"),
     "data.mask_resize": ("none", "nearest"),
 }

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from medtl.utils.errors import ConfigError
+from medtl.utils.formatting import suggest
 
 __all__ = [
     "HD95_DEFINITIONS",
@@ -53,8 +54,8 @@ def check_hd95_definition(definition: str) -> None:
     """Raise :class:`ConfigError` unless ``definition`` is one of :data:`HD95_DEFINITIONS`."""
     if definition not in HD95_DEFINITIONS:
         raise ConfigError(
-            f"unknown HD95 definition {definition!r}; known: {', '.join(HD95_DEFINITIONS)} "
-            "(--hd95 pooled|max_directed)"
+            f"unknown HD95 definition {definition!r}{suggest(definition, HD95_DEFINITIONS) or ';'} "
+            f"known: {', '.join(HD95_DEFINITIONS)} (--hd95 {'|'.join(HD95_DEFINITIONS)})"
         )
 
 

@@ -110,7 +110,14 @@ ARCHS: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
 
 
 class ClassificationHead(nn.Module):
-    """Global average pooling -> dropout -> linear, on the deepest encoder features."""
+    """Global average pooling -> dropout -> linear, on the deepest encoder features.
+
+    The layers of smp's ``aux_params`` head (``segmentation_models_pytorch.base.heads.
+    ClassificationHead``), kept here because that head differs where it matters: smp's
+    models initialise it Xavier-uniform with zero bias (this one keeps PyTorch's default
+    ``nn.Linear`` init, so a seeded run's numbers would change), and its state-dict keys are
+    ``3.weight``/``3.bias`` where every saved ``model.pt`` and checkpoint holds
+    ``fc.weight``/``fc.bias``."""
 
     def __init__(self, in_channels: int, classes: int, dropout: float = 0.2):
         super().__init__()

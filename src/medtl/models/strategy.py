@@ -7,45 +7,53 @@
 - ``two_stage``: like ``frozen`` for ``warmup_epochs`` epochs, then like ``partial``.
 
 The optimiser always holds every parameter (two groups: encoder, rest); frozen ones simply
-have no gradient, so switching stages mid-run needs no new optimiser.
+have no gradient, so switching stages mid-run needs no new optimiser (Lightning's
+``unfreeze_and_add_param_group`` would add a third group mid-run, outside the cosine
+schedule's base learning rates). The schedule runs as a ``BaseFinetuning`` callback,
+:class:`medtl.training.callbacks.StrategyFinetuning`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from lightning.pytorch.callbacks.finetuning import BaseFinetuning
 from torch import nn
 
 from medtl.models.build import Net
 from medtl.models.stages import encoder_stages
 
+#: ``model.strategy`` -> ``(unfreeze_stages, epoch, warmup_epochs) -> trainable stages``
+#: (how many of the encoder's last stages train at that epoch, 0..5)
+STRATEGIES: dict[str, Callable[[int, int, int], int]] = {
+    "frozen": lambda stages, epoch, warmup: 0,
+    "finetune": lambda stages, epoch, warmup: 5,
+    "partial": lambda stages, epoch, warmup: min(5, stages),
+    "two_stage": lambda stages, epoch, warmup: 0 if epoch < warmup else min(5, stages),
+}
+
 
 def trainable_stages(strategy: str, unfreeze_stages: int, epoch: int, warmup_epochs: int) -> int:
     """How many of the encoder's last stages train at ``epoch`` (0..5)."""
-    if strategy == "finetune":
-        return 5
-    if strategy == "frozen":
-        return 0
-    if strategy == "partial":
-        return min(5, unfreeze_stages)
-    if strategy == "two_stage":
-        return 0 if epoch < warmup_epochs else min(5, unfreeze_stages)
-    raise ValueError(f"unknown strategy {strategy}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy}; known: {', '.join(STRATEGIES)}")
+    return STRATEGIES[strategy](unfreeze_stages, epoch, warmup_epochs)
 
 
 def apply_strategy(net: Net, n_trainable: int) -> None:
-    """Freeze all but the last ``n_trainable`` encoder stages (requires_grad and eval mode)."""
+    """Freeze all but the last ``n_trainable`` encoder stages, with Lightning's
+    :class:`~lightning.pytorch.callbacks.BaseFinetuning` ``freeze`` (BatchNorm included) and
+    ``make_trainable``; the frozen modules go to ``net.frozen_modules``, which ``Net.train``
+    keeps in eval mode, so their BatchNorm layers normalise with (and never change) their
+    running statistics."""
     stages = encoder_stages(net.encoder)
-    frozen: list[nn.Module] = []
-    for i, stage in enumerate(stages):
-        train_it = i >= len(stages) - n_trainable
-        for module in stage:
-            module.requires_grad_(train_it)
-            if not train_it:
-                frozen.append(module)
+    cut = len(stages) - n_trainable
+    frozen: list[nn.Module] = [m for stage in stages[:cut] for m in stage]
+    BaseFinetuning.make_trainable([m for stage in stages[cut:] for m in stage])
     if n_trainable == 0:
-        net.encoder.requires_grad_(False)
         frozen = [net.encoder]
+    BaseFinetuning.freeze(frozen, train_bn=False)
     net.frozen_modules = frozen
     net.train(net.training)
 

@@ -1,4 +1,5 @@
-"""Engineering pieces around the loop: per-epoch metrics.csv and run.json, atomic checkpoints."""
+"""Engineering pieces around the loop: per-epoch metrics.csv and run.json, atomic checkpoints,
+and ``model.strategy``'s freeze/unfreeze schedule as Lightning's fine-tuning callback."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.optim import Optimizer
 
-from medtl.models.strategy import trainable_stages
+from medtl.configuration import names
+from medtl.models.strategy import STRATEGIES, trainable_stages
 from medtl.runs.facts import RunFacts
 from medtl.training.task import monitor_key
 from medtl.utils.files import atomic_torch_save, atomic_write, atomic_write_text, csv_text, read_csv
 
 log = logging.getLogger("medtl")
+names.check_registry("model.strategy", names.STRATEGIES, STRATEGIES)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -86,6 +90,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError:
             return False
         return True
+
+
+class StrategyFinetuning(BaseFinetuning):
+    """``model.strategy``'s schedule (:func:`medtl.models.strategy.trainable_stages`) as
+    Lightning's fine-tuning callback: the epoch-0 stages are frozen before training, and at
+    each epoch's start the stages of that epoch (``two_stage`` unfreezes the last
+    ``model.unfreeze_stages`` at ``model.warmup_epochs``). Stages are frozen and unfrozen in
+    place, with every parameter in the optimiser from the start, so the learning rates and
+    schedules are those of the two groups of :func:`medtl.models.strategy.param_groups`."""
+
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
+        pl_module.apply_epoch_strategy(0)
+
+    def finetune_function(
+        self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer
+    ) -> None:
+        pl_module.apply_epoch_strategy(epoch)
 
 
 class EpochMetricsCSV(L.Callback):
@@ -224,7 +245,8 @@ def run_callbacks(
     def stages(epoch: int) -> int:
         return trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
 
-    callbacks: list[L.Callback] = [ckpt, last_ckpt, metrics_csv, StepLossCSV(run / "steps.csv")]
+    callbacks: list[L.Callback] = [StrategyFinetuning(), ckpt, last_ckpt, metrics_csv]
+    callbacks.append(StepLossCSV(run / "steps.csv"))
     callbacks.append(EpochFacts(facts, metrics_csv, stages))
     if t.patience > 0 and not final:
         callbacks.append(

@@ -1,4 +1,7 @@
-"""Loss registry: segmentation (bce, dice, dice_bce, focal) and classification (ce, focal).
+"""Loss registry: segmentation (:data:`SEG_LOSSES` bce, dice, dice_bce, focal, and the
+multi-label names ce, dice_ce) and classification (:data:`CLS_LOSSES` ce, focal). The names
+``train.loss`` and ``train.cls_loss`` accept are :mod:`medtl.configuration.names`'; the
+registries are checked against them on import.
 
 Segmentation losses take logits ``(N, 1, H, W)`` and float targets in {0, 1}; the soft Dice
 is computed per image and averaged, with a smoothing term so that an empty mask predicted
@@ -31,6 +34,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medtl.configuration import names
 
 SMOOTH = 1.0
 
@@ -116,6 +121,8 @@ LABEL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "bce": label_ce_loss,
     "dice_bce": label_dice_ce_loss,
 }
+names.check_registry("train.loss", names.SEG_LOSSES, LABEL_LOSSES)
+names.check_registry("train.loss", names.SEG_LOSSES, [*SEG_LOSSES, *BINARY_ALIASES])
 
 
 def structure_targets(target: torch.Tensor, channels: int) -> torch.Tensor:
@@ -202,11 +209,17 @@ class FocalCE(nn.Module):
         return ((1 - p_true) ** self.gamma * ce).mean()
 
 
+#: ``train.cls_loss`` -> ``(class weights or None, label smoothing) -> loss module``
+CLS_LOSSES: dict[str, Callable[[torch.Tensor | None, float], nn.Module]] = {
+    "ce": lambda weight, smoothing: nn.CrossEntropyLoss(weight=weight, label_smoothing=smoothing),
+    "focal": lambda weight, smoothing: FocalCE(weight, label_smoothing=smoothing),
+}
+names.check_registry("train.cls_loss", names.CLS_LOSSES, CLS_LOSSES)
+
+
 def make_cls_loss(name: str, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:
     """``ce`` or ``focal`` classification loss with optional class weights."""
-    if name == "focal":
-        return FocalCE(weight, label_smoothing=label_smoothing)
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    return CLS_LOSSES[name](weight, label_smoothing)
 
 
 def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from medtl.configuration import names
 from medtl.configuration.loading import Config
 from medtl.data.masks.scheme import scheme_from_config
 from medtl.metrics import classification_scores
@@ -52,6 +53,30 @@ OPTIMIZERS: dict[str, Any] = {
         groups, momentum=momentum, nesterov=momentum > 0, **fused(groups)
     ),
 }
+names.check_registry("train.optimizer", names.OPTIMIZERS, OPTIMIZERS)
+
+
+def _cosine(opt: torch.optim.Optimizer, t: Any) -> dict[str, Any]:
+    """Cosine annealing from ``train.lr`` to ``train.min_lr`` over ``train.epochs``."""
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(1, t.epochs), eta_min=t.min_lr
+    )
+    return {"scheduler": sched, "interval": "epoch"}
+
+
+def _plateau(opt: torch.optim.Optimizer, t: Any) -> dict[str, Any]:
+    """lr x ``train.plateau_factor`` after ``train.plateau_patience`` epochs without a lower
+    ``val_loss``, down to ``train.min_lr``."""
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr
+    )
+    return {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}
+
+
+#: ``train.scheduler`` -> ``(optimiser, cfg.train) -> Lightning's lr_scheduler dict`` (None:
+#: a constant lr)
+SCHEDULERS: dict[str, Any] = {"none": lambda opt, t: None, "cosine": _cosine, "plateau": _plateau}
+names.check_registry("train.scheduler", names.SCHEDULERS, SCHEDULERS)
 
 
 class ValClassification(Metric):
@@ -144,10 +169,13 @@ class MedtlTask(L.LightningModule):
         if self.has_cls:
             self.val_cls = ValClassification(n_classes)
         self.current_stages = -1
-        self._apply_epoch_strategy(0)
+        self.apply_epoch_strategy(0)
 
     # ---------------------------------------------------------------- strategy
-    def _apply_epoch_strategy(self, epoch: int) -> None:
+    def apply_epoch_strategy(self, epoch: int) -> None:
+        """Freeze the encoder stages ``model.strategy`` keeps frozen at ``epoch`` (at
+        construction for epoch 0, then by :class:`medtl.training.callbacks.StrategyFinetuning`
+        at each epoch's start, before this module's own epoch-start hook)."""
         m = self.cfg.model
         n = trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
         if n != self.current_stages:
@@ -162,7 +190,6 @@ class MedtlTask(L.LightningModule):
         # augmentation and dropout randomness depend only on (seed, epoch): a resumed run
         # repeats exactly what an uninterrupted one does
         torch.manual_seed(self.cfg.train.seed * 100_003 + self.current_epoch)
-        self._apply_epoch_strategy(self.current_epoch)
         m = self.cfg.model
         if m.strategy == "two_stage" and 0 < m.warmup_epochs == self.current_epoch:
             # exactly at the unfreeze epoch: a run resumed later has the scaled lr in its
@@ -308,21 +335,5 @@ class MedtlTask(L.LightningModule):
         for line in describe_groups(self.net, groups):
             log.info(line)
         opt = OPTIMIZERS[t.optimizer](groups, t.momentum)
-        if t.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-                opt, T_max=max(1, t.epochs), eta_min=t.min_lr
-            )
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        if t.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt,
-                mode="min",
-                factor=t.plateau_factor,
-                patience=t.plateau_patience,
-                min_lr=t.min_lr,
-            )
-            return {
-                "optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"},
-            }
-        return opt
+        sched = SCHEDULERS[t.scheduler](opt, t)
+        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}

@@ -1,10 +1,11 @@
 """One process per folder: a lock file for a run folder or a comparison cell.
 
 ``with folder_lock(run, "training"):`` holds ``RUN/.medtl.lock`` for the block. The lock is
-an ``flock`` on that file, so the kernel drops it when the process dies (a kill -9 leaves
-no stale lock behind); the file records who holds it (PID, host, start time, command) for
-the message the next process prints. Where the file system has no ``flock`` the record
-decides: a lock whose PID is gone on this host is stale and taken over.
+a :class:`filelock.FileLock` on that file (an ``flock``, so the kernel drops it when the
+process dies: a kill -9 leaves no stale lock behind); the file records who holds it (PID,
+host, start time, command) for the message the next process prints. Where the file system
+has no ``flock``, filelock's soft lock (its own PID marker in the file) decides, and the
+message names no holder.
 
 A second process on a locked folder gets a :class:`FolderBusy` (one line, exit 2) at once;
 nothing waits. Example::
@@ -21,7 +22,6 @@ nothing waits. Example::
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -32,12 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from medtl.utils.errors import MedtlError
+from filelock import FileLock, Timeout
 
-try:
-    import fcntl
-except ImportError:  # Windows: only the PID record decides
-    fcntl = None  # type: ignore[assignment]
+from medtl.utils.errors import MedtlError
 
 LOCK_FILE = ".medtl.lock"
 __all__ = ["LOCK_FILE", "FolderBusy", "folder_lock", "lock_holder"]
@@ -66,16 +63,6 @@ def lock_holder(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
 def _busy(folder: Path, holder: dict[str, Any] | None) -> FolderBusy:
     who = "another process"
     if holder:
@@ -88,52 +75,21 @@ def _busy(folder: Path, holder: dict[str, Any] | None) -> FolderBusy:
     )
 
 
-def _stale(holder: dict[str, Any] | None) -> bool:
-    """Without flock: a record of a PID that is gone on this host (or no record) is stale."""
-    if not holder:
-        return True
-    pid = holder.get("pid")
-    return holder.get("host") == socket.gethostname() and (
-        not isinstance(pid, int) or not _pid_alive(pid)
-    )
-
-
-def _try_flock(fd: int) -> bool | None:
-    """True: locked; False: held by another process; None: no flock on this file system."""
-    if fcntl is None:
-        return None
+def _inode(path: Path) -> int | None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return False
-        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-            return None
-        raise
-    return True
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
-def _acquire(path: Path, what: str) -> int:
-    """The fd of ``path`` locked by this process, its record written; FolderBusy otherwise."""
-    for _ in range(50):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        got = _try_flock(fd)
-        if got is None and not _stale(lock_holder(path.parent)) and os.fstat(fd).st_size:
-            got = False
-        if got is False:
-            os.close(fd)
-            raise _busy(path.parent, lock_holder(path.parent))
-        try:  # the holder may have removed the file between our open and our lock
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            data = json.dumps(_record(what)).encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, data, 0)
-            return fd
-        os.close(fd)
-    raise _busy(path.parent, lock_holder(path.parent))
+def _soft(lock: FileLock) -> bool:
+    """Whether filelock fell back to its soft lock (no ``flock`` here): the file then holds
+    filelock's own marker, which a record must not overwrite. Its ``pid`` property reads
+    that marker and exists only then."""
+    try:
+        return getattr(lock, "pid", None) is not None
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 @contextmanager
@@ -141,17 +97,25 @@ def folder_lock(folder: str | Path, what: str = "medtl") -> Iterator[Path]:
     """Hold ``folder``'s lock for the block (``what`` names the job in the busy message).
 
     Raises :class:`FolderBusy` when a live process holds it. The lock file is removed on
-    the way out, only while it is still this process's file (a block that removed the
-    whole folder leaves nothing to remove)."""
+    the way out, while still held and only while it is still this process's file (a block
+    that removed the whole folder leaves nothing to remove)."""
     folder = Path(folder)
     path = folder / LOCK_FILE
-    fd = _acquire(path, what)
+    # read first: filelock releases before tox-dev/filelock#594 empty the file on every try
+    holder = lock_holder(folder)
+    lock = FileLock(str(path), timeout=0)
     try:
+        lock.acquire()
+    except Timeout:
+        raise _busy(folder, lock_holder(folder) or holder) from None
+    own = None if _soft(lock) else _inode(path)  # soft: filelock removes its marker itself
+    try:
+        if own is not None:
+            path.write_text(json.dumps(_record(what)), encoding="utf-8")
         yield path
     finally:
         try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            if own is not None and _inode(path) == own:
                 path.unlink()
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # drops the flock
+        finally:
+            lock.release()

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from medtl.configuration.names import CACHE_MODES
 from medtl.data.cache.decode import DecodeSpec, SampleCache, streamed
 from medtl.data.cache.disk import disk_samples
 from medtl.data.layouts import Sample
@@ -44,7 +45,6 @@ from medtl.utils.memo import ScopedMemo
 
 log = logging.getLogger("medtl")
 
-CACHE_MODES = ("memory", "disk", "none")
 CACHE_ENV = "MEDTL_CACHE_DIR"
 FORMAT = "medtl-decoded-2"  # 2: pHash of large images box-averaged first
 """Part of every fingerprint: bump it when decoding, resizing or hashing rules change."""
