@@ -36,40 +36,9 @@ def needs_masks(task: str) -> bool:
     return task in ("segmentation", "multitask")
 
 
-def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
-    """Discover and check the data for ``cfg.task``, with duplicate groups assigned when
-    ``data.group_duplicates`` (k-fold designs split these samples without training).
-
-    In mask tasks an image without a mask (or a mask without an image) is an error naming
-    the file; for classification the labels must name at least two classes. The hashes
-    come from :func:`decoded`: inside :func:`medtl.data.cache.modes.reuse_decoded` (as in
-    :func:`prepare`) that decode is the one the loaders use.
-    """
-    from medtl.data.readers.io import set_mask_resize
-
-    set_mask_resize(cfg.data.mask_resize)  # for every mask read with this configuration
-    own = root is None or str(root) == str(cfg.data.root)  # else e.g. an external test set
-    root = root or cfg.data.root
-    if root is None:
-        raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")
-    ds = discover(
-        root,
-        cfg.data.layout,
-        slice_axis=cfg.data.slice_axis,
-        empty_slice_fraction=cfg.data.empty_slice_fraction,
-    )
-    if (
-        ds.layout == "dicom"
-    ):  # classes from a DICOM tag or a folder level (medtl.data.layouts.dicom_tree)
-        from medtl.data.layouts.dicom_tree import apply_labels
-
-        apply_labels(ds, cfg.data.label_tag, cfg.data.label_level)
-    if own:  # the data to split
-        _check_premade(ds)
-    if ds.unused:
-        from medtl.data.layouts.explain import short
-
-        log.warning("%s: not used by layout '%s': %s", ds.root, ds.layout, short(ds.unused))
+def _check_task(cfg: Config, ds: Dataset) -> None:
+    """Keep ``data.classes``; check that the data has what ``cfg.task`` needs (masks for
+    every image, at least two classes), else a DataError naming the folder and the fix."""
     if cfg.data.classes:
         keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
         unknown = sorted(set(keep) - set(ds.classes))
@@ -92,6 +61,41 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
         raise DataError(
             f"{ds.root}: task={cfg.task} needs class folders (>= 2 classes), found {ds.classes or 'none'}"
         )
+
+
+def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
+    """Discover and check the data for ``cfg.task``, with duplicate groups assigned when
+    ``data.group_duplicates`` (k-fold designs split these samples without training).
+
+    In mask tasks an image without a mask (or a mask without an image) is an error naming
+    the file; for classification the labels must name at least two classes. The hashes
+    come from :func:`decoded`: inside :func:`medtl.data.cache.modes.reuse_decoded` (as in
+    :func:`prepare`) that decode is the one the loaders use.
+    """
+    from medtl.data.readers.io import set_mask_resize
+
+    set_mask_resize(cfg.data.mask_resize)  # for every mask read with this configuration
+    own = root is None or str(root) == str(cfg.data.root)  # else e.g. an external test set
+    root = root or cfg.data.root
+    if root is None:
+        raise DataError("no data given; set data.root=FOLDER (or run 'medtl synth phantoms' first)")
+    ds = discover(
+        root,
+        cfg.data.layout,
+        slice_axis=cfg.data.slice_axis,
+        empty_slice_fraction=cfg.data.empty_slice_fraction,
+    )
+    if ds.layout == "dicom":  # classes from a DICOM tag or a folder level
+        from medtl.data.layouts.dicom_tree import apply_labels
+
+        apply_labels(ds, cfg.data.label_tag, cfg.data.label_level)
+    if own:  # the data to split
+        _check_premade(ds)
+    if ds.unused:
+        from medtl.data.layouts.explain import short
+
+        log.warning("%s: not used by layout '%s': %s", ds.root, ds.layout, short(ds.unused))
+    _check_task(cfg, ds)
     apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
     if needs_masks(cfg.task):  # what the masks mean, decided (and recorded in cfg) or an error
         names_from_dataset(cfg.data, ds)  # MSD dataset.json label names

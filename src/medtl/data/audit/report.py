@@ -97,8 +97,8 @@ class AuditReport:
         d["n_label_conflicts"] = len(self.label_conflicts)
         return d
 
-    def format(self) -> str:
-        """A human-readable report (long lists cut to their first entries)."""
+    def _summary_lines(self) -> list[str]:
+        """The report's first lines: layout, counts, sizes, modes, what the masks mean."""
         lines = [f"audit of {self.root}", f"  layout: {self.layout}, {self.n_images} images"]
         lines.append("  classes: " + _kv(self.classes))
         lines.append("  splits: " + _kv(self.splits))
@@ -118,6 +118,11 @@ class AuditReport:
                 f"  mask coverage {cls}: mean {c['mean']:.3f}, min {c['min']:.3f}, max "
                 f"{c['max']:.3f} (n={int(c['n'])}, empty={self.empty_masks.get(cls, 0)})"
             )
+        return lines
+
+    def format(self) -> str:
+        """A human-readable report (long lists cut to their first entries)."""
+        lines = self._summary_lines()
         _section(
             lines,
             "images with several masks (merged by union)",
