@@ -126,11 +126,14 @@ def predict(
     return run_predict(run, inputs, out, **options)
 
 
-def load(run: str | Path, optimise: bool = True, tta: bool = False) -> Predictor:
-    """A run's model in memory: ``load(RUN).predict(image)`` -> mask / probabilities / label."""
+def load(
+    run: str | Path, optimise: bool = True, tta: bool = False, device: str = "auto"
+) -> Predictor:
+    """A run's model in memory: ``load(RUN).predict(image)`` -> mask / probabilities / label;
+    ``device``: auto (CUDA, else MPS, else CPU), cpu, cuda or mps."""
     from medtl.inference.predictor import load as load_predictor
 
-    return load_predictor(run, optimise=optimise, tta=tta)
+    return load_predictor(run, optimise=optimise, tta=tta, device=device)
 
 
 def explain(
@@ -140,20 +143,27 @@ def explain(
     method: str = "gradcam",
     target: str | None = None,
     layer: str | None = None,
+    device: str = "auto",
 ) -> list[str]:
     """Grad-CAM maps of image files into ``out`` (``<name>_cam.png`` / ``.npy``); returns
     the paths (see :mod:`medtl.inference.explain`; needs the ``[explain]`` extra)."""
     from medtl.inference.explain import explain as run_explain
 
-    return run_explain(run, inputs, out, method=method, target=target, layer=layer)
+    return run_explain(run, inputs, out, method=method, target=target, layer=layer, device=device)
 
 
-def app(run: str | Path, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+def app(
+    run: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    device: str = "auto",
+) -> Any:
     """Serve the run as a Gradio page on ``host:port`` (see :mod:`medtl.apps.gradio_app`; needs the
     ``[app]`` extra); ``block=False`` returns the running app (``.close()`` stops it)."""
     from medtl.apps.gradio_app import serve
 
-    return serve(run, host=host, port=port, block=block)
+    return serve(run, host=host, port=port, block=block, device=device)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -70,6 +70,15 @@ def _ensemble_options(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def _device_option(sp: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    sp.add_argument(
+        "--device",
+        default=default,
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where the model runs (auto: CUDA, else MPS, else CPU)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="medtl", description="Transfer learning for 2D medical images."
@@ -121,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_evaluate_options(sp)
     _ensemble_options(sp)
+    _device_option(sp)
     sp.add_argument(
         "overrides",
         nargs="*",
@@ -139,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     add_predict_options(sp)
     _ensemble_options(sp)
+    _device_option(sp)
 
     sp = add("explain", cmd_explain, "Grad-CAM heat maps of a run's predictions")
     sp.add_argument("run")
@@ -153,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--layer", help="module to take the maps at, e.g. encoder.layer3 (default: deepest stage)"
     )
+    _device_option(sp)
 
     sp = add("app", cmd_app, "browser page to try the run on your own images (Gradio)")
     sp.add_argument("run")
@@ -160,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
     )
+    _device_option(sp)
 
     sp = add("export", cmd_export, "deployable ONNX model, parity-checked against PyTorch")
     sp.add_argument("run")
@@ -227,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of a key=a,b grid, e.g. --cell 'model.weights=none'",
     )
     sp.add_argument("--no-progress", action="store_true")
+    _device_option(sp, None)  # None: train.accelerator of the config (auto)
     sp.add_argument("overrides", nargs="*", help="key=value (fixed) and key=a,b (grid) overrides")
 
     sp = add("report", cmd_report, "self-contained HTML report of a run or a comparison")
