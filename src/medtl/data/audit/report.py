@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from medtl.data.audit.files import Decoded, decode_all, other_files, placement_problems
+from medtl.data.audit.files import (
+    Decoded,
+    decode_all,
+    object_sizes,
+    other_files,
+    placement_problems,
+)
 from medtl.data.audit.masks import (
     format_masks,
     interpret,
@@ -77,6 +83,8 @@ class AuditReport:
     ``mode``, ``description``, ``labels`` (value, name), ``error`` (the line it would stop with)."""
     label_table: list[dict[str, Any]] = field(default_factory=list)
     """Label maps: per label value its name, pixel share, images holding it, ``rare``."""
+    objects: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per structure: connected objects' count and image-area shares (:func:`object_sizes`)."""
 
     @property
     def ok(self) -> bool:
@@ -111,6 +119,11 @@ class AuditReport:
         if self.mask_modes:
             lines.append("  mask modes: " + _kv(self.mask_modes))
         lines += format_masks(self.mask_interpretation, self.label_table)
+        for name, o in self.objects.items():
+            lines.append(
+                f"  objects {name}: {o['n_objects']} in {o['n_images']} images, area share "
+                f"min {o['min_share']:.2g}, p10 {o['p10_share']:.2g}, median {o['median_share']:.2g}"
+            )
         for cls, c in self.mask_coverage.items():
             lines.append(
                 f"  mask coverage {cls}: mean {c['mean']:.3f}, min {c['min']:.3f}, max "
@@ -372,4 +385,5 @@ def audit(
         grouping=grouping,
         mask_interpretation=meaning,
         label_table=table,
+        objects=object_sizes(decoded),
     )
