@@ -42,6 +42,7 @@ __all__ = [
     "models_table",
     "demo",
     "compare",
+    "plan",
     "collect",
     "report",
     "export",
@@ -306,6 +307,31 @@ def compare(
         cell_list=cells,
         test_fraction=test_fraction,
     )
+
+
+def plan(
+    data: str | Path,
+    task: str = "segmentation",
+    budget: str | float = "30m",
+    folds: int | None = None,
+    out: str | Path | None = "plan.yaml",
+    device: str = "auto",
+    layout: str = "auto",
+) -> dict[str, Any]:
+    """A recipe for ``data`` fitted to its fingerprint and this machine's measured speed
+    within ``budget`` (seconds, ``30m``, ``2h``), written to ``out`` (None: not written) as a
+    config for ``medtl train -c`` / ``medtl compare -c --folds K``; returns the plan as a
+    dict (keys with reasons, predicted time and memory, probes, fingerprint). ``folds``:
+    None lets the plan choose (5 with 10+ independent groups when the budget allows), 0 =
+    one split. See :mod:`medtl.planning.planner`."""
+    from medtl.planning.planner import make_plan
+    from medtl.planning.recipe import write_plan
+
+    made = make_plan(data, task, budget, folds, device, layout)
+    result = made.to_dict()
+    if out is not None:
+        result["out"] = str(write_plan(made, out))
+    return result
 
 
 def collect(out: str | Path, quiet: bool = False, write: bool = True) -> dict[str, Any]:

@@ -189,6 +189,27 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    result = api.plan(
+        a.data, task=a.task, budget=a.budget, folds=a.folds, out=a.out, device=a.device,
+        layout=a.layout,
+    )  # fmt: skip
+    for key, choice in result["keys"].items():
+        print(f"{key}={choice['value']}  # {choice['reason']}")
+    print(
+        f"predicted: {result['predicted_total_s']:.0f}s in all "
+        f"({result['predicted_fit_s_per_run']:.0f}s of fitting per run), "
+        f"peak ~{result['predicted_peak_mb']:.0f} MB"
+    )
+    print(f"folds={result['folds']}  # {result['folds_reason']}")
+    for note in result["notes"]:
+        print(note)
+    print(result["out"])
+    return 0
+
+
 def cmd_report(a: argparse.Namespace) -> int:
     from medtl import api
 

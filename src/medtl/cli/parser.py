@@ -21,6 +21,7 @@ from medtl.cli.commands import (
     cmd_explain,
     cmd_export,
     cmd_models,
+    cmd_plan,
     cmd_predict,
     cmd_report,
     cmd_slices,
@@ -242,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true")
     _device_option(sp, None)  # None: train.accelerator of the config (auto)
     sp.add_argument("overrides", nargs="*", help="key=value (fixed) and key=a,b (grid) overrides")
+
+    sp = add("plan", cmd_plan, "a recipe fitted to the data and this machine within a budget")
+    sp.add_argument("data")
+    sp.add_argument("--task", default="segmentation", help="segmentation|classification|multitask")
+    sp.add_argument("--budget", default="30m", help="wall time for the whole plan: 1800, 30m, 2h")
+    sp.add_argument("--folds", type=int, help="K folds (0: one split; default: the plan's choice)")
+    sp.add_argument("--out", default="plan.yaml", help="the recipe to write")
+    sp.add_argument("--layout", default="auto")
+    _device_option(sp)
 
     sp = add("report", cmd_report, "self-contained HTML report of a run or a comparison")
     sp.add_argument("dir")
