@@ -243,3 +243,12 @@ def object_sizes(decoded: list[Decoded]) -> dict[str, dict[str, float]]:
         for name, v in sorted(shares.items())
         if v
     }
+
+
+def object_lines(objects: dict[str, dict[str, float]]) -> list[str]:
+    """The audit report's lines for :func:`object_sizes`."""
+    return [
+        f"  objects {name}: {o['n_objects']} in {o['n_images']} images, area share "
+        f"min {o['min_share']:.2g}, p10 {o['p10_share']:.2g}, median {o['median_share']:.2g}"
+        for name, o in objects.items()
+    ]

@@ -24,6 +24,7 @@ import numpy as np
 from medtl.data.audit.files import (
     Decoded,
     decode_all,
+    object_lines,
     object_sizes,
     other_files,
     placement_problems,
@@ -119,11 +120,7 @@ class AuditReport:
         if self.mask_modes:
             lines.append("  mask modes: " + _kv(self.mask_modes))
         lines += format_masks(self.mask_interpretation, self.label_table)
-        for name, o in self.objects.items():
-            lines.append(
-                f"  objects {name}: {o['n_objects']} in {o['n_images']} images, area share "
-                f"min {o['min_share']:.2g}, p10 {o['p10_share']:.2g}, median {o['median_share']:.2g}"
-            )
+        lines += object_lines(self.objects)
         for cls, c in self.mask_coverage.items():
             lines.append(
                 f"  mask coverage {cls}: mean {c['mean']:.3f}, min {c['min']:.3f}, max "
