@@ -200,7 +200,7 @@ def load_ensemble(
     loaded = [load_bundle(r) for r in runs]
     _check_members(runs, [c for _, c, _ in loaded], [k for _, _, k in loaded])
     where = resolve_device(device)
-    members = [inference_net(net, where, optimise) for net, _, _ in loaded]
+    members = [inference_net(net.to(where), where, optimise) for net, _, _ in loaded]
     return FoldEnsemble(members).eval(), loaded[0][1], loaded[0][2]
 
 

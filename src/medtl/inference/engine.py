@@ -114,9 +114,10 @@ def fold_sequential_conv_bn(module: torch.nn.Module) -> int:
 
 
 def inference_net(net: Net, device: torch.device | str = "cpu", optimise: bool = True):
-    """The network evaluate and predict run, on ``device``: :class:`InferenceNet` on CPU
-    when ``optimise``, otherwise ``net`` itself in eval mode (GPUs keep the eager network)."""
-    net = net.to(device).eval()
+    """The network evaluate and predict run on ``device`` (where ``net`` already is):
+    :class:`InferenceNet` on CPU when ``optimise``, otherwise ``net`` itself in eval mode
+    (GPUs keep the eager network)."""
+    net.eval()
     if not optimise or torch.device(device).type != "cpu":
         return net
     return InferenceNet(net)

@@ -135,6 +135,7 @@ class Predictor:
         self.run = Path(run)
         self.size = self.cfg.data.image_size
         self.tta = tta
+        net = net.to(self.device)
         self.net = calibrated(inference_net(net, self.device, optimise), run)  # calibration.json
         self.seg_threshold = seg_threshold_of(run)  # evaluate --seg-threshold's (default 0.5)
 
@@ -184,7 +185,8 @@ def predict(
     Conv-BN folded, channels_last; ``False`` = eager); images go through it
     ``batch_size`` at a time."""
     net, cfg, classes = load_bundle(Path(run))
-    net = calibrated(inference_net(net, resolve_device(device), optimise), run)
+    where = resolve_device(device)
+    net = calibrated(inference_net(net.to(where), where, optimise), run)
     decision = decision_of(run, classes, threshold, positive)
     return predict_with(
         net, cfg, classes, inputs, out, tta, batch_size,

@@ -119,8 +119,8 @@ class AuditReport:
         lines.append("  image modes: " + _kv(self.image_modes))
         if self.mask_modes:
             lines.append("  mask modes: " + _kv(self.mask_modes))
-        lines += format_masks(self.mask_interpretation, self.label_table)
         lines += object_lines(self.objects)
+        lines += format_masks(self.mask_interpretation, self.label_table)
         for cls, c in self.mask_coverage.items():
             lines.append(
                 f"  mask coverage {cls}: mean {c['mean']:.3f}, min {c['min']:.3f}, max "
