@@ -162,11 +162,12 @@ def _decide(
     chosen = next((m for m in probes if epochs_for(m, k)[0] >= rules.MIN_EPOCHS), fastest)
     n_epochs, epoch_s, overhead = epochs_for(chosen, k)
     if n_epochs < 1:
-        need = (epoch_s + overhead) * n_runs / (1 - rules.RESERVE) + fixed / (1 - rules.RESERVE)
+        need = ((epoch_s + overhead) * n_runs + fixed) / (1 - rules.RESERVE)
+        need = math.ceil(need / 60) * 60 if need > 60 else math.ceil(need)  # says it exactly
         raise ConfigError(
             f"--budget {format_duration(budget_s)} is too small for one epoch of {fp.root} "
             f"({n_runs} run(s), one epoch {epoch_s:.1f}s with {chosen.encoder} at {chosen.size} px "
-            f"on {device}); the smallest budget that fits: {format_duration(math.ceil(need))}"
+            f"on {device}); the smallest budget that fits: {format_duration(need)}"
         )
     n_epochs = min(n_epochs, rules.MAX_EPOCHS)
     n_train, n_val = _split_sizes(fp.n_images, k)

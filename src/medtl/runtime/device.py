@@ -95,11 +95,16 @@ def device_facts(want: str, precision: str) -> dict[str, Any]:
     }
 
 
-def tune_loader(loader: Any, accelerator: str, workers: int = 2) -> Any:
+def tune_loader(loader: Any, accelerator: str, workers: int | None = None) -> Any:
     """On CUDA: pinned host memory (so Lightning's non_blocking copies overlap the step) and
-    ``workers`` loading processes where the loader had none; elsewhere unchanged."""
+    ``workers`` loading processes (default: half the usable cores, at most 4) where the
+    loader had none (``data.workers=0``); elsewhere unchanged."""
     if accelerator != "cuda" or loader is None:
         return loader
+    if workers is None:
+        from medtl.utils.parallel import usable_cores
+
+        workers = min(4, max(1, usable_cores() // 2))
     loader.pin_memory = True
     loader.pin_memory_device = ""
     if loader.num_workers == 0 and workers > 0:
