@@ -45,10 +45,12 @@ def object_shares(mask: np.ndarray) -> list[float]:
     """The area of each 8-connected object of a boolean mask, as a share of the image."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if not n:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
         return []
-    return (np.bincount(labels.ravel())[1:] / mask.size).tolist()
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # labelling only the objects' box
+    labels, n = ndimage.label(box, structure=np.ones((3, 3), bool))
+    return (np.bincount(labels.ravel(), minlength=n + 1)[1:] / mask.size).tolist()
 
 
 def _structures(arr: np.ndarray) -> dict[str, np.ndarray]:
