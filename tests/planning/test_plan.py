@@ -179,3 +179,15 @@ def test_predicted_fit_time_against_the_measured_one(tmp_path, monkeypatch, caps
     assert check["predicted_s"] == cfg.train.planned_seconds
     assert 1 / 3 <= check["ratio"] <= 3, check
     assert math.isclose(check["ratio"], check["measured_s"] / check["predicted_s"], rel_tol=1e-2)
+
+
+def test_duplicates_count_as_one_independent_unit(tmp_path):
+    from tests.data.conftest import near_copy, save, smooth_image
+
+    for i in range(4):
+        save(tmp_path / "d" / ("a" if i % 2 else "b") / f"img{i}.png", smooth_image(i))
+    save(tmp_path / "d" / "a" / "copy.png", smooth_image(1))  # exact copy of img1
+    save(tmp_path / "d" / "b" / "near.png", near_copy(smooth_image(2)))  # near copy of img2
+    fp = fingerprint(tmp_path / "d")
+    assert (fp.n_images, fp.exact_duplicates, fp.near_duplicates) == (6, 1, 1)
+    assert fp.groups == 4

@@ -85,7 +85,7 @@ def from_report(report: AuditReport) -> Fingerprint:
     total = sum(c["n"] for c in masked)
     share = sum(c["mean"] * c["n"] for c in masked) / total if total else None
     counts = [n for n in report.classes.values() if n]
-    groups = report.grouping.get("groups_in_force") or report.n_images
+    groups = report.grouping.get("groups_in_force") or _undup_count(report)
     return Fingerprint(
         root=report.root,
         layout=report.layout,
@@ -104,6 +104,24 @@ def from_report(report: AuditReport) -> Fingerprint:
         near_duplicates=len(report.near_duplicates),
         problems=list(report.problems),
     )
+
+
+def _undup_count(report: AuditReport) -> int:
+    """Images once exact and near duplicates count as one (training groups them the same
+    way with ``data.group_duplicates``): the independent units without patient names."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for group in report.exact_duplicates + report.near_duplicates:
+        first, *rest = group["files"]
+        for other in rest:
+            parent[root(other)] = root(first)
+    merged = sum(1 for f in parent if root(f) != f)
+    return report.n_images - merged
 
 
 def describe(fp: Fingerprint) -> list[str]:
