@@ -50,14 +50,25 @@ _SESSION_DIRS: set[Path] = set()  # made by the session fixtures below: kept to 
 
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"BUSI data set not found at {BUSI}")
+    no_gpu = pytest.mark.skip(reason="no CUDA GPU here (benchmarks/gpu_check.sh runs these)")
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    cuda = _cuda_available() if gpu_items else False
     for item in items:
         if "busi" in item.keywords and not BUSI.is_dir():
             item.add_marker(skip)
+    for item in gpu_items if not cuda else []:
+        item.add_marker(no_gpu)
     # files with a test marked slow first, each file's own order kept: pytest-xdist hands
     # out whole files in this order (make test passes --no-loadscope-reorder), so the long
     # ones start early instead of leaving one worker busy at the end while the other idles
     slow_files = {item.path for item in items if "slow" in item.keywords}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module", autouse=True)

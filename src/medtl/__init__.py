@@ -36,6 +36,7 @@ _API = (
     "models_table",
     "demo",
     "compare",
+    "plan",
     "collect",
     "report",
     "export",

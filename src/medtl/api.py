@@ -42,6 +42,7 @@ __all__ = [
     "models_table",
     "demo",
     "compare",
+    "plan",
     "collect",
     "report",
     "export",
@@ -126,11 +127,14 @@ def predict(
     return run_predict(run, inputs, out, **options)
 
 
-def load(run: str | Path, optimise: bool = True, tta: bool = False) -> Predictor:
-    """A run's model in memory: ``load(RUN).predict(image)`` -> mask / probabilities / label."""
+def load(
+    run: str | Path, optimise: bool = True, tta: bool = False, device: str = "auto"
+) -> Predictor:
+    """A run's model in memory: ``load(RUN).predict(image)`` -> mask / probabilities / label;
+    ``device``: auto (CUDA, else MPS, else CPU), cpu, cuda or mps."""
     from medtl.inference.predictor import load as load_predictor
 
-    return load_predictor(run, optimise=optimise, tta=tta)
+    return load_predictor(run, optimise=optimise, tta=tta, device=device)
 
 
 def explain(
@@ -140,20 +144,27 @@ def explain(
     method: str = "gradcam",
     target: str | None = None,
     layer: str | None = None,
+    device: str = "auto",
 ) -> list[str]:
     """Grad-CAM maps of image files into ``out`` (``<name>_cam.png`` / ``.npy``); returns
     the paths (see :mod:`medtl.inference.explain`; needs the ``[explain]`` extra)."""
     from medtl.inference.explain import explain as run_explain
 
-    return run_explain(run, inputs, out, method=method, target=target, layer=layer)
+    return run_explain(run, inputs, out, method=method, target=target, layer=layer, device=device)
 
 
-def app(run: str | Path, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+def app(
+    run: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    device: str = "auto",
+) -> Any:
     """Serve the run as a Gradio page on ``host:port`` (see :mod:`medtl.apps.gradio_app`; needs the
     ``[app]`` extra); ``block=False`` returns the running app (``.close()`` stops it)."""
     from medtl.apps.gradio_app import serve
 
-    return serve(run, host=host, port=port, block=block)
+    return serve(run, host=host, port=port, block=block, device=device)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -296,6 +307,31 @@ def compare(
         cell_list=cells,
         test_fraction=test_fraction,
     )
+
+
+def plan(
+    data: str | Path,
+    task: str = "segmentation",
+    budget: str | float = "30m",
+    folds: int | None = None,
+    out: str | Path | None = "plan.yaml",
+    device: str = "auto",
+    layout: str = "auto",
+) -> dict[str, Any]:
+    """A recipe for ``data`` fitted to its fingerprint and this machine's measured speed
+    within ``budget`` (seconds, ``30m``, ``2h``), written to ``out`` (None: not written) as a
+    config for ``medtl train -c`` / ``medtl compare -c --folds K``; returns the plan as a
+    dict (keys with reasons, predicted time and memory, probes, fingerprint). ``folds``:
+    None lets the plan choose (5 with 10+ independent groups when the budget allows), 0 =
+    one split. See :mod:`medtl.planning.planner`."""
+    from medtl.planning.planner import make_plan
+    from medtl.planning.recipe import write_plan
+
+    made = make_plan(data, task, budget, folds, device, layout)
+    result = made.to_dict()
+    if out is not None:
+        result["out"] = str(write_plan(made, out))
+    return result
 
 
 def collect(out: str | Path, quiet: bool = False, write: bool = True) -> dict[str, Any]:

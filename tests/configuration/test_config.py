@@ -24,7 +24,9 @@ def test_defaults_are_valid_and_documented_values():
     assert cfg.data.image_size == 128
     assert cfg.train.lr == pytest.approx(1e-3)
     assert cfg.train.optimizer == "adamw"
-    assert cfg.train.precision == "32"
+    assert cfg.train.precision == "auto"  # bf16-mixed on a GPU that has it, else 32
+    assert cfg.train.accelerator == "auto"  # CUDA, else MPS, else CPU
+    assert cfg.train.max_time is None
     assert cfg.train.resume is None
     assert "train.lr" in all_keys() and "data.root" in all_keys() and "task" in all_keys()
     assert "train" not in all_keys()  # sections are not leaves
@@ -242,4 +244,4 @@ def test_dump_then_load_round_trip(tmp_path):
     assert config_from_dict(cfg.to_dict()) == cfg
     # precision stays a string through YAML (32 would otherwise come back as int)
     assert load_config(overrides=["train.precision=32"]).train.precision == "32"
-    assert "precision: '32'" in dump_config(Config())
+    assert "precision: '32'" in dump_config(load_config(overrides=["train.precision=32"]))

@@ -36,16 +36,16 @@ LOCAL = "127.0.0.1"
 class Analyser:
     """What the page computes for one uploaded file (kept apart from Gradio for tests)."""
 
-    def __init__(self, run: str | Path):
+    def __init__(self, run: str | Path, device: str = "auto"):
         from medtl.inference.predictor import load
 
         self.run = Path(run)
-        self.predictor = load(self.run)
+        self.predictor = load(self.run, device=device)
         self.scheme = scheme_from_config(self.predictor.cfg.data)  # the masks' own encoding
         try:
             from medtl.inference.explain import Explainer
 
-            self.explainer: Any = Explainer(self.run)
+            self.explainer: Any = Explainer(self.run, device=device)
             self.cam_note = f"Grad-CAM: {self.explainer.describe()}"
         except MedtlError as exc:  # the [explain] extra is missing: the page still predicts
             self.explainer, self.cam_note = None, f"No activation map: {exc}"
@@ -87,14 +87,15 @@ class Analyser:
         )
 
 
-def build_app(run: str | Path) -> Any:
-    """The ``gradio.Blocks`` page of a run folder (refuses a folder without model.pt)."""
+def build_app(run: str | Path, device: str = "auto") -> Any:
+    """The ``gradio.Blocks`` page of a run folder (refuses a folder without model.pt); the
+    model runs on ``device`` (auto: CUDA, else MPS, else CPU)."""
     if not (Path(run) / "model.pt").is_file():
         from medtl.runs.folder import load_bundle
 
         load_bundle(Path(run))  # raises the usual one-line error naming model.pt
     gr = require_extra("gradio", "app")
-    analyse = Analyser(run)
+    analyse = Analyser(run, device)
     with gr.Blocks(title=f"medtl: {Path(run).name}", analytics_enabled=False) as demo:
         gr.Markdown(
             f"## medtl · {Path(run).name}\nTask **{analyse.predictor.cfg.task}**; "
@@ -118,10 +119,12 @@ def build_app(run: str | Path) -> Any:
     return demo
 
 
-def serve(run: str | Path, host: str = LOCAL, port: int = 7860, block: bool = True) -> Any:
+def serve(
+    run: str | Path, host: str = LOCAL, port: int = 7860, block: bool = True, device: str = "auto"
+) -> Any:
     """Start the page on ``host:port`` and print the address; ``block=False`` returns the
     running ``gradio.Blocks`` (``.close()`` stops it)."""
-    demo = build_app(run)
+    demo = build_app(run, device)
     where = (
         "this machine only; --host 0.0.0.0 shares it on the network"
         if host == LOCAL

@@ -43,6 +43,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         config=a.config,  # a comparison's configuration: its fold ensemble
         strict=a.strict,
         postprocess=a.postprocess,
+        device=a.device,
         **evaluate_options(a),  # --calibrate, operating point, --hd95 (medtl.cli.decisions)
     )
     if summary.get("rank"):
@@ -80,6 +81,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
             config=a.config,
             strict=a.strict,
             postprocess=a.postprocess,
+            device=a.device,
             **predict_options(a),
         )
     for line in written:
@@ -91,7 +93,7 @@ def cmd_explain(a: argparse.Namespace) -> int:
     from medtl import api
 
     for line in api.explain(
-        a.run, a.inputs, a.out, method=a.method, target=a.target, layer=a.layer
+        a.run, a.inputs, a.out, method=a.method, target=a.target, layer=a.layer, device=a.device
     ):
         print(line)
     return 0
@@ -100,7 +102,7 @@ def cmd_explain(a: argparse.Namespace) -> int:
 def cmd_app(a: argparse.Namespace) -> int:
     from medtl import api
 
-    api.app(a.run, host=a.host, port=a.port)
+    api.app(a.run, host=a.host, port=a.port, device=a.device)
     return 0
 
 
@@ -170,6 +172,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from medtl.comparison import split_overrides
 
     base, grid = split_overrides(a.overrides)
+    if a.device:  # training, evaluation and the speed of every cell
+        base.append(f"train.accelerator={a.device}")
     out = api.compare(
         base,
         grid,
@@ -182,6 +186,27 @@ def cmd_compare(a: argparse.Namespace) -> int:
         test_fraction=a.test_fraction,
     )
     print(out)
+    return 0
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from medtl import api
+
+    result = api.plan(
+        a.data, task=a.task, budget=a.budget, folds=a.folds, out=a.out, device=a.device,
+        layout=a.layout,
+    )  # fmt: skip
+    for key, choice in result["keys"].items():
+        print(f"{key}={choice['value']}  # {choice['reason']}")
+    print(
+        f"predicted: {result['predicted_total_s']:.0f}s in all "
+        f"({result['predicted_fit_s_per_run']:.0f}s of fitting per run), "
+        f"peak ~{result['predicted_peak_mb']:.0f} MB"
+    )
+    print(f"folds={result['folds']}  # {result['folds_reason']}")
+    for note in result["notes"]:
+        print(note)
+    print(result["out"])
     return 0
 
 

@@ -21,6 +21,7 @@ from medtl.cli.commands import (
     cmd_explain,
     cmd_export,
     cmd_models,
+    cmd_plan,
     cmd_predict,
     cmd_report,
     cmd_slices,
@@ -67,6 +68,15 @@ def _ensemble_options(sp: argparse.ArgumentParser) -> None:
         metavar="largest|min_area=A|none",
         help="mask post-processing (A pixels, or A%% of the image); default: none for a run, "
         "the rule chosen on CV (CELL/postprocess.json) for --config",
+    )
+
+
+def _device_option(sp: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    sp.add_argument(
+        "--device",
+        default=default,
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where the model runs (auto: CUDA, else MPS, else CPU)",
     )
 
 
@@ -121,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_evaluate_options(sp)
     _ensemble_options(sp)
+    _device_option(sp)
     sp.add_argument(
         "overrides",
         nargs="*",
@@ -139,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     add_predict_options(sp)
     _ensemble_options(sp)
+    _device_option(sp)
 
     sp = add("explain", cmd_explain, "Grad-CAM heat maps of a run's predictions")
     sp.add_argument("run")
@@ -153,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--layer", help="module to take the maps at, e.g. encoder.layer3 (default: deepest stage)"
     )
+    _device_option(sp)
 
     sp = add("app", cmd_app, "browser page to try the run on your own images (Gradio)")
     sp.add_argument("run")
@@ -160,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
     )
+    _device_option(sp)
 
     sp = add("export", cmd_export, "deployable ONNX model, parity-checked against PyTorch")
     sp.add_argument("run")
@@ -227,7 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of a key=a,b grid, e.g. --cell 'model.weights=none'",
     )
     sp.add_argument("--no-progress", action="store_true")
+    _device_option(sp, None)  # None: train.accelerator of the config (auto)
     sp.add_argument("overrides", nargs="*", help="key=value (fixed) and key=a,b (grid) overrides")
+
+    sp = add("plan", cmd_plan, "a recipe fitted to the data and this machine within a budget")
+    sp.add_argument("data")
+    sp.add_argument("--task", default="segmentation", help="segmentation|classification|multitask")
+    sp.add_argument("--budget", default="30m", help="wall time for the whole plan: 1800, 30m, 2h")
+    sp.add_argument("--folds", type=int, help="K folds (0: one split; default: the plan's choice)")
+    sp.add_argument("--out", default="plan.yaml", help="the recipe to write")
+    sp.add_argument("--layout", default="auto")
+    _device_option(sp)
 
     sp = add("report", cmd_report, "self-contained HTML report of a run or a comparison")
     sp.add_argument("dir")

@@ -189,15 +189,18 @@ def _check_members(runs: list[Path], cfgs: list[Config], classes: list[list[str]
 
 
 def load_ensemble(
-    runs: list[Path], optimise: bool = True
+    runs: list[Path], optimise: bool = True, device: str = "auto"
 ) -> tuple[FoldEnsemble, Config, list[str]]:
-    """The :class:`FoldEnsemble` of ``runs`` (each member the CPU inference copy unless
-    ``optimise=False``), the first run's config and the classes."""
+    """The :class:`FoldEnsemble` of ``runs`` on ``device`` (auto: CUDA, else MPS, else CPU;
+    on the CPU each member the optimised inference copy unless ``optimise=False``), the
+    first run's config and the classes."""
     from medtl.inference.engine import inference_net
+    from medtl.runtime.device import resolve_device
 
     loaded = [load_bundle(r) for r in runs]
     _check_members(runs, [c for _, c, _ in loaded], [k for _, _, k in loaded])
-    members = [inference_net(net, "cpu", optimise) for net, _, _ in loaded]
+    where = resolve_device(device)
+    members = [inference_net(net.to(where), where, optimise) for net, _, _ in loaded]
     return FoldEnsemble(members).eval(), loaded[0][1], loaded[0][2]
 
 
@@ -211,6 +214,7 @@ def evaluate_cell(
     strict: bool = False,
     optimise: bool = True,
     postprocess: str | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate the fold ensemble of ``cell`` on ``split`` of its folds' splits.json into
     ``cell/ensemble/eval/<split>/`` (the files a single run's evaluation writes), its masks
@@ -219,7 +223,7 @@ def evaluate_cell(
     from medtl.comparison.ensemble_eval import run_evaluation
 
     runs = fold_runs(cell, strict)
-    net, cfg, classes = load_ensemble(runs, optimise)
+    net, cfg, classes = load_ensemble(runs, optimise, device)
     rule = _rule(cell, postprocess)
     return run_evaluation(
         cell / ENSEMBLE_DIR, runs, net, cfg, classes, split, tta, save_images, plots, rule
@@ -282,6 +286,7 @@ def predict_ensemble(
     postprocess: str | None = None,
     threshold: str | float | None = None,
     positive: str | None = None,
+    device: str = "auto",
 ) -> list[str]:
     """``medtl predict CMP --config N INPUT...``: the fold ensemble's masks, overlays and
     predictions.csv, written by :func:`medtl.inference.predictor.write_predictions`; masks under
@@ -296,7 +301,7 @@ def predict_ensemble(
         )
 
     cell = resolve_cell(cmp, config)
-    net, cfg, classes = load_ensemble(fold_runs(cell, strict), optimise)
+    net, cfg, classes = load_ensemble(fold_runs(cell, strict), optimise, device)
     return predict_with(
         net, cfg, classes, inputs, out, tta, batch_size, postprocess=_rule(cell, postprocess)
     )

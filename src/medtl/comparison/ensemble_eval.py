@@ -22,6 +22,7 @@ from medtl.evaluation.evaluate import (  # the single-run evaluation: one implem
 )
 from medtl.evaluation.output import staging_folder, writer_lock
 from medtl.evaluation.split_loss import mean_loss
+from medtl.inference.engine import net_device
 from medtl.runtime.cpu import threads_for
 from medtl.utils.files import swap_in
 
@@ -51,7 +52,7 @@ def run_evaluation(
         split, indices = _choose_split(runs[0], prepared, split)
         out_dir = folder / "eval" / split
         staging = staging_folder(out_dir, None)
-        device = torch.device("cpu")
+        device = net_device(net)  # the members' device (load_ensemble)
         records = _predict_records(
             net,
             cfg,

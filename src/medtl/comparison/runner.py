@@ -67,9 +67,9 @@ def run_fold(
     with reuse_bundles():  # the fold's model.pt is built once for both splits and the speed
         t0 = time.perf_counter()
         for split in wanted:
-            evaluate(run, split=split, plots=False)
+            evaluate(run, split=split, plots=False, device=cfg.train.accelerator)
         timing["eval_s"] = time.perf_counter() - t0
-        timing.update(throughput(run))
+        timing.update(throughput(run, device=cfg.train.accelerator))
     atomic_write_json(run / TIMING_FILE, timing)
     return done
 

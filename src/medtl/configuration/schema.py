@@ -108,8 +108,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     resume: str | None = None
-    precision: str = "32"
-    accelerator: str = "cpu"
+    precision: str = "auto"  # auto: bf16-mixed on a CUDA GPU with bfloat16, else 32
+    accelerator: str = "auto"  # auto: cuda, else mps, else cpu (medtl.runtime.device)
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
@@ -121,6 +121,8 @@ class TrainConfig:
     cpu_allocator: str = "tuned"
     compile: str = "none"
     threads: int = 0
+    max_time: str | None = None  # time budget: 1800, 30m, 2h, DD:HH:MM:SS; stops at the best
+    planned_seconds: float | None = None  # medtl plan's predicted fit time (run.json compares)
 
 
 @dataclass
@@ -163,7 +165,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.cls_loss": CLS_LOSSES,
     "train.empty_mask": EMPTY_MASK_RULES,
     "train.logger": LOGGERS,
-    "train.precision": ("32", "16-mixed", "bf16-mixed", "64"),
+    "train.precision": ("auto", "32", "16-mixed", "bf16-mixed", "64"),
     "train.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "train.memory_format": ("auto", "contiguous", "channels_last"),
     "train.cpu_allocator": ("tuned", "default"),

@@ -55,6 +55,7 @@ from medtl.metrics import (
 from medtl.runs.checkpoints import load_into
 from medtl.runs.folder import load_bundle
 from medtl.runtime.cpu import threads_for
+from medtl.runtime.device import resolve_device
 from medtl.training.loggers import log_run_artifacts
 from medtl.utils.errors import MedtlError
 from medtl.utils.files import atomic_write_json, atomic_write_text, csv_text, swap_in
@@ -90,6 +91,7 @@ def evaluate(
     checkpoint: str = "best",
     decide: Decisions | None = None,
     postprocess: str | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a trained run; returns the summary dict (also written to summary.json).
 
@@ -109,20 +111,21 @@ def evaluate(
     runs the eager network instead of the CPU-optimised :func:`~medtl.inference.engine.inference_net`.
     ``decide``: fits on val first, HD95 definition (:class:`medtl.evaluation.calibrate.Decisions`).
     ``postprocess``: a mask rule of :mod:`medtl.inference.postprocess` (``dice_raw``: Dice before it).
+    ``device``: where one process runs (auto: CUDA, else MPS, else CPU; ``cpu`` to force it).
     """
     run = Path(run)
     net, cfg, classes = load_bundle(run)
     ckpt_name = load_into(net, run, checkpoint)
-    apply_process_overrides(cfg, list(overrides or []))
+    apply_process_overrides(cfg, list(overrides or []), device)
     with writer_lock(run), threads_for(cfg), pixel_cap(cfg.data.max_pixels):
         fabric = launch_fabric(cfg)
-        device = fabric.device if fabric is not None else torch.device("cpu")
-        net = inference_net(net.to(device), device, optimise)
+        dev = fabric.device if fabric is not None else resolve_device(cfg.train.accelerator)
+        net = inference_net(net.to(dev), dev, optimise)
         prepared, split, indices = _eval_data(run, cfg, classes, data, split)
-        doc = fit_decisions(run, net, cfg, classes, None if data else prepared, device, tta, decide)
+        doc = fit_decisions(run, net, cfg, classes, None if data else prepared, dev, tta, decide)
         out_dir = run / "eval" / (split if ckpt_name == "best" else f"{split}-{ckpt_name}")
         staging = staging_folder(out_dir, fabric)  # replaces out_dir as a whole when complete
-        options = (tta, save_images, device, decide, postprocess, threshold_value(doc))
+        options = (tta, save_images, dev, decide, postprocess, threshold_value(doc))
         rows = _predict_records(net, cfg, prepared, indices, classes, staging, *options)
         records = gather_records(rows, fabric)
         summary = {

@@ -18,11 +18,11 @@ PROCESS_KEYS = (
 )
 
 
-def apply_process_overrides(cfg: Config, overrides: list[str]) -> None:
-    """Evaluation runs in one CPU process unless ``overrides`` ask for more; how the run was
-    trained (e.g. 2 GPUs) does not decide it."""
+def apply_process_overrides(cfg: Config, overrides: list[str], device: str = "auto") -> None:
+    """Evaluation runs in one process on ``device`` (auto: CUDA, else MPS, else CPU) unless
+    ``overrides`` ask for more; how the run was trained (e.g. 2 GPUs) does not decide it."""
     cfg.train.devices, cfg.train.num_nodes = 1, 1
-    cfg.train.accelerator, cfg.train.strategy = "cpu", "auto"
+    cfg.train.accelerator, cfg.train.strategy = device, "auto"
     for text in overrides:
         key, value = parse_override(text)
         if key not in PROCESS_KEYS:
@@ -40,7 +40,7 @@ def launch_fabric(cfg: Config):
     ``torchrun`` or by SLURM, exactly like training.
     """
     t = cfg.train
-    if t.devices * t.num_nodes == 1 and t.accelerator == "cpu":
+    if t.devices * t.num_nodes == 1:  # one process: evaluate picks the device itself
         return None
     from lightning.fabric import Fabric
 

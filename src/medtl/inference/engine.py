@@ -114,8 +114,9 @@ def fold_sequential_conv_bn(module: torch.nn.Module) -> int:
 
 
 def inference_net(net: Net, device: torch.device | str = "cpu", optimise: bool = True):
-    """The network evaluate and predict run: :class:`InferenceNet` on CPU when ``optimise``,
-    otherwise ``net`` itself in eval mode (GPUs keep the eager network)."""
+    """The network evaluate and predict run on ``device`` (where ``net`` already is):
+    :class:`InferenceNet` on CPU when ``optimise``, otherwise ``net`` itself in eval mode
+    (GPUs keep the eager network)."""
     net.eval()
     if not optimise or torch.device(device).type != "cpu":
         return net
@@ -124,8 +125,14 @@ def inference_net(net: Net, device: torch.device | str = "cpu", optimise: bool =
 
 @torch.inference_mode()
 def infer(net: torch.nn.Module, x: torch.Tensor, tta: bool = False) -> dict[str, torch.Tensor]:
-    """Logits for a float batch in [0, 1]; ``tta`` averages with the horizontally flipped input."""
+    """Logits (on the CPU) for a float batch in [0, 1] on the CPU; the batch goes to the
+    network's device (non-blocking from pinned memory on a GPU). ``tta`` averages with the
+    horizontally flipped input."""
     net.eval()
+    device = net_device(net)
+    if x.device != device:
+        pin = device.type == "cuda" and x.device.type == "cpu"
+        x = (x.pin_memory() if pin else x).to(device, non_blocking=pin)
     out = net(x)
     if tta:
         flipped = net(torch.flip(x, dims=[3]))
@@ -133,7 +140,13 @@ def infer(net: torch.nn.Module, x: torch.Tensor, tta: bool = False) -> dict[str,
             out["seg"] = (out["seg"] + torch.flip(flipped["seg"], dims=[3])) / 2
         if "cls" in out:
             out["cls"] = (out["cls"] + flipped["cls"]) / 2
-    return out
+    return {k: v.cpu() for k, v in out.items()} if device.type != "cpu" else out
+
+
+def net_device(net: torch.nn.Module) -> torch.device:
+    """The device of ``net``'s first parameter (the CPU for a network without any)."""
+    first = next(iter(net.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def mask_at_size(

@@ -44,6 +44,7 @@ from medtl.inference.predictor import (
 from medtl.models.stages import encoder_stages
 from medtl.runs.folder import load_bundle
 from medtl.runtime.cpu import threads_for
+from medtl.runtime.device import resolve_device
 from medtl.utils.errors import MedtlError
 from medtl.utils.files import atomic_write, atomic_write_text, csv_text
 
@@ -161,12 +162,15 @@ class Explainer:
         target: str | None = None,
         layer: str | None = None,
         bundle: tuple[nn.Module, Any, list[str]] | None = None,
+        device: str = "auto",
     ):
         self.cam_module = require_extra("pytorch_grad_cam", "explain")
         if method not in METHODS:
             raise MedtlError(f"--method {method}: choose one of {', '.join(METHODS)}")
         # ``bundle`` = load_bundle's (net, cfg, classes), for a network not saved as a run
         self.net, self.cfg, self.classes = bundle or load_bundle(Path(run))
+        self.device = resolve_device(device)  # auto: CUDA, else MPS, else CPU
+        self.net = self.net.to(self.device)
         if target is not None and target not in self.classes:
             known = ", ".join(self.classes) or "none (segmentation run)"
             raise MedtlError(f"--target {target}: not a class of this run (classes: {known})")
@@ -184,10 +188,10 @@ class Explainer:
         """Maps of one numpy array or PIL image (see :func:`medtl.inference.predictor.as_rgb_uint8`)."""
         arr = as_rgb_uint8(image)
         h, w = arr.shape[:2]
-        x = model_input([arr], self.size)
+        x = model_input([arr], self.size).to(self.device)
         with threads_for(self.cfg):
             with torch.no_grad():
-                out = self.net(x)
+                out = {k: v.cpu() for k, v in self.net(x).items()}
             multilabel = scheme_from_config(self.cfg.data).multilabel  # a mask per structure
             result = Explanation(arr, result_of(out, h, w, self.classes, multilabel=multilabel))
             if "cls" in out:
@@ -201,7 +205,7 @@ class Explainer:
                 result.targets["seg"] = "predicted mask" if mask.any() else "whole image"
                 if not mask.any():  # nothing predicted: explain the lesion score everywhere
                     mask = torch.ones_like(mask)
-                result.maps["seg"] = self._map(x, "seg", _MaskTarget(mask), h, w)
+                result.maps["seg"] = self._map(x, "seg", _MaskTarget(mask.to(self.device)), h, w)
         return result
 
     def _map(self, x: torch.Tensor, key: str, target: Any, h: int, w: int) -> np.ndarray:
@@ -231,10 +235,11 @@ def explain(
     method: str = "gradcam",
     target: str | None = None,
     layer: str | None = None,
+    device: str = "auto",
 ) -> list[str]:
-    """Maps of every input image into ``out`` (see the module docstring); returns the
-    written paths (``explanations.csv`` last: image, head, target, files)."""
-    explainer = Explainer(run, method=method, target=target, layer=layer)
+    """Maps of every input image into ``out`` (see the module docstring), computed on
+    ``device``; returns the written paths (``explanations.csv`` last: image, head, target, files)."""
+    explainer = Explainer(run, method=method, target=target, layer=layer, device=device)
     log.info("Grad-CAM: %s", explainer.describe())
     out = Path(out)
     written: list[str] = []

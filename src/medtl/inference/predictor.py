@@ -41,6 +41,7 @@ from medtl.inference.engine import (
 from medtl.inference.postprocess import apply_rule, parse_rule
 from medtl.runs.folder import load_bundle
 from medtl.runtime.cpu import threads_for
+from medtl.runtime.device import resolve_device
 from medtl.utils.errors import ConfigError, DataError
 from medtl.utils.files import atomic_write_text, csv_text
 from medtl.utils.parallel import map_ordered, progress
@@ -125,14 +126,19 @@ def result_of(
 class Predictor:
     """A trained run held in memory: ``predict(image)`` returns a :class:`Prediction` and
     writes nothing. The network and preprocessing are ``medtl predict``'s (the CPU-optimised
-    network unless ``optimise=False``; ``tta`` averages with the flipped image)."""
+    network unless ``optimise=False``; ``tta`` averages with the flipped image; ``device``:
+    auto, cpu, cuda or mps, see :func:`medtl.runtime.device.resolve_device`)."""
 
-    def __init__(self, run: str | Path, optimise: bool = True, tta: bool = False):
+    def __init__(
+        self, run: str | Path, optimise: bool = True, tta: bool = False, device: str = "auto"
+    ):
         net, self.cfg, self.classes = load_bundle(Path(run))
+        self.device = resolve_device(device)
         self.run = Path(run)
         self.size = self.cfg.data.image_size
         self.tta = tta
-        self.net = calibrated(inference_net(net, "cpu", optimise), run)  # RUN/calibration.json
+        net = net.to(self.device)
+        self.net = calibrated(inference_net(net, self.device, optimise), run)  # calibration.json
         self.seg_threshold = seg_threshold_of(run)  # evaluate --seg-threshold's (default 0.5)
 
     def predict(self, image: Any) -> Prediction:
@@ -155,9 +161,11 @@ class Predictor:
         ]
 
 
-def load(run: str | Path, optimise: bool = True, tta: bool = False) -> Predictor:
+def load(
+    run: str | Path, optimise: bool = True, tta: bool = False, device: str = "auto"
+) -> Predictor:
     """``medtl.load(RUN)``: the run's model as an in-memory :class:`Predictor`."""
-    return Predictor(run, optimise=optimise, tta=tta)
+    return Predictor(run, optimise=optimise, tta=tta, device=device)
 
 
 def predict(
@@ -170,8 +178,10 @@ def predict(
     threshold: str | float | None = None,
     positive: str | None = None,
     postprocess: str | None = None,
+    device: str = "auto",
 ) -> list[str]:
-    """Predict every input image with the run's PyTorch model; returns the written paths.
+    """Predict every input image with the run's PyTorch model on ``device`` (auto: CUDA,
+    else MPS, else CPU); returns the written paths.
     ``postprocess``: a mask rule of :mod:`medtl.inference.postprocess` (``largest``, ``min_area=A``).
     A stored temperature (``RUN/calibration.json``) scales the probabilities; ``threshold``
     (a probability or ``"stored"``) calls ``positive`` when its probability reaches it
@@ -181,7 +191,8 @@ def predict(
     Conv-BN folded, channels_last; ``False`` = eager); images go through it
     ``batch_size`` at a time."""
     net, cfg, classes = load_bundle(Path(run))
-    net = calibrated(inference_net(net, "cpu", optimise), run)
+    where = resolve_device(device)
+    net = calibrated(inference_net(net.to(where), where, optimise), run)
     decision = decision_of(run, classes, threshold, positive)
     return predict_with(
         net, cfg, classes, inputs, out, tta, batch_size,

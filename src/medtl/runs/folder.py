@@ -133,6 +133,8 @@ def write_env(run: Path, cfg: Config) -> None:
     import segmentation_models_pytorch as smp
     import timm
 
+    from medtl.runtime.device import resolve_accelerator
+
     atomic_write_json(
         run / ENV_JSON,
         [
@@ -149,7 +151,7 @@ def write_env(run: Path, cfg: Config) -> None:
                 "cpu_count": os.cpu_count(),
                 "threads": torch.get_num_threads(),
                 "cuda": torch.cuda.is_available(),
-                "accelerator": cfg.train.accelerator,
+                "accelerator": resolve_accelerator(cfg.train.accelerator),
                 "seed": cfg.train.seed,
                 "git_commit": _git_commit(),
                 "argv": sys.argv,

@@ -108,10 +108,15 @@ def owning_process() -> Iterator[None]:
 @contextmanager
 def threads_for(cfg: Config) -> Iterator[None]:
     """``train.threads`` for the duration of one library call; the caller's count after
-    (and, in the ``medtl`` command, the allocator tuning ``train.cpu_allocator`` asks for)."""
-    if _process_owner and cfg.train.cpu_allocator == "tuned":
-        tune_malloc()
+    (and, in the ``medtl`` command, the allocator tuning ``train.cpu_allocator`` asks for,
+    when the work runs on the CPU: on a GPU the host allocator is not the bottleneck)."""
     import torch  # here, so that the CLI imports this module without torch
+
+    from medtl.runtime.device import runs_on_cpu
+
+    on_cpu = runs_on_cpu(cfg.train.accelerator)
+    if _process_owner and cfg.train.cpu_allocator == "tuned" and on_cpu:
+        tune_malloc()
 
     before = torch.get_num_threads()
     torch.set_num_threads(thread_count(cfg.train.threads))

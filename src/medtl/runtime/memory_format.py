@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from medtl.runtime.device import runs_on_cpu
+
 log = logging.getLogger("medtl")
 
 LAYOUTS = ("contiguous", "channels_last")
@@ -60,7 +62,8 @@ def choose_layout(cfg: Any, task: Any, loader: Any) -> tuple[str, dict[str, floa
     t = cfg.train
     layout = t.memory_format
     if layout == "auto":
-        single_cpu = t.accelerator == "cpu" and t.devices * t.num_nodes == 1
+        on_cpu = runs_on_cpu(t.accelerator)  # CPU-only: oneDNN kernels
+        single_cpu = on_cpu and t.devices * t.num_nodes == 1
         batch = next(iter(loader)) if single_cpu and not t.deterministic else None
         if batch is None or isinstance(batch[0], (tuple, list)):  # features: decoder only
             layout = "contiguous"

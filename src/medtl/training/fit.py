@@ -39,8 +39,10 @@ from medtl.runs.folder import (
 from medtl.runs.model_summary import write_model_summary
 from medtl.runtime.compile import compile_net
 from medtl.runtime.cpu import threads_for
+from medtl.runtime.device import device_facts, resolve_accelerator, resolve_precision, tune_loader
 from medtl.runtime.memory_format import choose_layout
 from medtl.runtime.quiet import quiet_lightning
+from medtl.training.budget import record_budget, time_budget
 from medtl.training.callbacks import AtomicCheckpointIO, EpochMetricsCSV, run_callbacks
 from medtl.training.features import train_val_loaders
 from medtl.training.interrupts import fit_endings
@@ -101,6 +103,8 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     resume_run = _resume_target(cfg)
     check_logger(cfg)
     check_image_size(cfg.task, cfg.model.arch, cfg.data.image_size)
+    resolve_accelerator(cfg.train.accelerator)  # a GPU asked for and absent: stop here
+    time_budget(cfg.train.max_time)  # a budget that does not parse: stop here
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
     with quiet_lightning(), threads_for(cfg), _random_state_kept(), pixel_cap(cfg.data.max_pixels):
@@ -258,6 +262,11 @@ def _record_start(
             f"distributed: {world} processes x batch {cfg.train.batch_size} = effective batch "
             f"{world * cfg.train.batch_size}; train.lr={cfg.train.lr} is used as given (not scaled)"
         )
+    dev = device_facts(cfg.train.accelerator, cfg.train.precision)
+    log.info(
+        f"device: {dev['accelerator']} ({dev['name']}; train.accelerator={dev['asked']}), "
+        f"precision {dev['precision']}"
+    )
 
 
 def _start_facts(
@@ -276,18 +285,22 @@ def _start_facts(
             "weights": weights_info,
         },
         "monitor": monitor_key(cfg),
+        "device": device_facts(cfg.train.accelerator, cfg.train.precision),
+        "planned_seconds": cfg.train.planned_seconds,  # medtl plan's prediction, if any
     }
 
 
 def _trainer(cfg: Config, run: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
     t = cfg.train
+    accelerator = resolve_accelerator(t.accelerator)
     return L.Trainer(
         max_epochs=t.epochs,
-        accelerator=t.accelerator,
+        max_time=time_budget(t.max_time),  # stops after the step that crosses it
+        accelerator=accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, accelerator),  # type: ignore[arg-type]
         deterministic=t.deterministic or None,
         callbacks=callbacks,
         logger=make_logger(cfg, run),
@@ -324,6 +337,8 @@ def _fit(
     trainer = _trainer(cfg, run, callbacks, progress)
     val_idx = splits["val"] or splits["train"]
     train_loader, val_loader = train_val_loaders(cfg, task, data, splits["train"], val_idx)
+    accelerator = resolve_accelerator(cfg.train.accelerator)  # CUDA: pinned memory, workers
+    train_loader, val_loader = (tune_loader(dl, accelerator) for dl in (train_loader, val_loader))
     layout, speeds = choose_layout(cfg, task, train_loader)
     facts.update(memory_layout={"chosen": layout, "probe_img_per_s": speeds})
     write_model_summary(run, task, facts)  # rank 0: RUN/model_summary.txt, run.json counts
@@ -333,6 +348,7 @@ def _fit(
         # weights-only: a checkpoint cannot run code (engine.checkpoints)
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     elapsed = time.perf_counter() - t0
+    record_budget(trainer, cfg, facts, elapsed)  # train.max_time, medtl plan's prediction
     if trainer.is_global_zero:
         io = trainer.strategy.checkpoint_io
         # the best checkpoint was written after the last optimiser step: the weights in

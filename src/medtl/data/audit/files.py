@@ -8,7 +8,7 @@ several masks; :func:`other_files` lists the files that are not images.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,30 @@ class Decoded:
     shape: tuple[int, int] | None = None
     hashes: tuple[str, int] | None = None
     coverage: float | None = None
+    objects: dict[str, list[float]] | None = None
+    """Per structure (mask label value, or ``foreground``): the image-area share of each
+    connected object (8-connected), for medtl plan's image size."""
+
+
+def object_shares(mask: np.ndarray) -> list[float]:
+    """The area of each 8-connected object of a boolean mask, as a share of the image."""
+    from scipy import ndimage
+
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return []
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # labelling only the objects' box
+    labels, n = ndimage.label(box, structure=np.ones((3, 3), bool))
+    return (np.bincount(labels.ravel(), minlength=n + 1)[1:] / mask.size).tolist()
+
+
+def _structures(arr: np.ndarray) -> dict[str, np.ndarray]:
+    """An integer label map (3-32 values) per label value; any other mask as one foreground."""
+    if arr.ndim == 2 and arr.dtype.kind in "ui":
+        values = np.unique(arr)
+        if 3 <= len(values) <= 32:
+            return {str(int(v)): arr == v for v in values if v}
+    return {"foreground": binarise_mask(arr)}
 
 
 def mask_reasons(arr: np.ndarray, mode: str) -> list[str]:
@@ -120,6 +144,10 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
             continue
         b = binarise_mask(arr)
         merged = b if merged is None else merged | b
+        objects = out.objects if out.objects is not None else {}
+        for name, part in _structures(arr).items():
+            objects.setdefault(name, []).extend(object_shares(part))
+        out.objects = objects
     if merged is not None:
         out.coverage = float(merged.mean())
     return out
@@ -198,3 +226,34 @@ def placement_problems(
             h, w = d.shape
             lines.append(f"{s.image}: {w}x{h} pixels, below {MIN_SIDE} px a side; remove it")
     return lines
+
+
+def object_sizes(decoded: list[Decoded]) -> dict[str, dict[str, float]]:
+    """Per structure: ``n_objects``, ``n_images`` and the objects' image-area shares
+    (``min_share``, ``p10_share``, ``median_share``): how small the things to segment are."""
+    shares: dict[str, list[float]] = defaultdict(list)
+    images: Counter = Counter()
+    for d in decoded:
+        for name, found in (d.objects or {}).items():
+            shares[name] += found
+            images[name] += bool(found)
+    return {
+        name: {
+            "n_objects": len(v),
+            "n_images": images[name],
+            "min_share": float(np.min(v)),
+            "p10_share": float(np.percentile(v, 10)),
+            "median_share": float(np.median(v)),
+        }
+        for name, v in sorted(shares.items())
+        if v
+    }
+
+
+def object_lines(objects: dict[str, dict[str, float]]) -> list[str]:
+    """The audit report's lines for :func:`object_sizes`."""
+    return [
+        f"  objects {name}: {o['n_objects']} in {o['n_images']} images, area share "
+        f"min {o['min_share']:.2g}, p10 {o['p10_share']:.2g}, median {o['median_share']:.2g}"
+        for name, o in objects.items()
+    ]

@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from medtl.data.audit.files import Decoded, decode_all, other_files, placement_problems
+from medtl.data.audit.files import (
+    Decoded,
+    decode_all,
+    object_lines,
+    object_sizes,
+    other_files,
+    placement_problems,
+)
 from medtl.data.audit.masks import default_masks, format_masks, mask_meaning
 from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
 from medtl.data.groups import group_by_names, looks_like_slices
@@ -79,6 +86,8 @@ class AuditReport:
     dicom_skipped: dict[str, int] = field(default_factory=dict)
     """``dicom`` layout: DICOM files that are no training image, counted by kind
     (:func:`medtl.data.readers.dicom.kind_of`)."""
+    objects: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per structure: connected objects' count and image-area shares (:func:`object_sizes`)."""
 
     @property
     def ok(self) -> bool:
@@ -112,6 +121,7 @@ class AuditReport:
         lines.append("  image modes: " + _kv(self.image_modes))
         if self.mask_modes:
             lines.append("  mask modes: " + _kv(self.mask_modes))
+        lines += object_lines(self.objects)
         lines += format_masks(self.mask_interpretation, self.label_table)
         for cls, c in self.mask_coverage.items():
             lines.append(
@@ -394,6 +404,7 @@ def audit(
         label_table=table,
         unused=list(ds.unused),
         dicom_skipped=_dicom_skipped(ds),
+        objects=object_sizes(decoded),
     )
 
 

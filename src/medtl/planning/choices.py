@@ -1,0 +1,154 @@
+"""The rules a plan follows, each returning its value and the reason (a YAML comment).
+
+They are deliberately simple and stated in the reason so a user can disagree with one
+and change that key: the image size keeps the small objects visible, the encoder is the
+preferred one with weights on disk that trains enough epochs within the budget, the
+epochs fill the budget, and the folds follow the independent groups.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from medtl.models.registry import ENCODERS
+from medtl.models.weights import find_pretrained, torch_checkpoints_dir
+from medtl.planning.fingerprint import Fingerprint
+from medtl.planning.probe import Measure
+
+#: image sizes a plan considers (multiples of 32: every decoder's stride)
+SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+#: an object smaller than this many pixels at the training size is hard to segment
+MIN_OBJECT_PIXELS = 64
+#: encoders a plan considers, preferred first (ImageNet quality per step cost)
+PREFERRED = ("resnet34", "efficientnet-lite0", "resnet18", "efficientnet-lite1", "mobilenet_v2")
+#: fewer epochs than this and the plan prefers a faster encoder
+MIN_EPOCHS = 10
+MAX_EPOCHS = 60
+#: share of the budget kept for decoding, model builds and evaluation (not fitting)
+RESERVE = 0.15
+
+
+@dataclass
+class Choice:
+    """One key's value and why."""
+
+    value: object
+    reason: str
+
+
+def image_size(fp: Fingerprint, task: str) -> Choice:
+    """The smallest size at which the 10th-percentile object keeps MIN_OBJECT_PIXELS pixels,
+    no larger than the images themselves (classification: 224, the ImageNet size)."""
+    cap = max(s for s in SIZES if s <= max(fp.min_side, SIZES[0]))
+    if task == "classification":
+        size = min(224, cap)
+        return Choice(
+            size, f"classification: ImageNet's 224 px (images' smallest side {fp.min_side})"
+        )
+    share = fp.smallest_object_share
+    if not share:
+        return Choice(min(256, cap), "no objects measured: 256 px, the usual segmentation size")
+    need = math.sqrt(MIN_OBJECT_PIXELS / share)
+    fits = [s for s in SIZES if s >= need and s <= cap]
+    size = fits[0] if fits else cap
+    kept = share * size * size
+    why = (
+        f"the 10th-percentile object covers {share:.2g} of the image: {kept:.0f} px at {size} "
+        f"(>= {MIN_OBJECT_PIXELS} wanted)"
+    )
+    if not fits:
+        why += f"; capped at the images' smallest side {fp.min_side}"
+    return Choice(size, why)
+
+
+def encoders_on_disk() -> list[str]:
+    """The registered encoders whose ImageNet weights are on disk, in :data:`PREFERRED` order
+    then the rest."""
+    found = [n for n, s in ENCODERS.items() if s.source and find_pretrained(s.source)]
+    return sorted(found, key=lambda n: PREFERRED.index(n) if n in PREFERRED else len(PREFERRED))
+
+
+def missing_weights_hint() -> str:
+    """Which file would help most when no encoder's weights are on disk."""
+    src = ENCODERS["resnet18"].source
+    assert src is not None
+    return f"place {src.filename} in {torch_checkpoints_dir()}/ (download: {src.url})"
+
+
+def epoch_seconds(m: Measure, n_train: int, n_val: int, batch: int) -> float:
+    """One epoch from a probe: the optimiser steps, the validation forwards and a checkpoint
+    write and a half (last.ckpt each epoch, the best one when it improves)."""
+    steps = max(1, n_train // batch if n_train > batch else 1)
+    scale = batch / m.batch
+    return (
+        steps * m.step_s * scale
+        + math.ceil(n_val / batch) * m.forward_s * scale
+        + (1.5 * m.checkpoint_s)
+    )
+
+
+def fit_overhead(m: Measure) -> float:
+    """Seconds of a fit that are not epochs: Lightning's start and, on CPU, the memory-format
+    probe (two layouts, two forward+backward steps each)."""
+    return 1.0 + (4 * m.step_s if m.device == "cpu" else 0.0)
+
+
+def loss(fp: Fingerprint, task: str) -> Choice:
+    """Segmentation: Dice alone for tiny objects, Dice+CE for label maps, else Dice+BCE."""
+    if task == "classification":
+        return Choice("dice_bce", "not used (classification)")
+    if any(name != "foreground" for name in fp.objects):
+        return Choice("dice_ce", "several labels: Dice + cross-entropy over the label channels")
+    share = fp.smallest_object_share
+    if share is not None and share < 0.01:
+        return Choice(
+            "dice",
+            f"small objects (p10 {share:.2g} of the image): Dice does not drown them in "
+            "background the way per-pixel BCE does",
+        )
+    return Choice("dice_bce", "objects are not tiny: Dice + BCE (medtl's default)")
+
+
+def augment(n_train: int) -> Choice:
+    """``standard`` below 1000 training images, else ``light``."""
+    if n_train < 1000:
+        return Choice(
+            "standard", f"{n_train} training images: the wider flips/affine/intensity ranges"
+        )
+    return Choice("light", f"{n_train} training images: the small flips/affine/intensity ranges")
+
+
+def strategy(n_images: int, pretrained: bool, epochs: int) -> Choice:
+    """Two-stage fine-tuning for small sets with weights, plain fine-tuning otherwise."""
+    if not pretrained:
+        return Choice("finetune", "random initialisation: every layer trains at the full lr")
+    if n_images < 300 and epochs >= 6:
+        return Choice(
+            "two_stage",
+            f"{n_images} images: decoder first, then the encoder joins (less forgetting)",
+        )
+    return Choice("finetune", "enough images to fine-tune the whole network from the start")
+
+
+def patience(epochs: int, has_val: bool) -> Choice:
+    """Early stopping after a quarter of the epochs without improvement (8+ epochs)."""
+    if not has_val or epochs < 8:
+        return Choice(0, "off: too few epochs (or no validation split) to stop early")
+    p = max(3, epochs // 4)
+    return Choice(p, f"stop after {p} epochs without a better validation score")
+
+
+def folds(fp: Fingerprint, asked: int | None, fits_five: bool) -> Choice:
+    """``asked`` when given; else 5 folds (and their ensemble) when there are 10+ independent
+    groups and the budget trains five models, else one split."""
+    if asked is not None:
+        return Choice(asked, "as asked (--folds)")
+    if fp.groups >= 10 and fits_five:
+        return Choice(
+            5,
+            f"{fp.groups} independent groups and the budget trains 5 models: 5-fold CV and "
+            "the fold ensemble",
+        )
+    why = f"only {fp.groups} independent groups" if fp.groups < 10 else "the budget fits one model"
+    return Choice(0, f"{why}: one train/val/test split")

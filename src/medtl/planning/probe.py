@@ -1,0 +1,163 @@
+"""How fast this machine trains a candidate: a few timed optimiser steps of the network
+medtl would build, on the device medtl would use, and the memory they took.
+
+Each :class:`Measure` is one (encoder, image size, batch) on random images: one warm-up
+step, then ``steps`` timed steps (forward, the training loss, backward, AdamW step), one
+timed forward without gradients (the validation cost) and one timed checkpoint write (the
+weights and optimiser state, as Lightning saves them each epoch). Random weights: the
+speed of a network does not depend on its weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import resource
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medtl.configuration.loading import Config
+from medtl.models.build import build_model
+from medtl.runtime.device import resolve_precision
+from medtl.training.task import MedtlTask
+
+log = logging.getLogger("medtl")
+
+
+@dataclass
+class Measure:
+    """One candidate's timings (seconds) and memory (MB) on ``device``."""
+
+    encoder: str
+    size: int
+    batch: int
+    device: str
+    precision: str
+    step_s: float  # one optimiser step of ``batch`` images
+    forward_s: float  # one forward of ``batch`` images without gradients
+    checkpoint_s: float  # one checkpoint write
+    peak_mb: float  # GPU: peak allocated; CPU: the process's peak resident memory
+    static_mb: float  # weights + gradients + AdamW state
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+
+
+def _candidate(cfg: Config, encoder: str, size: int, n_classes: int) -> MedtlTask:
+    c = copy.deepcopy(cfg)
+    c.model.encoder, c.data.image_size = encoder, size
+    net, _ = build_model(
+        c.task,
+        c.model.arch,
+        encoder,
+        "none",
+        n_classes=n_classes,
+        in_channels=c.model.in_channels,
+    )
+    return MedtlTask(net, c, n_classes)
+
+
+def _batch(task: str, batch: int, size: int, n_classes: int, device: torch.device):
+    x = torch.rand(batch, 3, size, size, device=device)
+    mask = (torch.rand(batch, 1, size, size, device=device) > 0.9).float()
+    label = torch.randint(0, max(n_classes, 1), (batch,), device=device)
+    return x, mask, label
+
+
+def measure(
+    cfg: Config,
+    encoder: str,
+    size: int,
+    batch: int,
+    device: torch.device,
+    n_classes: int = 0,
+    steps: int = 2,
+) -> Measure:
+    """Time ``steps`` optimiser steps of ``cfg``'s network with ``encoder`` at ``size`` px
+    (see the module docstring)."""
+    precision = resolve_precision(cfg.train.precision, device.type)
+    task = _candidate(cfg, encoder, size, n_classes).to(device).train()
+    opt = torch.optim.AdamW(task.parameters(), lr=1e-4)
+    x, mask, label = _batch(cfg.task, batch, size, n_classes, device)
+    bf16 = precision.startswith("bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(steps + 1):  # the first step is the warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        with autocast:
+            loss = task.compute_loss(task(x), mask, label)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    task.eval()
+    with torch.no_grad(), autocast:
+        _sync(device)
+        t0 = time.perf_counter()
+        task(x)
+        _sync(device)
+        forward = time.perf_counter() - t0
+    ckpt = _checkpoint_seconds(task, opt)
+    n_params = sum(p.numel() for p in task.parameters())
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+    )
+    return Measure(
+        encoder=encoder,
+        size=size,
+        batch=batch,
+        device=device.type,
+        precision=precision,
+        step_s=round(sorted(times)[(len(times) - 1) // 2], 4),  # the median (lower) step
+        forward_s=round(forward, 4),
+        checkpoint_s=round(ckpt, 4),
+        peak_mb=round(peak, 1),
+        static_mb=round(n_params * 16 / 2**20, 1),  # fp32 weights, gradients, 2 AdamW moments
+    )
+
+
+def _checkpoint_seconds(task: MedtlTask, opt: torch.optim.Optimizer) -> float:
+    """One ``torch.save`` of the weights and optimiser state to a temporary file."""
+    with tempfile.TemporaryDirectory(prefix="medtl-plan-") as tmp:
+        t0 = time.perf_counter()
+        torch.save(
+            {"state_dict": task.state_dict(), "optimizer": opt.state_dict()}, Path(tmp) / "c.ckpt"
+        )
+        return time.perf_counter() - t0
+
+
+def device_memory_mb(device: torch.device) -> float | None:
+    """The memory the device has: the GPU's total, or the host's available memory (Linux
+    ``MemAvailable``); None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory / 2**20
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None

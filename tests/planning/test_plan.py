@@ -1,0 +1,193 @@
+"""medtl plan: the fingerprint, the rules, the budget arithmetic, bad input, and the
+predicted fit time against a measured one (phantoms, one thread)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from medtl.planning import choices as rules
+from medtl.planning.fingerprint import Fingerprint, fingerprint
+from medtl.planning.planner import _decide, _split_sizes
+from medtl.planning.probe import Measure
+from medtl.utils.errors import ConfigError
+from tests.conftest import run_cli
+
+
+def _fp(**changes) -> Fingerprint:
+    base = dict(
+        root="/data",
+        layout="class_masks",
+        n_images=100,
+        native_size=(512, 512),
+        min_side=512,
+        channels={"1": 100},
+        bit_depths={"8": 100},
+        has_masks=True,
+        foreground_share=0.05,
+        objects={"foreground": {"n_objects": 90, "n_images": 80, "min_share": 0.001,
+                                "p10_share": 0.004, "median_share": 0.03}},
+        classes={"benign": 50, "malignant": 30, "normal": 20},
+        imbalance=2.5,
+        groups=100,
+        exact_duplicates=0,
+        near_duplicates=0,
+    )  # fmt: skip
+    return Fingerprint(**{**base, **changes})
+
+
+def _measure(step: float = 0.5, encoder: str = "resnet18", batch: int = 8) -> Measure:
+    return Measure(encoder, 128, batch, "cpu", "32", step, step / 3, 0.2, 900.0, 180.0)
+
+
+def test_fingerprint_counts_the_objects_of_the_single_decode(phantoms):
+    fp = fingerprint(phantoms)
+    assert (fp.n_images, fp.native_size, fp.min_side) == (16, (32, 32), 32)
+    assert fp.channels == {"1": 16} and fp.bit_depths == {"8": 16} and fp.has_masks
+    shares = []
+    for mask in sorted(phantoms.rglob("*_mask.png")):
+        arr = np.asarray(Image.open(mask)) > 127
+        labels, n = ndimage.label(arr, structure=np.ones((3, 3), bool))
+        shares += (np.bincount(labels.ravel())[1:] / arr.size).tolist()
+    o = fp.objects["foreground"]
+    assert o["n_objects"] == len(shares)
+    assert o["median_share"] == pytest.approx(float(np.median(shares)))
+    assert o["p10_share"] == pytest.approx(float(np.percentile(shares, 10)))
+    assert fp.groups == 16 and fp.imbalance == pytest.approx(max(fp.classes.values()) / 3)
+
+
+@pytest.mark.parametrize(
+    ("share", "min_side", "size"),
+    [(0.004, 512, 128), (0.0005, 512, 384), (0.0005, 200, 192), (0.2, 512, 32)],
+)
+def test_image_size_keeps_the_small_objects_visible(share, min_side, size):
+    fp = _fp(min_side=min_side)
+    fp.objects["foreground"]["p10_share"] = share
+    choice = rules.image_size(fp, "segmentation")
+    assert choice.value == size
+    assert f"{share:.2g} of the image" in choice.reason
+    if min_side >= 384:  # not capped: the object keeps >= 64 px, one size smaller would not
+        assert share * size**2 >= rules.MIN_OBJECT_PIXELS
+        smaller = rules.SIZES[rules.SIZES.index(size) - 1] if size > 32 else 0
+        assert share * smaller**2 < rules.MIN_OBJECT_PIXELS
+
+
+def test_epochs_fill_the_budget():
+    fp, m = _fp(groups=4), _measure(0.5)
+    plan = _decide(fp, "segmentation", 200, "cpu", rules.Choice(128, "x"), [m], None, True)
+    n_train, n_val = _split_sizes(100, 0)
+    assert (n_train, n_val) == (60, 20)
+    epoch = 7 * 0.5 + 3 * (0.5 / 3) + 1.5 * 0.2  # 60 // 8 steps, ceil(20/8) forwards, 1.5 ckpts
+    fit = (200 * (1 - rules.RESERVE) - 100 * 0.005) - (1 + 4 * 0.5)
+    assert plan.value("train.epochs") == int(fit // epoch) == 38  # under MAX_EPOCHS
+    assert plan.run_fit_s == pytest.approx(1 + 4 * 0.5 + plan.value("train.epochs") * epoch)
+    assert plan.folds == 0 and plan.folds_reason.startswith("only 4 independent groups")
+    assert plan.value("train.max_time") == "3m20s" and plan.value("model.weights") == "imagenet"
+
+
+def test_the_preferred_encoder_wins_when_it_fits_else_the_fastest():
+    fp = _fp(groups=4)
+    slow, fast = _measure(2.0, "resnet34"), _measure(0.2, "resnet18")
+    roomy = _decide(fp, "segmentation", 3600, "cpu", rules.Choice(128, "x"), [slow, fast], 0, True)
+    assert roomy.value("model.encoder") == "resnet34"
+    tight = _decide(fp, "segmentation", 200, "cpu", rules.Choice(128, "x"), [slow, fast], 0, True)
+    assert tight.value("model.encoder") == "resnet18"
+
+
+def test_five_folds_when_groups_and_budget_allow():
+    args = ("segmentation", 7200, "cpu", rules.Choice(128, "x"), [_measure(0.3)])
+    plan = _decide(_fp(groups=40), *args, None, True)
+    assert plan.folds == 5 and "5-fold CV and the fold ensemble" in plan.folds_reason
+    assert plan.total_s == pytest.approx(5 * plan.run_fit_s + 100 * 0.005)
+    assert _decide(_fp(groups=6), *args, None, True).folds == 0
+    assert _decide(_fp(groups=40), *args, 3, True).folds == 3
+
+
+def test_epochs_stop_at_the_maximum():
+    plan = _decide(_fp(groups=4), "segmentation", 6000, "cpu", rules.Choice(128, "x"),
+                   [_measure(0.5)], None, True)  # fmt: skip
+    assert plan.value("train.epochs") == rules.MAX_EPOCHS
+
+
+def test_a_budget_too_small_names_the_smallest_that_fits():
+    fp, m = _fp(groups=4), _measure(1.0)
+    with pytest.raises(ConfigError, match="too small for one epoch") as e:
+        _decide(fp, "segmentation", 5, "cpu", rules.Choice(128, "x"), [m], None, True)
+    assert "\n" not in str(e.value)
+    smallest = str(e.value).rsplit("fits: ", 1)[1]
+    from medtl.runtime.device import parse_duration
+
+    seconds = parse_duration(smallest).total_seconds()
+    plan = _decide(fp, "segmentation", seconds, "cpu", rules.Choice(128, "x"), [m], None, True)
+    assert plan.value("train.epochs") == 1
+
+
+def test_no_weights_on_disk_plans_with_random_init_and_names_the_file():
+    plan = _decide(
+        _fp(), "segmentation", 600, "cpu", rules.Choice(128, "x"), [_measure()], 0, False
+    )
+    assert plan.value("model.weights") == "none" and plan.value("model.strategy") == "finetune"
+    assert "resnet18-f37072fd.pth" in plan.notes[0] and "resnet18-f37072fd.pth" in (
+        plan.keys["model.weights"].reason
+    )
+
+
+def test_tiny_objects_get_dice_and_label_maps_dice_ce():
+    fp = _fp()
+    fp.objects["foreground"]["p10_share"] = 0.002
+    assert rules.loss(fp, "segmentation").value == "dice"
+    fp.objects["foreground"]["p10_share"] = 0.05
+    assert rules.loss(fp, "segmentation").value == "dice_bce"
+    assert rules.loss(_fp(objects={"1": {"p10_share": 0.05}, "2": {"p10_share": 0.1}}),
+                      "segmentation").value == "dice_ce"  # fmt: skip
+
+
+def test_no_masks_for_a_segmentation_plan_is_one_line(tmp_path, capsys):
+    from medtl.api import synth
+
+    data = synth(tmp_path / "folders", n=6, size=32, layout="imagefolder")
+    code, out, err = run_cli(capsys, "plan", str(data), "--out", str(tmp_path / "p.yaml"))
+    assert code == 2 and "no masks found, so no segmentation plan" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p.yaml").exists()
+
+
+@pytest.mark.slow
+def test_predicted_fit_time_against_the_measured_one(tmp_path, monkeypatch, capsys):
+    """Budget honesty on phantoms: the plan's predicted fit time and a real fit agree within
+    a factor of 3 (a loaded test machine; the +-25% table needs a quiet one)."""
+    from medtl.configuration.loading import load_config
+    from medtl.data.phantoms import make_phantoms
+    from medtl.training.fit import train
+
+    monkeypatch.setattr(rules, "encoders_on_disk", lambda: ["efficientnet-lite0"])
+    data = make_phantoms(tmp_path / "ph", n=24, size=32, seed=0)
+    out = tmp_path / "plan.yaml"
+    code, printed, err = run_cli(capsys, "plan", str(data), "--budget", "40s", "--out", str(out))
+    assert code == 0, err
+    assert printed.strip().endswith(str(out))
+    text = out.read_text()
+    assert "# predicted:" in text and "data.image_size" not in text  # nested YAML keys
+    cfg = load_config(out, overrides=["train.threads=1", f"output.dir={tmp_path / 'runs'}"])
+    assert cfg.data.image_size == 32 and cfg.train.planned_seconds > 0
+    run = train(cfg, progress=False)
+    check = json.loads((run / "run.json").read_text())["plan_check"]
+    assert check["predicted_s"] == cfg.train.planned_seconds
+    assert 1 / 3 <= check["ratio"] <= 3, check
+    assert math.isclose(check["ratio"], check["measured_s"] / check["predicted_s"], rel_tol=1e-2)
+
+
+def test_duplicates_count_as_one_independent_unit(tmp_path):
+    from tests.data.conftest import near_copy, save, smooth_image
+
+    for i in range(4):
+        save(tmp_path / "d" / ("a" if i % 2 else "b") / f"img{i}.png", smooth_image(i))
+    save(tmp_path / "d" / "a" / "copy.png", smooth_image(1))  # exact copy of img1
+    save(tmp_path / "d" / "b" / "near.png", near_copy(smooth_image(2)))  # near copy of img2
+    fp = fingerprint(tmp_path / "d")
+    assert (fp.n_images, fp.exact_duplicates, fp.near_duplicates) == (6, 1, 1)
+    assert fp.groups == 4
