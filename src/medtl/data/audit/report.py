@@ -371,11 +371,8 @@ def audit(
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
     problems += mask_problems + placement_problems(samples, Path(root), decoded)
-    problems += [  # whole folders the layout passed over (files beside used ones: listed only)
-        f"not used by layout '{ds.layout}': {u}" for u in ds.unused if not u.endswith(PARTLY)
-    ]
     grouping, warning = _grouping(samples)
-    problems += [warning] if warning else []
+    problems += _unused_problems(ds) + ([warning] if warning else [])
     return AuditReport(
         root=str(root),
         layout=ds.layout,
@@ -415,3 +412,8 @@ def _dicom_skipped(ds: Any) -> dict[str, int]:
     from medtl.data.layouts.dicom_tree import scan_tree
 
     return dict(sorted(scan_tree(ds.root).skipped.items()))
+
+
+def _unused_problems(ds: Any) -> list[str]:
+    """Whole folders the layout passed over (files beside used ones are only listed)."""
+    return [f"not used by layout '{ds.layout}': {u}" for u in ds.unused if not u.endswith(PARTLY)]
