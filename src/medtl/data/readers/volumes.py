@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from medtl.data.readers.caps import check_volume
 from medtl.data.refs import parse_ref, slice_ref
 from medtl.utils.errors import DataError
 from medtl.utils.files import atomic_write, atomic_write_text, csv_text
@@ -110,7 +111,13 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: file not found; check data.root")
+    check_volume(p, volume_shape(p))  # from the header, before any voxel is read
     return _load(str(p), p.stat().st_mtime)
+
+
+def take_slice(data: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """Slice ``index`` along ``axis`` as a view of ``data`` (no copy of the volume)."""
+    return data[(slice(None),) * axis + (index,)]
 
 
 def in_plane_spacing(zooms: tuple[float, ...], axis: int) -> tuple[float, float]:
@@ -137,7 +144,7 @@ def slice_uint8(
     data = load_volume(p)[0]
     if not 0 <= index < data.shape[axis]:
         raise DataError(f"{p}: slice {index} out of range along axis {axis}")
-    values = np.take(data, index, axis=axis).astype(np.float64)
+    values = take_slice(data, axis, index).astype(np.float64)
     if window is None:
         window = range_window(*_auto_range(str(p), p.stat().st_mtime))
     return apply_window(values, window)
@@ -145,7 +152,10 @@ def slice_uint8(
 
 def slice_mask(path: str | Path, axis: int, index: int) -> np.ndarray:
     """One slice of a label volume as ``bool (H, W)`` (label > 0)."""
-    return np.take(load_volume(path)[0], index, axis=axis) > 0
+    data = load_volume(path)[0]
+    if not 0 <= index < data.shape[axis]:
+        raise DataError(f"{path}: slice {index} out of range along axis {axis}")
+    return take_slice(data, axis, index) > 0
 
 
 def read_ref(path: str | Path, window: tuple[float, float] | None = None) -> np.ndarray:
