@@ -135,10 +135,13 @@ def _train(
     task, weights_info = build_task(cfg, data, splits)
     with _run_folder(cfg, resume_run) as (run, owner):
         facts = RunFacts(run, write=owner)
+        # a refused resume (no intact or an unsafe checkpoint) raises here, before run.json
+        # says "running": a finished run stays finished
+        resume_from = resume_checkpoint(run) if cfg.train.resume else None
         try:
             _record_start(cfg, run, owner, resume_run is None, data, splits, weights_info)
             facts.start(**_start_facts(cfg, data, splits, weights_info))
-            return _fit(cfg, run, task, data, splits, progress, facts)
+            return _fit(cfg, run, task, data, splits, progress, facts, resume_from)
         except BaseException as exc:
             facts.fail(exc)
             raise
@@ -310,13 +313,13 @@ def _fit(
     splits: dict[str, list[int]],
     progress: bool,
     facts: RunFacts,
+    resume_from: Path | None = None,
 ) -> Path:
     final = not splits["val"]  # the final model: every image trains, the last epoch is kept
     if final:
         log.info(FINAL_NOTE + (" (train.patience ignored)" if cfg.train.patience > 0 else ""))
         facts.update(final_model=FINAL_NOTE)
     ckpt, metrics_csv, callbacks = run_callbacks(cfg, run, facts, final)
-    resume_from = resume_checkpoint(run) if cfg.train.resume else None
     if cfg.train.resume and resume_from is None:
         log.info(f"no {run / 'checkpoints' / 'last.ckpt'}; training {run} from the start")
     if resume_from:
