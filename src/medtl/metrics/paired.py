@@ -19,14 +19,15 @@ Definitions (``d = a - b`` over the pairs where neither side is NaN):
 * **Paired bootstrap p** (:func:`paired_bootstrap_pvalue`): a studentised (bootstrap-t)
   test. The pairs are resampled, each resample's ``t* = (mean* - mean) / (sd* / sqrt(n))``
   is compared with the observed ``t = mean / (sd / sqrt(n))``; only for
-  ``n >= MIN_BOOTSTRAP_N`` (20) pairs, NaN below. Its null rejection rate at alpha 0.05,
-  measured on 2000 simulated null data sets per cell (999 resamples each; Monte Carlo
-  standard error 0.5 points; ``benchmarks/paired_bootstrap_null.py``): normal
-  differences 4.3% at 20 pairs, 4.1% at 30, 5.1% at 60, 5.1% at 100; skewed
-  (exponential) differences 5.8% at 20, 5.7% at 30. The plain percentile bootstrap of the
-  centred mean, used before, is liberal: 6.8% / 5.7% / 5.8% / 5.4% (normal) and 9.8% at
-  20 (skewed), and 9.3% at 10 pairs; below 20 pairs the studentised one is too
-  (skewed: 7.4% at 10). The permutation and Wilcoxon p-values need no minimum size.
+  ``n >= MIN_BOOTSTRAP_N`` (20) pairs, NaN below. Null rejection rate at alpha 0.05,
+  2000 simulated null data sets per cell, 999 resamples each (Monte Carlo standard error
+  0.5 points; ``benchmarks/paired_bootstrap_null.py``): normal differences 4.7% at 20
+  pairs, 6.1% at 30, 6.0% at 60, 6.0% at 100; skewed (exponential) 5.9%, 5.7%, 5.2%,
+  4.9%. The plain percentile bootstrap of the centred mean (``--percentile``) is liberal
+  where this one holds: normal 7.7%, 7.7%, 6.6%, 6.4%; exponential 10.0%, 8.8%, 6.8%,
+  6.1%; and 29.7% / 17.0% / 9.8% at 3 / 5 / 10 normal pairs. Below 20 pairs the
+  studentised test is unstable (0% at 3 pairs, 2.4% at 5, 6.9% at 10 exponential), so
+  none is reported; the permutation and Wilcoxon p-values need no minimum size.
 * **Holm correction** (:func:`holm`): step-down Holm-Bonferroni over the ``m`` finite
   p-values of one family (e.g. every configuration against the best): the ``k``-th
   smallest becomes ``max_{j<=k} min(1, (m - j + 1) p_(j))``; it controls the
