@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from medtl.configuration.limits import check_training_memory
 from medtl.configuration.loading import Config, parse_channels
 from medtl.data.dataset import CachedDataset, class_counts
 from medtl.data.leaks import apply_policy, write_leaks
@@ -101,6 +102,7 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     resume_run = _resume_target(cfg)
     check_logger(cfg)
     check_image_size(cfg.task, cfg.model.arch, cfg.data.image_size)
+    check_training_memory(cfg)  # an image size no batch of which fits in RAM: one line
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
     with quiet_lightning(), threads_for(cfg), _random_state_kept(), pixel_cap(cfg.data.max_pixels):
