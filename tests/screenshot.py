@@ -9,12 +9,41 @@ Example::
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_PACKAGES = "apt-get update && apt-get install -y chromium chromium-driver"
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``, as GitHub Actions, GitLab and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_browser(*paths: Path, module: str | None = None) -> object:
+    """Skip the calling test when a browser file (or the ``module``) is missing; under CI
+    fail instead, so a CI run never passes with its browser tests silently skipped.
+    Returns the imported module (None without one)."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    imported = None
+    if module is not None and not missing:
+        try:
+            imported = __import__(module, fromlist=["_"])
+        except ImportError:
+            missing.append(f"the Python module {module}")
+    if missing:
+        reason = f"needs {', '.join(missing)} ({BROWSER_PACKAGES})"
+        if in_ci():
+            pytest.fail(f"CI=true and a browser test cannot run: {reason}")
+        pytest.skip(reason)
+    return imported
 
 
 def render_screenshot(

@@ -1,5 +1,6 @@
 """``medtl app``: the page's computation, its refusals, and the page itself in a real
-headless Chromium (Selenium + Debian's chromium-driver; skipped where they are absent)."""
+headless Chromium (Selenium + Debian's chromium-driver; skipped where they are absent,
+failed under ``CI=true``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from medtl.utils.errors import MedtlError
 
 pytest.importorskip("gradio")
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.screenshot import CHROMEDRIVER, CHROMIUM, require_browser
 
 
 def _image(phantoms: Path) -> Path:
@@ -64,11 +64,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()), reason="needs chromium + chromedriver"
-)
 def test_app_in_browser(mt_run, phantoms, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+    webdriver = require_browser(CHROMIUM, CHROMEDRIVER, module="selenium.webdriver")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

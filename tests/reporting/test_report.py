@@ -16,7 +16,7 @@ from medtl.reporting import write_report
 from medtl.reporting.run_page import NO_RUN_JSON
 from medtl.utils.errors import MedtlError
 from tests.conftest import TINY
-from tests.screenshot import CHROMIUM, render_screenshot
+from tests.screenshot import CHROMIUM, render_screenshot, require_browser
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
@@ -182,8 +182,8 @@ def test_run_report_shows_the_mask_threshold(run_copy):
     assert f"Masks at threshold {st['value']:.3f} (max mean val Dice, chosen on val" in text
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs /usr/bin/chromium")
 def test_render_screenshot(cmp, tmp_path):
+    require_browser(CHROMIUM)
     html = write_report(cmp)
     png = tmp_path / "shot.png"
     assert render_screenshot(html, png)

@@ -21,6 +21,7 @@ def _encoder_summary(e: dict[str, Any], n_images: int, peak: float) -> dict[str,
         nt = (naive or {}).get("train_img_per_s")
         mt = (ours or {}).get("train_img_per_s")
         flops = (ours or {}).get("train_flops_per_img")
+        own_peak = (ours or {}).get("peak_gflops") or peak  # the worker's own probe
         out[strategy] = {
             "naive_train_img_per_s": nt,
             "medtl_train_img_per_s": mt,
@@ -30,7 +31,8 @@ def _encoder_summary(e: dict[str, Any], n_images: int, peak: float) -> dict[str,
             "naive_peak_rss_mb": (naive or {}).get("peak_rss_mb"),
             "medtl_peak_rss_mb": (ours or {}).get("peak_rss_mb"),
             "train_flops_per_img": flops,
-            "train_mfu": mfu(flops, mt, peak),
+            "train_mfu": mfu(flops, mt, own_peak),
+            "peak_gflops": own_peak,
             "layout": (ours or {}).get("layout"),
             "probe_img_per_s": (ours or {}).get("probe"),
             # frozen: encoder features computed once before the first epoch (None: not cached)
@@ -49,7 +51,7 @@ def _encoder_summary(e: dict[str, Any], n_images: int, peak: float) -> dict[str,
         "variant": ours_ft.get("infer_variant"),
         "variants_img_per_s": ours_ft.get("infer_variants"),
         "infer_flops_per_img": iflops,
-        "infer_mfu": mfu(iflops, mi, peak),
+        "infer_mfu": mfu(iflops, mi, ours_ft.get("peak_gflops") or peak),
     }
     li = ours_ft.get("loader_img_per_s")
     out["loader"] = {

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from medtl._bench.measure import matmul_gflops, probe_dtype
 from medtl.runtime.flops import count_flops
 
 # Settings that make medtl's loop do the same work as the naive one (BCE, Adam lr 1e-4, no
@@ -236,11 +237,17 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     x1 = torch.rand(1, 3, spec["size"], spec["size"])
     y1 = torch.zeros(1, 1, spec["size"], spec["size"])
     task.train()
-    out["train_flops_per_img"] = count_flops(
+    flops = count_flops(
         task.net, x1, lambda o: task.compute_loss(o, y1, torch.tensor([-1]))["loss"]
     )
+    if run["feature_s"] is not None:  # cached features: a step never runs the encoder
+        with torch.no_grad():
+            flops -= count_flops(task.net.encoder, task.net.normalise(x1))
+    out["train_flops_per_img"] = flops
     if spec.get("inference", True):
         out.update(_inference_numbers(cfg, run, x1, warmup, steps))
+    # the peak in this process: its threads and the model's dtype (the parent's differ)
+    out["peak_gflops"] = matmul_gflops(dtype=probe_dtype(cfg.train.precision))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 

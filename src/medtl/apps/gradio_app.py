@@ -6,7 +6,9 @@ The page binds to 127.0.0.1 (this machine only) unless ``host`` says otherwise, 
 the address. Predictions come from :func:`medtl.load` (the network ``medtl predict`` runs);
 the map from :class:`medtl.inference.explain.Explainer` (left out, with a note, without the
 ``[explain]`` extra). An image that cannot be decoded gives a message in the page; the app
-keeps running. Example::
+keeps running. Uploads are refused above the run's ``data.max_pixels`` from their header.
+When the page stops (``.close()``, Ctrl+C, the process exiting) the predicted masks and
+the uploads Gradio kept in its temporary folder for this page are deleted. Example::
 
     from medtl.apps.gradio_app import build_app
     demo = build_app("runs/seg-unet-...")      # a gradio.Blocks
@@ -15,7 +17,10 @@ keeps running. Example::
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from medtl.data.masks.scheme import scheme_from_config
-from medtl.data.readers.io import read_image
+from medtl.data.readers.io import pixel_cap, read_image
 from medtl.inference.engine import overlay, safe_name, save_mask
 from medtl.inference.explain import require_extra
 from medtl.utils.errors import MedtlError
@@ -50,14 +55,27 @@ class Analyser:
         except MedtlError as exc:  # the [explain] extra is missing: the page still predicts
             self.explainer, self.cam_note = None, f"No activation map: {exc}"
         self.out = Path(tempfile.mkdtemp(prefix="medtl-app-"))
+        self.uploads: set[Path] = set()  # files Gradio saved for this page
+
+    def cleanup(self) -> None:
+        """Delete the predicted masks and every upload seen that Gradio saved in its
+        temporary folder (a path given from elsewhere is left alone)."""
+        shutil.rmtree(self.out, ignore_errors=True)
+        for path in list(self.uploads):
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # Gradio's one folder per upload, if now empty
+                path.parent.rmdir()
+            self.uploads.discard(path)
 
     def __call__(self, path: str | None) -> tuple[Any, Any, Any, Any, str]:
         """``(overlay, probabilities, cam, mask file, message)`` for an uploaded file;
         Nones and the reason in the message when the file cannot be read."""
         if not path:
             return None, None, None, None, "Drop an image (PNG, JPEG, TIFF, BMP or DICOM)."
+        self._remember(Path(path))
         try:
-            image = read_image(path)
+            with pixel_cap(self.predictor.cfg.data.max_pixels):
+                image = read_image(path)
         except Exception as exc:  # any decoder error is the file's fault, not the app's
             reason = str(exc) if isinstance(exc, MedtlError) else type(exc).__name__
             return None, None, None, None, f"Cannot read {Path(path).name}: {reason}"
@@ -85,6 +103,35 @@ class Analyser:
             str(mask_file) if mask_file else None,
             ("  \n".join(lines)),
         )
+
+    def _remember(self, path: Path) -> None:
+        try:
+            from gradio.utils import get_upload_folder
+
+            folder = Path(get_upload_folder()).resolve()
+        except ImportError:
+            return
+        if path.resolve().is_relative_to(folder):
+            self.uploads.add(path)
+
+
+def _clean_on_close(demo: Any, analyse: Analyser) -> None:
+    """Make ``demo.close()`` (and the process exiting) delete what the page left behind."""
+    close = demo.close
+
+    def close_and_clean(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return close(*args, **kwargs)
+        finally:
+            analyse.cleanup()
+            for files in getattr(demo, "temp_file_sets", []):  # Gradio's copies of outputs
+                for file in list(files):
+                    Path(file).unlink(missing_ok=True)
+                    files.discard(file)
+
+    demo.close = close_and_clean
+    demo.analyser = analyse
+    atexit.register(analyse.cleanup)
 
 
 def build_app(run: str | Path, device: str = "auto") -> Any:
@@ -116,6 +163,7 @@ def build_app(run: str | Path, device: str = "auto") -> Any:
             probs = gr.Label(label="probabilities", elem_id="probabilities")
             mask = gr.File(label="mask (PNG)", elem_id="mask")
         upload.change(analyse, inputs=upload, outputs=[shown, probs, cam, mask, message])
+    _clean_on_close(demo, analyse)
     return demo
 
 
@@ -131,14 +179,20 @@ def serve(
         else "reachable from other machines: the page has no password"
     )
     log.info("medtl app: http://%s:%d (%s); Ctrl+C stops it", host, port, where)
-    demo.launch(
-        server_name=host,
-        server_port=port,
-        prevent_thread_lock=not block,
-        quiet=True,
-        share=False,
-        inbrowser=False,
-    )
+    try:
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=not block,
+            quiet=True,
+            share=False,
+            inbrowser=False,
+        )
+    except BaseException:
+        demo.close()
+        raise
+    if block:  # launch returned: Ctrl+C or the server stopped
+        demo.close()
     return demo
 
 

@@ -238,7 +238,10 @@ def validate(cfg: Config) -> None:
             value = flat[key]
             raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
     parse_channels(cfg.model.decoder_channels)
+    from medtl.configuration.limits import check_pixel_cap
     from medtl.configuration.windows import parse_window
+
+    check_pixel_cap(cfg.data.image_size, cfg.data.max_pixels)
 
     parse_window(cfg.data.window)  # ConfigError naming data.window and the presets
 

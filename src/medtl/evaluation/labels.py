@@ -15,7 +15,8 @@ import numpy as np
 
 from medtl.data.masks.scheme import MaskScheme
 from medtl.metrics import aggregate, seg_scores
-from medtl.metrics.segmentation import label_scores
+from medtl.metrics.segmentation import both_empty_scores, label_scores
+from medtl.metrics.surface import hd95_distance
 
 log = logging.getLogger("medtl")
 SEG_KEYS = ("dice", "iou", "precision", "recall", "hd95")
@@ -92,20 +93,38 @@ def _rounded(scores: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 6) if np.isfinite(v) else float("nan") for k, v in scores.items()}
 
 
+def label_hd95(
+    scorer: Any, idx: int, pred: np.ndarray, truth: np.ndarray, names: list[str] | tuple[str, ...]
+) -> dict[str, float]:
+    """``hd95_<label>`` per foreground label and ``hd95`` (their mean, NaN left out) by the
+    ``scorer``'s definition (``--hd95``), spacing (mm when known) and empty-mask rule."""
+    sp = scorer.spacing.get(idx) or 1.0
+    out: dict[str, float] = {}
+    for k, name in enumerate(names, 1):
+        p, t = pred == k, truth == k
+        if not p.any() and not t.any():
+            out[f"hd95_{name}"] = both_empty_scores(scorer.empty)["hd95"]
+        else:
+            out[f"hd95_{name}"] = hd95_distance(p, t, sp, scorer.hd95)
+    ok = [v for v in out.values() if np.isfinite(v)]
+    out["hd95"] = float(np.mean(ok)) if ok else float("nan")
+    return out
+
+
 def score_row(
     scorer: Any, idx: int, pred: np.ndarray, truth: np.ndarray, scheme: MaskScheme, empty: str
 ) -> dict[str, Any]:
     """An evaluated image's score columns: :func:`image_scores` and the ``scorer``'s lesion,
-    area and surface columns (:class:`medtl.evaluation.segmentation.SegScorer`, whose HD95 is the binary
-    one). Label maps: the scorer sees all foreground labels together for area and surface
-    (lesion counts: only the lesion labels, ``data.lesion_labels``), and ``dice`` ..
-    ``hd95`` are the means over labels (HD95 per label in pixels)."""
+    area and surface columns (:class:`medtl.evaluation.segmentation.SegScorer`). Label maps:
+    the scorer sees all foreground labels together for area and surface (lesion counts: only
+    the lesion labels, ``data.lesion_labels``); ``dice`` .. ``recall`` are the means over
+    labels, and ``hd95`` (with ``hd95_<label>``) is :func:`label_hd95`, in the scorer's unit
+    and definition like a binary run's."""
     if not scheme.multi:
         return {**_rounded(image_scores(pred, truth, scheme, empty)), **scorer(idx, pred, truth)}
-    return {
-        **scorer(idx, pred, truth),
-        **_rounded(image_scores(pred, truth, scheme, empty)),
-    }
+    scores = image_scores(pred, truth, scheme, empty)
+    scores.update(label_hd95(scorer, idx, pred, truth, scheme.names))
+    return {**scorer(idx, pred, truth), **_rounded(scores)}
 
 
 def histogram_groups(

@@ -8,8 +8,10 @@ PyTorch to :data:`PARITY_TOL` on 4 seeded random images, or no model is left beh
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -95,15 +97,37 @@ def _parity(
     return logits, probs
 
 
+_ERRNO_TEXT = {os.strerror(e): e for e in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)}
+
+
+def _os_cause(exc: BaseException, path: Path) -> OSError | None:
+    """The file-system error behind an exporter error: an ``OSError`` in its chain, or
+    one whose text the exporter copied ("No space left on device"); None otherwise."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return type(seen)(seen.errno, seen.strerror, str(path))
+        seen = seen.__cause__ or seen.__context__
+    for text, code in _ERRNO_TEXT.items():
+        if text in str(exc):
+            return OSError(code, text, str(path))
+    return None
+
+
 def _export_file(run: Path, path: Path, write: Callable[[Path], None], opset: int) -> float:
-    """``write`` ``path`` atomically; returns the seconds it took. Exporter errors become one
-    MedtlError line suggesting another opset."""
+    """``write`` ``path`` atomically; returns the seconds it took. A file-system error (full
+    disk, read-only folder, a path under a file) is raised as the ``OSError`` naming
+    ``path`` and its cause; other exporter errors become one MedtlError line suggesting
+    another opset."""
     t0 = time.perf_counter()
     try:
         atomic_write(path, write)
-    except MedtlError:
-        raise
+    except (MedtlError, OSError):  # a full disk, a read-only folder, a path under a file:
+        raise  # the OSError names the file and its errno (the CLI prints it on one line)
     except Exception as exc:  # the exporter's errors name ops, not the fix
+        cause = _os_cause(exc, path)
+        if cause is not None:
+            raise cause from None
         raise MedtlError(
             f"{run}: ONNX export failed at opset {opset} ({exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); try another opset (e.g. 18)"

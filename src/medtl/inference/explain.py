@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from medtl.data.masks.scheme import scheme_from_config
-from medtl.data.readers.io import read_image
+from medtl.data.readers.io import pixel_cap, read_image
 from medtl.inference.engine import safe_name, save_png
 from medtl.inference.predictor import (
     Prediction,
@@ -251,7 +251,9 @@ def explain(
         while name in used:
             name, k = f"{base}-{k}", k + 1
         used.add(name)
-        result = explainer.explain(read_image(path))
+        with pixel_cap(explainer.cfg.data.max_pixels):
+            image = read_image(path)
+        result = explainer.explain(image)
         for head, cam in result.maps.items():
             stem = f"{name}_seg_cam" if head == "seg" and "cls" in result.maps else f"{name}_cam"
             save_png(out / f"{stem}.png", result.overlay(head))

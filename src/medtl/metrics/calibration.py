@@ -15,7 +15,11 @@ falls in the first); for bin ``b`` with ``n_b`` images, ``acc_b`` is the share c
 Temperature scaling (Guo et al. 2017, :func:`fit_temperature`): one scalar ``T > 0``
 divides the logits before the softmax, ``softmax(z / T)``; it is fitted by minimising the
 mean negative log-likelihood (NLL) of the true classes over ``log T`` (bounded scalar
-search, ``scipy.optimize.minimize_scalar``), so ``T`` stays positive. Dividing by ``T``
+search, ``scipy.optimize.minimize_scalar``), so ``T`` stays positive. The search spans
+``T`` in [0.001, 1000] (:data:`T_BOUNDS`); a fit that ends on a bound is logged as a
+warning (the logits then carry almost no class information, or are all right with huge
+margins), never clipped silently inside a narrower range. Where the NLL is flat in ``T``
+(constant logits: every row the same number) ``T = 1`` is returned. Dividing by ``T``
 never changes the argmax, hence neither accuracy nor the confusion matrix.
 
 Example:
@@ -26,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +38,7 @@ import numpy as np
 
 __all__ = [
     "ECE_BINS",
+    "T_BOUNDS",
     "expected_calibration_error",
     "fit_temperature",
     "nll",
@@ -41,8 +47,12 @@ __all__ = [
     "softmax",
 ]
 
+log = logging.getLogger("medtl")
+
 ECE_BINS = 15
-LOG_T_BOUNDS = (float(np.log(0.05)), float(np.log(20.0)))  # T in [0.05, 20]
+T_BOUNDS = (1e-3, 1e3)
+LOG_T_BOUNDS = (float(np.log(T_BOUNDS[0])), float(np.log(T_BOUNDS[1])))
+_FLAT = 1e-9  # an NLL gain below this (nats per image) is no gain
 
 
 def reliability_bins(
@@ -113,13 +123,16 @@ def nll(logits: np.ndarray, y_true: Sequence[int] | np.ndarray, temperature: flo
 
 def fit_temperature(logits: np.ndarray, y_true: Sequence[int] | np.ndarray) -> float:
     """The temperature ``T`` minimising :func:`nll` (module docstring), searched over
-    ``log T`` in ``[log 0.05, log 20]``; ``1.0`` with no images.
+    ``log T`` within :data:`T_BOUNDS`; ``1.0`` with no images or a flat NLL (constant
+    logits); a warning when the minimum lies on a bound.
 
     Example:
         >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [4.0, 0.0]])
         >>> t = fit_temperature(z, [0, 1, 1, 0])  # over-confident: one of four is wrong
         >>> t > 1, nll(z, [0, 1, 1, 0], t) < nll(z, [0, 1, 1, 0])
         (True, True)
+        >>> fit_temperature(np.zeros((3, 2)), [0, 1, 1])  # constant logits: nothing to fit
+        1.0
     """
     from scipy.optimize import minimize_scalar
 
@@ -133,5 +146,13 @@ def fit_temperature(logits: np.ndarray, y_true: Sequence[int] | np.ndarray) -> f
         options={"xatol": 1e-6},
     )
     t = float(np.exp(res.x))
-    # keep T = 1 when the search found nothing better (a flat NLL, e.g. constant logits)
-    return t if nll(z, y_true, t) <= nll(z, y_true, 1.0) else 1.0
+    if nll(z, y_true, 1.0) - nll(z, y_true, t) <= _FLAT:  # flat or no better than T = 1
+        return 1.0
+    if min(abs(res.x - b) for b in LOG_T_BOUNDS) < 1e-3:
+        log.warning(
+            "temperature fit ended on its bound T=%.4g (searched %g..%g): the logits carry "
+            "almost no class information or no error; T is that bound, not a fitted optimum",
+            t,
+            *T_BOUNDS,
+        )
+    return t

@@ -110,10 +110,17 @@ class StrategyFinetuning(BaseFinetuning):
 
 
 class EpochMetricsCSV(L.Callback):
-    """Writes ``RUN/metrics.csv`` (one row per epoch, rewritten atomically) and logs each epoch."""
+    """Writes ``RUN/metrics.csv`` (one row per epoch, rewritten atomically) and logs each epoch.
 
-    def __init__(self, path: Path):
+    The row is written twice: at validation end, before the epoch's checkpoints are saved
+    (Lightning runs checkpoint callbacks last), with the validation metrics, the learning
+    rates and ``train_loss`` as the mean of the epoch's step losses; and at the epoch's
+    end with every metric. A process killed between the checkpoint and the epoch's end
+    resumes after that epoch and keeps the first version instead of a blank row."""
+
+    def __init__(self, path: Path, steps: StepLossCSV | None = None):
         self.path = Path(path)
+        self.steps = steps
         self.rows: list[dict[str, Any]] = []
         self.t0 = time.perf_counter()
         self.epoch_t0 = self.t0
@@ -126,18 +133,41 @@ class EpochMetricsCSV(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_t0 = time.perf_counter()
 
+    def _lrs(self, trainer: L.Trainer) -> dict[str, float]:
+        return {f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "epoch_time_s": round(time.perf_counter() - self.epoch_t0, 3),
+        }
+        losses = [
+            float(r["loss"])
+            for r in (self.steps.rows if self.steps else [])
+            if int(r["epoch"]) == epoch
+        ]
+        if losses:
+            row["train_loss"] = round(sum(losses) / len(losses), 6)
+        for k, v in sorted(trainer.callback_metrics.items()):
+            if k.startswith("val_"):
+                row[k] = round(float(v), 6)
+        row.update(self._lrs(trainer))
+        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch] + [row]
+        self._write()
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         # the lr this epoch trained with: schedulers step after this hook, and the task's own
         # epoch-start hook (model.unfreeze_lr_mult) runs after the callbacks' epoch start
-        self.epoch_lrs = {
-            f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups
-        }
+        self.epoch_lrs = self._lrs(trainer)
         done = {int(r["epoch"]) for r in self.rows}
         if not trainer.callback_metrics and trainer.current_epoch in done:
             # resumed from a checkpoint taken at this epoch's validation end: the epoch's
-            # metrics were written before the interruption and nothing new was measured
+            # row was written before the checkpoint and nothing new was measured
             return
         row: dict[str, Any] = {
             "epoch": trainer.current_epoch,
@@ -162,35 +192,56 @@ class EpochMetricsCSV(L.Callback):
 
 class StepLossCSV(L.Callback):
     """``RUN/steps.csv``: the loss of every optimisation step (epoch, step, loss), rewritten
-    atomically at each epoch's end; also sent to the TensorBoard/MLflow logger per step."""
+    atomically at validation end (before the epoch's checkpoints) and at each epoch's end;
+    also sent to the TensorBoard/MLflow logger per step.
+
+    A resumed run keeps every row already in the file up to the step it resumes from (rows
+    of later steps, run after the checkpoint and lost with the kill, are replaced by the
+    new ones): the rows are read at the first hook this process sees, which on a resume
+    is the end of the epoch the checkpoint was taken in, not an epoch start."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
-
         self.loaded = False
+        self.trimmed = False
+
+    def _load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        if self.path.is_file():
+            try:
+                self.rows = [r for r in read_csv(self.path) if str(r.get("step", "")).isdigit()]
+            except (OSError, ValueError) as exc:
+                log.warning(f"{self.path}: unreadable ({exc}); earlier steps not kept")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # the first epoch of a resumed run: keep the steps of the epochs before it
-        if not self.loaded and self.path.is_file():
-            start = trainer.current_epoch
-            self.rows = [r for r in read_csv(self.path) if int(r["epoch"]) < start]
-        self.loaded = True
+        self._load()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
+        self._load()
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
         value = round(float(loss), 6)
         step = trainer.global_step
+        if not self.trimmed:  # steps after the checkpoint resumed from are done again
+            self.rows = [r for r in self.rows if int(r["step"]) < step]
+            self.trimmed = True
         self.rows.append({"epoch": trainer.current_epoch, "step": step, "loss": value})
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics({"train_step_loss": value}, step=step)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking and self.loaded:
+            atomic_write_text(self.path, csv_text(self.rows))
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._load()
         if trainer.is_global_zero and not trainer.sanity_checking:
             atomic_write_text(self.path, csv_text(self.rows))
 
@@ -240,13 +291,14 @@ def run_callbacks(
         enable_version_counter=False,
         save_on_train_epoch_end=False,
     )
-    metrics_csv = EpochMetricsCSV(run / "metrics.csv")
+    steps_csv = StepLossCSV(run / "steps.csv")
+    metrics_csv = EpochMetricsCSV(run / "metrics.csv", steps_csv)
 
     def stages(epoch: int) -> int:
         return trainable_stages(m.strategy, m.unfreeze_stages, epoch, m.warmup_epochs)
 
-    callbacks: list[L.Callback] = [StrategyFinetuning(), ckpt, last_ckpt, metrics_csv]
-    callbacks.append(StepLossCSV(run / "steps.csv"))
+    # Lightning runs checkpoint callbacks after the others: the CSVs are on disk first
+    callbacks: list[L.Callback] = [StrategyFinetuning(), ckpt, last_ckpt, steps_csv, metrics_csv]
     callbacks.append(EpochFacts(facts, metrics_csv, stages))
     if t.patience > 0 and not final:
         callbacks.append(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from medtl.configuration.limits import check_training_memory
 from medtl.configuration.loading import Config, parse_channels
 from medtl.data.dataset import CachedDataset, class_counts
 from medtl.data.leaks import apply_policy, write_leaks
@@ -105,6 +106,7 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     check_image_size(cfg.task, cfg.model.arch, cfg.data.image_size)
     resolve_accelerator(cfg.train.accelerator)  # a GPU asked for and absent: stop here
     time_budget(cfg.train.max_time)  # a budget that does not parse: stop here
+    check_training_memory(cfg)  # an image size no batch of which fits in RAM: one line
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
     with quiet_lightning(), threads_for(cfg), _random_state_kept(), pixel_cap(cfg.data.max_pixels):
@@ -139,10 +141,13 @@ def _train(
     task, weights_info = build_task(cfg, data, splits)
     with _run_folder(cfg, resume_run) as (run, owner):
         facts = RunFacts(run, write=owner)
+        # a refused resume (no intact or an unsafe checkpoint) raises here, before run.json
+        # says "running": a finished run stays finished
+        resume_from = resume_checkpoint(run) if cfg.train.resume else None
         try:
             _record_start(cfg, run, owner, resume_run is None, data, splits, weights_info)
             facts.start(**_start_facts(cfg, data, splits, weights_info))
-            return _fit(cfg, run, task, data, splits, progress, facts)
+            return _fit(cfg, run, task, data, splits, progress, facts, resume_from)
         except BaseException as exc:
             facts.fail(exc)
             raise
@@ -323,13 +328,13 @@ def _fit(
     splits: dict[str, list[int]],
     progress: bool,
     facts: RunFacts,
+    resume_from: Path | None = None,
 ) -> Path:
     final = not splits["val"]  # the final model: every image trains, the last epoch is kept
     if final:
         log.info(FINAL_NOTE + (" (train.patience ignored)" if cfg.train.patience > 0 else ""))
         facts.update(final_model=FINAL_NOTE)
     ckpt, metrics_csv, callbacks = run_callbacks(cfg, run, facts, final)
-    resume_from = resume_checkpoint(run) if cfg.train.resume else None
     if cfg.train.resume and resume_from is None:
         log.info(f"no {run / 'checkpoints' / 'last.ckpt'}; training {run} from the start")
     if resume_from:

@@ -10,8 +10,10 @@ The folder is filled under a temporary name in the same root (``.<fingerprint>.*
 and renamed into place when complete, so a reader sees a whole cache or none: a run
 killed while filling leaves only a temporary folder (removed by the next fill of that
 fingerprint on the same machine), and two processes filling the same fingerprint at once
-both finish, the second one's rename failing harmlessly. A folder that cannot be read back (deleted
-files, another format) is rebuilt. The rows are opened copy-on-write (``mmap_mode="c"``):
+both finish, the second one's rename failing harmlessly. ``meta.json`` carries a BLAKE2b
+checksum of each array file and of its own other fields, checked on every read: a folder
+that cannot be read back (deleted, emptied or edited files, edited sizes or hashes, another
+format) is logged and rebuilt, never reused. The rows are opened copy-on-write (``mmap_mode="c"``):
 pages are read from the file as used, and nothing a consumer writes reaches the file.
 """
 
@@ -38,7 +40,37 @@ log = logging.getLogger("medtl")
 
 META = "meta.json"
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
-_FORMAT = "medtl-disk-cache-1"
+_FORMAT = "medtl-disk-cache-2"
+_ARRAYS = ("images.npy", "masks.npy")
+
+
+def file_digest(path: Path) -> str:
+    """BLAKE2b (128 bit) of a file's bytes, read in 4 MB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(4 * 2**20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    rest = {k: v for k, v in meta.items() if k != "checksums"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _check_sums(folder: Path, meta: dict[str, Any]) -> None:
+    """ValueError naming the first file (or meta.json) whose checksum does not match."""
+    sums = meta.get("checksums") or {}
+    if sums.get("meta") != _meta_digest(meta):
+        raise ValueError(f"{folder / META}: its fields do not match their checksum")
+    for name in _ARRAYS:
+        path = folder / name
+        if name in sums or path.exists():
+            if not path.is_file() or path.stat().st_size == 0:
+                raise ValueError(f"{path}: missing or empty")
+            if file_digest(path) != sums.get(name):
+                raise ValueError(f"{path}: its bytes do not match the checksum in {META}")
 
 
 def _open_rows(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
@@ -54,6 +86,7 @@ def read_disk(samples: Sequence[Sample], spec: DecodeSpec, folder: Path) -> Samp
     n, s = len(samples), spec.size
     if meta.get("format") != _FORMAT or meta.get("n") != n or meta.get("size") != s:
         raise ValueError(f"{folder}: another cache format or size")
+    _check_sums(folder, meta)
     images = _open_rows(folder / "images.npy", (n, 3, s, s))
     masks = _open_rows(folder / "masks.npy", (n, 1, s, s)) if spec.with_masks else None
     sizes = [(int(h), int(w)) for h, w in meta["sizes"]]
@@ -83,7 +116,13 @@ def write_disk(samples: Sequence[Sample], spec: DecodeSpec, folder: Path) -> Non
             if rows is not None:
                 rows.flush()
         del images, masks, t_masks
-        meta = {"format": _FORMAT, "n": n, "size": s, "sizes": sizes, "hashes": hashes}
+        meta: dict[str, Any] = {"format": _FORMAT, "n": n, "size": s, "sizes": sizes}
+        meta["hashes"] = hashes
+        meta = json.loads(json.dumps(meta))  # the checksum covers what a reader will see
+        meta["checksums"] = {
+            **{name: file_digest(tmp / name) for name in _ARRAYS if (tmp / name).is_file()},
+            "meta": _meta_digest(meta),
+        }
         with open(tmp / META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
             fh.flush()
@@ -121,7 +160,7 @@ def disk_samples(samples: Sequence[Sample], spec: DecodeSpec, folder: Path) -> S
             cache = read_disk(samples, spec, folder)
             log.info(f"decoded images: reused {folder} ({len(samples)} images)")
             return cache
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
             log.warning(f"{folder}: unreadable cache ({exc}); decoding again")
             shutil.rmtree(folder, ignore_errors=True)
     write_disk(samples, spec, folder)

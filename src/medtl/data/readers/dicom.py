@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from medtl.configuration.windows import WINDOW_PRESETS, Window, parse_window  # noqa: F401
+from medtl.data.readers import caps
 from medtl.utils.errors import DataError
 from medtl.utils.parallel import single_flight
 
@@ -56,7 +57,14 @@ def _pydicom():
 def _header(path: str, mtime: float) -> Any:
     pydicom = _pydicom()
     try:
+        meta = caps.dicom_meta(path)
+        if meta is not None and str(getattr(meta[0], "TransferSyntaxUID", "")) == caps.DEFLATED:
+            ds = caps.deflated_header(path, meta[1])  # pydicom would inflate the whole file
+            ds.file_meta = meta[0]
+            return ds
         return pydicom.dcmread(path, stop_before_pixels=True)
+    except DataError:
+        raise
     except Exception as exc:  # pydicom raises many types for corrupt files
         raise DataError(
             f"{path}: unreadable DICOM ({exc.__class__.__name__}); re-export it"
@@ -178,8 +186,7 @@ def modality_values(path: str | Path, frame: int | None = None) -> np.ndarray:
     Colour files (``SamplesPerPixel`` 3) come back ``(H, W, 3)`` without the LUT.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: file not found; check data.root or remove it from the manifest")
+    caps.check_dicom(p, header(p))  # from the header, before any decode
     ds, arr = _pixels(str(p), p.stat().st_mtime)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:

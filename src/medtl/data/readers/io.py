@@ -21,36 +21,17 @@ all, or label maps, palette or colour masks, is decided per data set by
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medtl.data.readers.caps import MAX_PIXELS, check_pages, current_cap, pixel_cap  # noqa: F401 (public here too)
 from medtl.utils.errors import DataError
 
-Image.MAX_IMAGE_PIXELS = 20_000**2
-
-
-#: images above this many pixels are refused from their header, before decoding: a
-#: 20000x20000 PNG is 388 KB on disk and ~1.2 GB decoded (Pillow warns only above
-#: MAX_IMAGE_PIXELS and refuses above twice it). :func:`pixel_cap` changes it for a block.
-MAX_PIXELS = 150_000_000
-_max_pixels = [MAX_PIXELS]
-
-
-@contextmanager
-def pixel_cap(n: int | None) -> Iterator[None]:
-    """Refuse images above ``n`` pixels for the block (None: the default); decoding
-    threads started inside it see it too."""
-    before = _max_pixels[0]
-    _max_pixels[0] = int(n) if n else MAX_PIXELS
-    try:
-        yield
-    finally:
-        _max_pixels[0] = before
+Image.MAX_IMAGE_PIXELS = 20_000**2  # Pillow's own refusal (above twice this) stays a backstop
 
 
 #: ``data.mask_resize`` in force: "none" (a mask of another size is an error) or "nearest"
@@ -86,15 +67,6 @@ def _fit_mask(m: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
     )
 
 
-def _check_pixels(path: Path, size: tuple[int, int]) -> None:
-    w, h = size
-    if w * h > _max_pixels[0]:
-        raise DataError(
-            f"{path}: {w}x{h} = {w * h:,} pixels, over the cap of {_max_pixels[0]:,} "
-            "(data.max_pixels); downscale it, or raise the cap if you have the memory"
-        )
-
-
 def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise DataError(f"{path}: file not found; check data.root or remove it from the manifest")
@@ -102,19 +74,30 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: empty file (0 bytes); re-export or delete it")
     try:
         img = Image.open(path)
-        _check_pixels(path, img.size)  # from the header, before decoding
+    except Image.DecompressionBombError as exc:  # Pillow's backstop, above 2 x 20000^2
+        n = re.search(r"\((\d+) pixels\)", str(exc))
+        raise DataError(
+            f"{path}: {int(n[1]) if n else 0:,} pixels, over the cap of {current_cap():,} "
+            "(data.max_pixels) and Pillow's limit; downscale it"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+    try:
+        check_pages(path, img)  # every page, from the headers, before decoding
         img.load()
         return img
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as exc:
-        raise DataError(
-            f"{path}: not a readable image ({exc.__class__.__name__}); re-export it as PNG or delete it"
-        ) from None
+    except DataError:
+        img.close()
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        img.close()
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    return DataError(
+        f"{path}: not a readable image ({exc.__class__.__name__}); re-export it as PNG or delete it"
+    )
 
 
 def _read_special(path: Path) -> np.ndarray | None:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from medtl.data.readers.caps import check_volume
 from medtl.data.refs import parse_ref, slice_ref
 from medtl.utils.errors import DataError
 from medtl.utils.files import atomic_write, atomic_write_text, csv_text
@@ -115,7 +116,13 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: file not found; check data.root")
+    check_volume(p, volume_shape(p))  # from the header, before any voxel is read
     return _load(str(p), p.stat().st_mtime)
+
+
+def take_slice(data: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """Slice ``index`` along ``axis`` as a view of ``data`` (no copy of the volume)."""
+    return data[(slice(None),) * axis + (index,)]
 
 
 def in_plane_spacing(zooms: tuple[float, ...], axis: int) -> tuple[float, float]:
@@ -155,7 +162,7 @@ def slice_uint8(
     data = load_volume(p)[0]
     if not 0 <= index < data.shape[axis]:
         raise DataError(f"{p}: slice {index} out of range along axis {axis}")
-    values = np.take(data, index, axis=axis).astype(np.float64)
+    values = take_slice(data, axis, index).astype(np.float64)
     if window is None:
         return scale_range(values, *_auto_range(str(p), p.stat().st_mtime))
     return apply_window(values, window)
@@ -164,7 +171,10 @@ def slice_uint8(
 def slice_mask(path: str | Path, axis: int, index: int) -> np.ndarray:
     """One slice of a label volume as its label values: ``uint8 (H, W)`` (``uint16`` when a
     value exceeds 255); non-integer values are rounded, negative ones are 0."""
-    values = np.rint(np.take(load_volume(path)[0], index, axis=axis))
+    data = load_volume(path)[0]
+    if not 0 <= index < data.shape[axis]:
+        raise DataError(f"{path}: slice {index} out of range along axis {axis}")
+    values = np.rint(take_slice(data, axis, index))
     values = np.clip(np.nan_to_num(values), 0, 65535)
     return values.astype(np.uint16 if values.size and values.max() > 255 else np.uint8)
 
