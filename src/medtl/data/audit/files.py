@@ -34,7 +34,7 @@ class Decoded:
     """Per sample, what one decode of its files gave."""
 
     shape: tuple[int, int] | None = None
-    hashes: tuple[str, int] | None = None
+    hashes: tuple | None = None  # medtl.data.duplicates.hashes.hashes_of
     coverage: float | None = None
 
 
