@@ -10,12 +10,14 @@ the first in up to three ways, keeping the best:
 - **features**: ORB keypoints matched with a ratio test, a similarity transform fitted
   with RANSAC (at least :data:`MIN_INLIERS` inliers), the other view warped onto this one.
 
-The similarity is the normalised cross-correlation (NCC) of the two aligned views on their
-overlap after a light blur (invariant to brightness and contrast; the blur absorbs JPEG
-and resampling noise). A pair is the **same image** when the overlap covers at least
-half of the smaller image and NCC >= :data:`SAME_IMAGE_NCC`: fine texture (speckle,
-noise, vessels) survives re-encoding but not another patient, whose standard pose gives a
-similar coarse picture only. Pixel-registered images of one size that fall short of that
+The similarity is the median, over 16x16 tiles of the overlap, of the normalised
+cross-correlation (NCC) of the two aligned views band-passed between 1 and 4 px
+(invariant to brightness and contrast; the band skips JPEG blocks and resampling noise).
+A pair is the **same image** when it reaches :data:`IDENTITY_NCC` as it is, or
+:data:`SAME_IMAGE_NCC` after a crop or keypoint alignment that moves the image by more
+than 2 px and overlaps at least half of the smaller image: texture (speckle, vessels,
+trabeculae) survives re-encoding but not another patient, whose standard pose shares the
+outlines only, and outlines fill few tiles. Pixel-registered images of one size that fall short of that
 but whose edges coincide (gradient magnitudes, tile-median NCC >=
 :data:`SAME_PATIENT_EDGE_NCC`) are
 **likely the same patient**: neighbouring slices of a volume, or registered sequences of
@@ -213,6 +215,8 @@ def _features(a: View, b: View) -> float:
     scale = float(np.hypot(m[0, 0], m[1, 0]))
     if not 0.25 <= scale <= 4.0:
         return 0.0
+    if _moves_little(m, a.grey.shape, b.grey.shape):
+        return 0.0  # the identity comparison already judged this pose
     h, w = a.grey.shape
     warped = cv2.warpAffine(b.grey, m, (w, h), flags=cv2.INTER_AREA)
     valid = cv2.warpAffine(np.ones_like(b.grey), m, (w, h), flags=cv2.INTER_NEAREST) > 0.5
@@ -221,6 +225,13 @@ def _features(a: View, b: View) -> float:
     if valid.sum() < MIN_OVERLAP * smaller:
         return 0.0
     return _tiles(_blur(a.grey), _blur(warped), valid)
+
+
+def _moves_little(m: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether the fitted transform is within 2 px everywhere of plain resizing ``b`` onto ``a``."""
+    resize = np.array([[a[1] / b[1], 0, 0], [0, a[0] / b[0], 0]])
+    corners = np.array([[0, 0, 1], [b[1], 0, 1], [0, b[0], 1], [b[1], b[0], 1]], dtype=float)
+    return float(np.abs(corners @ (m - resize).T).max()) <= 2.0
 
 
 def verify(a: View, b: View, window: int | None = None, a_in_b: bool = True) -> Verdict:
