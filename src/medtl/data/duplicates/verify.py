@@ -13,9 +13,10 @@ the first in up to three ways, keeping the best:
 The similarity is the median, over 16x16 tiles of the overlap, of the normalised
 cross-correlation (NCC) of the two aligned views band-passed between 1 and 4 px
 (invariant to brightness and contrast; the band skips JPEG blocks and resampling noise).
-A pair is the **same image** when it reaches :data:`IDENTITY_NCC` as it is, or
-:data:`SAME_IMAGE_NCC` after a crop or keypoint alignment that moves the image by more
-than 2 px and overlaps at least half of the smaller image: texture (speckle, vessels,
+A pair is the **same image** when it reaches :data:`IDENTITY_NCC` as it is,
+:data:`STILL_NCC` after a keypoint alignment within 2 px of plain resizing, or
+:data:`SAME_IMAGE_NCC` after a crop or a keypoint alignment that moves the image more and
+overlaps at least half of the smaller image: texture (speckle, vessels,
 trabeculae) survives re-encoding but not another patient, whose standard pose shares the
 outlines only, and outlines fill few tiles. Pixel-registered images of one size that fall short of that
 but whose edges coincide (gradient magnitudes, tile-median NCC >=
@@ -39,9 +40,10 @@ SAME_IMAGE_NCC = 0.8
 IDENTITY_NCC = 0.95
 """... and of views compared as they are (resized only): re-encoded, resized, brightened
 or annotated copies reach 0.98-1.0 on BUSI, patients of one phantom shape 0.87."""
-SAME_PATIENT_EDGE_NCC = 0.9
+SAME_PATIENT_EDGE_NCC = 0.94
 """Least tile-median gradient-magnitude NCC of pixel-registered views for the same patient
-(registered sequences of one phantom slice: 0.95-1.0; patients of one shape: <= 0.85)."""
+(registered sequences of one phantom slice: 0.95-1.0; slices of synthetic volumes of
+one shape, one per patient: <= 0.905)."""
 COARSE_GATE = 0.75
 """Keypoints are matched only for pairs whose 32x32 thumbnails correlate this much..."""
 CROP_GATE = 0.45
@@ -52,6 +54,14 @@ MIN_SIDE = 32
 """Images with a shorter side (px) are linked only as exact copies."""
 MIN_OVERLAP = 0.5
 """Least share of the smaller image the alignment must overlap."""
+STILL_NCC = 0.9
+"""Least similarity when keypoints align the views within 2 px of plain resizing."""
+_NEEDED = {
+    "identity": IDENTITY_NCC,
+    "window": SAME_IMAGE_NCC,
+    "features": SAME_IMAGE_NCC,
+    "features-still": STILL_NCC,
+}
 _VIEW = 256  # longest side of a view
 _TILE = 16  # px of the view per tile of the similarity
 _BLUR = 1.0  # Gaussian sigma (px of the view): the NCC reads the band between it and 4x it
@@ -196,35 +206,34 @@ def _window(a: View, b: View, window: int) -> tuple[float, float]:
     return _tiles(_blur(a.grey), _blur(crop)), _coarse(a.grey, crop)
 
 
-def _features(a: View, b: View) -> float:
-    """NCC after a RANSAC similarity fitted to ORB matches of ``b`` onto ``a`` (0 if none)."""
+def _features(a: View, b: View) -> tuple[float, bool]:
+    """Similarity after a RANSAC similarity transform fitted to ORB matches of ``b`` onto
+    ``a`` (0 if none), and whether that transform barely moves the image (2 px)."""
     if min(a.grey.shape) < 48 or min(b.grey.shape) < 48:
-        return 0.0
+        return 0.0, False
     (ka, da), (kb, db) = a.features(), b.features()
     if da is None or db is None or len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
-        return 0.0
+        return 0.0, False
     matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2)
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
     if len(good) < MIN_INLIERS:
-        return 0.0
+        return 0.0, False
     src = np.float32([kb[m.queryIdx].pt for m in good])
     dst = np.float32([ka[m.trainIdx].pt for m in good])
     m, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
     if m is None or int(inliers.sum()) < MIN_INLIERS:
-        return 0.0
+        return 0.0, False
     scale = float(np.hypot(m[0, 0], m[1, 0]))
     if not 0.25 <= scale <= 4.0:
-        return 0.0
-    if _moves_little(m, a.grey.shape, b.grey.shape):
-        return 0.0  # the identity comparison already judged this pose
+        return 0.0, False
     h, w = a.grey.shape
     warped = cv2.warpAffine(b.grey, m, (w, h), flags=cv2.INTER_AREA)
     valid = cv2.warpAffine(np.ones_like(b.grey), m, (w, h), flags=cv2.INTER_NEAREST) > 0.5
     valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     smaller = min(a.grey.size, b.grey.size * scale * scale)
     if valid.sum() < MIN_OVERLAP * smaller:
-        return 0.0
-    return _tiles(_blur(a.grey), _blur(warped), valid)
+        return 0.0, False
+    return _tiles(_blur(a.grey), _blur(warped), valid), _moves_little(m, a.grey.shape, b.grey.shape)
 
 
 def _moves_little(m: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -247,8 +256,9 @@ def verify(a: View, b: View, window: int | None = None, a_in_b: bool = True) -> 
         coarse = max(coarse, c)
     gate = CROP_GATE if window else COARSE_GATE
     if best < IDENTITY_NCC and coarse >= gate:
-        best, method = max((best, method), (_features(a, b), "features"))
-    if best >= (IDENTITY_NCC if method == "identity" else SAME_IMAGE_NCC):
+        ncc, still = _features(a, b)
+        best, method = max((best, method), (ncc, "features-still" if still else "features"))
+    if best >= _NEEDED[method]:
         return Verdict("same", round(best, 4), method)
     if warped is not None and a.shape == b.shape:
         edge = _tiles(_edges(a.grey), _edges(warped))
