@@ -24,6 +24,21 @@ Data (nothing here is committed):
   them (``101-210`` and ``201-210``) are the same file: a true exact duplicate;
 - phantoms and volumes are generated here.
 
+Measured (``--cxr`` with the OpenIST copy, ``--n 30 --seed 0``; recall / precision):
+
+    edit        BUSI           chest X-ray
+    crop        0.867 / 1.000  0.600 / 1.000
+    rescale     1.000 / 1.000  1.000 / 1.000
+    jpeg        1.000 / 1.000  1.000 / 1.000
+    annotate    1.000 / 0.979  1.000 / 1.000
+    brightness  1.000 / 1.000  1.000 / 1.000
+    rotate      1.000 / 1.000  0.933 / 1.000
+
+BUSI: 179 of the previous 185 pairs (96.8 %) kept together, 146 groups of at most 4,
+benign (433) = malignant (145) found. Links between different patients: 0 among the 275
+chest X-rays (the one exact pair excluded), 0 among 120 phantoms (128 px), 0 among 40
+volume slices.
+
 Usage:
     python benchmarks/duplicates.py [--busi DIR] [--cxr DIR] [--n 60] [--seed 0]
 stdout: one line per modality and edit, then one JSON line with every number.

@@ -135,7 +135,7 @@ def window_hashes(rgb: np.ndarray) -> tuple[int, ...]:
 
     Each is the pHash recipe (32x32 samples, 8x8 lowest DCT frequencies against their
     median) with resampling and DCT folded into two small matrices per window, so all 28
-    cost two batched matrix products (~0.1 ms).
+    are two batched matrix products on the thumbnail.
     """
     thumb = _grey(_small(np.asarray(rgb), (_THUMB, _THUMB))).astype(np.float64)
     low = (_ROWS @ thumb @ _COLS.transpose(0, 2, 1)).reshape(len(WINDOWS), -1)
