@@ -193,13 +193,14 @@ def test_audit_flags_manifest_files_outside_the_folder_and_tiny_images(tmp_path:
     assert not r.ok and not any("a.png" in p for p in r.problems)
 
 
-# a time limit 20x what it takes alone (2.8 s), so it holds beside the other xdist worker
+# a generous time limit (the verification re-reads ~300 candidate images); the audit's
+# cost is measured by benchmarks/duplicates.py and `time medtl audit`, not here
 @pytest.mark.busi
 @pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present at ../shared/data/busi")
 def test_busi_defects_are_found() -> None:
     t0 = time.perf_counter()
     r = audit(BUSI / "Dataset_BUSI_with_GT")
-    assert time.perf_counter() - t0 < 60
+    assert time.perf_counter() - t0 < 180
     assert r.layout == "class_masks"
     assert r.classes == {"benign": 437, "malignant": 210, "normal": 133}
     assert len(r.multi_mask) == 17  # benign (195) has three masks
@@ -212,8 +213,12 @@ def test_busi_defects_are_found() -> None:
         "malignant (145).png",
     ]
     assert r.exact_duplicates[0]["label_conflict"]
-    assert 110 <= len(r.near_duplicates) <= 140  # 124 measured at distance <= 4
+    # verified near-duplicates (the same scan re-exported), each pair with its similarity
+    assert 130 <= len(r.near_duplicates) <= 160  # 145 measured
     assert max(len(g["files"]) for g in r.near_duplicates) <= 4  # no chaining
+    assert r.large_groups == []
+    pairs = [p for g in r.near_duplicates for p in g["pairs"]]
+    assert all(p["relation"] == "same" and p["similarity"] >= 0.8 for p in pairs)
     assert len(r.label_conflicts) >= 6  # 8 measured
     assert len(r.odd_masks) == 135  # 133 RGB + 2 RGBA masks
     assert r.mask_modes == {"1": 663, "RGB": 133, "RGBA": 2}

@@ -1,102 +1,204 @@
-"""Tests for medtl.data.dedup: hashes, near pairs, duplicate groups, group assignment."""
+"""Tests for medtl.data.duplicates: hashes, candidates, verification, groups, the guard."""
 
 from __future__ import annotations
 
-import time
+import io as _io
+import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
+import pytest
+from PIL import Image, ImageDraw
 
-from medtl.data.dedup import (
-    NEAR_DUP_MAX_DISTANCE,
-    assign_groups,
-    duplicate_groups,
-    image_hashes,
-    near_pairs,
-    phash,
-)
+from medtl.data.dedup import assign_groups, duplicate_groups, find_links, image_hashes, phash
+from medtl.data.duplicates.candidates import WINDOW_DISTANCE, candidate_pairs
+from medtl.data.duplicates.hashes import hashes_of, near_pairs, window_hashes
+from medtl.data.duplicates.links import MAX_GROUP, Link, oversized, warn_oversized
+from medtl.data.duplicates.verify import verify, view_of
 from medtl.data.layouts import Sample
+from medtl.data.leaks import leak_relations
 from tests.data.conftest import near_copy, save, smooth_image
+
+BUSI = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi" / "Dataset_BUSI_with_GT"
+
+
+def _bits(a: int, b: int) -> int:
+    return bin(a ^ b).count("1")
+
+
+def anatomy(seed: int, size: int = 128, template: int = 0) -> np.ndarray:
+    """A 'patient': a shared template shape (head-like ellipses) deformed per ``seed``,
+    with the patient's own texture; no acquisition noise yet."""
+    rng = np.random.default_rng(1000 + seed)
+    y, x = np.mgrid[:size, :size] / size - 0.5
+    t = np.random.default_rng(template)
+    shape = 120 * ((x / 0.42) ** 2 + (y / 0.36) ** 2 < 1) + 60 * (
+        (x / 0.2) ** 2 + (y / 0.3) ** 2 < 1
+    )
+    shape = shape + 40 * (((x - 0.1 * t.uniform()) / 0.06) ** 2 + (y / 0.12) ** 2 < 1)
+    tex = cv2.GaussianBlur(rng.normal(0, 60, (size, size)), (0, 0), 1.5)
+    return shape + tex + 20
+
+
+def scan(body: np.ndarray, seed: int, shift: int = 0, bend: float = 0.0) -> np.ndarray:
+    """One acquisition of ``body`` with its own noise; another pose moves it by ``shift``
+    px and bends it smoothly by up to ``bend`` px (tissue lies differently)."""
+    h, w = body.shape
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:h, :w].astype(np.float32)
+    dy, dx = (cv2.GaussianBlur(rng.normal(0, 1, (h, w)), (0, 0), 12) for _ in range(2))
+    scale = bend / max(np.abs(dx).max(), np.abs(dy).max(), 1e-9)
+    mx, my = x + shift + (dx * scale).astype(np.float32), y + (dy * scale).astype(np.float32)
+    posed = cv2.remap(
+        body.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    noise = np.random.default_rng(seed).normal(0, 6, body.shape)
+    return np.clip(posed + noise, 0, 255).astype(np.uint8)
+
+
+def _jpeg(a: np.ndarray, q: int) -> np.ndarray:
+    buf = _io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=q)
+    return np.asarray(Image.open(buf))
+
+
+def _annotated(a: np.ndarray) -> np.ndarray:
+    im = Image.fromarray(a.copy())
+    d = ImageDraw.Draw(im)
+    d.line([(30, 40), (50, 40)], fill=255)
+    d.line([(40, 30), (40, 50)], fill=255)
+    d.text((4, 4), "LT 12:00", fill=255)
+    return np.asarray(im)
 
 
 def test_phash_is_robust_to_resize_brightness_and_separates_unrelated() -> None:
     a = smooth_image(1)
     bigger = np.asarray(Image.fromarray(a).resize((80, 80), Image.Resampling.BILINEAR))
-    assert bin(phash(a) ^ phash(bigger)).count("1") <= NEAR_DUP_MAX_DISTANCE
-    assert bin(phash(a) ^ phash(near_copy(a))).count("1") <= NEAR_DUP_MAX_DISTANCE
-    assert bin(phash(a) ^ phash(a.T)).count("1") > NEAR_DUP_MAX_DISTANCE
-    hashes = [phash(smooth_image(s)) for s in range(40)]
-    assert len(near_pairs(hashes)) == 0  # 780 unrelated pairs, none near
-    assert 0 <= phash(a) < 2**64
+    assert _bits(phash(a), phash(bigger)) <= 4
+    assert _bits(phash(a), phash(near_copy(a))) <= 4
+    assert _bits(phash(a), phash(a.T)) > 4
+    assert len(near_pairs([phash(smooth_image(s)) for s in range(40)], 4)) == 0
     assert bin(phash(a)).count("1") == 32  # half of the 64 coefficients above the median
+
+
+def test_window_hashes_put_a_crop_near_a_window_of_its_original() -> None:
+    a = scan(anatomy(1, 160), 0)
+    crop = a[12:148, 12:148]  # 15 % off each side's length: one of the windows
+    wa, wc = window_hashes(a), window_hashes(crop)
+    assert len(wa) == 28 and wa[0] != wa[1]
+    assert min(_bits(wc[0], w) for w in wa[1:]) <= WINDOW_DISTANCE
+    assert _bits(phash(a), phash(crop)) > 12  # the full-frame pHash alone misses it
 
 
 def test_image_hashes_exact_hash_ignores_file_format(tmp_path: Path) -> None:
     a = smooth_image(1)
     p1, p2 = save(tmp_path / "a.png", a), save(tmp_path / "a.bmp", a)
     p3 = save(tmp_path / "b.png", near_copy(a))
-    (h1, q1), (h2, q2), (h3, q3) = image_hashes([Sample(p1), Sample(p2), Sample(p3)])
-    assert h1 == h2 and q1 == q2
-    assert h3 != h1
-    assert len(h1) == 40  # sha1 hex
+    h1, h2, h3 = image_hashes([Sample(p1), Sample(p2), Sample(p3)])
+    assert h1 == h2 and h3[0] != h1[0] and len(h1[0]) == 40
 
 
-def _fake(n: int) -> list[Sample]:
-    return [Sample(Path(f"img{i}.png")) for i in range(n)]
+def test_candidates_exact_star_and_phash_neighbours() -> None:
+    imgs = [smooth_image(s, 64) for s in range(6)]
+    hashes = [hashes_of(a) for a in imgs + [imgs[0], imgs[0], near_copy(imgs[3])]]
+    pairs = {(c.i, c.j): c.exact for c in candidate_pairs(hashes)}
+    assert pairs[(0, 6)] and pairs[(0, 7)] and (6, 7) not in pairs  # a star, not a clique
+    assert pairs[(3, 8)] is False
 
 
-# a time limit 50x what it takes alone (0.02 s), so it holds beside the other xdist worker
-def test_duplicate_groups_union_find_and_speed() -> None:
-    rng = np.random.default_rng(0)
-    n = 800
-    ph = [int(x) for x in rng.integers(0, 2**63, n, dtype=np.int64)]
-    ph[10] = ph[3] ^ 0b1011  # 3 bits from 3: near
-    ph[500] = ph[10] ^ (1 << 40)  # 1 bit from 10, 4 from 3: chains into the same group
-    hashes = [(f"sha{i}", p) for i, p in enumerate(ph)]
-    hashes[700] = ("sha42", ph[700])  # exact copy of 42, pHash unrelated on purpose
-    samples = _fake(n)
-    t0 = time.perf_counter()
-    groups = duplicate_groups(samples, hashes=hashes)
-    assert time.perf_counter() - t0 < 1.0
-    assert groups == [[3, 10, 500], [42, 700]]
-    assert duplicate_groups(samples, near=False, hashes=hashes) == [[42, 700]]
-    assert duplicate_groups(samples, max_distance=1, hashes=hashes) == [[10, 500], [42, 700]]
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda a: _jpeg(a, 50),
+        lambda a: np.asarray(Image.fromarray(a).resize((96, 96), Image.Resampling.BILINEAR)),
+        lambda a: np.clip(a * 1.2 - 20, 0, 255).astype(np.uint8),
+        _annotated,
+        lambda a: a[10:118, 14:122],  # 15 % crop
+        lambda a: cv2.warpAffine(a, cv2.getRotationMatrix2D((64, 64), 4, 1.0), (128, 128)),
+    ],
+    ids=["jpeg50", "resize", "brightness", "annotated", "crop", "rotated"],
+)
+def test_an_edited_copy_is_the_same_image(edit) -> None:
+    a = scan(anatomy(2), 0)
+    v = verify(view_of(a), view_of(edit(a)))
+    assert v.relation == "same" and v.similarity >= 0.7
 
 
-def test_assign_groups_unions_duplicates_with_user_groups(tmp_path: Path) -> None:
-    a, c, e = smooth_image(1), smooth_image(3), smooth_image(5)
-    paths = [
-        save(tmp_path / "s0.png", a),
-        save(tmp_path / "s1.png", a),  # exact copy of s0
-        save(tmp_path / "s2.png", near_copy(c)),
-        save(tmp_path / "s3.png", c),  # near copy of s2
-        save(tmp_path / "s4.png", smooth_image(4)),
-        save(tmp_path / "s5.png", e),
-        save(tmp_path / "s6.png", e),  # exact copy of s5, other patient
-        save(tmp_path / "s7.png", smooth_image(7)),
+def test_different_patients_same_pose_and_one_patient_in_two_poses() -> None:
+    """Patients of one template shape in the standard pose are never linked; one patient
+    scanned twice (new noise, moved and bent) is not called the same image."""
+    scans = [scan(anatomy(p), 10 + p) for p in range(8)]
+    views = [view_of(s) for s in scans]
+    for i in range(8):
+        for j in range(i + 1, 8):
+            assert verify(views[i], views[j]).relation == ""
+    again = scan(anatomy(3), 99, shift=5, bend=6)
+    assert verify(views[3], view_of(again)).relation != "same"
+
+
+def test_bad_inputs_are_never_linked(tmp_path: Path) -> None:
+    """Tiny, constant and one-colour-with-a-border images: no link, not even between
+    exact copies (any two such images correlate), and no crash."""
+    tiny = smooth_image(1, 20)
+    flat = np.full((64, 64), 7, np.uint8)
+    border = np.pad(np.full((56, 56), 200, np.uint8), 4)
+    border2 = np.pad(np.full((56, 56), 90, np.uint8), 4)
+    arrays = [tiny, near_copy(tiny), flat, flat.copy(), border, border2, np.zeros((1, 1), np.uint8)]
+    paths = [save(tmp_path / f"{k}.png", a) for k, a in enumerate(arrays)]
+    samples = [Sample(p) for p in paths]
+    links = find_links(samples, image_hashes(samples))
+    assert [(x.i, x.j) for x in links] == []
+    copy = save(tmp_path / "tiny_copy.png", tiny)  # an exact copy of a tiny image with content
+    both = [Sample(paths[0]), Sample(copy)]
+    assert [(x.kind, x.relation) for x in find_links(both, image_hashes(both))] == [
+        ("exact", "same")
     ]
-    user = [None, "p2", None, None, "p1", "p1", "p3", None]
+
+
+def test_groups_join_verified_links_and_patient_ids_come_first(tmp_path: Path) -> None:
+    a, c = scan(anatomy(1), 1), scan(anatomy(3), 3)
+    arrays = [a, a, _jpeg(c, 70), c, scan(anatomy(4), 4), scan(anatomy(5), 5), scan(anatomy(6), 6)]
+    paths = [save(tmp_path / f"s{k}.png", x) for k, x in enumerate(arrays)]
+    paths[5] = save(tmp_path / "s5.png", arrays[4])  # exact copy of s4 ...
+    user = [None, "p2", None, None, "p1", "p3", None]  # ... filed under another patient
     samples = [Sample(p, group=g, label="x") for p, g in zip(paths, user, strict=True)]
-    out = assign_groups(samples)
-    groups = [s.group for s in out]
+    assert duplicate_groups(samples) == [[0, 1], [2, 3], [4, 5]]
+    groups = [s.group for s in assign_groups(samples)]
     assert groups[0] == groups[1] == "p2"  # the copy joins the patient of its twin
     assert groups[2] == groups[3] and groups[2].startswith("dup-")
-    assert groups[4] == groups[5] == groups[6] == "p1+p3"  # tied by either notion
-    assert groups[7] is None
-    assert [s.image for s in out] == paths and all(s.label == "x" for s in out)
-    assert samples[0].group is None  # inputs untouched (frozen dataclass, replaced)
-    exact_only = [s.group for s in assign_groups(samples, near=False)]
-    assert exact_only[2] is None and exact_only[3] is None
+    assert (groups[4], groups[5], groups[6]) == ("p1", "p3", None)  # ids kept apart
 
 
-def test_phash_of_a_large_image_reads_its_box_average() -> None:
-    """Large uint8 images are box-averaged (factor shorter side // 128) before the LANCZOS:
-    the hash equals that of the reduced image, stays near the full-size float path, and
-    images under 256 px are hashed unreduced."""
-    big = np.asarray(Image.fromarray(smooth_image(3)).resize((640, 520), Image.Resampling.BICUBIC))
-    reduced = np.asarray(Image.fromarray(big).reduce(4))  # 520 // 128
-    assert phash(big) == phash(reduced.astype(np.float32))  # floats are never reduced
-    assert bin(phash(big) ^ phash(big.astype(np.float32))).count("1") <= NEAR_DUP_MAX_DISTANCE
-    small = big[:255, :300]
-    assert phash(small) == phash(small.astype(np.float32))
+def test_chaining_guard_names_big_groups_and_weakest_links(caplog) -> None:
+    n = MAX_GROUP + 3
+    links = [Link(k, k + 1, "same", "near", 0.9 - 0.01 * k, "identity") for k in range(n - 1)]
+    big = oversized([list(range(n)), [n, n + 1]], links)
+    assert [g["size"] for g in big] == [n]
+    assert [w["i"] for w in big[0]["weakest"]] == [n - 2, n - 3, n - 4]
+    samples = [Sample(Path(f"i{k}.png")) for k in range(n + 2)]
+    with caplog.at_level(logging.WARNING, logger="medtl"):
+        warn_oversized(big, samples)
+    assert f"duplicate group of {n} images" in caplog.text and "i11.png ~ i12.png" in caplog.text
+
+
+def test_leak_relations_name_same_image_and_same_patient(tmp_path: Path) -> None:
+    body = anatomy(7)
+    a = scan(body, 1)
+    reg = a.astype(np.float32)
+    second = np.clip(255 - reg * 0.8, 0, 255).astype(np.uint8)  # a registered sequence
+    arrays = [a, scan(anatomy(8), 2), _jpeg(a, 60), second, scan(anatomy(9), 3)]
+    paths = [save(tmp_path / f"l{k}.png", x) for k, x in enumerate(arrays)]
+    samples = [Sample(p) for p in paths]
+    rel = leak_relations(samples, {"train": [0, 1], "test": [2, 3, 4]}, image_hashes(samples))
+    assert rel["test"][2] == "same" and 4 not in rel["test"]
+
+
+@pytest.mark.busi
+@pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present at ../shared/data/busi")
+def test_busi_cross_class_pair_is_the_same_image() -> None:
+    files = [BUSI / "benign" / "benign (433).png", BUSI / "malignant" / "malignant (145).png"]
+    files.append(BUSI / "benign" / "benign (1).png")
+    samples = [Sample(f) for f in files]
+    links = find_links(samples, image_hashes(samples))
+    assert [(x.i, x.j, x.relation) for x in links] == [(0, 1, "same")]

@@ -1,11 +1,14 @@
-"""Leaks across a split: val/test images with an exact or near duplicate on the training side.
+"""Leaks across a split: val/test images linked to a training image, and how.
 
-medtl's own splits never leak (duplicate groups stay on one side, :mod:`medtl.data.dedup`),
-but a data set's pre-made ``train/``/``test/`` folders can: a public MRI set ships 594
-duplicate groups spanning them. Training finds these images with the hashes its decode
-already computed (:attr:`medtl.data.cache.decode.SampleCache.hashes`: exact sha1 and pHash within
-``NEAR_DUP_MAX_DISTANCE``), logs their number in train.log and writes ``RUN/leaks.json``;
-evaluation then reports the full split and, beside it, the leak-free subset.
+medtl's own splits never leak (linked images stay on one side,
+:mod:`medtl.data.duplicates.grouping`), but a data set's pre-made ``train/``/``test/``
+folders can: a public MRI set ships 594 duplicate groups spanning them. Training finds
+these images from the verified duplicate links (:func:`medtl.data.duplicates.links.find_links`
+on the hashes its decode already computed), logs their number in train.log and writes
+``RUN/leaks.json``, which names each leaked image's relation to the training side:
+``same`` (the same image: a copy, re-crop, re-encode) or ``patient`` (likely the same
+patient: a neighbouring slice, a registered sequence). Evaluation then reports the full
+split and, beside it, the leak-free subset.
 
 ``data.premade_split`` decides what happens to them:
 
@@ -13,14 +16,6 @@ evaluation then reports the full split and, beside it, the leak-free subset.
 - ``drop_leaked``: the leaked val/test images are left out of val/test (not trained on);
 - ``regroup``: they move to the training side with their duplicates (whole groups on
   one side); val/test keep only images without a duplicate in training.
-
-Example:
-    >>> from medtl.data.layouts import Sample
-    >>> from pathlib import Path
-    >>> s = [Sample(Path(f"{i}.png")) for i in range(4)]
-    >>> hashes = [("a", 0), ("b", 2**40 - 1), ("a", 0), ("c", 0xFFFF0000FFFF0000)]
-    >>> leaked_images(s, {"train": [0, 1], "val": [], "test": [2, 3]}, hashes)
-    {'val': [], 'test': [2]}
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from medtl.data.dedup import duplicate_groups
+from medtl.data.duplicates.links import UnionFind, find_links, link_groups
 from medtl.data.layouts import Sample
 from medtl.utils.files import atomic_write_json
 
@@ -37,6 +32,7 @@ __all__ = [
     "LEAKS_FILE",
     "POLICIES",
     "apply_policy",
+    "leak_relations",
     "leaked_images",
     "write_leaks",
 ]
@@ -47,20 +43,42 @@ POLICIES = ("keep", "drop_leaked", "regroup")
 Splits = dict[str, list[int]]
 
 
-def leaked_images(
-    samples: Sequence[Sample], splits: Splits, hashes: Sequence[tuple[str, int]]
-) -> dict[str, list[int]]:
-    """Per held-out split (val, test), its images with an exact or near duplicate in train."""
+def leak_relations(
+    samples: Sequence[Sample], splits: Splits, hashes: Sequence[tuple]
+) -> dict[str, dict[int, str]]:
+    """Per held-out split (val, test): ``{index: relation}`` of its images linked (directly
+    or through other images) to a training image; ``same`` when a chain of same-image
+    links reaches the training side, else ``patient``."""
     train = set(splits.get("train", []))
+    links = find_links(samples, hashes)
+    same = UnionFind(len(samples))
+    for x in links:
+        if x.relation == "same":
+            same.union(x.i, x.j)
+    same_train = {same.find(i) for i in train}
     tied: set[int] = set()
-    for group in duplicate_groups(samples, hashes=hashes):
+    for group in link_groups(len(samples), links):
         if train.intersection(group):
             tied.update(group)
-    return {name: [i for i in splits.get(name, []) if i in tied] for name in ("val", "test")}
+    return {
+        name: {
+            i: ("same" if same.find(i) in same_train else "patient")
+            for i in splits.get(name, [])
+            if i in tied
+        }
+        for name in ("val", "test")
+    }
+
+
+def leaked_images(
+    samples: Sequence[Sample], splits: Splits, hashes: Sequence[tuple]
+) -> dict[str, list[int]]:
+    """Per held-out split (val, test), its images linked to a training image."""
+    return {k: sorted(v) for k, v in leak_relations(samples, splits, hashes).items()}
 
 
 def apply_policy(
-    policy: str, samples: Sequence[Sample], splits: Splits, hashes: Sequence[tuple[str, int]]
+    policy: str, samples: Sequence[Sample], splits: Splits, hashes: Sequence[tuple]
 ) -> Splits:
     """``splits`` after ``data.premade_split`` (see the module docstring)."""
     if policy == "keep":
@@ -79,14 +97,20 @@ def apply_policy(
 
 
 def write_leaks(
-    run: Path, samples: Sequence[Sample], splits: Splits, hashes: Sequence[tuple[str, int]]
+    run: Path, samples: Sequence[Sample], splits: Splits, hashes: Sequence[tuple]
 ) -> dict[str, list[str]]:
-    """Log how many val/test images have a duplicate in train; write ``RUN/leaks.json``."""
-    leaked = leaked_images(samples, splits, hashes)
-    doc = {name: [str(samples[i].image) for i in idx] for name, idx in leaked.items()}
-    atomic_write_json(run / LEAKS_FILE, {"format": "medtl-leaks-1", **doc})
+    """Log how many val/test images are linked to train; write ``RUN/leaks.json``
+    (``val``/``test``: the image paths; ``relations``: path -> ``same``/``patient``)."""
+    rel = leak_relations(samples, splits, hashes)
+    doc = {name: [str(samples[i].image) for i in sorted(r)] for name, r in rel.items()}
+    relations = {str(samples[i].image): how for r in rel.values() for i, how in r.items()}
+    atomic_write_json(run / LEAKS_FILE, {"format": "medtl-leaks-1", **doc, "relations": relations})
     parts = [f"{len(doc[n])} of {len(splits.get(n, []))} {n} images" for n in ("test", "val")]
-    line = f"leak check: {' and '.join(parts)} have an exact or near duplicate in train"
+    n_same = sum(how == "same" for how in relations.values())
+    line = (
+        f"leak check: {' and '.join(parts)} have a duplicate in train ({n_same} the same "
+        f"image, {len(relations) - n_same} likely the same patient)"
+    )
     if any(doc.values()):
         log.warning(
             line + "; evaluate reports the leak-free subset beside the full split "

@@ -35,7 +35,7 @@ class Decoded:
     """Per sample, what one decode of its files gave."""
 
     shape: tuple[int, int] | None = None
-    hashes: tuple[str, int] | None = None
+    hashes: tuple | None = None  # medtl.data.duplicates.hashes.hashes_of
     coverage: float | None = None
     objects: dict[str, list[float]] | None = None
     """Per structure (mask label value, or ``foreground``): the image-area share of each

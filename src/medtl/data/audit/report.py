@@ -1,8 +1,10 @@
 """Audit a data set before training: duplicates, cross-split leakage, mask sanity, bad files.
 
-The audit only checks and reports; the hashes and duplicate groups come from
-:mod:`medtl.data.dedup` (the same ones training uses to keep duplicates in one split), and
-its docstring gives the pHash threshold and the evidence behind it.
+The audit only checks and reports; the duplicate links come from
+:mod:`medtl.data.duplicates` (the same ones training uses to keep duplicates in one split):
+hashes propose pairs, the pixels verify them, and exact copies, verified near-duplicates
+(the same image) and likely-same-patient pairs are reported apart, each pair with its
+similarity.
 
 Example::
 
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from medtl.data.audit.duplicates import duplicate_sections, fmt_group, fmt_large
 from medtl.data.audit.files import (
     Decoded,
     decode_all,
@@ -31,7 +34,6 @@ from medtl.data.audit.files import (
     placement_problems,
 )
 from medtl.data.audit.masks import default_masks, format_masks, mask_meaning
-from medtl.data.dedup import NEAR_DUP_MAX_DISTANCE, UnionFind, union_hashes
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 from medtl.data.layouts.explain import PARTLY
@@ -70,7 +72,10 @@ class AuditReport:
     exact_duplicates: list[dict[str, Any]]
     near_duplicates: list[dict[str, Any]]
     leakage: list[dict[str, Any]]
-    near_max_distance: int = NEAR_DUP_MAX_DISTANCE
+    same_patient: list[dict[str, Any]] = field(default_factory=list)
+    """Groups of images verified as likely the same patient (not the same image)."""
+    large_groups: list[dict[str, Any]] = field(default_factory=list)
+    """Duplicate groups above the chaining bound: ``size``, ``files``, ``weakest`` links."""
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     grouping: dict[str, Any] = field(default_factory=dict)
@@ -96,7 +101,7 @@ class AuditReport:
 
     @property
     def label_conflicts(self) -> list[dict[str, Any]]:
-        """Duplicate groups (exact or near) whose members are filed under different labels."""
+        """Same-image groups (exact or verified near) filed under different labels."""
         return [g for g in self.exact_duplicates + self.near_duplicates if g["label_conflict"]]
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,17 +162,17 @@ class AuditReport:
         _section(lines, "non-image files", self.other_files, str)
         _section(lines, "found but not used by the layout", self.unused, str)
         _section(lines, "layout problems", self.layout_problems, str)
-        _section(lines, "exact duplicate groups", self.exact_duplicates, _fmt_group)
+        _section(lines, "exact duplicate groups", self.exact_duplicates, fmt_group)
         _section(
             lines,
-            f"near-duplicate groups (pHash distance <= {self.near_max_distance})",
+            "verified near-duplicate groups (the same image; pair similarity)",
             self.near_duplicates,
-            _fmt_group,
+            fmt_group,
         )
-        _section(
-            lines, "duplicate groups filed under different labels", self.label_conflicts, _fmt_group
-        )
-        _section(lines, "leakage: groups spanning pre-made splits", self.leakage, _fmt_group)
+        _section(lines, "likely the same patient (pair similarity)", self.same_patient, fmt_group)
+        _section(lines, "same image filed under different labels", self.label_conflicts, fmt_group)
+        _section(lines, "leakage: groups spanning pre-made splits", self.leakage, fmt_group)
+        _section(lines, "duplicate groups above the chaining bound", self.large_groups, fmt_large)
         if self.grouping:
             lines.append(_grouping_line(self.grouping))
         verdict = "OK" if self.ok else f"{len(self.problems)} problem(s)"
@@ -202,29 +207,6 @@ def _section(lines: list[str], title: str, items: list, fmt) -> None:
     lines += [f"    {fmt(it)}" for it in items[:_SHOW]]
     if len(items) > _SHOW:
         lines.append(f"    ... {len(items) - _SHOW} more (see --json)")
-
-
-def _fmt_group(g: dict[str, Any]) -> str:
-    tags = [
-        t
-        for t, on in (("LABELS DIFFER", g["label_conflict"]), ("SPANS SPLITS", g["cross_split"]))
-        if on
-    ]
-    extra = f" [{', '.join(tags)}: {'/'.join(g['labels'] + g['splits'])}]" if tags else ""
-    return ", ".join(g["files"]) + extra
-
-
-def _group_info(kind: str, idx: list[int], samples: Sequence[Sample]) -> dict[str, Any]:
-    labels = sorted({samples[i].label for i in idx if samples[i].label is not None})
-    splits = sorted({samples[i].split for i in idx if samples[i].split is not None})
-    return {
-        "kind": kind,
-        "files": [str(samples[i].image) for i in idx],
-        "labels": labels,
-        "splits": splits,
-        "label_conflict": len(labels) > 1,
-        "cross_split": len(splits) > 1,
-    }
 
 
 def _coverage(
@@ -264,42 +246,12 @@ def _image_sizes(sizes: Counter) -> dict[str, Any]:
     }
 
 
-def _duplicates(
-    samples: Sequence[Sample], decoded: list[Decoded], max_distance: int
-) -> tuple[list[dict], list[dict], list[dict]]:
-    """``(exact, near, leakage)`` groups among the readable images; leakage also holds the
-    user groups (e.g. patients) that span pre-made splits."""
-    ok_idx = [i for i, d in enumerate(decoded) if d.hashes is not None]
-    hashes = [decoded[i].hashes for i in ok_idx]
-    exact_uf, near_uf = UnionFind(len(ok_idx)), UnionFind(len(ok_idx))
-    union_hashes(exact_uf, hashes, near=False, max_distance=0)
-    union_hashes(near_uf, hashes, near=True, max_distance=max_distance)
-    exact = [_group_info("exact", [ok_idx[i] for i in g], samples) for g in exact_uf.groups()]
-    near = [
-        _group_info("near", [ok_idx[i] for i in g], samples)
-        for g in near_uf.groups()
-        if len({hashes[i][0] for i in g}) > 1  # not merely one exact group
-    ]
-    leakage = [g for g in exact + near if g["cross_split"]]
-    user_groups: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(samples):
-        if s.group is not None:
-            user_groups[s.group].append(i)
-    for gid, idx in sorted(user_groups.items()):
-        info = _group_info(f"group {gid}", idx, samples)
-        if info["cross_split"]:
-            leakage.append(info)
-    return exact, near, leakage
-
-
 def _problems(
     layout_problems: list[str],
     rep: dict[str, Any],
     other: list[str],
     root: Path,
-    exact: list[dict],
-    near: list[dict],
-    leakage: list[dict],
+    dup: dict[str, list[dict]],
 ) -> list[str]:
     """One line per thing to fix or to know, in the order :class:`AuditReport` lists them."""
     problems = list(layout_problems)
@@ -313,8 +265,9 @@ def _problems(
         f"{m['mask']}: mask mode {m['mode']}, {'; '.join(m['reasons'])}" for m in rep["odd_masks"]
     ]
     problems += [f"{p}: not an image file" for p in other if Path(p).parent != root]
+    exact, near = dup["exact"], dup["near"]
     problems += [f"exact duplicates: {', '.join(g['files'])}" for g in exact]
-    problems += [f"near-duplicates: {', '.join(g['files'])}" for g in near]
+    problems += [f"near-duplicates (the same image): {', '.join(g['files'])}" for g in near]
     problems += [
         f"same image filed under {' and '.join(g['labels'])}: {', '.join(g['files'])}"
         for g in exact + near
@@ -322,8 +275,9 @@ def _problems(
     ]
     problems += [
         f"leakage across splits {'/'.join(g['splits'])} ({g['kind']}): {', '.join(g['files'])}"
-        for g in leakage
+        for g in dup["leakage"]
     ]
+    problems += [f"duplicate group of {fmt_large(g)}" for g in dup["large"]]
     return problems
 
 
@@ -348,15 +302,13 @@ def _grouping(samples: Sequence[Sample]) -> tuple[dict[str, Any], str | None]:
 def audit(
     root: str | Path,
     layout: str = "auto",
-    max_distance: int = NEAR_DUP_MAX_DISTANCE,
     masks: Any = None,
 ) -> AuditReport:
     """Audit the data set under ``root`` (see :class:`AuditReport` for what is reported).
 
     Every file is decoded once, on the decoding threads (:mod:`medtl.utils.parallel`); a
     bad file is reported and skipped, never fatal. Raises
-    DataError only when no layout fits. ``max_distance`` is the near-duplicate threshold;
-    ``masks`` the ``data.mask_mode``/``labels``/``mask_colors`` keys (default: auto).
+    DataError only when no layout fits. ``masks`` the ``data.mask_mode``/``labels``/``mask_colors`` keys (default: auto).
     """
     t0 = time.perf_counter()
     ds = discover(root, layout)
@@ -367,9 +319,9 @@ def audit(
         names_from_dataset(masks, ds)
     meaning, table, mask_problems = mask_meaning(ds, decoded, rep, masks)
     cov_stats, empty = _coverage(samples, decoded)
-    exact, near, leakage = _duplicates(samples, decoded, max_distance)
+    dup = duplicate_sections(samples, [d.hashes for d in decoded])
     other = other_files(Path(root), ds.layout)
-    problems = _problems(list(ds.problems), rep, other, Path(root), exact, near, leakage)
+    problems = _problems(list(ds.problems), rep, other, Path(root), dup)
     problems += mask_problems + placement_problems(samples, Path(root), decoded)
     grouping, warning = _grouping(samples)
     problems += _unused_problems(ds) + ([warning] if warning else [])
@@ -390,10 +342,11 @@ def audit(
         unreadable=rep["unreadable"],
         other_files=other,
         layout_problems=list(ds.problems),
-        exact_duplicates=exact,
-        near_duplicates=near,
-        leakage=leakage,
-        near_max_distance=max_distance,
+        exact_duplicates=dup["exact"],
+        near_duplicates=dup["near"],
+        leakage=dup["leakage"],
+        same_patient=dup["patient"],
+        large_groups=dup["large"],
         seconds=round(time.perf_counter() - t0, 3),
         problems=problems,
         grouping=grouping,

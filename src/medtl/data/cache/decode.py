@@ -45,7 +45,7 @@ class Item:
     image: torch.Tensor  # uint8 (3, S, S)
     mask: torch.Tensor | None  # uint8 (1, S, S)
     shape: tuple[int, int]  # original (H, W)
-    hashes: tuple[str, int]  # exact sha1, pHash (medtl.data.dedup)
+    hashes: tuple  # exact sha1, pHash, window hashes (medtl.data.duplicates.hashes)
 
 
 def decode_item(sample: Sample, spec: DecodeSpec) -> Item:

@@ -90,7 +90,10 @@ def read_disk(samples: Sequence[Sample], spec: DecodeSpec, folder: Path) -> Samp
     images = _open_rows(folder / "images.npy", (n, 3, s, s))
     masks = _open_rows(folder / "masks.npy", (n, 1, s, s)) if spec.with_masks else None
     sizes = [(int(h), int(w)) for h, w in meta["sizes"]]
-    hashes = [(str(e), int(p)) for e, p in meta["hashes"]]
+    hashes = [  # (sha1, pHash, window hashes); caches written before the windows have none
+        (str(h[0]), int(h[1]), tuple(int(w) for w in (h[2] if len(h) > 2 else ())))
+        for h in meta["hashes"]
+    ]
     return SampleCache.of(samples, s, images, masks, sizes, hashes, "disk")
 
 

@@ -1,0 +1,269 @@
+"""Stage two of duplicate finding: is a candidate pair one acquisition, one patient, or neither?
+
+Hashes only propose pairs; the pixels decide. Each image is reduced to a grey *view*
+(longest side <= 256 px, :func:`view_of`), and the second image of a pair is aligned onto
+the first in up to three ways, keeping the best:
+
+- **identity**: the other view resized onto this one (re-encoded, resized,
+  brightness-shifted or annotated copies; pixel-registered slices);
+- **window**: the hash stage's best window (a crop of 5-25 %) cut out and resized;
+- **features**: ORB keypoints matched with a ratio test, a similarity transform fitted
+  with RANSAC (at least :data:`MIN_INLIERS` inliers), the other view warped onto this one.
+
+The similarity is the median, over 16x16 tiles of the overlap, of the normalised
+cross-correlation (NCC) of the two aligned views band-passed between 1 and 4 px
+(invariant to brightness and contrast; the band skips JPEG blocks and resampling noise).
+A pair is the **same image** when it reaches :data:`IDENTITY_NCC` as it is,
+:data:`STILL_NCC` after a keypoint alignment within 2 px of plain resizing, or
+:data:`SAME_IMAGE_NCC` after a crop or a keypoint alignment that moves the image more and
+overlaps at least half of the smaller image: texture (speckle, vessels,
+trabeculae) survives re-encoding but not another patient, whose standard pose shares the
+outlines only, and outlines fill few tiles. Pixel-registered images of one size that fall short of that
+but whose edges coincide (gradient magnitudes, tile-median NCC >=
+:data:`SAME_PATIENT_EDGE_NCC`) are
+**likely the same patient**: neighbouring slices of a volume, or registered sequences of
+one slice. Everything else is unrelated. Images without content (constant, one colour but
+a border, under :data:`MIN_SIDE` px) are never linked: any two such images correlate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from medtl.data.duplicates.hashes import WINDOWS, _grey, _small
+
+SAME_IMAGE_NCC = 0.8
+"""Least similarity of views aligned by a crop window or keypoints for one acquisition..."""
+IDENTITY_NCC = 0.95
+"""... and of views compared as they are (resized only): re-encoded, resized, brightened
+or annotated copies reach 0.98-1.0 on BUSI (5th percentile), two patients of one template
+shape in the tests' fixtures 0.87."""
+SAME_PATIENT_EDGE_NCC = 0.94
+"""Least tile-median gradient-magnitude NCC of pixel-registered views for the same patient
+(registered sequences of one phantom slice: 0.95-1.0; slices of synthetic volumes of
+one shape, one per patient: <= 0.905)."""
+COARSE_GATE = 0.75
+"""Keypoints are matched only for pairs whose 32x32 thumbnails correlate this much..."""
+CROP_GATE = 0.45
+"""... or, for a crop candidate, whose best window correlates this much."""
+MIN_INLIERS = 12
+"""Least RANSAC inliers of the keypoint alignment."""
+MIN_SIDE = 32
+"""Images with a shorter side (px) are linked only as exact copies."""
+MIN_OVERLAP = 0.5
+"""Least share of the smaller image the alignment must overlap."""
+STILL_NCC = 0.9
+"""Least similarity when keypoints align the views within 2 px of plain resizing."""
+_NEEDED = {
+    "identity": IDENTITY_NCC,
+    "window": SAME_IMAGE_NCC,
+    "features": SAME_IMAGE_NCC,
+    "features-still": STILL_NCC,
+}
+_VIEW = 256  # longest side of a view
+_TILE = 16  # px of the view per tile of the similarity
+_BLUR = 1.0  # Gaussian sigma (px of the view): the NCC reads the band between it and 4x it
+
+
+@dataclass
+class View:
+    """One image reduced for verification: grey float view, its original size, keypoints."""
+
+    grey: np.ndarray  # uint8 (h, w), longest side <= 256
+    shape: tuple[int, int]  # original (H, W)
+    informative: bool  # has content: not constant, not one colour but a border
+    _features: tuple | None = field(default=None, repr=False)
+
+    def features(self) -> tuple:
+        """ORB ``(keypoints, descriptors)`` of the view (computed once)."""
+        if self._features is None:
+            orb = cv2.ORB_create(nfeatures=300, edgeThreshold=15, patchSize=15, fastThreshold=10)
+            u8 = cv2.normalize(self.grey, None, 0, 255, cv2.NORM_MINMAX)
+            self._features = orb.detectAndCompute(u8, None)
+        return self._features
+
+    @property
+    def tiny(self) -> bool:
+        """Shorter side under :data:`MIN_SIDE` px: linked only as an exact copy."""
+        return min(self.shape) < MIN_SIDE
+
+
+def view_of(rgb: np.ndarray) -> View:
+    """The :class:`View` of a decoded image (``(H, W)`` or ``(H, W, C)``)."""
+    a = np.asarray(rgb)
+    h, w = a.shape[:2]
+    scale = min(1.0, _VIEW / max(h, w))
+    if scale < 1.0:
+        a = _small(a, (max(1, round(w * scale)), max(1, round(h * scale))))
+    g = np.ascontiguousarray(np.clip(np.rint(_grey(a)), 0, 255).astype(np.uint8))
+    return View(g, (h, w), _informative(g))
+
+
+def _informative(a: np.ndarray) -> bool:
+    """Whether an image has content to compare: its inner 80 % is not flat."""
+    h, w = a.shape
+    inner = a[h // 10 : h - h // 10, w // 10 : w - w // 10]
+    return inner.size > 0 and float(inner.std()) >= 2.0 and float(np.ptp(inner)) >= 8
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What verification says about one pair: ``relation`` is ``"same"`` (one acquisition),
+    ``"patient"`` (likely the same patient) or ``""`` (unrelated); ``similarity`` the NCC of
+    the best alignment, ``method`` which alignment gave it."""
+
+    relation: str
+    similarity: float
+    method: str
+    edge_similarity: float = 0.0
+
+
+def _ncc(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:
+    if valid is not None:
+        a, b = a[valid], b[valid]
+    if a.size < 16:
+        return 0.0
+    a = a - a.mean()
+    b = b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 1e-6 else 0.0
+
+
+def _tiles(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Median NCC over the 16x16 tiles the two band-passed views share (global NCC when
+    fewer than 4 tiles): outlines a data set's images share in the standard pose fill few
+    tiles, the texture inside fills most, so only one acquisition scores high."""
+    t = _TILE
+    h, w = (a.shape[0] // t) * t, (a.shape[1] // t) * t
+    if h // t * (w // t) < 4:
+        return _ncc(a, b, valid)
+
+    def cut(x: np.ndarray) -> np.ndarray:
+        return x[:h, :w].reshape(h // t, t, w // t, t).swapaxes(1, 2).reshape(-1, t * t)
+
+    ta, tb = cut(a).astype(np.float64), cut(b).astype(np.float64)
+    keep = np.ones(len(ta), bool) if valid is None else cut(valid).all(axis=1)
+    ta, tb = ta[keep], tb[keep]
+    if len(ta) < 4:
+        return _ncc(a, b, valid)
+    ta = ta - ta.mean(axis=1, keepdims=True)
+    tb = tb - tb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ta * ta).sum(axis=1) * (tb * tb).sum(axis=1))
+    return float(
+        np.median(np.where(den > 1e-6, (ta * tb).sum(axis=1) / np.maximum(den, 1e-6), 0.0))
+    )
+
+
+def _blur(a: np.ndarray) -> np.ndarray:
+    """Band-pass (difference of Gaussians): the detail one acquisition keeps through
+    re-encoding and resizing and another patient's image does not share."""
+    a = a.astype(np.float32)
+    return cv2.GaussianBlur(a, (0, 0), _BLUR) - cv2.GaussianBlur(a, (0, 0), 4 * _BLUR)
+
+
+def _edges(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float32)
+    gx = cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3)
+    return _blur(np.sqrt(gx * gx + gy * gy))
+
+
+def _coarse(a: np.ndarray, b: np.ndarray) -> float:
+    """NCC of 32x32 thumbnails: the cheap gate before keypoint matching."""
+    a, b = (
+        cv2.resize(x.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) for x in (a, b)
+    )
+    return _ncc(a, b)
+
+
+def _onto(src: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(src, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def _identity(a: View, b: View) -> tuple[float, float, np.ndarray | None]:
+    """``(ncc, coarse ncc, b resized onto a)``, compared at the coarser resolution."""
+    ra, rb = a.shape[0] / a.shape[1], b.shape[0] / b.shape[1]
+    if abs(np.log(ra / rb)) > 0.05:
+        return 0.0, 0.0, None
+    warped = b.grey if a.grey.shape == b.grey.shape else _onto(b.grey, a.grey.shape)
+    if a.grey.size > b.grey.size:
+        fine = _tiles(_blur(_onto(a.grey, b.grey.shape)), _blur(b.grey))
+    else:
+        fine = _tiles(_blur(a.grey), _blur(warped))
+    return fine, _coarse(a.grey, warped), warped
+
+
+def _window(a: View, b: View, window: int) -> tuple[float, float]:
+    """``(ncc, coarse ncc)`` of ``a`` and window ``window`` of ``b`` (``a`` a crop of ``b``)."""
+    y0, y1, x0, x1 = WINDOWS[window]
+    h, w = b.grey.shape
+    crop = b.grey[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)]
+    if min(crop.shape) < 8:
+        return 0.0, 0.0
+    crop = _onto(crop, a.grey.shape)
+    return _tiles(_blur(a.grey), _blur(crop)), _coarse(a.grey, crop)
+
+
+def _features(a: View, b: View) -> tuple[float, bool]:
+    """Similarity after a RANSAC similarity transform fitted to ORB matches of ``b`` onto
+    ``a`` (0 if none), and whether that transform barely moves the image (2 px)."""
+    if min(a.grey.shape) < 48 or min(b.grey.shape) < 48:
+        return 0.0, False
+    (ka, da), (kb, db) = a.features(), b.features()
+    if da is None or db is None or len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
+        return 0.0, False
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    if len(good) < MIN_INLIERS:
+        return 0.0, False
+    src = np.float32([kb[m.queryIdx].pt for m in good])
+    dst = np.float32([ka[m.trainIdx].pt for m in good])
+    m, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+    if m is None or int(inliers.sum()) < MIN_INLIERS:
+        return 0.0, False
+    scale = float(np.hypot(m[0, 0], m[1, 0]))
+    if not 0.25 <= scale <= 4.0:
+        return 0.0, False
+    h, w = a.grey.shape
+    warped = cv2.warpAffine(b.grey, m, (w, h), flags=cv2.INTER_AREA)
+    valid = cv2.warpAffine(np.ones_like(b.grey), m, (w, h), flags=cv2.INTER_NEAREST) > 0.5
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    smaller = min(a.grey.size, b.grey.size * scale * scale)
+    if valid.sum() < MIN_OVERLAP * smaller:
+        return 0.0, False
+    return _tiles(_blur(a.grey), _blur(warped), valid), _moves_little(m, a.grey.shape, b.grey.shape)
+
+
+def _moves_little(m: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether the fitted transform is within 2 px everywhere of plain resizing ``b`` onto ``a``."""
+    resize = np.array([[a[1] / b[1], 0, 0], [0, a[0] / b[0], 0]])
+    corners = np.array([[0, 0, 1], [b[1], 0, 1], [0, b[0], 1], [b[1], b[0], 1]], dtype=float)
+    return float(np.abs(corners @ (m - resize).T).max()) <= 2.0
+
+
+def verify(a: View, b: View, window: int | None = None, a_in_b: bool = True) -> Verdict:
+    """The :class:`Verdict` on ``a`` and ``b``. ``window``: the hash stage's best window
+    (of ``b`` when ``a_in_b``, else of ``a``), tried as a crop alignment."""
+    if not (a.informative and b.informative) or a.tiny or b.tiny:
+        return Verdict("", 0.0, "no content")
+    best, coarse, warped = _identity(a, b)
+    method = "identity"
+    if best < IDENTITY_NCC and window:
+        ncc, c = _window(a, b, window) if a_in_b else _window(b, a, window)
+        best, method = max((best, method), (ncc, "window"))
+        coarse = max(coarse, c)
+    gate = CROP_GATE if window else COARSE_GATE
+    if best < IDENTITY_NCC and coarse >= gate:
+        ncc, still = _features(a, b)
+        best, method = max((best, method), (ncc, "features-still" if still else "features"))
+    if best >= _NEEDED[method]:
+        return Verdict("same", round(best, 4), method)
+    if warped is not None and a.shape == b.shape:
+        edge = _tiles(_edges(a.grey), _edges(warped))
+        if edge >= SAME_PATIENT_EDGE_NCC:
+            return Verdict("patient", round(best, 4), "identity", round(edge, 4))
+        return Verdict("", round(best, 4), method, round(edge, 4))
+    return Verdict("", round(best, 4), method)
