@@ -54,6 +54,7 @@ from medtl.metrics import (
 )
 from medtl.runs.checkpoints import load_into
 from medtl.runs.folder import load_bundle
+from medtl.runs.model_card import card_inputs
 from medtl.runs.records import SUMMARY_FILE, write_summary
 from medtl.runtime.cpu import threads_for
 from medtl.training.loggers import log_run_artifacts
@@ -112,6 +113,7 @@ def evaluate(
     ``postprocess``: a mask rule of :mod:`medtl.inference.postprocess` (``dice_raw``: Dice before it).
     """
     run = Path(run)
+    card_inputs(run)  # the files the model card reads afterwards: refused before any write
     net, cfg, classes = load_bundle(run)
     ckpt_name = load_into(net, run, checkpoint)
     apply_process_overrides(cfg, list(overrides or []))

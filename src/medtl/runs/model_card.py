@@ -303,16 +303,24 @@ def _use_and_limits(cfg: dict[str, Any], facts: RunRecord, run: Path) -> list[st
     return [*lines, ""]
 
 
+def card_inputs(run: Path) -> tuple[dict[str, Any], RunRecord, SplitsFile]:
+    """``config.yaml``, ``run.json`` and ``splits.json`` of ``run``, each checked, with every
+    ``eval/*/summary.json`` checked too: a damaged file is one DataError line, raised by
+    ``medtl evaluate`` before it writes anything."""
+    cfg = read_config_doc(run)
+    facts = RunRecord.read(run) or RunRecord(doc={})
+    splits = SplitsFile.read(run / "splits.json", missing_ok=True)
+    for summary in sorted(run.glob(f"eval/*/{SUMMARY_FILE}")):
+        EvalSummary.read(summary)
+    return cfg, facts, splits
+
+
 def model_card_text(run: str | Path, results_from: str | Path | None = None) -> str:
     """The Markdown model card of a run folder (see the module docstring); ``results_from``
     takes the results from another folder's ``eval/`` (a fold ensemble's)."""
     run = Path(run)
-    cfg = read_config_doc(run)
-    facts, splits, env = (
-        RunRecord.read(run) or RunRecord(doc={}),
-        SplitsFile.read(run / "splits.json", missing_ok=True),
-        (read_records(run / "env.json") or [{}])[-1],  # the latest invocation
-    )
+    cfg, facts, splits = card_inputs(run)
+    env = (read_records(run / "env.json") or [{}])[-1]  # the latest invocation
     lines = [
         f"# Model card: {run.name}",
         "",
@@ -336,4 +344,4 @@ def write_model_card(run: str | Path) -> Path:
     return atomic_write_text(Path(run) / CARD, model_card_text(run))
 
 
-__all__ = ["CARD", "calibration", "model_card_text", "write_model_card"]
+__all__ = ["CARD", "calibration", "card_inputs", "model_card_text", "write_model_card"]
