@@ -454,3 +454,15 @@ def test_shape_checks_name_the_field():
         "rule": "given",
         "ci": [0.1, None],
     }
+
+
+@pytest.mark.parametrize("name", ["env.json", ".medtl.lock"])
+def test_lenient_records_survive_deep_nesting(tmp_path, name):
+    """``env.json`` and the lock file are read leniently (unreadable: none), deep nesting too."""
+    from medtl.utils.files import read_records
+    from medtl.utils.locks import LOCK_FILE, lock_holder
+
+    if name != "env.json":
+        name = LOCK_FILE
+    (tmp_path / name).write_text(_deep_json())
+    assert read_records(tmp_path / "env.json") == [] and lock_holder(tmp_path) is None
