@@ -113,9 +113,10 @@ def _cls_figures(split_dir: Path, cls: Mapping[str, Any], names: list[str], rows
     return figs
 
 
-def _calibrated_figure(split_dir: Path, summary: Mapping[str, Any]) -> list:
-    """``reliability_calibrated.png`` (evaluate after ``--calibrate`` kept a temperature)."""
-    path, cal = split_dir / CALIBRATED_FILE, summary.get("calibration") or {}
+def _calibrated_figure(split_dir: Path, cal: Mapping[str, Any] | None) -> list:
+    """``reliability_calibrated.png`` (evaluate after ``--calibrate`` kept a temperature);
+    ``cal``: the summary's ``calibration``."""
+    path = split_dir / CALIBRATED_FILE
     if not path.is_file() or not cal:
         return []
     s = cal.get("split") or {}
@@ -129,17 +130,17 @@ def _calibrated_figure(split_dir: Path, summary: Mapping[str, Any]) -> list:
 def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
     """What the page shows for one ``eval/SPLIT`` folder: tables, figures, case grid."""
     record = EvalSummary.read(split_dir / SUMMARY_FILE)
-    summary, split = record.doc, record.split
+    split = record.split
     rows = read_csv(split_dir / "per_image.csv")
     seg, cls = record.segmentation, record.classification
     unit = record.distance_unit
     tables = ([_seg_table(seg, unit)] if seg else []) + (_cls_tables(cls) if cls else [])
     tables += _label_table(record.segmentation_per_label, unit)
-    tables += decision_tables(summary) + lesion_table(summary)  # issue 19 (report.decisions)
+    tables += decision_tables(record) + lesion_table(record)  # (report.decisions)
     figs, cases = [], None
     if cls and cls.get("confusion_matrix"):
         figs += _cls_figures(split_dir, cls, cls.get("classes") or classes, rows)
-        figs += _calibrated_figure(split_dir, summary)
+        figs += _calibrated_figure(split_dir, record.calibration)
     if seg and rows:
         dice = [to_float(r.get("dice")) for r in rows]
         data = _file_or(
@@ -162,7 +163,7 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
         "split": split,
         "n_images": len(rows) if record.n_images is None else record.n_images,
         "tables": tables,
-        "empty_rule": summary.get("empty_mask_rule") if seg else None,
+        "empty_rule": record.doc.get("empty_mask_rule") if seg else None,
         "threshold_note": _threshold_note(record.seg_threshold) if seg else None,
         "figures": figs,
         "cases": cases,
