@@ -7,9 +7,10 @@ and nesting depth, and :class:`Shape` checks the fields a reader uses (type, ran
 problem is one :class:`~medtl.utils.errors.DataError` line naming the file, what is wrong
 and the fix, which the CLI turns into exit code 2. Example::
 
-    doc = load_json(run / "calibration.json", fix="delete it and run 'medtl evaluate RUN --calibrate'")
-    shape = Shape(run / "calibration.json", fix="...")
-    t = shape.number(shape.mapping(doc), "temperature", lo=0.0)
+    fix = "delete it and run 'medtl evaluate RUN --calibrate'"
+    shape = Shape(path, fix)
+    doc = shape.mapping(load_json(path, fix))  # DataError: "PATH: the file is a list, ..."
+    t = shape.number(doc.get("t"), "t", lo=0.0, optional=True)  # a number >= 0 or None
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import Any, NoReturn
 
 from medtl.utils.errors import DataError
 
-#: the largest file the readers load (the biggest artefacts, a comparison's results.json
-#: or splits.json of a large data set, are a few MB)
+#: the largest file the readers load (far above what medtl writes: splits.json lists one
+#: short record per image)
 MAX_BYTES = 256 * 2**20
-#: the deepest nesting of lists and mappings the readers accept (medtl writes at most ~8)
+#: the deepest nesting of lists and mappings the readers accept (medtl's files nest at most
+#: 7 deep: a comparison's results.json)
 MAX_DEPTH = 64
 #: the keys of a metrics block that hold text (:meth:`Shape.numbers`)
 TEXT_KEYS = frozenset(
