@@ -7,12 +7,12 @@ weights frozen vs fine-tuned vs the same encoder from random init, all on identi
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from medtl.comparison import compare
+from medtl.comparison.records import Results
 from medtl.utils.files import atomic_write_json
 
 log = logging.getLogger("medtl")
@@ -51,7 +51,8 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, Any]:
     ]
     folder = compare(base, [], folds=s["folds"], out=out / "comparison", cell_list=CELLS)
     # compare() collected the finished cells and printed the table; reuse its results
-    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    results = Results.read(folder)
+    results = results.doc if results is not None else {}
     report = write_report(folder)
     atomic_write_json(out / "demo.json", {"settings": s, "report": str(report), "results": results})
     print(f"report: {report}")

@@ -23,13 +23,12 @@ models) and for the fold ensemble.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medtl.data.leaks import LEAKS_FILE
+from medtl.data.leaks import read_leaks
 from medtl.evaluation.segmentation import seg_extra_summary
 from medtl.metrics.statistics import fold_summary
 from medtl.utils.files import read_csv, to_float
@@ -93,11 +92,7 @@ def leaked_test_images(runs: Sequence[Path]) -> set[str]:
     """Test images any of ``runs`` lists in its ``leaks.json`` (empty without one)."""
     leaked: set[str] = set()
     for run in runs:
-        try:
-            doc = json.loads((Path(run) / LEAKS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        leaked.update(doc.get("test") or [])
+        leaked.update(read_leaks(Path(run)).get("test") or [])
     return leaked
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from medtl.comparison.clinical import clinical_result, leak_free_test
-from medtl.comparison.design import read_design, run_finished
+from medtl.comparison.design import run_finished
 from medtl.comparison.final import best_card, final_facts, final_lines
 from medtl.comparison.grid import cell_label
 from medtl.comparison.per_label import (
@@ -29,11 +29,12 @@ from medtl.comparison.per_label import (
     label_tests,
 )
 from medtl.comparison.readings import N_BOOT, SEG_METRICS, Readings, cls_pooled, read_fold
+from medtl.comparison.records import Design, write_results
 from medtl.comparison.tables import results_csv, results_markdown
 from medtl.metrics.paired import holm, paired_test
 from medtl.metrics.statistics import aggregate, fold_summary
 from medtl.utils.errors import MedtlError
-from medtl.utils.files import atomic_write_json, atomic_write_text, json_safe, to_float
+from medtl.utils.files import atomic_write_text, json_safe, to_float
 
 __all__ = [
     "CLS_METRICS",
@@ -292,24 +293,24 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
         The results as ``results.json`` holds them (NaN as None).
     """
     out = Path(out).absolute()
-    design = read_design(out)
-    task = design["task"]
+    record = Design.read(out)
+    design, task = record.doc, record.task
     configs, paired, incomplete = _gather(out, design)
-    _rank(configs, paired, task, max(1, design["folds"]))
+    _rank(configs, paired, task, max(1, record.folds))
     label_tests(configs)
     results = {
         "format": "medtl-results-1",
         "task": task,
         "primary": PRIMARY[task],
         "paired_metric": "accuracy" if task == "classification" else "dice",
-        "folds": design["folds"],
-        "eval_split": design["eval_split"],
-        "seed": design["seed"],
-        "config_file": design.get("config_file"),  # the -c FILE every cell started from
-        "base_overrides": design["base_overrides"],
-        "grid": design["grid"],
-        "n_images": design.get("n_images"),
-        "n_test": len((design.get("splits") or [{}])[0].get("test", [])),
+        "folds": record.folds,
+        "eval_split": record.eval_split,
+        "seed": record.seed,
+        "config_file": record.config_file,  # the -c FILE every cell started from
+        "base_overrides": record.base_overrides,
+        "grid": record.grid,
+        "n_images": record.n_images,
+        "n_test": record.n_test,
         "test_metric": TEST_METRIC[task],
         "best": configs[0]["cell"],
         "labels": list(configs[0].get("per_label") or {}),
@@ -319,7 +320,7 @@ def collect(out: Path, quiet: bool = False, write: bool = True) -> dict[str, Any
     extra = final_lines(results)  # post-processing and the final model
     table = results_markdown(results) + ("\n".join(extra) + "\n" if extra else "")
     if write:
-        atomic_write_json(out / "results.json", results)
+        write_results(out, results)
         atomic_write_text(out / "results.csv", results_csv(results))
         atomic_write_text(out / "results.md", table)
         best_card(out, results)  # CMP/MODEL_CARD.md of the best configuration

@@ -8,15 +8,14 @@ one comparison, continued (never silently replaced) by the same settings.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medtl.comparison.grid import cell_id
+from medtl.comparison.records import DESIGN_FILE, Design, write_design
 from medtl.configuration.loading import Config, load_config
 from medtl.utils.errors import ConfigError, DataError, MedtlError
-from medtl.utils.files import atomic_write_json
 
 __all__ = [
     "DESIGN_FILE",
@@ -29,7 +28,6 @@ __all__ = [
     "run_finished",
 ]
 
-DESIGN_FILE = "compare.json"
 TIMING_FILE = "timing.json"
 FORMAT = "medtl-compare-1"
 # config values that must be equal in every cell, or the cells would not share their splits
@@ -113,18 +111,9 @@ def _make_splits(cfg: Config, folds: int) -> tuple[Splits, Sequence[Any]]:
 
 
 def read_design(out: Path) -> dict[str, Any]:
-    """``OUT/compare.json`` as a dict (MedtlError when OUT is not a comparison folder)."""
-    path = Path(out) / DESIGN_FILE
-    if not path.is_file():
-        raise MedtlError(
-            f"{path} not found; {out} is not a comparison folder (run 'medtl compare ... --out {out}')"
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise MedtlError(
-            f"{path} is not valid JSON; delete {out} and run the comparison again"
-        ) from None
+    """``OUT/compare.json`` as a dict, its shape checked (:class:`Design`; MedtlError when
+    OUT is not a comparison folder)."""
+    return Design.read(out).doc
 
 
 def _splits_of(out: Path, design: dict[str, Any], cfg: Config) -> tuple[Splits, Sequence[Any]]:
@@ -186,5 +175,5 @@ def prepare_design(
         for fold in splits
     ]
     design["n_images"] = len(samples)
-    atomic_write_json(out / DESIGN_FILE, design)
+    write_design(out, design)
     return design, splits

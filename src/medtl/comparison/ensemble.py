@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import torch
 
 from medtl.comparison.design import read_design
+from medtl.comparison.records import RESULTS_FILE, Results
 from medtl.configuration.loading import Config
 from medtl.runs.folder import load_bundle
 from medtl.utils.errors import MedtlError
@@ -117,13 +117,12 @@ def is_cell_folder(path: str | Path) -> bool:
 
 
 def _ranked_cells(cmp: Path) -> list[str]:
-    results = cmp / "results.json"
-    if not results.is_file():
+    results = Results.read(cmp)
+    if results is None:
         raise MedtlError(
-            f"{results} not found; rank the cells first: medtl compare --collect {cmp}"
+            f"{cmp / RESULTS_FILE} not found; rank the cells first: medtl compare --collect {cmp}"
         )
-    configs = json.loads(results.read_text(encoding="utf-8"))["configs"]
-    return [c["cell"] for c in sorted(configs, key=lambda c: c["rank"])]
+    return results.ranked_cells
 
 
 def resolve_cell(cmp: str | Path, config: str | int | None = None) -> Path:

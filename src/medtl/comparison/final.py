@@ -8,29 +8,22 @@ when there is one, else from its first fold run.
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import Any
 
+from medtl.runs.records import RunRecord, read_postprocess
 from medtl.utils.files import atomic_write_text
 
 __all__ = ["best_card", "final_facts", "final_lines"]
 
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def final_facts(cell: Path, runs: list[Path]) -> dict[str, Any]:
     """``{"best_epochs": [...], "final_epochs": E, "postprocess": {...} | None}`` of a cell:
     E is the median of the folds' best epochs counted from 1 (None without run.json)."""
-    best = [_json(r / "run.json").get("best_epoch") for r in runs]
+    best = [(RunRecord.read(r) or RunRecord(doc={})).best_epoch for r in runs]
     known = sorted(int(b) + 1 for b in best if b is not None)
-    pp = _json(cell / "postprocess.json") or None
+    pp = read_postprocess(cell / "postprocess.json") or None
     return {
         "best_epochs": best,
         "final_epochs": known[len(known) // 2] if known else None,

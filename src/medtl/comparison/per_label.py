@@ -19,7 +19,6 @@ been evaluated; ``compare.collect`` stores them as ``configs[i]["test"]["per_lab
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from medtl.metrics.paired import holm, paired_test
 from medtl.metrics.statistics import aggregate, fold_summary
+from medtl.runs.records import SUMMARY_FILE, EvalSummary
 from medtl.utils.files import read_csv, to_float
 
 __all__ = [
@@ -130,11 +130,11 @@ def keep_label_scores(result: dict[str, Any], got: Any, n_boot: int) -> None:
 
 def _split_readings(folder: Path, split: str) -> tuple[list[str], list[dict[str, str]]] | None:
     """The labels and per-image rows of ``folder/eval/<split>`` (None: not evaluated)."""
-    summary_file = folder / "eval" / split / "summary.json"
+    summary_file = folder / "eval" / split / SUMMARY_FILE
     if not summary_file.is_file():
         return None
-    summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    return labels_of(summary), read_csv(folder / "eval" / split / "per_image.csv")
+    labels = EvalSummary.read(summary_file).labels
+    return labels, read_csv(folder / "eval" / split / "per_image.csv")
 
 
 def holdout_label_results(

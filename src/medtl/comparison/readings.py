@@ -4,7 +4,6 @@ classification scores pooled over their images with bootstrap CIs."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ from medtl.comparison.design import TIMING_FILE
 from medtl.comparison.per_label import add_label_folds
 from medtl.metrics.classification import classification_scores, macro_auroc, macro_f1
 from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci
+from medtl.runs.records import SUMMARY_FILE, EvalSummary
 from medtl.utils.files import read_csv, to_float
+from medtl.utils.records import Shape, load_json
 
 __all__ = ["N_BOOT", "SEG_METRICS", "Readings", "cls_pooled", "read_fold"]
 
@@ -78,7 +79,8 @@ class Readings:
 
 def read_fold(got: Readings, run: Path, split: str, task: str) -> None:
     rows = read_csv(run / "eval" / split / "per_image.csv")
-    summary = json.loads((run / "eval" / split / "summary.json").read_text(encoding="utf-8"))
+    record = EvalSummary.read(run / "eval" / split / SUMMARY_FILE)
+    summary = record.doc
     got.rows += rows
     if task != "classification":
         for m in SEG_METRICS:
@@ -88,7 +90,7 @@ def read_fold(got: Readings, run: Path, split: str, task: str) -> None:
         facts = ("distance_unit", "lesion_criterion")  # mm or px (medtl.evaluation.segmentation)
         got.seg_facts.append({k: summary.get(k) for k in facts})
     if task != "segmentation":
-        c = summary.get("classification") or {}
+        c = record.classification or {}
         got.classes = list(c.get("classes") or got.classes)
         got.add_fold("accuracy", to_float(c.get("accuracy")))
         got.add_fold("macro_f1", to_float((c.get("macro_avg") or {}).get("f1")))
@@ -99,4 +101,8 @@ def read_fold(got: Readings, run: Path, split: str, task: str) -> None:
     got.train_s.append(sum(to_float(r.get("epoch_time_s")) for r in history))
     timing_file = run / TIMING_FILE
     if timing_file.is_file():
-        got.img_s.append(to_float(json.loads(timing_file.read_text()).get("infer_img_per_s")))
+        fix = f"delete it and run 'medtl evaluate {run}' again"
+        shape = Shape(timing_file, fix)
+        timing = shape.mapping(load_json(timing_file, fix))
+        speed = shape.number(timing.get("infer_img_per_s"), "infer_img_per_s", 0.0, None, True)
+        got.img_s.append(math.nan if speed is None else speed)

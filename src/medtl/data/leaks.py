@@ -27,6 +27,7 @@ from pathlib import Path
 from medtl.data.duplicates.links import UnionFind, find_links, link_groups
 from medtl.data.layouts import Sample
 from medtl.utils.files import atomic_write_json
+from medtl.utils.records import Shape, load_json
 
 __all__ = [
     "LEAKS_FILE",
@@ -34,6 +35,7 @@ __all__ = [
     "apply_policy",
     "leak_relations",
     "leaked_images",
+    "read_leaks",
     "write_leaks",
 ]
 
@@ -94,6 +96,18 @@ def apply_policy(
     where = "moved to train" if policy == "regroup" else "left out"
     log.info(f"data.premade_split={policy}: {n} leaked val/test image(s) {where}")
     return out
+
+
+def read_leaks(run: Path) -> dict[str, list[str]]:
+    """``RUN/leaks.json`` as ``{split: [image, ...]}`` after checking its shape (``{}``
+    without one); a damaged file is one DataError line."""
+    path = Path(run) / LEAKS_FILE
+    if not path.is_file():
+        return {}
+    fix = "delete it; 'medtl train' writes it (or train the run again)"
+    shape = Shape(path, fix)
+    doc = shape.mapping(load_json(path, fix))
+    return {str(k): shape.texts(v, str(k), optional=True) for k, v in doc.items() if k != "format"}
 
 
 def write_leaks(

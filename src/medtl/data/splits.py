@@ -7,16 +7,18 @@ Pre-made ``train``/``test`` folders are respected: test stays test, val is carve
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medtl.data.layouts import Sample
 from medtl.utils.errors import DataError
 from medtl.utils.files import atomic_write_json
+from medtl.utils.records import Shape, load_json
 
 
 def _strata(samples: Sequence[Sample]) -> list[str]:
@@ -189,24 +191,68 @@ def save_splits(
     atomic_write_json(path, doc)
 
 
+_SPLIT_NAMES = ("train", "val", "test")
+
+
+def _splits_fix(path: Path) -> str:
+    return f"restore the splits.json 'medtl train' wrote into {Path(path).parent}"
+
+
+@dataclass(frozen=True)
+class SplitsFile:
+    """``RUN/splits.json`` as written by :func:`save_splits` (``doc``: the whole file):
+    ``entries`` holds each split's ``{image, label, group}`` records."""
+
+    doc: dict[str, Any]
+    entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seed: int | None = None
+    layout: str | None = None
+    classes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, doc: Any, path: str | Path) -> SplitsFile:
+        """The record of a loaded ``doc`` after checking its shape."""
+        shape = Shape(path, _splits_fix(Path(path)))
+        doc = shape.mapping(doc)
+        entries: dict[str, list[dict[str, Any]]] = {}
+        for name in _SPLIT_NAMES:
+            entries[name] = shape.listing(doc.get(name), name, optional=True)
+            for i, e in enumerate(entries[name]):
+                e = shape.mapping(e, f"{name}[{i}]")
+                shape.text(shape.get(e, "image", f"{name}[{i}]"), f"{name}[{i}].image")
+                shape.text(e.get("label"), f"{name}[{i}].label", optional=True)
+                if isinstance(e.get("group"), (dict, list)):
+                    shape.text(e.get("group"), f"{name}[{i}].group")
+        shape.numbers(doc.get("counts"), "counts")
+        return cls(
+            doc=doc,
+            entries=entries,
+            seed=shape.integer(doc.get("seed"), "seed", lo=None, optional=True),
+            layout=shape.text(doc.get("layout"), "layout", optional=True),
+            classes=shape.texts(doc.get("classes"), "classes", optional=True),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path, missing_ok: bool = False) -> SplitsFile:
+        """The splits file at ``path``; a missing one is a DataError, or an empty record
+        with ``missing_ok``."""
+        path = Path(path)
+        if not path.is_file():
+            if missing_ok:
+                return cls(doc={}, entries={n: [] for n in _SPLIT_NAMES})
+            raise DataError(f"{path} not found; it is written by 'medtl train' into the run folder")
+        return cls.of(load_json(path, _splits_fix(path)), path)
+
+
 def load_splits(path: Path, samples: Sequence[Sample]) -> dict[str, list[int]]:
     """Re-map a saved ``splits.json`` onto ``samples`` (by image path); missing files -> DataError."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(
-            f"{path} not found; it is written by 'medtl train' into the run folder"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"{path}: unreadable splits file ({exc.__class__.__name__}); restore it from the run"
-        ) from None
+    record = SplitsFile.read(path)
     # match by absolute path: a run may be evaluated from another working directory
     where = {str(Path(s.image).resolve()): i for i, s in enumerate(samples)}
     out: dict[str, list[int]] = {}
-    for name in ("train", "val", "test"):
+    for name in _SPLIT_NAMES:
         out[name] = []
-        for entry in doc.get(name, []):
+        for entry in record.entries[name]:
             key = str(Path(entry["image"]).resolve())
             if key not in where:
                 raise DataError(

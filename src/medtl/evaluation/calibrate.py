@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 
 from medtl.evaluation.threshold import check_binary, fit_seg_threshold
-from medtl.inference.decisions import CALIBRATION_FILE, _positive, read_calibration
+from medtl.inference.decisions import _positive, read_calibration
 from medtl.metrics.calibration import ECE_BINS, expected_calibration_error, fit_temperature, nll
 from medtl.metrics.calibration import softmax as softmax_t
 from medtl.metrics.operating_point import at_threshold, choose_threshold, rule_name
+from medtl.runs.records import write_calibration
 from medtl.utils.errors import ConfigError, MedtlError
-from medtl.utils.files import atomic_write_json
 
 log = logging.getLogger("medtl")
 __all__ = ["Decisions", "decision_summary", "fit_decisions"]
@@ -176,7 +176,7 @@ def fit_decisions(
     from medtl.runs.folder import process_rank
 
     if process_rank() == 0:
-        atomic_write_json(run / CALIBRATION_FILE, doc)
+        write_calibration(run, doc)
     return doc
 
 

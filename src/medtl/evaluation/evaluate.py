@@ -54,11 +54,13 @@ from medtl.metrics import (
 )
 from medtl.runs.checkpoints import load_into
 from medtl.runs.folder import load_bundle
+from medtl.runs.model_card import card_inputs
+from medtl.runs.records import SUMMARY_FILE, write_summary
 from medtl.runtime.cpu import threads_for
 from medtl.runtime.device import resolve_device
 from medtl.training.loggers import log_run_artifacts
 from medtl.utils.errors import MedtlError
-from medtl.utils.files import atomic_write_json, atomic_write_text, csv_text, swap_in
+from medtl.utils.files import atomic_write_text, csv_text, swap_in
 from medtl.utils.parallel import progress
 
 log = logging.getLogger("medtl")
@@ -114,6 +116,7 @@ def evaluate(
     ``device``: where one process runs (auto: CUDA, else MPS, else CPU; ``cpu`` to force it).
     """
     run = Path(run)
+    card_inputs(run)  # the files the model card reads afterwards: refused before any write
     net, cfg, classes = load_bundle(run)
     ckpt_name = load_into(net, run, checkpoint)
     apply_process_overrides(cfg, list(overrides or []), device)
@@ -223,7 +226,7 @@ def _write_results(
         write_cam_grid(run, rows, out_dir)  # skipped, with a log line, without [explain]
     summary.update(postprocess_summary(rows, summary.pop("postprocess", None)))
     summary.update(leak_free_summary(run, summary["split"], rows))  # RUN/leaks.json
-    atomic_write_json(out_dir / "summary.json", summary)
+    write_summary(out_dir / SUMMARY_FILE, summary)
 
 
 def _seg_summary(rows: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from medtl.data.leaks import LEAKS_FILE
+from medtl.data.leaks import read_leaks
 from medtl.metrics import aggregate
 
 
@@ -15,10 +14,7 @@ def leak_free_summary(run: Path, split: str, rows: list[dict[str, Any]]) -> dict
     """``{"leak_free": {...}}`` for ``split`` of ``run`` when ``RUN/leaks.json`` lists
     leaked images in it: the number left, the number leaked and Dice/IoU (or accuracy)
     over the images without a duplicate in train; ``{}`` otherwise."""
-    path = Path(run) / LEAKS_FILE
-    if not path.is_file():
-        return {}
-    leaked = set(json.loads(path.read_text(encoding="utf-8")).get(split) or [])
+    leaked = set(read_leaks(run).get(split) or [])
     if not leaked:
         return {}
     clean = [r for r in rows if r["image"] not in leaked]

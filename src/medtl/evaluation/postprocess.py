@@ -11,7 +11,6 @@ apply (rules: :mod:`medtl.inference.postprocess`).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from medtl.inference.postprocess import POSTPROCESS_FILE, apply_rule, parse_rule
+from medtl.runs.records import read_postprocess
 from medtl.utils.files import atomic_write_json
 
 __all__ = [
@@ -128,7 +128,7 @@ def choose_for_cell(
     path = cell / POSTPROCESS_FILE
     sources = [r / "eval" / split / "per_image.csv" for r in runs]
     if path.is_file() and all(path.stat().st_mtime >= s.stat().st_mtime for s in sources):
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_postprocess(path)
     from medtl.data.masks.scheme import scheme_from_config
 
     dice_of = dice_function(scheme_from_config(cfg.data), cfg.train.empty_mask)

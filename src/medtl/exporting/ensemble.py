@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from medtl.exporting.exporter import graph_meta, write_graph
+from medtl.exporting.records import write_export
 from medtl.exporting.staleness import calibration_record
 from medtl.utils.errors import MedtlError
-from medtl.utils.files import atomic_write_json
 
 __all__ = ["export_ensemble"]
 MEAN = (
@@ -93,5 +93,5 @@ def export_ensemble(
         "int8": None,
     }
     (out_dir / "model.int8.onnx").unlink(missing_ok=True)  # would not match this model.onnx
-    atomic_write_json(out_dir / "export.json", info)
+    write_export(out_dir, info)
     return info

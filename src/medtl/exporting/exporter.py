@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from medtl.exporting.quantise import quantise_int8
+from medtl.exporting.records import write_export
 from medtl.exporting.runtime import INPUT_NAME, META_PREFIX, OUTPUT_ORDER, OnnxPredictor, model_mb
 from medtl.training.loggers import log_run_artifacts
 from medtl.utils.errors import MedtlError
-from medtl.utils.files import atomic_write, atomic_write_json
+from medtl.utils.files import atomic_write
 
 log = logging.getLogger("medtl")
 PARITY_TOL = 1e-4
@@ -252,7 +253,7 @@ def export_onnx(
         info["size_mb"]["int8"] = info["int8"]["size_mb"]
     else:  # an int8 file from an earlier export would no longer match model.onnx
         (out_dir / "model.int8.onnx").unlink(missing_ok=True)
-    atomic_write_json(out_dir / "export.json", info)
+    write_export(out_dir, info)
     files = [onnx_path, out_dir / "model.int8.onnx", out_dir / "export.json"]
     log_run_artifacts(run, files, "export")  # train.logger=mlflow
     return info

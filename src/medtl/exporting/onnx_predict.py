@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medtl.exporting.records import ExportRecord
 from medtl.exporting.runtime import META_PREFIX, OnnxPredictor
 from medtl.utils.errors import MedtlError
 
@@ -67,17 +68,13 @@ def mask_scheme_of(run: str | Path, model: Path):
     """The label-mask encoding (:func:`medtl.data.masks.scheme.scheme_from_config`) of the run
     behind ``model``: ``RUN/config.yaml``, or for a fold ensemble's graph its first member's
     (``export.json`` beside the graph lists them); None when neither is there."""
-    import json
-
     from medtl.data.masks.scheme import scheme_from_config
     from medtl.runs.folder import read_config
 
     configs = [Path(run) / "config.yaml"]
-    try:
-        facts = json.loads((model.parent / "export.json").read_text(encoding="utf-8"))
-        configs += [Path(m) / "config.yaml" for m in facts["ensemble"]["members"][:1]]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    facts = ExportRecord.read(model.parent)
+    if facts is not None:
+        configs += [Path(m) / "config.yaml" for m in facts.members[:1]]
     found = next((c for c in configs if c.is_file()), None)
     return scheme_from_config(read_config(found.parent).data) if found else None
 

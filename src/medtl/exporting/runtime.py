@@ -7,17 +7,17 @@ logits as ``Net.forward``; ``classes``, ``task`` and ``image_size`` come from th
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from medtl.exporting.records import META_PREFIX as META_PREFIX  # re-exported
+from medtl.exporting.records import GraphMeta
 from medtl.utils.errors import MedtlError
 
 INPUT_NAME = "image"
 OUTPUT_ORDER = ("seg", "cls")  # fixed order of the tuple the exported graph returns
-META_PREFIX = "medtl."
 THREADS: int | None = None  # ONNX Runtime intra-op threads; None: os.cpu_count()
 
 
@@ -55,14 +55,15 @@ class OnnxPredictor:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.meta: dict[str, str] = dict(meta)  # every metadata entry, prefixed META_PREFIX
         shape_size = inp.shape[2] if isinstance(inp.shape[2], int) else None
-        self.image_size: int | None = (
-            int(meta.get(META_PREFIX + "image_size", shape_size or 0)) or None
+        meta = GraphMeta.of(
+            dict(self.session.get_modelmeta().custom_metadata_map), self.path, shape_size
         )
-        self.classes: list[str] = json.loads(meta.get(META_PREFIX + "classes", "[]"))
-        self.task: str | None = meta.get(META_PREFIX + "task")
+        self.meta: dict[str, str] = meta.entries  # every metadata entry, prefixed META_PREFIX
+        self.graph_meta = meta  # the entries checked and typed
+        self.image_size: int | None = meta.image_size
+        self.classes: list[str] = meta.classes
+        self.task: str | None = meta.task
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)

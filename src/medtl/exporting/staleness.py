@@ -18,12 +18,11 @@ from the run at prediction time, so changing them does not stale a graph.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from medtl.exporting.runtime import META_PREFIX
+from medtl.exporting.records import ExportRecord, GraphMeta
 from medtl.inference.decisions import CALIBRATION_FILE, seg_threshold_of, temperature_of
 
 log = logging.getLogger("medtl")
@@ -55,22 +54,15 @@ def _effective(t: float | None) -> float:
     return 1.0 if t is None else float(t)
 
 
-def _parse_meta(value: str | None) -> tuple[bool, float | None]:
-    if value is None:
-        return False, None
-    return True, None if value == "none" else float(value)
-
-
 def _baked(model: Path, meta: dict[str, str] | None) -> tuple[bool, float | None]:
     """(known, temperature) of ``model``: from its metadata, else the ``export.json`` beside
     it (exports before the metadata key recorded ``temperature`` there)."""
-    known, t = _parse_meta((meta or {}).get(META_PREFIX + "temperature"))
-    if known:
-        return known, t
-    info = model.parent / "export.json"  # written beside the models it describes
-    doc = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
-    if "temperature" in doc:
-        return True, doc["temperature"]
+    graph = GraphMeta.of(dict(meta or {}), model, None)
+    if graph.has_temperature:
+        return True, graph.temperature
+    info = ExportRecord.read(model.parent)  # written beside the models it describes
+    if info is not None and info.has_temperature:
+        return True, info.temperature
     return False, None
 
 

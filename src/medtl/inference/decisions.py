@@ -5,7 +5,6 @@ threshold of a binary segmentation head (default :data:`DEFAULT_THRESHOLD`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from medtl.utils.errors import ConfigError, MedtlError
+from medtl.runs.records import CALIBRATION_FILE, DEFAULT_THRESHOLD, Calibration
+from medtl.utils.errors import ConfigError
 
-CALIBRATION_FILE = "calibration.json"
-DEFAULT_THRESHOLD = 0.5
 __all__ = [
     "CALIBRATION_FILE",
     "DEFAULT_THRESHOLD",
@@ -30,34 +28,26 @@ __all__ = [
 ]
 
 
-def threshold_value(doc: dict[str, Any]) -> float:
-    """The threshold a calibration document stores, or :data:`DEFAULT_THRESHOLD`."""
-    entry = doc.get("seg_threshold") or {}
-    return float(entry.get("value", DEFAULT_THRESHOLD))
+def threshold_value(doc: dict[str, Any], path: str | Path = CALIBRATION_FILE) -> float:
+    """The threshold a calibration document stores, or :data:`DEFAULT_THRESHOLD` (a value
+    outside [0, 1] is a DataError naming ``path``)."""
+    return Calibration.of(doc, path).seg_threshold
 
 
 def read_calibration(run: str | Path) -> dict[str, Any]:
-    """``RUN/calibration.json`` as a dict; ``{}`` when there is none."""
-    path = Path(run) / CALIBRATION_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise MedtlError(
-            f"{path} is not valid JSON; delete it and run 'medtl evaluate {run} --calibrate'"
-        ) from None
+    """``RUN/calibration.json`` as a dict, its shape checked (:class:`Calibration`); ``{}``
+    when there is none."""
+    return Calibration.read(run).doc
 
 
 def seg_threshold_of(run: str | Path) -> float:
     """The stored mask threshold of a binary segmentation head (default 0.5)."""
-    return threshold_value(read_calibration(run))
+    return Calibration.read(run).seg_threshold
 
 
 def temperature_of(run: str | Path) -> float | None:
     """The stored temperature, or None when the run was never calibrated."""
-    t = (read_calibration(run).get("temperature") or {}).get("value")
-    return float(t) if t is not None else None
+    return Calibration.read(run).temperature
 
 
 class TemperatureScaled(nn.Module):
@@ -99,13 +89,14 @@ def decision_of(
     if threshold is None:
         return None
     if str(threshold) == "stored":
-        op = read_calibration(run).get("operating_point")
+        stored = Calibration.read(run)
+        op = stored.operating_point
         if not op:
             raise ConfigError(
                 f"{run} has no stored operating point; run 'medtl evaluate {run} --youden' "
                 "(or --sensitivity 0.95) first, or give --threshold 0.5"
             )
-        if abs(float(op.get("temperature", 1.0)) - (temperature_of(run) or 1.0)) > 1e-9:
+        if abs(float(op.get("temperature") or 1.0) - (stored.temperature or 1.0)) > 1e-9:
             raise ConfigError(
                 f"{run}: the operating point was chosen at another temperature; choose it "
                 f"again with 'medtl evaluate {run} --youden'"

@@ -17,12 +17,12 @@ read back from ``CELL/postprocess.json`` by :func:`cell_rule`. Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from medtl.runs.records import read_postprocess
 from medtl.utils.errors import ConfigError
 
 __all__ = [
@@ -107,7 +107,5 @@ def apply_rule(mask: np.ndarray, rule: str | None) -> np.ndarray:
 
 def cell_rule(cell: Path) -> str | None:
     """The rule a cell's ``postprocess.json`` chose (None without one or when none won)."""
-    path = Path(cell) / POSTPROCESS_FILE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8")).get("rule")
+    doc = read_postprocess(Path(cell) / POSTPROCESS_FILE)
+    return doc.get("rule") if doc else None

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from medtl.reporting.comparison_page import comparison_html
-from medtl.reporting.html import read_json
 from medtl.reporting.run_page import run_html
 from medtl.utils.errors import MedtlError
 from medtl.utils.files import atomic_write_text
@@ -33,14 +32,15 @@ REPORT = "report.html"
 def comparison_results(out: Path) -> dict[str, Any]:
     """The collected results of comparison folder ``out``, without writing anything:
     ``results.json`` when it covers every cell of the design, else collected afresh."""
-    from medtl.comparison import collect, read_design
+    from medtl.comparison import collect
+    from medtl.comparison.records import Design, Results
 
-    design = read_design(out)
-    results = read_json(out / "results.json")
-    configs, incomplete = results.get("configs") or [], results.get("incomplete") or []
-    if not configs or len(configs) + len(incomplete) != len(design["cells"]):
-        results = collect(out, quiet=True, write=False)
-    return results
+    design, stored = Design.read(out), Results.read(out)
+    if stored is None or not stored.configs:
+        return collect(out, quiet=True, write=False)
+    if len(stored.configs) + len(stored.incomplete) != len(design.cells):
+        return collect(out, quiet=True, write=False)
+    return stored.doc
 
 
 def write_report(path: Path) -> Path:

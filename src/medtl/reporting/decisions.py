@@ -1,4 +1,4 @@
-"""The report's tables for issue 19's evaluation numbers, read from ``summary.json``:
+"""The report's tables of an evaluation's decision numbers, read from ``summary.json``:
 temperature scaling (ECE before/after), the operating-point table (sensitivity,
 specificity, PPV, NPV at the threshold chosen on validation) and lesion-level detection
 with surface distances in their unit. Rendering only: the numbers come from
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medtl.comparison import fmt
+from medtl.runs.records import EvalSummary
 
 __all__ = ["decision_tables", "lesion_table"]
 
@@ -19,10 +20,10 @@ def _ci(r: Mapping[str, Any], key: str) -> str:
     return f"{fmt(r.get(key))} [{fmt(lo)}, {fmt(hi)}]"
 
 
-def decision_tables(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+def decision_tables(summary: EvalSummary) -> list[dict[str, Any]]:
     """Calibration and operating-point tables of one evaluated split (none when absent)."""
     out = []
-    cal = summary.get("calibration")
+    cal = summary.calibration
     if cal:
         v, s = cal.get("val") or {}, cal.get("split") or {}
         t = f"temperature {fmt(cal.get('temperature'))}" + (
@@ -33,11 +34,11 @@ def decision_tables(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "head": ["calibration", "ECE before", "ECE after", "NLL before", "NLL after"],
                 "rows": [
                     [f"validation ({t})", *(fmt(v.get(k)) for k in _CAL_KEYS)],
-                    [summary.get("split", "this split"), *(fmt(s.get(k)) for k in _CAL_KEYS)],
+                    [summary.split, *(fmt(s.get(k)) for k in _CAL_KEYS)],
                 ],
             }
         )
-    op = summary.get("operating_points")
+    op = summary.operating_points
     if op:
         head = [f"class: {op.get('name')} on val", "threshold", "sensitivity", "specificity"]
         rows = [
@@ -55,14 +56,14 @@ def decision_tables(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
 _CAL_KEYS = ("ece_before", "ece_after", "nll_before", "nll_after")
 
 
-def lesion_table(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+def lesion_table(summary: EvalSummary) -> list[dict[str, Any]]:
     """Lesion detection, false positives per image, MSD and area error (units named)."""
-    les = summary.get("lesions")
+    les = summary.lesions
     if not les:
         return []
-    unit = summary.get("distance_unit", "px")
-    fp, msd = les.get("false_positives_per_image") or {}, summary.get("msd") or {}
-    area = summary.get("abs_area_error") or {}
+    unit, doc = summary.distance_unit, summary.doc
+    fp, msd = les.get("false_positives_per_image") or {}, doc.get("msd") or {}
+    area = doc.get("abs_area_error") or {}
     rows = [
         [
             "lesion sensitivity",
@@ -71,7 +72,7 @@ def lesion_table(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         ["false positives per image", fmt(fp.get("mean"))],
         [f"mean surface distance ({unit})", fmt(msd.get("mean"))],
         [f"|area error| ({unit}²)", fmt(area.get("mean"))],
-        ["HD95 definition", str(summary.get("hd95_definition", "pooled"))],
-        ["lesion criterion", str(summary.get("lesion_criterion", ""))],
+        ["HD95 definition", str(doc.get("hd95_definition", "pooled"))],
+        ["lesion criterion", str(doc.get("lesion_criterion", ""))],
     ]
     return [{"head": ["lesion-level", "value"], "rows": rows}]

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import time
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -85,12 +83,3 @@ def figure(data: bytes, alt: str, caption: str = "") -> Figure:
     """An embedded PNG for the ``figure`` macro (``data`` is the PNG file's bytes)."""
     src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     return {"alt": alt, "src": src, "caption": caption}
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; ``{}`` when it is missing or unreadable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from medtl import plots
 from medtl.comparison import fmt
+from medtl.data.splits import SplitsFile
 from medtl.plots.reliability import CALIBRATED_FILE
 from medtl.reporting.cases import overlay_grid_png
 from medtl.reporting.decisions import decision_tables, lesion_table
-from medtl.reporting.html import figure, png_bytes, read_json, render
+from medtl.reporting.html import figure, png_bytes, render
+from medtl.runs.folder import read_config_doc
+from medtl.runs.records import SUMMARY_FILE, Calibration, EvalSummary, RunRecord
 from medtl.utils.files import read_csv, read_records, to_float
 
 NO_RUN_JSON = "no run.json (run made before medtl 0.2)"
@@ -111,9 +113,10 @@ def _cls_figures(split_dir: Path, cls: Mapping[str, Any], names: list[str], rows
     return figs
 
 
-def _calibrated_figure(split_dir: Path, summary: Mapping[str, Any]) -> list:
-    """``reliability_calibrated.png`` (evaluate after ``--calibrate`` kept a temperature)."""
-    path, cal = split_dir / CALIBRATED_FILE, summary.get("calibration") or {}
+def _calibrated_figure(split_dir: Path, cal: Mapping[str, Any] | None) -> list:
+    """``reliability_calibrated.png`` (evaluate after ``--calibrate`` kept a temperature);
+    ``cal``: the summary's ``calibration``."""
+    path = split_dir / CALIBRATED_FILE
     if not path.is_file() or not cal:
         return []
     s = cal.get("split") or {}
@@ -126,18 +129,18 @@ def _calibrated_figure(split_dir: Path, summary: Mapping[str, Any]) -> list:
 
 def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
     """What the page shows for one ``eval/SPLIT`` folder: tables, figures, case grid."""
-    summary = read_json(split_dir / "summary.json")
-    split = summary.get("split", split_dir.name)
+    record = EvalSummary.read(split_dir / SUMMARY_FILE)
+    split = record.split
     rows = read_csv(split_dir / "per_image.csv")
-    seg, cls = summary.get("segmentation"), summary.get("classification")
-    unit = summary.get("distance_unit", "px")
+    seg, cls = record.segmentation, record.classification
+    unit = record.distance_unit
     tables = ([_seg_table(seg, unit)] if seg else []) + (_cls_tables(cls) if cls else [])
-    tables += _label_table(summary.get("segmentation_per_label") or {}, unit)
-    tables += decision_tables(summary) + lesion_table(summary)  # issue 19 (report.decisions)
+    tables += _label_table(record.segmentation_per_label, unit)
+    tables += decision_tables(record) + lesion_table(record)  # (report.decisions)
     figs, cases = [], None
     if cls and cls.get("confusion_matrix"):
         figs += _cls_figures(split_dir, cls, cls.get("classes") or classes, rows)
-        figs += _calibrated_figure(split_dir, summary)
+        figs += _calibrated_figure(split_dir, record.calibration)
     if seg and rows:
         dice = [to_float(r.get("dice")) for r in rows]
         data = _file_or(
@@ -152,16 +155,16 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
         if data:
             caption = "Best, median and worst cases: " + (
                 "each label in its colour (legend), ground-truth outline in green"
-                if summary.get("segmentation_per_label")
+                if record.segmentation_per_label
                 else "prediction in red, ground-truth outline in green"
             )
             cases = figure(data, "overlays", caption)
     return {
         "split": split,
-        "n_images": summary.get("n_images", len(rows)),
+        "n_images": len(rows) if record.n_images is None else record.n_images,
         "tables": tables,
-        "empty_rule": summary.get("empty_mask_rule") if seg else None,
-        "threshold_note": _threshold_note(summary.get("seg_threshold")) if seg else None,
+        "empty_rule": record.doc.get("empty_mask_rule") if seg else None,
+        "threshold_note": _threshold_note(record.seg_threshold) if seg else None,
         "figures": figs,
         "cases": cases,
         "cams": _cam_grid(split_dir),
@@ -178,11 +181,6 @@ def _cam_grid(split_dir: Path) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------- decisions
-DECISIONS_FILE = (
-    "calibration.json"  # medtl.inference.decisions.CALIBRATION_FILE (no torch import here)
-)
-
-
 def _threshold_note(s: Mapping[str, Any] | None) -> str | None:
     """The mask threshold an evaluation used when one was stored (summary.json's
     ``seg_threshold``); None at the default 0.5."""
@@ -260,10 +258,8 @@ def _duplicates_line(dup: Mapping[str, Any]) -> str:
     return f"{n} groups of near-duplicate images ({m} images), each kept in one split"
 
 
-def _data_pairs(
-    cfg: Mapping[str, Any], splits: Mapping[str, Any], facts: Mapping[str, Any]
-) -> list:
-    data_cfg, found = cfg.get("data", {}), facts.get("data") or {}
+def _data_pairs(cfg: Mapping[str, Any], splits: Mapping[str, Any], facts: RunRecord) -> list:
+    data_cfg, found = cfg.get("data", {}), facts.data
     pairs = [
         ("data", data_cfg.get("root")),
         ("layout", found.get("layout") or splits.get("layout", data_cfg.get("layout"))),
@@ -277,8 +273,8 @@ def _data_pairs(
     classes = found.get("classes") or splits.get("classes")
     if classes:
         pairs.append(("classes", ", ".join(classes)))
-    if facts.get("split"):
-        pairs.append(("split", " · ".join(f"{k} {v}" for k, v in facts["split"].items())))
+    if facts.split:
+        pairs.append(("split", " · ".join(f"{k} {v}" for k, v in facts.split.items())))
     pairs.append(("split seed", splits.get("seed", data_cfg.get("seed"))))
     return pairs
 
@@ -289,21 +285,21 @@ def _model_line(model: Mapping[str, Any]) -> str:
     return f"{line}; weights: {model['weights']}" if model.get("weights") else line
 
 
-def _finish_line(facts: Mapping[str, Any]) -> str | None:
-    if facts.get("train_seconds") is None:
+def _finish_line(facts: RunRecord) -> str | None:
+    if facts.train_seconds is None:
         return None
-    text = f"finished in {to_float(facts['train_seconds']):.1f}s"
-    if facts.get("best_epoch") is not None:
-        text += f"; best epoch {facts['best_epoch']}"
-    if facts.get("best_score") is not None:
-        text += f", best {facts.get('monitor', 'score')}={to_float(facts['best_score']):.4f}"
+    text = f"finished in {facts.train_seconds:.1f}s"
+    if facts.best_epoch is not None:
+        text += f"; best epoch {facts.best_epoch}"
+    if facts.best_score is not None:
+        text += f", best {facts.doc.get('monitor', 'score')}={facts.best_score:.4f}"
     return text
 
 
-def _training_pairs(cfg: Mapping[str, Any], facts: Mapping[str, Any], history: list) -> list:
+def _training_pairs(cfg: Mapping[str, Any], facts: RunRecord, history: list) -> list:
     train = cfg.get("train", {})
-    pairs = [("model", _model_line(facts["model"]))] if facts.get("model") else []
-    layout = facts.get("memory_layout") or {}
+    pairs = [("model", _model_line(facts.model))] if facts.model else []
+    layout = facts.doc.get("memory_layout") or {}
     if layout.get("chosen"):
         probe = layout.get("probe_img_per_s") or {}
         measured = ", ".join(f"{k} {fmt(v, 1)} img/s" for k, v in probe.items())
@@ -314,27 +310,26 @@ def _training_pairs(cfg: Mapping[str, Any], facts: Mapping[str, Any], history: l
     pairs.append(("optimiser", f"{optimiser}, batch {train.get('batch_size')}"))
     loss = train.get("loss") if cfg.get("task") != "classification" else train.get("cls_loss")
     pairs.append(("loss", loss))
-    if facts.get("epochs"):
-        seconds = [to_float(e.get("seconds")) for e in facts["epochs"]]
+    if facts.epochs:
+        seconds = [to_float(e.get("seconds")) for e in facts.epochs]
     else:
         seconds = [to_float(r.get("epoch_time_s")) for r in history]
     if seconds:
         pairs.append(("epochs run", f"{len(seconds)} ({fmt(sum(seconds), 1)} s of training)"))
-    if facts.get("unfreeze_epochs"):
-        pairs.append(("encoder unfrozen", "epoch " + ", ".join(map(str, facts["unfreeze_epochs"]))))
+    if facts.unfreeze_epochs:
+        pairs.append(("encoder unfrozen", "epoch " + ", ".join(map(str, facts.unfreeze_epochs))))
     finish = _finish_line(facts)
     if finish:
         pairs.append(("result", finish))
     return pairs
 
 
-def _notice(facts: Mapping[str, Any]) -> str | None:
+def _notice(facts: RunRecord) -> str | None:
     """The 'did not finish' notice for a failed or still running run."""
-    status = facts.get("status")
+    status = facts.status
     if status == "failed":
-        return "This run did not finish: it failed" + (
-            f": {facts['error']}" if facts.get("error") else "."
-        )
+        error = facts.doc.get("error")
+        return "This run did not finish: it failed" + (f": {error}" if error else ".")
     if status == "running":
         return (
             "This run did not finish: it is still running (or was stopped); results may be missing."
@@ -346,10 +341,13 @@ def _notice(facts: Mapping[str, Any]) -> str | None:
 def run_html(run: Path) -> str:
     """The HTML page of one run folder."""
     run = Path(run)
+    cfg = read_config_doc(run)  # checked: a hostile config.yaml is one DataError line
     config_text = (run / "config.yaml").read_text(encoding="utf-8")
-    cfg = yaml.safe_load(config_text) or {}
-    facts, splits = read_json(run / "run.json"), read_json(run / "splits.json")
-    eval_dirs = sorted(d for d in run.glob("eval/*") if (d / "summary.json").is_file())
+    facts = RunRecord.read(run) or RunRecord(doc={})
+    record = SplitsFile.read(run / "splits.json", missing_ok=True)
+    splits = {**record.doc, **record.entries}
+    evals = sorted(d for d in run.glob("eval/*") if (d / SUMMARY_FILE).is_file())
+    eval_dirs = [d for d in evals if EvalSummary.read(d / SUMMARY_FILE)]  # all checked first
     eval_dirs.sort(key=lambda d: (EVAL_ORDER.get(d.name, 3), d.name))
     history = read_csv(run / "metrics.csv")
     curves = None
@@ -369,14 +367,14 @@ def run_html(run: Path) -> str:
         title=f"{run.parent.name}/{run.name}" if run.name.startswith("fold") else run.name,
         subtitle=_subtitle(cfg),
         run=str(run),
-        headline=read_json(eval_dirs[0] / "summary.json") if eval_dirs else None,
+        headline=EvalSummary.read(eval_dirs[0] / SUMMARY_FILE).doc if eval_dirs else None,
         notice=_notice(facts),
-        decisions=decision_pairs(read_json(run / DECISIONS_FILE)),
-        evals=[_eval_section(d, list(splits.get("classes") or [])) for d in eval_dirs],
+        decisions=decision_pairs(Calibration.read(run).doc),
+        evals=[_eval_section(d, record.classes) for d in eval_dirs],
         data_pairs=_data_pairs(cfg, splits, facts),
         split_table=_split_table(splits),
         training_pairs=_training_pairs(cfg, facts, history),
-        no_facts=NO_RUN_JSON if not facts else None,
+        no_facts=NO_RUN_JSON if not facts.doc else None,
         curves=curves,
         config_text=config_text,
         env_pairs=list(env.items()),

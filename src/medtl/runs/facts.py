@@ -15,7 +15,6 @@ never train.log. Keys (format ``medtl-run-1``)::
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
@@ -23,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from medtl.data.masks.scheme import BINARY_NOTE
-from medtl.utils.files import atomic_write_json, to_float
+from medtl.runs.records import RUN_FILE, RunRecord, write_run_record
+from medtl.utils.files import to_float
 
-RUN_JSON = "run.json"
+RUN_JSON = RUN_FILE
 FORMAT = "medtl-run-1"
 #: the rule data.io.binarise_mask applies (its module docstring has the details)
 MASK_RULE = (
@@ -99,20 +99,20 @@ class RunFacts:
     def start(self, **facts: Any) -> None:
         """Status running with ``facts`` (data, split, model, monitor); a resumed run keeps
         its recorded epochs, unfreeze epochs, training time and start time."""
-        old = self._read()
+        old = RunRecord.read(self.path.parent) or RunRecord(doc={})
         self.facts = {
             "format": FORMAT,
             "status": "running",
             "error": None,
-            "started": old.get("started") or _now(),
+            "started": old.started or _now(),
             "ended": None,
             **facts,
             "memory_layout": None,
-            "epochs": list(old.get("epochs") or []),
+            "epochs": old.epochs,
             "best_epoch": None,
             "best_score": None,
-            "unfreeze_epochs": list(old.get("unfreeze_epochs") or []),
-            "train_seconds": old.get("train_seconds"),
+            "unfreeze_epochs": old.unfreeze_epochs,
+            "train_seconds": old.train_seconds,
         }
         self._save()
 
@@ -150,14 +150,6 @@ class RunFacts:
             error=f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__,
         )
 
-    def _read(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            return {}
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-
     def _save(self) -> None:
         if self.write:
-            atomic_write_json(self.path, self.facts)
+            write_run_record(self.path.parent, self.facts)

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from medtl._version import __version__
 from medtl.configuration.loading import Config, config_from_dict, parse_channels
 from medtl.data.masks.scheme import seg_channels
 from medtl.models.build import Net, build_loaded
-from medtl.utils.errors import MedtlError
+from medtl.utils.errors import ConfigError, MedtlError
 from medtl.utils.files import atomic_torch_save, atomic_write, atomic_write_json, read_records
 from medtl.utils.memo import ScopedMemo
+from medtl.utils.records import Shape, load_yaml
 
 log = logging.getLogger("medtl")
 BUNDLE = "model.pt"
@@ -112,6 +112,7 @@ def _git_commit() -> str | None:
 
 
 ENV_JSON = "env.json"
+_CONFIG_FIX = "restore the config.yaml 'medtl train' wrote (or train a new run)"
 
 
 def read_env_all(run: Path) -> list[dict[str, Any]]:
@@ -166,13 +167,29 @@ def write_config(run: Path, cfg: Config) -> None:
     atomic_write(run / "config.yaml", lambda p: p.write_text(dump_config(cfg), encoding="utf-8"))
 
 
-def read_config(run: Path) -> Config:
+def read_config_doc(run: Path) -> dict[str, Any]:
+    """``RUN/config.yaml`` as the mapping training wrote (read with ``yaml.safe_load``,
+    bounded; a list, a tag or deep nesting is one DataError line naming the file)."""
     path = Path(run) / "config.yaml"
     if not path.is_file():
         raise MedtlError(
             f"{run} is not a medtl run folder (no config.yaml); give the folder 'medtl train' printed"
         )
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+    shape = Shape(path, _CONFIG_FIX)
+    doc = shape.mapping(load_yaml(path, _CONFIG_FIX))
+    for section, value in doc.items():
+        if section != "task":
+            shape.mapping(value, str(section), optional=True)
+    return doc
+
+
+def read_config(run: Path) -> Config:
+    """The :class:`Config` of ``RUN/config.yaml`` (a wrong key or value names the file)."""
+    doc = read_config_doc(run)
+    try:
+        return config_from_dict(doc)
+    except ConfigError as exc:
+        raise ConfigError(f"{Path(run) / 'config.yaml'}: {exc}; {_CONFIG_FIX}") from None
 
 
 def attach_log(run: Path) -> logging.Handler:

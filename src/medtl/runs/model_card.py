@@ -15,17 +15,18 @@ recomputed, except the intervals the summary has none for (accuracy, per-class r
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from medtl._version import __version__
+from medtl.data.splits import SplitsFile
 from medtl.metrics import bootstrap_ci
+from medtl.runs.folder import read_config_doc
+from medtl.runs.records import SUMMARY_FILE, EvalSummary, RunRecord
 from medtl.utils.files import atomic_write_text, read_csv, read_records, to_float
 from medtl.utils.formatting import fmt, fmt_stat
 
@@ -33,14 +34,6 @@ CARD = "MODEL_CARD.md"
 SEG_NAMES = {"dice": "Dice", "iou": "IoU", "precision": "precision", "recall": "recall"}
 SEG_NAMES["hd95"] = "HD95 (px)"
 WORST = 5
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
@@ -70,8 +63,8 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> 
 
 
 # ----------------------------------------------------------------------------- sections
-def _model_section(run: Path, cfg: dict[str, Any], facts: dict[str, Any]) -> list[str]:
-    model = {**cfg.get("model", {}), **(facts.get("model") or {})}
+def _model_section(run: Path, cfg: dict[str, Any], facts: RunRecord) -> list[str]:
+    model = {**cfg.get("model", {}), **facts.model}
     lines = ["## Model", ""]
     lines.append(f"- task: {cfg.get('task')}")
     if cfg.get("task") != "classification":
@@ -103,13 +96,13 @@ def _size(bundle: Path) -> str | None:
     return f"{n / 1e6:.2f} M parameters, {bundle.stat().st_size / 2**20:.1f} MiB (model.pt)"
 
 
-def _data_section(cfg: dict[str, Any], facts: dict[str, Any], splits: dict) -> list[str]:
-    found = facts.get("data") or {}
+def _data_section(cfg: dict[str, Any], facts: RunRecord, splits: SplitsFile) -> list[str]:
+    found = facts.data
     lines = ["## Data", "", f"- folder: {cfg.get('data', {}).get('root')}"]
-    lines.append(f"- layout: {found.get('layout') or splits.get('layout')}")
+    lines.append(f"- layout: {found.get('layout') or splits.layout}")
     if found.get("summary"):
         lines.append(f"- found: {found['summary']}")
-    entries = [e for n in ("train", "val", "test") for e in splits.get(n) or []]
+    entries = [e for n in ("train", "val", "test") for e in splits.entries[n]]
     counts = Counter(e.get("label") or "-" for e in entries)
     if counts:
         per = ", ".join(f"{c} {k}" for c, k in sorted(counts.items()))
@@ -133,8 +126,9 @@ def _data_section(cfg: dict[str, Any], facts: dict[str, Any], splits: dict) -> l
     return [*lines, ""]
 
 
-def _split_section(splits: dict[str, Any]) -> list[str]:
-    names = [n for n in ("train", "val", "test") if splits.get(n)]
+def _split_section(record: SplitsFile) -> list[str]:
+    splits = record.entries
+    names = [n for n in ("train", "val", "test") if splits[n]]
     if not names:
         return ["## Split", "", "No splits.json in the run folder.", ""]
     classes = sorted({e.get("label") or "-" for n in names for e in splits[n]})
@@ -142,7 +136,7 @@ def _split_section(splits: dict[str, Any]) -> list[str]:
         [c, *(sum((e.get("label") or "-") == c for e in splits[n]) for n in names)] for c in classes
     ]
     rows.append(["all", *(len(splits[n]) for n in names)])
-    seed = splits.get("seed")
+    seed = record.seed
     return [
         "## Split",
         "",
@@ -152,11 +146,11 @@ def _split_section(splits: dict[str, Any]) -> list[str]:
     ]
 
 
-def _training_section(cfg: dict[str, Any], facts: dict[str, Any], env: dict) -> list[str]:
+def _training_section(cfg: dict[str, Any], facts: RunRecord, env: dict) -> list[str]:
     train = cfg.get("train", {})
     lines = ["## Training", ""]
-    epochs = facts.get("epochs")
-    if epochs is not None:
+    epochs = facts.epochs
+    if "epochs" in facts.doc:
         total = sum(to_float(e.get("seconds")) for e in epochs)
         lines.append(
             f"- epochs: {len(epochs)} run of {train.get('epochs')} ({total:.1f} s in epochs)"
@@ -165,11 +159,11 @@ def _training_section(cfg: dict[str, Any], facts: dict[str, Any], env: dict) -> 
         lines.append(
             f"- epochs: {train.get('epochs')} configured (no run.json: actual count unknown)"
         )
-    if facts.get("train_seconds") is not None:
-        lines.append(f"- wall time: {to_float(facts['train_seconds']):.1f} s")
-    if facts.get("best_epoch") is not None:
-        score = fmt(facts.get("best_score"), 4)
-        lines.append(f"- best epoch: {facts['best_epoch']} ({facts.get('monitor')} = {score})")
+    if facts.train_seconds is not None:
+        lines.append(f"- wall time: {facts.train_seconds:.1f} s")
+    if facts.best_epoch is not None:
+        score = fmt(facts.best_score, 4)
+        lines.append(f"- best epoch: {facts.best_epoch} ({facts.doc.get('monitor')} = {score})")
     lines.append(
         f"- optimiser: {train.get('optimizer')}, lr {train.get('lr')}, batch {train.get('batch_size')}"
     )
@@ -179,8 +173,8 @@ def _training_section(cfg: dict[str, Any], facts: dict[str, Any], env: dict) -> 
             f"- machine: {env.get('platform')}, {env.get('cpu_count')} CPUs, {gpu}, "
             f"accelerator {env.get('accelerator')}; torch {env.get('torch')}, medtl {env.get('medtl')}"
         )
-    if facts.get("status") and facts["status"] != "finished":
-        lines.append(f"- status: **{facts['status']}** (the run did not finish)")
+    if facts.status and facts.status != "finished":
+        lines.append(f"- status: **{facts.status}** (the run did not finish)")
     return [*lines, ""]
 
 
@@ -260,13 +254,14 @@ def _results_section(run: Path) -> list[str]:
     if not dirs:
         return [*lines, f"Not evaluated yet: run `medtl evaluate {run}`.", ""]
     for d in dirs:
-        summary, rows = _json(d / "summary.json"), read_csv(d / "per_image.csv")
+        record, rows = EvalSummary.read(d / SUMMARY_FILE), read_csv(d / "per_image.csv")
+        summary = record.doc
         tta = ", flip TTA" if summary.get("tta") else ""
-        lines += [f"### {summary.get('split', d.name)} ({summary.get('n_images')} images{tta})", ""]
-        if summary.get("segmentation"):
+        lines += [f"### {record.split} ({record.n_images} images{tta})", ""]
+        if record.segmentation:
             lines += _seg_results(summary)
-        if summary.get("classification"):
-            lines += _cls_results(summary["classification"], rows)
+        if record.classification:
+            lines += _cls_results(record.classification, rows)
         lines += _worst(rows, summary)
         if (d / "cam_grid.png").is_file():
             lines += [
@@ -276,10 +271,10 @@ def _results_section(run: Path) -> list[str]:
     return lines
 
 
-def _use_and_limits(cfg: dict[str, Any], facts: dict[str, Any], run: Path) -> list[str]:
+def _use_and_limits(cfg: dict[str, Any], facts: RunRecord, run: Path) -> list[str]:
     task, root = cfg.get("task"), cfg.get("data", {}).get("root")
-    classes = ", ".join((facts.get("data") or {}).get("classes") or []) or "the lesion masks"
-    n_test = (facts.get("split") or {}).get("test")
+    classes = ", ".join(facts.data.get("classes") or []) or "the lesion masks"
+    n_test = facts.split.get("test")
     lines = [
         "## Intended use",
         "",
@@ -308,16 +303,24 @@ def _use_and_limits(cfg: dict[str, Any], facts: dict[str, Any], run: Path) -> li
     return [*lines, ""]
 
 
+def card_inputs(run: Path) -> tuple[dict[str, Any], RunRecord, SplitsFile]:
+    """``config.yaml``, ``run.json`` and ``splits.json`` of ``run``, each checked, with every
+    ``eval/*/summary.json`` checked too: a damaged file is one DataError line, raised by
+    ``medtl evaluate`` before it writes anything."""
+    cfg = read_config_doc(run)
+    facts = RunRecord.read(run) or RunRecord(doc={})
+    splits = SplitsFile.read(run / "splits.json", missing_ok=True)
+    for summary in sorted(run.glob(f"eval/*/{SUMMARY_FILE}")):
+        EvalSummary.read(summary)
+    return cfg, facts, splits
+
+
 def model_card_text(run: str | Path, results_from: str | Path | None = None) -> str:
     """The Markdown model card of a run folder (see the module docstring); ``results_from``
     takes the results from another folder's ``eval/`` (a fold ensemble's)."""
     run = Path(run)
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
-    facts, splits, env = (
-        _json(run / "run.json"),
-        _json(run / "splits.json"),
-        (read_records(run / "env.json") or [{}])[-1],  # the latest invocation
-    )
+    cfg, facts, splits = card_inputs(run)
+    env = (read_records(run / "env.json") or [{}])[-1]  # the latest invocation
     lines = [
         f"# Model card: {run.name}",
         "",
@@ -325,7 +328,7 @@ def model_card_text(run: str | Path, results_from: str | Path | None = None) -> 
         f"`{run}`; results are copied from `eval/<split>/summary.json`.",
         "",
     ]
-    if not facts:
+    if not facts.doc:
         lines += [
             "_No run.json (run made before medtl 0.2): data and training facts are partial._",
             "",
@@ -341,4 +344,4 @@ def write_model_card(run: str | Path) -> Path:
     return atomic_write_text(Path(run) / CARD, model_card_text(run))
 
 
-__all__ = ["CARD", "calibration", "model_card_text", "write_model_card"]
+__all__ = ["CARD", "calibration", "card_inputs", "model_card_text", "write_model_card"]

@@ -38,6 +38,7 @@ from medtl.runs.folder import (
     write_env,
 )
 from medtl.runs.model_summary import write_model_summary
+from medtl.runs.records import RunRecord
 from medtl.runtime.compile import compile_net
 from medtl.runtime.cpu import threads_for
 from medtl.runtime.device import device_facts, resolve_accelerator, resolve_precision, tune_loader
@@ -84,6 +85,7 @@ def _resume_target(cfg: Config) -> Path | None:
         raise MedtlError(
             f"train.resume={run}: not a run folder (no config.yaml); give the folder 'medtl train' printed"
         )
+    RunRecord.read(run)  # a damaged run.json is refused before the folder is touched
     return run
 
 

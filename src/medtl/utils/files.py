@@ -128,7 +128,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     first; a file holding one record (older runs) is a list of one; missing: empty."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return []
     if isinstance(data, dict):
         return [data]

@@ -58,7 +58,7 @@ def lock_holder(folder: Path) -> dict[str, Any] | None:
     """The record of the lock file in ``folder`` (None when there is none or it is unreadable)."""
     try:
         data = json.loads((Path(folder) / LOCK_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
     return data if isinstance(data, dict) else None
 

@@ -35,6 +35,8 @@ import torch
 
 from medtl.data.cache.decode import DecodeSpec, SampleCache, fill
 from medtl.data.layouts import Sample
+from medtl.utils.errors import DataError
+from medtl.utils.records import Shape, load_json
 
 log = logging.getLogger("medtl")
 
@@ -82,7 +84,8 @@ def _open_rows(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
 
 def read_disk(samples: Sequence[Sample], spec: DecodeSpec, folder: Path) -> SampleCache:
     """The cache in ``folder`` (ValueError/OSError when it is missing or does not fit)."""
-    meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    shape = Shape(folder / META, "the cache folder is decoded again")
+    meta = shape.mapping(load_json(folder / META, shape.fix))
     n, s = len(samples), spec.size
     if meta.get("format") != _FORMAT or meta.get("n") != n or meta.get("size") != s:
         raise ValueError(f"{folder}: another cache format or size")
@@ -163,7 +166,7 @@ def disk_samples(samples: Sequence[Sample], spec: DecodeSpec, folder: Path) -> S
             cache = read_disk(samples, spec, folder)
             log.info(f"decoded images: reused {folder} ({len(samples)} images)")
             return cache
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, DataError) as exc:
             log.warning(f"{folder}: unreadable cache ({exc}); decoding again")
             shutil.rmtree(folder, ignore_errors=True)
     write_disk(samples, spec, folder)

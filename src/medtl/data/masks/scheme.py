@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ import numpy as np
 
 from medtl.data.readers import io
 from medtl.utils.errors import DataError
+from medtl.utils.records import load_json, load_yaml
 
 MODES = ("auto", "binary", "labels", "palette", "colors", "multilabel")
 #: structures of a multilabel scheme: one bit each of a uint8 mask
@@ -294,14 +294,15 @@ def names_file(root: Path | str) -> dict | None:
     for name in ("labels.yaml", "labels.yml", "labels.json"):
         path = root / name
         if path.is_file():
-            if path.suffix == ".json":
-                got = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                import yaml
-
-                got = yaml.safe_load(path.read_text(encoding="utf-8"))
+            fix = "write a mapping value: name, e.g. 1: lesion"
+            got = (load_json if path.suffix == ".json" else load_yaml)(path, fix)
             if not isinstance(got, dict):
                 raise DataError(f"{path}: expected a mapping value: name, e.g. 1: lesion")
+            for value, name in got.items():
+                if not str(value).strip().isdigit() or int(str(value)) < 1:
+                    raise DataError(f"{path}: {str(value)[:40]!r} is not a mask value >= 1; {fix}")
+                if isinstance(name, (dict, list)):
+                    raise DataError(f"{path}: the name of {value} is not a text; {fix}")
             return got
     return None
 
