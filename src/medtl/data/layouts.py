@@ -38,7 +38,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 #: medical sets with that layout; :func:`medtl.data.readers.io.read_array` reads its colours)
 MASK_EXTS = (*IMAGE_EXTS, ".gif")
 SPLIT_DIRS = ("train", "val", "test")
-#: ``fullmatch`` with DOTALL: a stem may hold any character, a newline included (issue 17)
+#: ``fullmatch`` with DOTALL: a stem may hold any character, a newline included
 _MASK_RE = re.compile(r"(?P<stem>.+?)_mask(?:_(?P<k>\d+))?", re.IGNORECASE | re.DOTALL)
 
 

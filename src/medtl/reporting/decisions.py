@@ -1,4 +1,4 @@
-"""The report's tables for issue 19's evaluation numbers, read from ``summary.json``:
+"""The report's tables for evaluate's decision numbers, read from ``summary.json``:
 temperature scaling (ECE before/after), the operating-point table (sensitivity,
 specificity, PPV, NPV at the threshold chosen on validation) and lesion-level detection
 with surface distances in their unit. Rendering only: the numbers come from

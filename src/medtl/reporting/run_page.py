@@ -133,7 +133,7 @@ def _eval_section(split_dir: Path, classes: list[str]) -> dict[str, Any]:
     unit = summary.get("distance_unit", "px")
     tables = ([_seg_table(seg, unit)] if seg else []) + (_cls_tables(cls) if cls else [])
     tables += _label_table(summary.get("segmentation_per_label") or {}, unit)
-    tables += decision_tables(summary) + lesion_table(summary)  # issue 19 (report.decisions)
+    tables += decision_tables(summary) + lesion_table(summary)  # calibration, lesions
     figs, cases = [], None
     if cls and cls.get("confusion_matrix"):
         figs += _cls_figures(split_dir, cls, cls.get("classes") or classes, rows)
