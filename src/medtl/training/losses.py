@@ -117,8 +117,8 @@ LABEL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 def seg_loss_for(
     name: str, channels: int = 1, weight: torch.Tensor | None = None
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``train.loss`` for a head of ``channels``: the binary losses for 1 channel (exactly
-    as before), else the multi-label form (``bce``/``dice_bce`` mean ``ce``/``dice_ce``)."""
+    """``train.loss`` for a head of ``channels``: the binary losses for 1 channel, else the
+    multi-label form (``bce``/``dice_bce`` mean ``ce``/``dice_ce``)."""
     if channels == 1:
         return SEG_LOSSES[BINARY_ALIASES.get(name, name)]
     fn = LABEL_LOSSES[name]
