@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny phantom data sets and trained runs, made once per test session.
+"""Shared fixtures: tiny phantom data sets (``phantoms``, ``phantoms12``, ``label_phantoms``)
+and trained runs, made once per test session; ``one_thread`` for a module's torch threads.
 
 ``make test`` runs the suite on one pytest-xdist worker per core (``-n``, whole files per
 worker), then the tests marked ``serial`` alone (none at present); each worker computes on
@@ -101,6 +102,39 @@ def phantoms(tmp_path_factory) -> Path:
     from medtl.data.phantoms import make_phantoms
 
     return make_phantoms(_session_dir(tmp_path_factory, "data") / "phantoms", n=16, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def phantoms12(tmp_path_factory) -> Path:
+    """12 phantom images (benign/malignant/normal with masks), 32 px: the comparison, report
+    and export tests' data; tests only read it."""
+    from medtl.data.phantoms import make_phantoms
+
+    return make_phantoms(_session_dir(tmp_path_factory, "data") / "data", n=12, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def label_phantoms(tmp_path_factory) -> Path:
+    """12 label-map phantoms, 32 px: masks hold 0 background, 1 lesion, 2 ring, described by
+    ``labels.yaml``; tests only read them."""
+    from medtl.data.phantoms import make_label_phantoms
+
+    root = _session_dir(tmp_path_factory, "data") / "ph2"
+    return make_label_phantoms(root, n=12, size=32, labels=2)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch compute thread for a test module (``pytestmark =
+    pytest.mark.usefixtures("one_thread")``), the caller's count restored afterwards: on a
+    shared small machine, spinning threads of several processes make every convolution many
+    times slower. Imports torch when first used, not when this file loads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def record_calls(monkeypatch, owner, name: str) -> list[str]:

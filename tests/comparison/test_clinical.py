@@ -1,5 +1,5 @@
-"""compare's table with the clinical segmentation numbers (issue 19: lesion-level detection,
-MSD and area error with their unit) and the leak-free test column (issue 18), on
+"""compare's table with the clinical segmentation numbers (lesion-level detection, MSD and
+area error with their unit) and the leak-free test column, on
 comparison folders built by hand: tiny run folders holding per_image.csv / summary.json as
 evaluate writes them, so nothing is trained."""
 

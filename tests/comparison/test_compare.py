@@ -36,16 +36,9 @@ def per_image(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    from medtl.data.phantoms import make_phantoms
-
-    return make_phantoms(tmp_path_factory.mktemp("ph") / "data", n=12, size=32, seed=0)
-
-
-@pytest.fixture(scope="module")
-def cmp(phantoms, tmp_path_factory):
+def cmp(phantoms12, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp") / "a"
-    compare(base(phantoms), GRID, folds=2, out=out)
+    compare(base(phantoms12), GRID, folds=2, out=out)
     return out
 
 
@@ -105,15 +98,15 @@ def test_cell_id_is_stable_readable_and_distinct():
     assert "/" not in cell_id(["data.root=/x/y"])
 
 
-def test_bad_designs_fail_before_training(phantoms, tmp_path):
+def test_bad_designs_fail_before_training(phantoms12, tmp_path):
     with pytest.raises(MedtlError, match="shard"):
-        compare(base(phantoms), GRID, out=tmp_path / "s", shard=(3, 2))
+        compare(base(phantoms12), GRID, out=tmp_path / "s", shard=(3, 2))
     with pytest.raises(MedtlError, match="folds"):
-        compare(base(phantoms), GRID, folds=1, out=tmp_path / "f")
+        compare(base(phantoms12), GRID, folds=1, out=tmp_path / "f")
     with pytest.raises(ConfigError, match="data.seed"):
-        compare(base(phantoms), ["data.seed=0,1"], out=tmp_path / "d")
+        compare(base(phantoms12), ["data.seed=0,1"], out=tmp_path / "d")
     with pytest.raises(ConfigError, match="model.encodr"):
-        compare(base(phantoms), ["model.encodr=a,b"], out=tmp_path / "k")
+        compare(base(phantoms12), ["model.encodr=a,b"], out=tmp_path / "k")
     with pytest.raises(MedtlError, match="compare.json"):
         collect(tmp_path)
     assert not (tmp_path / "s" / "cells").exists() and not (tmp_path / "d").exists()
@@ -121,7 +114,7 @@ def test_bad_designs_fail_before_training(phantoms, tmp_path):
 
 # ----------------------------------------------------------------------------- the 2 x 2 design
 @pytest.mark.slow
-def test_layout_and_identical_splits(cmp, phantoms):
+def test_layout_and_identical_splits(cmp, phantoms12):
     design = json.loads((cmp / "compare.json").read_text())
     assert design["folds"] == 2 and design["seed"] == 0 and design["grid"] == GRID
     assert [c["overrides"] for c in design["cells"]] == [
@@ -139,7 +132,9 @@ def test_layout_and_identical_splits(cmp, phantoms):
         assert lists[0]["val"] == design["splits"][k]["val"]
         assert not set(lists[0]["train"]) & set(lists[0]["val"])
         vals += lists[0]["val"]
-    assert sorted(vals) == sorted(str(p) for p in phantoms.rglob("*.png") if "_mask" not in p.name)
+    assert sorted(vals) == sorted(
+        str(p) for p in phantoms12.rglob("*.png") if "_mask" not in p.name
+    )
     for i in ids:
         for k in range(2):
             run = cmp / "cells" / i / f"fold{k}"
@@ -199,19 +194,19 @@ def test_results_numbers(cmp):
     assert math.isnan(float(rows[1]["vs_best_images_p_bootstrap"]))  # fewer than 20 pairs
 
 
-def test_rerun_trains_nothing(cmp, phantoms, capsys):
+def test_rerun_trains_nothing(cmp, phantoms12, capsys):
     files = [p for p in (cmp / "cells").rglob("*") if p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in files}
     results = json.loads((cmp / "results.json").read_text())
-    compare(base(phantoms), GRID, folds=2, out=cmp)
+    compare(base(phantoms12), GRID, folds=2, out=cmp)
     assert {p: p.stat().st_mtime_ns for p in files} == before
     assert json.loads((cmp / "results.json").read_text()) == results
     assert "| 1 |" in capsys.readouterr().out  # the table is printed
     with pytest.raises(MedtlError, match="another comparison"):
-        compare(base(phantoms), ["model.strategy=frozen,partial"], folds=2, out=cmp)
+        compare(base(phantoms12), ["model.strategy=frozen,partial"], folds=2, out=cmp)
 
 
-def test_explicit_cells_from_the_cli_equal_the_grid(cmp, phantoms, capsys, tmp_path):
+def test_explicit_cells_from_the_cli_equal_the_grid(cmp, phantoms12, capsys, tmp_path):
     import shutil
 
     from tests.conftest import run_cli
@@ -221,21 +216,21 @@ def test_explicit_cells_from_the_cli_equal_the_grid(cmp, phantoms, capsys, tmp_p
     before = {p: p.stat().st_mtime_ns for p in files}
     cells = ["--cell", "model.strategy=frozen", "--cell", "model.strategy=finetune"]
     code, out, _ = run_cli(
-        capsys, "compare", *base(phantoms), *cells, "--folds", "2", "--out", str(cmp)
+        capsys, "compare", *base(phantoms12), *cells, "--folds", "2", "--out", str(cmp)
     )
     # the same cells as the key=a,b grid: the same comparison, nothing to train again
     assert code == 0 and out.strip().endswith(str(cmp))
     assert {p: p.stat().st_mtime_ns for p in files} == before
     code, _, err = run_cli(
-        capsys, "compare", *base(phantoms), *GRID, *cells, "--out", str(cmp.parent / "x")
+        capsys, "compare", *base(phantoms12), *GRID, *cells, "--out", str(cmp.parent / "x")
     )
     assert code == 2 and "not both" in err
 
 
 @pytest.mark.slow
-def test_shards_then_collect_equal_unsharded(cmp, phantoms, tmp_path):
+def test_shards_then_collect_equal_unsharded(cmp, phantoms12, tmp_path):
     out = tmp_path / "sharded"
-    compare(base(phantoms), GRID, folds=2, out=out, shard=(1, 2))
+    compare(base(phantoms12), GRID, folds=2, out=out, shard=(1, 2))
     design = json.loads((out / "compare.json").read_text())
     first, second = (c["id"] for c in design["cells"])
     assert (out / "cells" / first / "fold1" / "model.pt").is_file()
@@ -245,7 +240,7 @@ def test_shards_then_collect_equal_unsharded(cmp, phantoms, tmp_path):
     assert [c["cell"] for c in partial["configs"]] == [first]
     assert partial["incomplete"][0]["cell"] == second
 
-    compare(base(phantoms), GRID, folds=2, out=out, shard=(2, 2))
+    compare(base(phantoms12), GRID, folds=2, out=out, shard=(2, 2))
     merged = collect(out, quiet=True)
     unsharded = json.loads((cmp / "results.json").read_text())
     assert without_timing(merged) == without_timing(unsharded)
@@ -254,7 +249,7 @@ def test_shards_then_collect_equal_unsharded(cmp, phantoms, tmp_path):
     ).read_text().split("| train")[0]
 
 
-def test_interrupted_cell_resumes(cmp, phantoms):
+def test_interrupted_cell_resumes(cmp, phantoms12):
     design = json.loads((cmp / "compare.json").read_text())
     run = cmp / "cells" / design["cells"][0]["id"] / "fold1"
     before = without_timing(json.loads((cmp / "results.json").read_text()))
@@ -262,7 +257,7 @@ def test_interrupted_cell_resumes(cmp, phantoms):
     (run / "model.pt").unlink()  # as if killed after the last checkpoint
     (run / "eval" / "val" / "summary.json").unlink()
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    compare(base(phantoms), GRID, folds=2, out=cmp)
+    compare(base(phantoms12), GRID, folds=2, out=cmp)
     assert (run / "model.pt").is_file()
     assert (run / "config.yaml").stat().st_mtime_ns == config_mtime  # same folder, resumed
     assert len(list(csv.DictReader((run / "metrics.csv").open()))) == 1
@@ -329,7 +324,7 @@ def test_collect_classification_three_folds(tmp_path):
     res = collect(tmp_path, quiet=True)
     assert res["primary"] == "macro_f1" and res["paired_metric"] == "accuracy"
     # numbers pinned from the BCa intervals of scipy.stats.bootstrap (seed 0); they replaced
-    # the percentile intervals of the hand-written bootstrap (issue 19)
+    # the percentile intervals of the hand-written bootstrap
     bad = next(c for c in res["configs"] if c["cell"] == "bad")
     ci = {m: [bad["metrics"][m]["images"][k] for k in ("ci_low", "ci_high")] for m in CLS}
     assert ci == {

@@ -1,4 +1,4 @@
-"""Issue 18: a test split no fold sees, fold ensembles, their numbers in the comparison.
+"""A test split no fold sees, fold ensembles, their numbers in the comparison.
 
 One tiny 3-fold comparison (2 configurations) serves every test here."""
 

@@ -1,4 +1,4 @@
-"""compare and report with label maps (issue 16 item 6): ranking by mean foreground Dice, a
+"""compare and report with label maps: ranking by mean foreground Dice, a
 per-label table with CIs and paired tests in results.json/md/csv and in the HTML report."""
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def cmp(tmp_path_factory):
-    from medtl.data.phantoms import make_label_phantoms
-
-    root = make_label_phantoms(tmp_path_factory.mktemp("ph2") / "d", n=12, size=32, labels=2)
+def cmp(label_phantoms, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp") / "a"
-    base = [f"data.root={root}", *TINY, "data.test_fraction=0"]
+    base = [f"data.root={label_phantoms}", *TINY, "data.test_fraction=0"]
     compare(base, ["model.strategy=frozen,finetune"], folds=2, out=out)
     return out
 

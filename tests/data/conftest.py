@@ -1,10 +1,12 @@
-"""Images for the data tests: smooth random pictures, near copies of them, saving."""
+"""Helpers of the data tests: smooth random pictures, near copies of them, saving, and the
+one-line error check."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 SIZE = 40
@@ -29,3 +31,9 @@ def save(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr, mode).save(path) if mode else Image.fromarray(arr).save(path)
     return path
+
+
+def one_line_naming(err: pytest.ExceptionInfo, path: Path) -> None:
+    """The raised error's message is one line that names ``path``, with no traceback."""
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "Traceback" not in msg, msg

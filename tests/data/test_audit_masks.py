@@ -1,4 +1,4 @@
-"""``medtl audit`` with label masks (issue 16 item 9): the interpretation training would take,
+"""``medtl audit`` with label masks: the interpretation training would take,
 the label table (pixel share, images per label), rare labels, no "non-binary" lines for
 label maps or JPEG-noisy binary masks, ``labels.yaml`` not a stray file, and an ambiguous
 set reported as the one line ``medtl train`` stops with."""
@@ -16,17 +16,11 @@ from PIL import Image
 from medtl.cli.parser import main
 from medtl.data.audit.masks import RARE_IMAGES
 from medtl.data.audit.report import audit
-from medtl.data.phantoms import make_label_phantoms
 from tests.data.conftest import save, smooth_image
 
 
-@pytest.fixture(scope="module")
-def ph2(tmp_path_factory) -> Path:
-    return make_label_phantoms(tmp_path_factory.mktemp("ph2") / "ph2", n=12, size=32, labels=2)
-
-
-def test_cli_audit_of_label_phantoms(ph2: Path, capsys) -> None:
-    assert main(["audit", str(ph2)]) == 0
+def test_cli_audit_of_label_phantoms(label_phantoms: Path, capsys) -> None:
+    assert main(["audit", str(label_phantoms)]) == 0
     text = capsys.readouterr().out
     assert "masks: labels: label masks, background 0, 1=lesion, 2=ring" in text
     rows = {line.split()[0]: line.split() for line in text.splitlines()[-7:] if "images" in line}
@@ -34,7 +28,7 @@ def test_cli_audit_of_label_phantoms(ph2: Path, capsys) -> None:
     assert rows["1"][1] == "lesion" and rows["2"][1] == "ring" and rows["0"][1] == "background"
     assert "non-binary" not in text and "labels.yaml" not in text and "result: OK" in text
 
-    assert main(["audit", str(ph2), "--json"]) == 0
+    assert main(["audit", str(label_phantoms), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["ok"] is True and d["other_files"] == [] and d["odd_masks"] == []
     assert d["mask_interpretation"]["mode"] == "labels"
@@ -50,7 +44,7 @@ def test_cli_audit_of_label_phantoms(ph2: Path, capsys) -> None:
     ]
     assert sum(r["pixel_share"] for r in table) == pytest.approx(1.0)
     # the shares are the label maps' own pixel counts
-    maps = [np.asarray(Image.open(p)) for p in sorted((ph2 / "masks").iterdir())]
+    maps = [np.asarray(Image.open(p)) for p in sorted((label_phantoms / "masks").iterdir())]
     share_1 = sum(int((m == 1).sum()) for m in maps) / sum(m.size for m in maps)
     assert table[1]["pixel_share"] == pytest.approx(share_1)
     cov = d["mask_coverage"]["-"]

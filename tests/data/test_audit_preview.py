@@ -1,5 +1,5 @@
 """``medtl audit DATA --preview``: a PNG grid of sample images with mask outlines per class
-(issue 21 item 8)."""
+(seeded, every class shown), written beside the data or where asked."""
 
 from __future__ import annotations
 

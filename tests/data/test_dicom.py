@@ -11,12 +11,8 @@ from medtl.data.layouts import discover  # noqa: E402
 from medtl.data.readers import dicom  # noqa: E402
 from medtl.data.readers.io import pixel_spacing, read_image  # noqa: E402
 from medtl.utils.errors import ConfigError, DataError  # noqa: E402
+from tests.data.conftest import one_line_naming  # noqa: E402
 from tests.data.medical import ramp, write_dicom  # noqa: E402
-
-
-def _one_line_naming(err, path):
-    msg = str(err.value)
-    assert "\n" not in msg and str(path) in msg, msg
 
 
 def test_monochrome1_twin_decodes_like_monochrome2(tmp_path):
@@ -103,7 +99,7 @@ def test_multiframe_with_single_frame_mask_is_an_error(tmp_path):
     mask = write_dicom(tmp_path / "masks" / "cine.dcm", np.zeros((4, 4), np.uint16))
     with pytest.raises(DataError, match="needs 2 frames") as err:
         discover(tmp_path, "paired")
-    _one_line_naming(err, mask)
+    one_line_naming(err, mask)
 
 
 def test_pixel_spacing_kept(tmp_path):
@@ -117,7 +113,7 @@ def test_dicom_without_pixel_data(tmp_path):
     p = write_dicom(tmp_path / "report.dcm", ramp(), with_pixels=False)
     with pytest.raises(DataError, match="without pixel data") as err:
         read_image(p)
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
 
 
 def test_compressed_without_decoder_names_the_package(tmp_path):
@@ -126,7 +122,7 @@ def test_compressed_without_decoder_names_the_package(tmp_path):
     p = write_dicom(tmp_path / "j2k.dcm", ramp(), syntax=JPEG2000Lossless)
     with pytest.raises(DataError) as err:
         read_image(p)
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
     assert "pip install pylibjpeg" in str(err.value), err.value
 
 
@@ -157,4 +153,4 @@ def test_pipeline_sets_one_window_for_a_dicom_data_set(tmp_path):
     bad = write_dicom(tmp_path / "benign" / "sr.dcm", ramp(), with_pixels=False)
     with pytest.raises(DataError, match="without pixel data") as err:
         load_samples(Config(task="classification"), tmp_path)
-    _one_line_naming(err, bad)
+    one_line_naming(err, bad)

@@ -1,5 +1,5 @@
 """GIF masks (``<name>_mask.gif``) and the other mask extensions, found by the layouts and
-decoded by their colours (issue 21 item 10)."""
+decoded by their colours."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from medtl.data.readers.io import binarise_mask, read_array, read_image, read_mask, to_uint8
 from medtl.utils.errors import DataError
+from tests.data.conftest import one_line_naming
 
 H, W = 32, 40
 
@@ -260,19 +261,12 @@ def test_masks_disagreeing_in_size_name_the_second(tmp_path):
 # ---- bad files ---------------------------------------------------------------------------
 
 
-def _one_line_naming(err, path):
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "\n" not in msg
-    assert "Traceback" not in msg
-
-
 def test_zero_byte_file(tmp_path):
     p = tmp_path / "empty.png"
     p.write_bytes(b"")
     with pytest.raises(DataError, match="0 bytes") as err:
         read_image(p)
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
     with pytest.raises(DataError):
         read_mask([p])
 
@@ -285,7 +279,7 @@ def test_truncated_png(tmp_path):
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="not a readable image") as err:
         read_image(p)
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
 
 
 def test_text_file_renamed_png(tmp_path):
@@ -293,17 +287,17 @@ def test_text_file_renamed_png(tmp_path):
     p.write_text("this is not an image\n", encoding="utf-8")
     with pytest.raises(DataError) as err:
         read_image(p)
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
     with pytest.raises(DataError) as err:
         read_mask([p])
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
 
 
 def test_missing_file(tmp_path):
     p = tmp_path / "gone.png"
     with pytest.raises(DataError, match="file not found") as err:
         read_image(p)
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
 
 
 def test_dicom_without_or_with_pydicom(tmp_path):
@@ -311,4 +305,4 @@ def test_dicom_without_or_with_pydicom(tmp_path):
     p.write_bytes(b"garbage")
     with pytest.raises(DataError) as err:
         read_image(p)
-    _one_line_naming(err, p)
+    one_line_naming(err, p)

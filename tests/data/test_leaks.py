@@ -1,4 +1,4 @@
-"""Issue 18 item 8: a pre-made split that leaks (duplicates across train/ and test/)."""
+"""A pre-made split that leaks (duplicates across train/ and test/): found and reported."""
 
 from __future__ import annotations
 

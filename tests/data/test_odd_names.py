@@ -1,5 +1,5 @@
 """File names with a newline, a space or a spreadsheet formula pair with their masks in the
-folder layouts as any other name does (issue 17; the CSV manifest route is in test_layouts)."""
+folder layouts as any other name does (the CSV manifest route is in test_layouts)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def _samples(cls: str, size: int = 96, k: int = 12) -> list[tuple[np.ndarray, np
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def phantoms48(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_phantoms(tmp_path_factory.mktemp("ph") / "data", n=12, size=48, seed=3)
 
 
@@ -46,32 +46,32 @@ def test_class_counts_follow_busi_proportions() -> None:
             assert counts["benign"] >= counts["malignant"] >= counts["normal"]
 
 
-def test_files_counts_and_format(phantoms: Path) -> None:
-    assert phantoms.name == "data"
+def test_files_counts_and_format(phantoms48: Path) -> None:
+    assert phantoms48.name == "data"
     expected = class_counts(12)
     for cls in CLASSES:
-        images = sorted(p for p in (phantoms / cls).glob("*.png") if "_mask" not in p.name)
-        masks = sorted((phantoms / cls).glob("*_mask.png"))
+        images = sorted(p for p in (phantoms48 / cls).glob("*.png") if "_mask" not in p.name)
+        masks = sorted((phantoms48 / cls).glob("*_mask.png"))
         assert len(images) == len(masks) == expected[cls]
         assert images[0].name == f"{cls}_0001.png"
         img, mask = Image.open(images[0]), Image.open(masks[0])
         assert (img.format, img.mode, img.size) == ("PNG", "L", (48, 48))
         assert (mask.mode, mask.size) == ("L", (48, 48))
         assert set(np.unique(np.asarray(mask))) <= {0, 255}
-    assert not list(phantoms.rglob("*.tmp"))
+    assert not list(phantoms48.rglob("*.tmp"))
 
 
-def test_discover_finds_class_masks(phantoms: Path) -> None:
-    ds = discover(phantoms)
+def test_discover_finds_class_masks(phantoms48: Path) -> None:
+    ds = discover(phantoms48)
     assert ds.layout == "class_masks"
     assert ds.classes == ["benign", "malignant", "normal"]
     assert len(ds.samples) == 12 and not ds.problems
     assert all(len(s.masks) == 1 for s in ds.samples)
 
 
-def test_deterministic_and_seed_dependent(tmp_path: Path, phantoms: Path) -> None:
+def test_deterministic_and_seed_dependent(tmp_path: Path, phantoms48: Path) -> None:
     again = _files(make_phantoms(tmp_path / "a", n=12, size=48, seed=3))
-    assert again == _files(phantoms)
+    assert again == _files(phantoms48)
     other = _files(make_phantoms(tmp_path / "b", n=12, size=48, seed=4))
     assert other.keys() == again.keys()
     assert sum(other[k] != again[k] for k in again) >= 12  # every image differs
@@ -80,11 +80,11 @@ def test_deterministic_and_seed_dependent(tmp_path: Path, phantoms: Path) -> Non
     assert all(more[k] == again[k] for k in again)
 
 
-def test_imagefolder_has_same_images_without_masks(tmp_path: Path, phantoms: Path) -> None:
+def test_imagefolder_has_same_images_without_masks(tmp_path: Path, phantoms48: Path) -> None:
     root = make_imagefolder(tmp_path / "if", n=12, size=48, seed=3)
     files = _files(root)
     assert not any("_mask" in k for k in files)
-    with_masks = _files(phantoms)
+    with_masks = _files(phantoms48)
     assert files == {k: v for k, v in with_masks.items() if "_mask" not in k}
     ds = discover(root)
     assert ds.layout == "imagefolder" and len(ds.samples) == 12 and not ds.has_masks

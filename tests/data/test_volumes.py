@@ -16,6 +16,7 @@ from medtl.data.readers import volumes  # noqa: E402
 from medtl.data.readers.io import pixel_spacing, read_image, read_mask  # noqa: E402
 from medtl.data.splits import make_splits  # noqa: E402
 from medtl.utils.errors import DataError  # noqa: E402
+from tests.data.conftest import one_line_naming  # noqa: E402
 from tests.data.medical import write_nifti  # noqa: E402
 
 SHAPE = (12, 10, 8)  # non-isotropic: zooms 0.7 x 0.9 x 3.0 mm
@@ -30,11 +31,6 @@ def _case(root, name, seed, label_slices=(3, 4)):
     write_nifti(root / "images" / f"{name}.nii.gz", image)
     write_nifti(root / "labels" / f"{name}.nii.gz", label)
     return image, label
-
-
-def _one_line_naming(err, path):
-    msg = str(err.value)
-    assert "\n" not in msg and str(path) in msg, msg
 
 
 def test_volumes_layout_slices_groups_and_spacing(tmp_path):
@@ -89,7 +85,7 @@ def test_label_shape_mismatch_is_one_line(tmp_path):
     lab = write_nifti(tmp_path / "labels" / "case01.nii.gz", np.zeros((12, 10, 7), np.uint8))
     with pytest.raises(DataError, match="differs from its image") as err:
         discover(tmp_path, "volumes")
-    _one_line_naming(err, lab)
+    one_line_naming(err, lab)
 
 
 def test_4d_volume_is_one_line(tmp_path):
@@ -97,7 +93,7 @@ def test_4d_volume_is_one_line(tmp_path):
     write_nifti(tmp_path / "labels" / "case01.nii.gz", np.zeros(SHAPE, np.uint8))
     with pytest.raises(DataError, match="4-D volume") as err:
         discover(tmp_path, "volumes")
-    _one_line_naming(err, p)
+    one_line_naming(err, p)
 
 
 def test_write_slices_manifest_then_csv_layout(tmp_path):

@@ -1,4 +1,4 @@
-"""Issue 20 end to end: slices export + audit, training on a volumes data set, a volume
+"""NIfTI volumes end to end: slices export + audit, training on a volumes data set, a volume
 predicted into a label volume with the input's affine, CLI errors for bad volumes."""
 
 from __future__ import annotations

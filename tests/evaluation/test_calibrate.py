@@ -1,4 +1,5 @@
-"""Temperature scaling, operating points and predict --threshold (issue 19)."""
+"""Temperature scaling, operating points (Youden, target sensitivity/specificity) and
+``predict --threshold``."""
 
 from __future__ import annotations
 
@@ -20,13 +21,7 @@ from medtl.metrics.calibration import expected_calibration_error, fit_temperatur
 from medtl.metrics.operating_point import at_threshold, choose_threshold
 from medtl.utils.errors import ConfigError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _overconfident(n=400, seed=0):

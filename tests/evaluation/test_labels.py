@@ -1,5 +1,6 @@
 """Several mask labels: losses against a hand computation, per-label metrics, the binary
-numbers unchanged, the "Why" data set of issue 16, and training on label-map phantoms."""
+numbers of a binary run unchanged, a paired images/ + masks/ set of 8-bit label maps, and
+training on label-map phantoms."""
 
 from __future__ import annotations
 
@@ -90,8 +91,8 @@ def test_label_scores_per_label_equal_binary_scores():
 
 # ---------------------------------------------------------------- end to end
 
-#: a seeded tiny binary run measured before issue 16 changed anything (the layout probe
-#: chose contiguous there; this test fixes it)
+#: the numbers of a seeded tiny binary run, which label-map support must leave unchanged
+#: (measured in the contiguous memory format; this test fixes it)
 BINARY_BEFORE = {
     "val_dice": [0.051568, 0.048568],
     "val_loss": [1.659943, 1.653134],
@@ -158,7 +159,7 @@ def test_binary_run_numbers_unchanged(tmp_path):
 
 
 def _why_data(root: Path) -> Path:
-    """The issue's data set: paired images/ + masks/, 8-bit label maps 0/1/2."""
+    """Paired images/ + masks/ with 8-bit label maps 0/1/2 and no labels.yaml."""
     rng = np.random.default_rng(1)
     for i in range(8):
         img = rng.integers(0, 255, (32, 32), dtype=np.uint8)

@@ -1,4 +1,5 @@
-"""Issue 18 item 4: mask post-processing on hand-made masks, and its choice on CV."""
+"""Mask post-processing (largest component, minimum area) on hand-made masks, and the
+choice of a rule on cross-validated Dice."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The segmentation mask threshold chosen on validation (issue 19 item 2):
+"""The segmentation mask threshold chosen on validation:
 ``medtl evaluate RUN --seg-threshold auto|T``, stored in RUN/calibration.json and applied by
 evaluate, ``medtl predict`` and ``medtl.load(RUN).predict``."""
 
@@ -26,13 +26,7 @@ from medtl.evaluation.threshold import (
 from medtl.inference.decisions import CALIBRATION_FILE, read_calibration
 from medtl.utils.errors import ConfigError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _logits(p: list[float]) -> torch.Tensor:

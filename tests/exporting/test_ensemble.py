@@ -1,6 +1,6 @@
-"""Issue 18 item 3: ``medtl export CMP --config N``, one ONNX graph of the K fold models;
-and the rest of issue 19: a graph exported before ``medtl evaluate RUN --calibrate`` is
-flagged by evaluate and by ``predict --onnx``.
+"""``medtl export CMP --config N``, one ONNX graph of the K fold models; and calibration
+baked into the graph: a graph exported before ``medtl evaluate RUN --calibrate`` is flagged by
+evaluate and by ``predict --onnx``.
 
 One tiny 2-fold comparison (one configuration, 32 px, 1 epoch, no pretrained weights,
 MobileNetV2 U-Net) serves the ensemble tests; the rest build untrained networks."""
@@ -24,10 +24,12 @@ from medtl.inference.postprocess import apply_rule, cell_rule
 from medtl.runs.folder import load_bundle, save_bundle
 from medtl.utils.errors import MedtlError
 from tests.conftest import TINY, run_cli
-from tests.exporting.test_export import make_run, one_thread  # noqa: F401 (one_thread: autouse fixture)
+from tests.exporting.test_export import make_run
 
 SMALL = [*TINY, "model.encoder=mobilenet_v2", "train.lr=0.01"]  # later keys win
 TOL = export.exporter.PARITY_TOL  # 1e-4, the single-run export's tolerance
+
+pytestmark = pytest.mark.usefixtures("one_onnx_thread")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,7 @@ def test_mean_logits_stay_finite_and_exact_for_confident_members():
     assert got[0, 0] == pytest.approx(50.0 + np.log(2), abs=1e-4)  # not clamped at 13.8
 
 
-# ----------------------------------------------------------------------------- issue 19
+# ------------------------------------------------------------------- calibration and export
 def test_export_records_calibration_and_a_later_one_is_flagged(phantoms, tmp_path, capsys, caplog):
     run = make_run(tmp_path, phantoms, "classification", "unet", "mobilenet_v2")
     net, cfg, classes = load_bundle(run)

@@ -49,34 +49,20 @@ def make_run(tmp: Path, data: Path, task: str, arch: str, encoder: str) -> Path:
     return run
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One math thread: on a shared 2-core machine two spinning threads per process make
-    every conv tens of times slower (measured 1.3 s vs 0.03 s per 32 px resnet18-UNet)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    export.runtime.THREADS, old = 1, export.runtime.THREADS
-    yield
-    torch.set_num_threads(before)
-    export.runtime.THREADS = old
+pytestmark = pytest.mark.usefixtures("one_onnx_thread")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    from medtl.data.phantoms import make_phantoms
-
-    return make_phantoms(tmp_path_factory.mktemp("ph") / "ph", n=12, size=SIZE)
+def seg_run(tmp_path_factory, phantoms12) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs"), phantoms12, "segmentation", "unet", "resnet18")
 
 
 @pytest.fixture(scope="module")
-def seg_run(tmp_path_factory, data) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs"), data, "segmentation", "unet", "resnet18")
-
-
-@pytest.fixture(scope="module")
-def multi_run(tmp_path_factory, data) -> Path:
+def multi_run(tmp_path_factory, phantoms12) -> Path:
     # our own decoder (transposed convs) on another encoder family
-    return make_run(tmp_path_factory.mktemp("runs"), data, "multitask", "light", "mobilenet_v2")
+    return make_run(
+        tmp_path_factory.mktemp("runs"), phantoms12, "multitask", "light", "mobilenet_v2"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +104,10 @@ def test_multitask_parity_and_predictor(multi_run, tmp_path):
         pred(np.zeros((1, 3, 64, 64), np.float32))
 
 
-def test_predict_onnx_matches_pytorch_predict(seg_run, seg_export, data, tmp_path):
+def test_predict_onnx_matches_pytorch_predict(seg_run, seg_export, phantoms12, tmp_path):
     from medtl.inference.predictor import predict
 
-    images = sorted(data.glob("benign/*_000[12].png"))
+    images = sorted(phantoms12.glob("benign/*_000[12].png"))
     assert len(images) == 2
     for tta in (False, True):
         predict(seg_run, images, tmp_path / f"pt{tta}", tta=tta)
@@ -139,13 +125,13 @@ def test_predict_onnx_matches_pytorch_predict(seg_run, seg_export, data, tmp_pat
             assert abs(int(r["lesion_pixels"]) - int(q["lesion_pixels"])) <= 2
 
 
-def test_predict_onnx_postprocess_matches_pytorch(seg_run, seg_export, data, tmp_path):
+def test_predict_onnx_postprocess_matches_pytorch(seg_run, seg_export, phantoms12, tmp_path):
     """``--postprocess`` is applied after the graph, as by the PyTorch path (it is not in the
     graph; a run's export records none, so the default is the raw mask)."""
     from medtl.inference.postprocess import apply_rule
     from medtl.inference.predictor import predict
 
-    images = sorted(data.glob("benign/*_000[12].png"))
+    images = sorted(phantoms12.glob("benign/*_000[12].png"))
     predict(seg_run, images, tmp_path / "pt", postprocess="largest")
     export.predict_onnx(seg_run, images, tmp_path / "onnx", postprocess="largest")
     export.predict_onnx(seg_run, images, tmp_path / "raw")

@@ -1,4 +1,4 @@
-"""``medtl export`` and ``predict --onnx/--int8`` on a label-map run (issue 16 item 7): ONNX
+"""``medtl export`` and ``predict --onnx/--int8`` on a label-map run: ONNX
 parity on the softmax probabilities, and the same label-map PNG values as PyTorch predict."""
 
 from __future__ import annotations
@@ -8,33 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from medtl import exporting as export
 from tests.conftest import train_tiny
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    export.runtime.THREADS, old = 1, export.runtime.THREADS
-    yield
-    torch.set_num_threads(before)
-    export.runtime.THREADS = old
+pytestmark = pytest.mark.usefixtures("one_onnx_thread")
 
 
 @pytest.fixture(scope="module")
-def label_data(tmp_path_factory) -> Path:
-    from medtl.data.phantoms import make_label_phantoms
-
-    return make_label_phantoms(tmp_path_factory.mktemp("ph2") / "ph2", n=12, size=32, labels=2)
-
-
-@pytest.fixture(scope="module")
-def label_run(label_data, tmp_path_factory) -> Path:
-    return train_tiny(label_data, tmp_path_factory.mktemp("runs"), "output.name=labels")
+def label_run(label_phantoms, tmp_path_factory) -> Path:
+    return train_tiny(label_phantoms, tmp_path_factory.mktemp("runs"), "output.name=labels")
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +41,11 @@ def test_label_export_parity_on_probabilities(label_run, label_export):
 
 @pytest.mark.parametrize("model", ["model.onnx", "model.int8.onnx"])
 def test_predict_onnx_writes_the_same_label_maps(
-    label_run, label_export, label_data, model, tmp_path
+    label_run, label_export, label_phantoms, model, tmp_path
 ):
     from medtl.inference.predictor import predict
 
-    images = sorted((label_data / "images").glob("*.png"))[:2]
+    images = sorted((label_phantoms / "images").glob("*.png"))[:2]
     predict(label_run, images, tmp_path / "pt")
     export.predict_onnx(label_run, images, tmp_path / "onnx", model=label_run / "export" / model)
     for img in images:

@@ -1,4 +1,4 @@
-"""Predicted masks keep the input's own encoding (issue 16 item 5): palette masks come back
+"""Predicted masks keep the input's own encoding: palette masks come back
 as mode-P PNGs with the training masks' palette, colour masks as RGB with the data set's
 colours, label maps with their own (non-contiguous) values, binary masks as 0/255 grey,
 each at its image's original size, from ``medtl evaluate`` and ``medtl predict``."""

@@ -1,4 +1,4 @@
-"""Lesion-level detection, area error and surface distances (issue 19) on hand-made masks."""
+"""Lesion-level detection, area error and surface distances on hand-made masks."""
 
 from __future__ import annotations
 

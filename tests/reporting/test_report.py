@@ -22,12 +22,9 @@ EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
 
 @pytest.fixture(scope="module")
-def cmp(tmp_path_factory):
-    from medtl.data.phantoms import make_phantoms
-
-    root = make_phantoms(tmp_path_factory.mktemp("ph") / "data", n=12, size=32, seed=0)
+def cmp(phantoms12, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp") / "c"
-    base = [f"data.root={root}", *TINY, "data.val_fraction=0.34"]
+    base = [f"data.root={phantoms12}", *TINY, "data.val_fraction=0.34"]
     compare(base, ["model.strategy=frozen,finetune"], folds=0, out=out)
     return out
 
@@ -55,8 +52,8 @@ def test_comparison_report(cmp):
     assert f"{best['metrics']['dice']['images']['mean']:.3f}" in table
     ci = best["metrics"]["dice"]["images"]
     assert f"[{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]" in table
-    # issue 19: the table shows the sign-flip permutation and Wilcoxon p (raw and Holm);
-    # the bootstrap p is no longer shown (anti-conservative below 20 pairs)
+    # the table shows the sign-flip permutation and Wilcoxon p (raw and Holm), not the
+    # bootstrap p (anti-conservative below 20 pairs)
     assert "Wilcoxon" in table and "perm" in table and "Holm" in table
     assert "bootstrap" not in table
     assert f"{other['vs_best']['images']['mean_diff']:+.3f}" in table
@@ -167,7 +164,7 @@ def test_run_report_without_run_json(run_copy):
 
 def test_run_report_shows_the_mask_threshold(run_copy):
     """evaluate --seg-threshold auto: the stored decision and the threshold the evaluation
-    used are on the page (issue 19)."""
+    used are on the page."""
     from medtl.evaluation.calibrate import Decisions
     from medtl.evaluation.evaluate import evaluate
     from medtl.inference.decisions import read_calibration

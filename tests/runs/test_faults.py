@@ -1,4 +1,4 @@
-"""Faults, round two (issue 17): a hostile checkpoint runs nothing, a busy folder is never
+"""Faults: a hostile checkpoint runs nothing, a busy folder is never
 destroyed, evaluation results are replaced as a set, OS errors and Ctrl-C are one line.
 
 Kills and second processes are real processes: forked children of the test process (torch

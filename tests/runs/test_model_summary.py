@@ -1,5 +1,5 @@
 """``RUN/model_summary.txt``: layers, trainable / frozen parameters after the strategy and
-FLOPs at the training size (issue 21 item 7)."""
+FLOPs at the training size."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def test_two_process_training_is_exact_and_resumable(tmp_path):
 @pytest.mark.slow
 def test_two_process_per_label_val_dice_is_exact(tmp_path):
     """Label maps under DDP: each label's val Dice in metrics.csv (synced sums over the two
-    ranks, odd val count) equals one process's over the whole val split (issue 16 item 4)."""
+    ranks, odd val count) equals one process's over the whole val split."""
     from medtl.data.phantoms import make_label_phantoms
     from medtl.models.build import build_model
     from medtl.training.metrics import LabelScores

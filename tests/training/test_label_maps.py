@@ -1,4 +1,4 @@
-"""Label maps through the other paths (issue 16 item 7): TTA, the frozen feature cache and
+"""Label maps through the other training and evaluation paths: TTA, the frozen feature cache and
 multitask each run and give per-label scores."""
 
 from __future__ import annotations
@@ -6,18 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import train_tiny
 
 LABELS = {"lesion", "ring"}
-
-
-@pytest.fixture(scope="module")
-def ph2(tmp_path_factory) -> Path:
-    from medtl.data.phantoms import make_label_phantoms
-
-    return make_label_phantoms(tmp_path_factory.mktemp("ph2") / "d", n=12, size=32, labels=2)
 
 
 def _per_label(run: Path, **options) -> dict:
@@ -30,28 +21,28 @@ def _per_label(run: Path, **options) -> dict:
     return s
 
 
-def test_tta_with_label_maps(ph2, tmp_path):
-    run = train_tiny(ph2, tmp_path)
+def test_tta_with_label_maps(label_phantoms, tmp_path):
+    run = train_tiny(label_phantoms, tmp_path)
     plain = _per_label(run)
     tta = _per_label(run, tta=True)
     assert tta["tta"] and not plain["tta"]
 
 
-def test_frozen_feature_cache_with_label_maps(ph2, tmp_path):
-    run = train_tiny(ph2, tmp_path, "model.strategy=frozen", "train.epochs=2")
+def test_frozen_feature_cache_with_label_maps(label_phantoms, tmp_path):
+    run = train_tiny(label_phantoms, tmp_path, "model.strategy=frozen", "train.epochs=2")
     assert "feature cache: frozen encoder features" in (run / "train.log").read_text()
     _per_label(run)
     assert "val_dice_ring" in (run / "metrics.csv").read_text().splitlines()[0]
 
 
-def test_multitask_with_label_maps(ph2, tmp_path):
+def test_multitask_with_label_maps(label_phantoms, tmp_path):
     root = tmp_path / "mt"
-    for i, image in enumerate(sorted((ph2 / "images").glob("*.png"))):
+    for i, image in enumerate(sorted((label_phantoms / "images").glob("*.png"))):
         cls = root / ("a" if i % 2 else "b")
         cls.mkdir(parents=True, exist_ok=True)
         shutil.copy(image, cls / image.name)
-        shutil.copy(ph2 / "masks" / image.name, cls / f"{image.stem}_mask.png")
-    shutil.copy(ph2 / "labels.yaml", root / "labels.yaml")
+        shutil.copy(label_phantoms / "masks" / image.name, cls / f"{image.stem}_mask.png")
+    shutil.copy(label_phantoms / "labels.yaml", root / "labels.yaml")
     run = train_tiny(root, tmp_path / "runs", "task=multitask")
     s = _per_label(run)
     assert s["classification"]["classes"] == ["a", "b"]

@@ -33,7 +33,7 @@ def test_tensorboard_logger_is_readable_by_tensorboard(phantoms, tmp_path):
     dice = [e.value for e in acc.Scalars("val_dice")]
     assert dice == pytest.approx(_csv_metric(run, "val_dice"), abs=1e-6)
     assert len(dice) == 2
-    # the loss of every optimisation step, as steps.csv has it (issue 21 item 2)
+    # the loss of every optimisation step, as steps.csv has it
     steps = [(e.step, e.value) for e in acc.Scalars("train_step_loss")]
     expected = _step_losses(run)
     assert len(steps) == len(expected) >= 4  # 2 epochs x >= 2 batches

@@ -1,4 +1,4 @@
-"""Issue 18: ``model.init=RUN`` warm-starts the whole network of an earlier run."""
+"""``model.init=RUN`` warm-starts the whole network of an earlier run."""
 
 from __future__ import annotations
 

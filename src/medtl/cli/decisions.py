@@ -1,4 +1,4 @@
-"""The command-line options of issue 19's evaluation decisions, kept out of ``cli.py``:
+"""The command-line options of evaluate's decisions, kept out of :mod:`.parser`:
 ``evaluate --calibrate / --youden / --sensitivity / --specificity / --positive / --hd95 /
 --seg-threshold``
 and ``predict --threshold / --positive``. Each ``*_options`` function turns the parsed

@@ -53,7 +53,7 @@ def clinical_result(rows: Rows, facts: Sequence[dict[str, Any]]) -> dict[str, An
     """Lesion detection, false positives per image, MSD and |area error| pooled over
     ``rows`` (every fold's per-image rows); ``facts`` holds each fold's summary.json
     ``distance_unit`` and ``lesion_criterion``. None when the rows hold no lesion columns
-    (classification, or runs evaluated before issue 19)."""
+    (classification, or runs evaluated without lesion scoring)."""
     scored = [r for r in rows if str(r.get("lesions", "")).strip() not in ("", "nan")]
     if not scored:
         return None

@@ -1,4 +1,4 @@
-"""Per-label results of a comparison whose masks hold several labels (issue 16).
+"""Per-label results of a comparison whose masks hold several labels.
 
 The ranking stays on the primary metric, which for label maps is already the mean
 foreground Dice (evaluate's ``dice`` column is the mean over foreground labels, see

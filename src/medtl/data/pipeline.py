@@ -177,8 +177,8 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader over cached rows; shuffled with augmentation when ``train``."""
     if train and cfg.data.augment_copies:
-        # the offline K-x augmentation of the replaced scripts, done on the fly: every
-        # training image appears 1 + K times per epoch, each time augmented differently
+        # an offline K-x augmentation done on the fly: every training image appears
+        # 1 + K times per epoch, each time augmented differently
         indices = list(indices) * (1 + cfg.data.augment_copies)
     ds = CachedDataset(
         data.cache, indices, data.labels, augment=(augment or cfg.data.augment) if train else "none"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 AXES = "xyz"
 FRAME = "f"
-# fullmatch with DOTALL: a file name may hold a newline (issue 17)
+# fullmatch with DOTALL: a file name may hold a newline
 _REF = re.compile(r"(?P<file>.+)@(?P<axis>[xyzf])(?P<k>\d+)\.(?P<kind>slice|mask)", re.DOTALL)
 
 

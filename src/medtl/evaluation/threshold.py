@@ -1,5 +1,5 @@
-"""The probability threshold of a binary segmentation head, chosen on the validation split
-(issue 19): ``medtl evaluate RUN --seg-threshold auto`` (or a number).
+"""The probability threshold of a binary segmentation head, chosen on the validation split:
+``medtl evaluate RUN --seg-threshold auto`` (or a number).
 
 A pixel is foreground when its sigmoid probability is above the threshold
 (:func:`medtl.inference.engine.mask_at_size`); the default is :data:`DEFAULT_THRESHOLD` (0.5).

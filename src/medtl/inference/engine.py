@@ -60,8 +60,8 @@ class InferenceNet(torch.nn.Module):
 def fold_traced_conv_bn(net: torch.nn.Module) -> torch.fx.GraphModule:
     """``net`` traced with torch.fx, each eval-mode ``BatchNorm2d`` whose input is a
     ``Conv2d`` used nowhere else folded into that conv, in place (``net``'s own convs change).
-    The same numbers as torch.fx's ``fuse``, which copies each conv first (a ResNet18-UNet:
-    0.10-0.13 s there, 0.07 s here). Raises what tracing raises for networks fx cannot trace."""
+    The same numbers as torch.fx's ``fuse``, which copies each conv first and so takes
+    longer. Raises what tracing raises for networks fx cannot trace."""
     from torch import fx
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 

@@ -63,8 +63,8 @@ def _smp_parts(arch: str) -> Callable[[nn.Module, str, int], tuple[nn.Module, nn
 def _smp_meta_parts(arch: str, smp_name: str, classes: int) -> tuple[nn.Module, nn.Module]:
     """smp's decoder and segmentation head of ``arch`` for ``smp_name``, on the meta device,
     built once per process: smp builds its own encoder with them, which medtl replaces (on
-    meta, to skip its random init: 2 s for VGG on the CPU). Building them took 0.03 s for
-    ResNet18 and VGG16, 0.13 s for EfficientNet-Lite0, a copy 7-10 ms. Meta tensors draw no
+    meta, to skip its random init, which takes seconds for VGG on a CPU); later builds take
+    a copy, which is cheaper than building them again. Meta tensors draw no
     random numbers: a seeded build gives the same weights and generator state either way."""
     with torch.device("meta"):
         model = smp.create_model(
@@ -244,8 +244,8 @@ def build_model(
 @functools.cache
 def _meta_net(task: str, arch: str, encoder: str, kwargs: tuple[tuple[str, object], ...]) -> Net:
     """:func:`build_model`'s network on the meta device, built once per process:
-    :func:`build_loaded` of a ResNet18-UNet took 0.14 s building it each time, 0.02 s with
-    a copy of this one (EfficientNet-Lite0: 0.33 s, 0.05 s)."""
+    :func:`build_loaded` copies it instead of building the network again, several times
+    faster for a ResNet18- or EfficientNet-Lite0-UNet."""
     with torch.device("meta"):
         net, _ = build_model(task, arch, encoder, "none", **dict(kwargs))  # type: ignore[arg-type]
     return net

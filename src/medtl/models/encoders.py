@@ -99,7 +99,7 @@ def _random_encoder(spec: EncoderSpec, in_channels: int, depth: int) -> nn.Modul
     """A randomly initialised encoder. VGG is built on meta and given torchvision's VGG init
     (convolutions Kaiming-normal fan-out, BatchNorm 1/0) on the layers it keeps: built
     normally, torchvision first initialises the 120M-parameter classifier that smp deletes
-    (1.6 s of a 2 s VGG16-BN-UNet build here). Same distribution, another random draw."""
+    (most of a VGG16-BN-UNet's build time). Same distribution, another random draw."""
     if spec.family != "vgg":
         return _smp_encoder(spec, in_channels, depth, weights=None)
     with torch.device("meta"):

@@ -1,8 +1,8 @@
 """The HTML machinery of the report pages: a Jinja2 environment with autoescaping, the
 number filters, the stylesheet and figures embedded as PNG data URIs.
 
-Templates live in ``medtl/report/templates/`` (``base.html`` is the page, ``macros.html``
-holds ``table``, ``kv``, ``figure`` and ``grid``); the CSS is ``medtl/report/style.css``.
+Templates live in ``medtl/reporting/templates/`` (``base.html`` is the page, ``macros.html``
+holds ``table``, ``kv``, ``figure`` and ``grid``); the CSS is ``medtl/reporting/style.css``.
 Every value is escaped on output; only the stylesheet is marked safe.
 
 Example::

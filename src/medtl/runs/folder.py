@@ -219,7 +219,7 @@ _BUNDLES = ScopedMemo()  # (model.pt path, mtime, size) -> (net, config, classes
 def reuse_bundles() -> AbstractContextManager[None]:
     """Within this block (nested blocks join the outer one), loading the same unchanged
     ``model.pt`` again gives a copy of the network built the first time instead of a
-    rebuild (an EfficientNet-Lite0-UNet: 0.33 s -> 0.03 s here). Every caller gets its own
+    rebuild (about ten times faster for an EfficientNet-Lite0-UNet). Every caller gets its own
     copy to change; the copies are dropped when the outermost block ends."""
     return _BUNDLES.scope()
 

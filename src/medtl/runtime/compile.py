@@ -12,8 +12,8 @@ log = logging.getLogger("medtl")
 def compile_net(cfg: Any, task: Any, on_features: bool = False) -> bool:
     """``train.compile=inductor|aot_eager``: ``torch.compile`` the network's forward in place
     (``nn.Module.compile``: parameter names, checkpoints and model.pt stay as without it).
-    Off by default: on this project's 2-core CPU inductor made training slower after a
-    ~2-minute compile (docs/performance.md); it is for GPUs. Returns whether it compiled."""
+    Off by default: on a 2-core CPU inductor compiled for minutes and then trained slower
+    (docs/performance.md); it is for GPUs. Returns whether it compiled."""
     backend = cfg.train.compile
     if backend == "none":
         return False

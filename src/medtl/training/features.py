@@ -4,8 +4,8 @@ With ``model.strategy=frozen`` the encoder is a fixed function, so its features 
 computed once (in eval mode, exactly what the frozen encoder computes during training) and
 each step only runs the decoder and heads. Random per-epoch augmentation would need a new
 encoding every epoch, so the cache is used when ``data.augment=none`` or with
-``data.augment_copies=K`` (K fixed augmented copies per image, drawn once, like the
-offline augmentation of the replaced scripts).
+``data.augment_copies=K`` (K fixed augmented copies per image, drawn once, like an
+offline augmentation that writes K copies of the data set).
 """
 
 from __future__ import annotations

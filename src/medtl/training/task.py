@@ -37,8 +37,8 @@ log = logging.getLogger("medtl")
 def fused(groups: list[dict[str, Any]]) -> dict[str, bool]:
     """``fused=True`` when every parameter is on a CPU or CUDA device: PyTorch's fused
     Adam/AdamW/SGD update all parameters in one vectorised kernel instead of a Python loop
-    over tensors (a ResNet18-UNet's 14.3M parameters: 0.024 instead of 0.109 s per AdamW
-    step on one thread here; Adam and SGD results identical, AdamW within 1e-8)."""
+    over tensors, several times faster for a ResNet18-UNet's 14.3M parameters on one
+    thread; Adam and SGD results identical, AdamW within 1e-8)."""
     devices = {p.device.type for g in groups for p in g["params"]}
     return {"fused": True} if devices and devices <= {"cpu", "cuda"} else {}
 

@@ -82,7 +82,7 @@ def fill(
     one = functools.partial(_decoded, spec=spec, rows=rows)
     decoded = imap_ordered(one, samples, processes=True)
     # numpy copies rows in this thread; a torch copy would wake its OpenMP pool, whose
-    # spinning threads take the cores from the workers (here: 4.3-5.9 s instead of 3 s)
+    # spinning threads take the cores from the workers and slow the whole fill down
     image_rows = None if images is None else images.numpy()
     mask_rows = None if masks is None else masks.numpy()
     for i, (image, mask, shape, hashed) in enumerate(

@@ -9,9 +9,9 @@ Every weight is Xavier (Glorot) uniform, biases zero. The last transposed convol
 gives the logits itself (``out_channels = classes``; ``build_model`` adds no 1x1 head):
 the study's sigmoid is the one the loss and inference apply to logits.
 
-medtl's earlier variant (conv3x3 -> BatchNorm -> ReLU -> ConvTranspose2d(2, stride 2),
-widths 256 ... 16, then a 1x1 head) was dropped: on 40 seeded 64 px phantoms it ended
-with a higher validation loss than this decoder for both seeds tried (issue 21).
+Why not a BatchNorm variant (conv3x3 -> BatchNorm -> ReLU -> ConvTranspose2d(2, stride 2),
+widths 256 ... 16, then a 1x1 head): on 40 seeded 64 px phantoms it ended with a higher
+validation loss than this decoder for both seeds tried.
 
 ====================  ======  ==================================================
 features index        stride  role
