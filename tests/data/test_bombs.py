@@ -38,7 +38,10 @@ try:
         out = read_mask([path]) if kind == "mask" else read_image(path)
 except BaseException as exc:
     error = f"{type(exc).__name__}: {exc}"
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# peak RSS of this process image: VmHWM (ru_maxrss survives execve and would report the
+# parent's peak when the parent is a large test worker)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+rss = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"error": error, "rss": rss}))
 """
 

@@ -32,15 +32,14 @@ def test_take_slice_is_a_view_equal_to_take(volume, axis):
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_slice_readers_match_the_copying_ones(volume, axis):
-    from medtl.data.readers.dicom import apply_window, range_window
-
     path, data = volume
     f = data.astype(np.float32)
     lo, hi = np.percentile(f, [volumes.LOW_PERCENTILE, volumes.HIGH_PERCENTILE])
     for k in range(data.shape[axis]):
-        expected = apply_window(np.take(f, k, axis=axis).astype(np.float64), range_window(lo, hi))
+        expected = volumes.scale_range(np.take(f, k, axis=axis).astype(np.float64), lo, hi)
         assert np.array_equal(volumes.slice_uint8(path, axis, k), expected)
-        assert np.array_equal(volumes.slice_mask(path, axis, k), np.take(f, k, axis=axis) > 0)
+        labels = np.clip(np.rint(np.take(f, k, axis=axis)), 0, 65535).astype(np.uint8)
+        assert np.array_equal(volumes.slice_mask(path, axis, k), labels)
 
 
 def test_out_of_range_mask_slice_is_one_line(volume):

@@ -99,15 +99,21 @@ def apply_policy(
 
 
 def read_leaks(run: Path) -> dict[str, list[str]]:
-    """``RUN/leaks.json`` as ``{split: [image, ...]}`` after checking its shape (``{}``
-    without one); a damaged file is one DataError line."""
+    """``RUN/leaks.json`` as ``{split: [image, ...]}`` after checking its shape, the
+    ``relations`` (image -> ``same``/``patient``) included (``{}`` without the file); a
+    damaged file is one DataError line."""
     path = Path(run) / LEAKS_FILE
     if not path.is_file():
         return {}
     fix = "delete it; 'medtl train' writes it (or train the run again)"
     shape = Shape(path, fix)
     doc = shape.mapping(load_json(path, fix))
-    return {str(k): shape.texts(v, str(k), optional=True) for k, v in doc.items() if k != "format"}
+    relations = shape.mapping(doc.get("relations"), "relations", optional=True)
+    for image, how in relations.items():
+        if how not in ("same", "patient"):
+            shape.fail(f"relations[{image!r}] is {how!r}, expected 'same' or 'patient'")
+    skip = ("format", "relations")
+    return {str(k): shape.texts(v, str(k), optional=True) for k, v in doc.items() if k not in skip}
 
 
 def write_leaks(
