@@ -239,9 +239,9 @@ def slices(
     window: str | None = None,
 ) -> dict[str, Any]:
     """Write a ``volumes`` data set as PNG slices, masks and ``OUT/slices.csv`` (group =
-    volume id); see :func:`medtl.data.readers.volumes.write_slices`."""
+    volume id); see :func:`medtl.data.slices.write_slices`."""
     from medtl.data.readers.dicom import parse_window
-    from medtl.data.readers.volumes import write_slices
+    from medtl.data.slices import write_slices
 
     return write_slices(volumes, out, slice_axis, empty_slice_fraction, parse_window(window))
 

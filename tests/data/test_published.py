@@ -185,7 +185,7 @@ def test_msd_nifti_label_maps_of_mixed_dtypes(tmp_path):
 
 def test_slices_export_keeps_label_values_and_names(tmp_path):
     pytest.importorskip("nibabel")
-    from medtl.data.readers.volumes import write_slices
+    from medtl.data.slices import write_slices
     from tests.data.medical import write_nifti
 
     root = tmp_path / "vols"

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("nibabel")
 
+from medtl.data import slices  # noqa: E402
 from medtl.data.layouts import discover  # noqa: E402
 from medtl.data.masks.scan import resolve  # noqa: E402
 from medtl.data.readers import volumes  # noqa: E402
@@ -100,7 +101,7 @@ def test_write_slices_manifest_then_csv_layout(tmp_path):
     vols, out = tmp_path / "vols", tmp_path / "slices"
     _case(vols, "case01", 0)
     _case(vols, "case02", 1)
-    info = volumes.write_slices(vols, out, axis=2, empty_fraction=0.25)
+    info = slices.write_slices(vols, out, axis=2, empty_fraction=0.25)
     assert info["volumes"] == 2 and info["slices"] == 2 * (2 + 2)
     ds = discover(out)
     assert ds.layout == "csv" and len(ds.samples) == info["slices"]
@@ -115,7 +116,7 @@ def test_write_slices_writes_nothing_on_a_bad_volume(tmp_path):
     write_nifti(vols / "images" / "case02.nii.gz", np.zeros(SHAPE, np.float32))
     write_nifti(vols / "labels" / "case02.nii.gz", np.zeros((3, 3, 3), np.uint8))
     with pytest.raises(DataError, match="case02"):
-        volumes.write_slices(vols, out)
+        slices.write_slices(vols, out)
     assert not out.exists()
 
 

@@ -23,6 +23,7 @@ from medtl.data.layouts.base import (
     split_of,
     split_roots,
 )
+from medtl.data.readers.volumes import is_volume, volume_id
 from medtl.utils.errors import DataError
 
 
@@ -195,7 +196,6 @@ def discover_volumes(
     root: Path, slice_axis: int = 2, empty_slice_fraction: float = 1.0
 ) -> tuple[list[Sample], list[str]]:
     """The ``volumes`` layout: one sample per kept slice, grouped by volume id."""
-    from medtl.data.readers.volumes import find_volumes
 
     samples: list[Sample] = []
     problems: list[str] = []
@@ -233,3 +233,24 @@ def expand_frames(samples: list[Sample]) -> list[Sample]:
                 replace(s, image=slice_ref(s.image, "f", k), masks=masks, group=group, meta=meta)
             )
     return out
+
+
+def find_volumes(
+    base: Path, images: str = "images", labels: str = "labels"
+) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+    """``[(image, label or None)]`` under ``base/images`` (+ ``base/labels``) and problems."""
+    images_dir = child(base, images) or base / images
+    found = sorted(p for p in images_dir.iterdir() if is_volume(p))
+    labels_dir = child(base, labels)
+    if labels_dir is None:
+        return [(p, None) for p in found], []
+    by_id = {volume_id(p): p for p in labels_dir.iterdir() if is_volume(p)}
+    pairs, problems = [], []
+    for img in found:
+        lab = by_id.pop(volume_id(img), None)
+        if lab is None:
+            problems.append(f"image without mask: {img} (expected {labels_dir / img.name})")
+            continue
+        pairs.append((img, lab))
+    problems += [f"mask without image: {p} (no {images_dir / p.name})" for p in by_id.values()]
+    return pairs, problems

@@ -31,7 +31,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +41,6 @@ import numpy as np
 from medtl.data.readers.caps import check_volume
 from medtl.data.refs import parse_ref, slice_ref
 from medtl.utils.errors import DataError
-from medtl.utils.files import atomic_write, atomic_write_text, csv_text
 from medtl.utils.parallel import single_flight
 
 VOLUME_EXTS = (".nii.gz", ".nii")
@@ -235,92 +233,6 @@ def volume_slices(
         mask = slice_ref(label, axis, k, "mask") if label is not None else None
         out.append((slice_ref(image, axis, k), mask, meta))
     return out
-
-
-def find_volumes(
-    base: Path, images: str = "images", labels: str = "labels"
-) -> tuple[list[tuple[Path, Path | None]], list[str]]:
-    """``[(image, label or None)]`` under ``base/images`` (+ ``base/labels``) and problems."""
-    from medtl.data.layouts.base import child
-
-    images_dir = child(base, images) or base / images
-    found = sorted(p for p in images_dir.iterdir() if is_volume(p))
-    labels_dir = child(base, labels)
-    if labels_dir is None:
-        return [(p, None) for p in found], []
-    by_id = {volume_id(p): p for p in labels_dir.iterdir() if is_volume(p)}
-    pairs, problems = [], []
-    for img in found:
-        lab = by_id.pop(volume_id(img), None)
-        if lab is None:
-            problems.append(f"image without mask: {img} (expected {labels_dir / img.name})")
-            continue
-        pairs.append((img, lab))
-    problems += [f"mask without image: {p} (no {images_dir / p.name})" for p in by_id.values()]
-    return pairs, problems
-
-
-def save_png(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 or bool (as 0/255) array as PNG, atomically."""
-    from PIL import Image
-
-    arr = array.astype(np.uint8) * 255 if array.dtype == bool else array
-    atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
-
-
-def write_slices(
-    root: str | Path,
-    out: str | Path,
-    axis: int = 2,
-    empty_fraction: float = 1.0,
-    window: tuple[float, float] | None = None,
-) -> dict[str, Any]:
-    """Write ``OUT/images/<vol>_slice<k>.png``, ``OUT/masks/...`` and ``OUT/slices.csv``
-    (columns image, mask, group = volume id, spacing) from a ``volumes`` data set.
-
-    Returns ``{"volumes": n, "slices": n, "manifest": path}``. Nothing is written when a
-    volume is unusable (every volume is checked first).
-    """
-    root, out = Path(root), Path(out)
-    if not (root / "images").is_dir():
-        raise DataError(f"{root}: no images/ folder of volumes; put case01.nii.gz files there")
-    pairs, problems = find_volumes(root)
-    if problems:
-        raise DataError(f"{problems[0]}; add the missing file or move the other out of {root}")
-    if not pairs:
-        raise DataError(f"{root}/images: no .nii or .nii.gz volumes found")
-    plan = [(img, volume_slices(img, lab, axis, empty_fraction)) for img, lab in pairs]
-    rows = []
-    for _, slices in plan:
-        for ref, mask, meta in slices:
-            name = f"{meta['volume']}_slice{meta['index']:04d}.png"
-            save_png(out / "images" / name, read_ref(ref, window))
-            row = {"image": f"images/{name}", "mask": "", "group": meta["volume"]}
-            if mask is not None:
-                values = read_ref(mask)
-                save_png(out / "masks" / name, values > 0 if values.max(initial=0) <= 1 else values)
-                row["mask"] = f"masks/{name}"
-            row["spacing"] = "x".join(f"{s:g}" for s in meta["spacing"])
-            rows.append(row)
-    manifest = atomic_write_text(out / "slices.csv", csv_text(rows))
-    names = label_names_of(root)
-    if names:  # the label maps' names travel with the PNG masks
-        lines = [f"{v}: {json.dumps(n)}" for v, n in sorted(names.items())]
-        atomic_write_text(out / "labels.yaml", "\n".join(lines) + "\n")
-    return {"volumes": len(plan), "slices": len(rows), "manifest": str(manifest)}
-
-
-def label_names_of(root: Path) -> dict[int, str] | None:
-    """``{value: name}`` of the foreground labels from ``root``'s ``labels.yaml`` /
-    ``labels.json`` or MSD ``dataset.json`` (background left out), else None."""
-    from medtl.data.masks.scheme import names_file
-
-    found = names_file(root)
-    if found:
-        return {int(v): str(n) for v, n in found.items() if int(v) != 0}
-    from medtl.data.layouts.msd import dataset_labels
-
-    return dataset_labels(root)
 
 
 def write_label_volume(
