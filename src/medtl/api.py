@@ -67,8 +67,8 @@ def train(
     """
     from medtl.configuration.loading import Config
     from medtl.configuration.settings import config_from_settings
-    from medtl.training.fit import resume_config
     from medtl.training.fit import train as run_training
+    from medtl.training.resume import resume_config
 
     if "resume" in settings and config is None:
         config = resume_config(settings.pop("resume"))

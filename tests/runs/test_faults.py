@@ -98,7 +98,8 @@ def test_payload_in_a_compare_cell_runs_nothing(phantoms, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- broken files
 def test_truncated_last_ckpt_falls_back_to_best(seg_run, tmp_path, caplog):
-    from medtl.training.fit import resume_config, train
+    from medtl.training.fit import train
+    from medtl.training.resume import resume_config
 
     run = _copy_run(seg_run, tmp_path / "run")
     (run / "model.pt").unlink()

@@ -14,7 +14,8 @@ from tests.conftest import train_tiny
 
 
 def _resume(run: Path, *overrides: str) -> Path:
-    from medtl.training.fit import resume_config, train
+    from medtl.training.fit import train
+    from medtl.training.resume import resume_config
 
     return train(resume_config(run, list(overrides)), progress=False)
 

@@ -13,7 +13,7 @@ from medtl.cli.decisions import evaluate_options, predict_options
 def cmd_train(a: argparse.Namespace) -> int:
     from medtl import api
     from medtl.configuration.loading import dump_config, load_config
-    from medtl.training.fit import resume_config
+    from medtl.training.resume import resume_config
 
     resume = [o.split("=", 1)[1] for o in a.overrides if o.lstrip("+").startswith("train.resume=")]
     cfg = resume_config(resume[-1], a.overrides) if resume else load_config(a.config, a.overrides)

@@ -31,14 +31,12 @@ from medtl.runs.folder import (
     RUN_DIR_ENV,
     attach_log,
     process_rank,
-    read_config,
     save_bundle,
     shared_run_dir,
     write_config,
     write_env,
 )
 from medtl.runs.model_summary import write_model_summary
-from medtl.runs.records import RunRecord
 from medtl.runtime.compile import compile_net
 from medtl.runtime.cpu import threads_for
 from medtl.runtime.device import device_facts, resolve_accelerator, resolve_precision, tune_loader
@@ -51,9 +49,9 @@ from medtl.training.interrupts import fit_endings
 from medtl.training.label_weights import training_label_weights
 from medtl.training.loggers import check_logger, log_run_artifacts, make_logger
 from medtl.training.losses import balanced_class_weights
+from medtl.training.resume import resume_target
 from medtl.training.task import MedtlTask, monitor_key
 from medtl.training.warm_start import warm_start
-from medtl.utils.errors import MedtlError
 from medtl.utils.files import remove_orphan_temps
 from medtl.utils.locks import folder_lock
 
@@ -67,34 +65,12 @@ FINAL_NOTE = (
 )
 
 
-def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config:
-    """The saved config of ``run`` with ``train.resume`` set, plus ``overrides`` (e.g. more
-    epochs). ``medtl train train.resume=RUN [key=value ...]`` uses this."""
-    from medtl.configuration.loading import load_config
-
-    saved = read_config(Path(run)).to_dict()
-    rest = [o for o in overrides or [] if not o.lstrip("+").startswith("train.resume=")]
-    return load_config(base=saved, overrides=[f"train.resume={run}", *rest])
-
-
-def _resume_target(cfg: Config) -> Path | None:
-    if not cfg.train.resume:
-        return None
-    run = Path(cfg.train.resume)
-    if not (run / "config.yaml").is_file():
-        raise MedtlError(
-            f"train.resume={run}: not a run folder (no config.yaml); give the folder 'medtl train' printed"
-        )
-    RunRecord.read(run)  # a damaged run.json is refused before the folder is touched
-    return run
-
-
 def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | None = None) -> Path:
     """Train one model as configured; returns the run folder (see docs/design.md 'The run folder').
 
     ``splits`` fixes the split (indices into the discovered samples, e.g. one k-fold of
     :func:`medtl.data.splits.kfold`); otherwise a seeded split is made (or, on resume,
-    the run's splits.json is reused). To resume, pass :func:`resume_config` (the run's
+    the run's splits.json is reused). To resume, pass :func:`medtl.training.resume.resume_config` (the run's
     own config with ``train.resume`` set).
 
     Everything that can fail on bad input (data, layout, model build, pretrained weights)
@@ -103,7 +79,7 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     random generators and medtl's log level are the caller's again afterwards (the
     allocator tuning is the CLI's or :func:`medtl.configure_cpu`'s).
     """
-    resume_run = _resume_target(cfg)
+    resume_run = resume_target(cfg)
     check_logger(cfg)
     check_image_size(cfg.task, cfg.model.arch, cfg.data.image_size)
     resolve_accelerator(cfg.train.accelerator)  # a GPU asked for and absent: stop here
