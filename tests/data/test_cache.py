@@ -207,3 +207,20 @@ def test_cache_setting_values():
     assert load_config(base={"data": {"cache": False}}).data.cache == "none"
     with pytest.raises(ConfigError, match="data.cache.*memory, disk, none"):
         load_config(overrides=["data.cache=ram"])
+
+
+def test_fingerprint_changes_with_mask_resize(phantoms):
+    """A cache decoded with data.mask_resize=nearest is not reused without it."""
+    from medtl.data.cache.decode import DecodeSpec
+    from medtl.data.cache.modes import fingerprint
+
+    samples = discover(phantoms).samples
+    spec = DecodeSpec(size=32, with_masks=True)
+    plain = fingerprint(samples, spec)
+    io.set_mask_resize("nearest")
+    try:
+        resized = fingerprint(samples, spec)
+    finally:
+        io.set_mask_resize("none")
+    assert resized != plain and fingerprint(samples, spec) == plain
+    assert fingerprint(samples, DecodeSpec(size=32, with_masks=False)) != plain

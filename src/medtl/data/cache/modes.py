@@ -40,6 +40,7 @@ from medtl.configuration.names import CACHE_MODES
 from medtl.data.cache.decode import DecodeSpec, SampleCache, streamed
 from medtl.data.cache.disk import disk_samples
 from medtl.data.layouts import Sample
+from medtl.data.readers.io import mask_resize
 from medtl.data.refs import source_file
 from medtl.utils.memo import ScopedMemo
 
@@ -66,7 +67,8 @@ def _stat_line(path: Path) -> bytes:
 
 def fingerprint(samples: Sequence[Sample], spec: DecodeSpec) -> str:
     """What the decoded rows depend on, hashed: every image (and, with masks, every mask)
-    path with its byte size and mtime, in order, the size, the windows and :data:`FORMAT`."""
+    path with its byte size and mtime, in order, the size, the windows, ``data.mask_resize``
+    (when not ``none``) and :data:`FORMAT`."""
     h = hashlib.sha256()
     head = {
         "format": FORMAT,
@@ -77,6 +79,8 @@ def fingerprint(samples: Sequence[Sample], spec: DecodeSpec) -> str:
     }
     if spec.masks is not None and spec.masks.values:  # label maps decode to other rows
         head["mask_scheme"] = spec.masks.describe()
+    if spec.with_masks and mask_resize() != "none":  # resized masks are other rows too
+        head["mask_resize"] = mask_resize()
     h.update(json.dumps(head, sort_keys=True).encode())
     for s in samples:
         h.update(_stat_line(s.image))

@@ -43,6 +43,11 @@ _mask_resize = ["none"]
 ASPECT_TOLERANCE = 0.02
 
 
+def mask_resize() -> str:
+    """``data.mask_resize`` in force (``none`` or ``nearest``)."""
+    return _mask_resize[0]
+
+
 def set_mask_resize(mode: str) -> None:
     """Set ``data.mask_resize`` for the masks read from now on (``none`` or ``nearest``)."""
     _mask_resize[0] = mode or "none"
