@@ -19,6 +19,7 @@ from medtl.data.cache.modes import CACHE_ENV, cached_samples, fingerprint, reuse
 from medtl.data.dataset import CachedDataset
 from medtl.data.layouts import discover
 from medtl.data.readers import io
+from medtl.utils import parallel
 from medtl.utils.errors import DataError
 from tests.conftest import TINY, record_calls, train_tiny
 
@@ -27,7 +28,10 @@ SPEC = DecodeSpec(size=32, with_masks=True)
 
 @pytest.fixture
 def decodes(monkeypatch) -> list[str]:
-    """Every image decode (:func:`medtl.data.readers.io.read_image`) from now on, by path."""
+    """Every image decode (:func:`medtl.data.readers.io.read_image`) from now on, by path.
+    Decoding runs on threads of this process (forked workers would record in their own
+    copy of the list): the counts hold alone and under pytest-xdist alike."""
+    monkeypatch.setattr(parallel, "fork_is_safe", lambda: False)
     return record_calls(monkeypatch, io, "read_image")
 
 

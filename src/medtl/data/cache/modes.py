@@ -15,7 +15,9 @@ Every mode decodes through :func:`medtl.data.cache.decode.decode_item` (the one 
 :func:`medtl.data.readers.io.read_image`, the masks, the resize, :func:`medtl.data.dedup.hashes_of`),
 on worker processes or threads (:mod:`medtl.utils.parallel`). Within :func:`reuse_decoded` (one ``prepare``,
 one comparison) a decoded set is decoded once and handed to every later caller with the same
-fingerprint (:func:`fingerprint`: file list, sizes, mtimes, image size, masks, windows).
+fingerprint (:func:`fingerprint`: file list, sizes, mtimes, image size, masks, windows), and
+each mask file is opened once: the decode takes the pixels the mask scan read
+(:mod:`medtl.data.readers.kept`).
 
 Example::
 
@@ -40,6 +42,7 @@ from medtl.configuration.names import CACHE_MODES
 from medtl.data.cache.decode import DecodeSpec, SampleCache, streamed
 from medtl.data.cache.disk import disk_samples
 from medtl.data.layouts import Sample
+from medtl.data.readers import kept
 from medtl.data.readers.io import mask_resize
 from medtl.data.refs import source_file
 from medtl.utils.memo import ScopedMemo
@@ -109,9 +112,10 @@ _MEMO = ScopedMemo()  # fingerprint and mode -> SampleCache
 @contextmanager
 def reuse_decoded() -> Iterator[None]:
     """Within this block (nested blocks join the outer one), a data set decoded once is
-    handed to every later :func:`cached_samples` call with the same fingerprint and mode;
-    the decoded sets are released when the outermost block ends."""
-    with _MEMO.scope():
+    handed to every later :func:`cached_samples` call with the same fingerprint and mode,
+    and the mask files the mask scan read are not read again by the decode
+    (:mod:`medtl.data.readers.kept`); both are released when the outermost block ends."""
+    with _MEMO.scope(), kept.keeping():
         yield
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from medtl.data.masks.scheme import (
     BINARY_NOTE,
@@ -24,7 +23,7 @@ from medtl.data.masks.scheme import (
     parse_colors,
     parse_labels,
 )
-from medtl.data.readers import io
+from medtl.data.readers import io, kept
 from medtl.utils.errors import DataError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -50,11 +49,18 @@ class FileFacts:
 
 
 def _file_facts(path: Path) -> FileFacts:
-    arr = io.read_array(path)
-    mode = None
-    if path.suffix.lower() in (".png", ".gif", ".bmp", ".tif", ".tiff"):
-        with Image.open(path) as img:
-            mode, palette = img.mode, img.getpalette() if img.mode == "P" else None
+    """One read of ``path`` (its pixels kept for the decode, :mod:`medtl.data.readers.kept`)."""
+    known = kept.facts(path)
+    if known is not None:
+        return known
+    header: dict = {}
+    arr = io.read_array(path, header=header)
+    facts = _facts_of(path, arr, header.get("mode"), header.get("palette"))
+    kept.keep(path, arr, facts)
+    return facts
+
+
+def _facts_of(path: Path, arr: np.ndarray, mode: str | None, palette: list | None) -> FileFacts:
     facts = FileFacts(path, "grey", jpeg=path.suffix.lower() in JPEG_SUFFIXES)
     facts.emptied = bool(arr.any()) and not bool(io.binarise_mask(arr).any())
     if arr.ndim == 3:

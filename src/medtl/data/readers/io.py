@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medtl.data.readers import kept
 from medtl.data.readers.caps import MAX_PIXELS, check_pages, current_cap, pixel_cap  # noqa: F401 (public here too)
 from medtl.utils.errors import DataError
 
@@ -128,19 +129,25 @@ def _read_special(path: Path) -> np.ndarray | None:
     return None
 
 
-def read_array(path: str | Path, palette_rgb: bool = False) -> np.ndarray:
+def read_array(
+    path: str | Path, palette_rgb: bool = False, header: dict[str, Any] | None = None
+) -> np.ndarray:
     """The file's pixels as stored: ``(H, W)`` or ``(H, W, C)``, native dtype.
 
     Palette images give their indices (what masks need) unless ``palette_rgb``; GIFs
     always give their colours: a GIF stores every picture as palette indices in an order
     its encoder chose (PIL writes a black/white mask with white as index 0), so only the
     colours mean anything (``<name>_mask.gif`` masks then follow the colour-mask rule).
+    ``header``, when given, receives the file's Pillow ``mode`` and ``palette`` (mode P)
+    from the same open (DICOMs and slice references leave it empty).
     """
     path = Path(path)
     special = _read_special(path)
     if special is not None:
         return special
     img = _open(path)
+    if header is not None:
+        header.update(mode=img.mode, palette=img.getpalette() if img.mode == "P" else None)
     if img.mode == "P" and (palette_rgb or path.suffix.lower() == ".gif"):
         return np.asarray(img.convert("RGB"))
     if img.mode == "P":
@@ -248,7 +255,7 @@ def read_mask(
     labels = scheme is not None and bool(scheme.values)
     merged: np.ndarray | None = None
     for p in paths:
-        arr = read_array(Path(p))
+        arr = _mask_pixels(Path(p))
         m = scheme.to_index(arr, p) if labels else binarise_mask(arr)
         if shape is not None and m.shape != tuple(shape):
             m = _fit_mask(m, tuple(shape), Path(p))
@@ -265,6 +272,12 @@ def read_mask(
     return merged
 
 
+def _mask_pixels(path: Path) -> np.ndarray:
+    """A mask file's pixels: kept by the mask scan (:mod:`medtl.data.readers.kept`), else read."""
+    got = kept.take(path)
+    return read_array(path) if got is None else got
+
+
 def _structure_bits(
     paths: tuple[Path, ...] | list[Path], shape: tuple[int, int] | None
 ) -> np.ndarray:
@@ -273,7 +286,7 @@ def _structure_bits(
     are an error naming the file."""
     out: np.ndarray | None = None
     for k, p in enumerate(paths):
-        m = binarise_mask(read_array(Path(p)))
+        m = binarise_mask(_mask_pixels(Path(p)))
         if out is not None and m.shape != out.shape:
             raise DataError(
                 f"{p}: structure mask {m.shape[1]}x{m.shape[0]} differs from {paths[0]} "
