@@ -20,6 +20,7 @@ from PIL import Image
 from medtl.data.audit.masks import NAMES_FILES
 from medtl.data.dedup import hashes_of
 from medtl.data.layouts import MASK_EXTS, Sample
+from medtl.data.masks.scan import binary_with_edges
 from medtl.data.readers import io
 from medtl.data.readers.dicom import is_dicom
 from medtl.data.readers.io import binarise_mask, read_array
@@ -54,11 +55,12 @@ def object_shares(mask: np.ndarray) -> list[float]:
     return (np.bincount(labels.ravel(), minlength=n + 1)[1:] / mask.size).tolist()
 
 
-def _structures(arr: np.ndarray) -> dict[str, np.ndarray]:
-    """An integer label map (3-32 values) per label value; any other mask as one foreground."""
+def _structures(arr: np.ndarray, path: Path) -> dict[str, np.ndarray]:
+    """An integer label map (3-32 values) per label value; any other mask, a binary one
+    with noisy or anti-aliased edges included (:func:`binary_with_edges`), as one foreground."""
     if arr.ndim == 2 and arr.dtype.kind in "ui":
         values = np.unique(arr)
-        if 3 <= len(values) <= 32:
+        if 3 <= len(values) <= 32 and not binary_with_edges(path, arr):
             return {str(int(v)): arr == v for v in values if v}
     return {"foreground": binarise_mask(arr)}
 
@@ -145,7 +147,7 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
         b = binarise_mask(arr)
         merged = b if merged is None else merged | b
         objects = out.objects if out.objects is not None else {}
-        for name, part in _structures(arr).items():
+        for name, part in _structures(arr, Path(m)).items():
             objects.setdefault(name, []).extend(object_shares(part))
         out.objects = objects
     if merged is not None:

@@ -70,7 +70,7 @@ def quiet_odd_masks(odd: list[dict[str, Any]], scheme: MaskScheme | None) -> lis
         return odd
     if scheme.values:
         return []
-    if scheme.note not in (JPEG_NOTE, NOISY_NOTE):
+    if not scheme.note.startswith((JPEG_NOTE, NOISY_NOTE)):  # NOISY_NOTE (evidence)
         return odd
     out = []
     for o in odd:

@@ -12,8 +12,10 @@ Layouts (``data.layout``; ``auto`` tries them in the order of :data:`DETECTORS`)
 - ``volumes``: ``images/`` + ``labels/`` NIfTI volumes with matching names, read as 2D
   slices (rules in :mod:`medtl.data.readers.volumes`); every slice of a volume in one group.
 - ``siblings``: ``train/`` + ``train_masks/`` (and ``test/`` + ``test_masks/``).
-- ``class_masks``: ``<class>/<name>.png`` + ``<name>_mask.png`` beside it; extra
-  ``<name>_mask_1.png``, ``_mask_2.png``... are merged with it by union (BUSI).
+- ``class_masks``: ``<class>/<name>.png`` + ``<name>_mask.png`` (or ``<name>@.png``) beside
+  it; extra ``<name>_mask_1.png``, ``_mask_2.png``... are merged with it by union (BUSI).
+  Without class folders, images and masks side by side in the root (or in a split folder)
+  are one folder without classes.
 - ``imagefolder``: ``<class>/*.png`` without masks (classification), optionally below
   split folders.
 - ``structures``: ``images/`` + ``masks/<structure>/<name>.*`` (or ``masks/<name>_<structure>.*``),
@@ -67,6 +69,7 @@ from medtl.data.layouts.folders import (
     discover_siblings,
     discover_volumes,
     expand_frames,
+    mask_folders,
     paired_dirs,
     sibling_dirs,
 )
@@ -130,7 +133,7 @@ def _class_dirs_found(root: Path) -> list[Path]:
 
 
 def _has_class_masks(root: Path) -> bool:
-    dirs = _class_dirs_found(root)
+    dirs = [d for base, _ in split_roots(root) for d, _ in mask_folders(base)]
     return any(mask_stem(f) for d in dirs for f in images_in(d, MASK_EXTS))
 
 

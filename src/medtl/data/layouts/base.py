@@ -24,8 +24,9 @@ SPLIT_NAMES: dict[str, tuple[str, ...]] = {
     "test": ("test", "testing"),
 }
 _SPLIT_OF = {name: split for split, names in SPLIT_NAMES.items() for name in names}
-#: ``fullmatch`` with DOTALL: a stem may hold any character, a newline included
-_MASK_RE = re.compile(r"(?P<stem>.+?)_mask(?:_(?P<k>\d+))?", re.IGNORECASE | re.DOTALL)
+#: ``fullmatch`` with DOTALL: a stem may hold any character, a newline included; a mask is
+#: ``<name>_mask``, ``<name>_mask_<k>`` or ``<name>@`` (OpenIST's chest X-rays)
+_MASK_RE = re.compile(r"(?P<stem>.+?)(?:_mask(?:_(?P<k>\d+))?|@)", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def is_image(path: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> bool:
 
 
 def mask_stem(path: Path) -> tuple[str, int] | None:
-    """``('name', k)`` when ``path`` is a mask file (``name_mask`` -> 0, ``name_mask_2`` -> 2)."""
+    """``('name', k)`` when ``path`` is a mask file (``name_mask`` or ``name@`` -> 0,
+    ``name_mask_2`` -> 2)."""
     m = _MASK_RE.fullmatch(path.stem)
     if not m:
         return None

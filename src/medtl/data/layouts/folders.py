@@ -92,11 +92,20 @@ def class_dirs(base: Path) -> list[Path]:
     )
 
 
+def mask_folders(base: Path) -> list[tuple[Path, str | None]]:
+    """``[(folder, class)]`` of the ``class_masks`` layout under ``base``: its class
+    folders, or, without any, ``base`` itself (no class) when it holds masks beside images."""
+    dirs = class_dirs(base)
+    if dirs:
+        return [(d, d.name) for d in dirs]
+    return [(base, None)] if any(mask_stem(f) for f in images_in(base, MASK_EXTS)) else []
+
+
 def discover_class_masks(root: Path) -> tuple[list[Sample], list[str]]:
     samples: list[Sample] = []
     problems: list[str] = []
     for base, split in split_roots(root):
-        for cdir in class_dirs(base):
+        for cdir, label in mask_folders(base):
             masks: dict[str, list[tuple[int, Path]]] = {}
             images = []
             for f in images_in(cdir, MASK_EXTS):
@@ -112,9 +121,7 @@ def discover_class_masks(root: Path) -> tuple[list[Sample], list[str]]:
                         f"image without mask: {img} (expected {img.stem}_mask.png beside it)"
                     )
                     continue
-                samples.append(
-                    Sample(img, tuple(p for _, p in found), label=cdir.name, split=split)
-                )
+                samples.append(Sample(img, tuple(p for _, p in found), label=label, split=split))
             for stem, found in masks.items():
                 problems.append(f"mask without image: {found[0][1]} (no {cdir / stem}.*)")
     return samples, problems

@@ -39,6 +39,9 @@ class FileFacts:
     palette: tuple | None = None
     jpeg: bool = False
     near_extremes: float = 0.0  # share of pixels within 32 of 0 or 255 (8-bit grey)
+    #: 8-bit grey with 0, 255 and a few other values: the share of the other values' pixels
+    #: that lie on an edge between 0 and 255 (:func:`edge_share`)
+    on_edges: float = 0.0
     emptied: bool = False  # non-zero values that the binarisation rule makes empty
     channels: int = 1
 
@@ -88,7 +91,30 @@ def _facts_of(path: Path, arr: np.ndarray, mode: str | None, palette: list | Non
     facts.values = {int(v): int(n) for v, n in zip(vals, counts, strict=True)}
     if arr.dtype == np.uint8 and arr.size:
         facts.near_extremes = float(((arr <= 32) | (arr >= 223)).mean())
+        if 2 < len(vals) <= MAX_LABELS and {0, 255} <= set(facts.values):
+            facts.on_edges = edge_share(arr)
     return facts
+
+
+def edge_share(arr: np.ndarray) -> float:
+    """The share of an 8-bit mask's pixels other than 0 and 255 that lie on an edge between
+    the two: with both a 0 and a 255 pixel among their 8 neighbours. Anti-aliased edges of
+    a 0/255 mask are one pixel wide (1.0); a label's region, or a band two pixels wide
+    between background and another label, has pixels that touch one side only."""
+    off = (arr != 0) & (arr != 255)
+    if not off.any():
+        return 0.0
+    return float((_beside(arr == 0) & _beside(arr == 255))[off].mean())
+
+
+def _beside(m: np.ndarray) -> np.ndarray:
+    """``m`` grown by one pixel (8-connected)."""
+    h, w = m.shape
+    padded, out = np.pad(m, 1), np.zeros_like(m)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[dy : dy + h, dx : dx + w]
+    return out
 
 
 def scan(paths: Sequence[Path]) -> list[FileFacts]:
@@ -146,17 +172,46 @@ def _binary(facts: Sequence[FileFacts], strict: bool) -> MaskScheme | None:
     # files of 0/1 and of 0/2 are a label map
     if not standard and len(plain) > 2 and not strict:
         return None
-    if any(_noisy(f) for f in facts):
+    noisy = [f for f in facts if _noisy(f)]
+    if noisy:
         jpeg = all(f.jpeg for f in facts if len(f.values) > 2)
-        return MaskScheme("binary", note=JPEG_NOTE if jpeg else NOISY_NOTE)
+        return MaskScheme("binary", note=JPEG_NOTE if jpeg else _noisy_note(noisy, len(facts)))
     return MaskScheme("binary", note=BINARY_NOTE)
+
+
+#: share of a few-valued mask's other pixels that must lie on 0/255 edges (:func:`edge_share`)
+#: for the mask to be a binary one with anti-aliased edges rather than a label map
+EDGE_SHARE = 0.9
 
 
 def _noisy(f: FileFacts) -> bool:
     """An 8-bit grey mask with more than two values, nearly all near 0 or 255: JPEG ringing
-    (any number of values) or interpolated edges (more than :data:`MAX_LABELS` values)."""
-    many = len(f.values) > (2 if f.jpeg else MAX_LABELS)
-    return f.kind == "grey" and many and f.near_extremes >= NOISY_SHARE
+    (any number of values), interpolated edges (more than :data:`MAX_LABELS` values), or
+    0/255 with a few other values whose pixels lie on the edges between 0 and 255
+    (anti-aliasing; a label map's values fill regions)."""
+    if f.kind != "grey" or len(f.values) <= 2 or f.near_extremes < NOISY_SHARE:
+        return False
+    return f.jpeg or len(f.values) > MAX_LABELS or f.on_edges >= EDGE_SHARE
+
+
+def _off_share(f: FileFacts) -> tuple[int, int]:
+    """Pixels of ``f`` other than 0 and 255, and all its pixels."""
+    return sum(n for v, n in f.values.items() if v not in (0, 255)), sum(f.values.values())
+
+
+def _noisy_note(noisy: Sequence[FileFacts], n_files: int) -> str:
+    """:data:`NOISY_NOTE` with its evidence: how many files, what share of their pixels."""
+    off, total = map(sum, zip(*(_off_share(f) for f in noisy), strict=True))
+    return (
+        f"{NOISY_NOTE} ({len(noisy)} of {n_files} files hold values between 0 and 255, "
+        f"{100 * off / max(total, 1):.2f} % of their pixels)"
+    )
+
+
+def binary_with_edges(path: Path | str, arr: np.ndarray) -> bool:
+    """Whether one mask array is a binary mask with noisy or anti-aliased edges (the rule
+    :func:`decide` applies), not a label map: for readers that see one file at a time."""
+    return _noisy(_facts_of(Path(path), arr, None, None))
 
 
 def _named(values: Sequence, given: Any) -> tuple[tuple, tuple[str, ...]]:
