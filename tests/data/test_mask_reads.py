@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from medtl.data.audit import files as audit_files
+from medtl.data.audit.report import audit
 from medtl.data.cache.decode import DecodeSpec
 from medtl.data.cache.modes import cached_samples, reuse_decoded
 from medtl.data.layouts import discover
@@ -94,3 +96,13 @@ def test_pixels_beyond_the_limit_are_read_again(phantoms, mask_reads, monkeypatc
     assert sorted(got.values()) == [1] * 3 + [2] * 13
     plain = cached_samples(samples, DecodeSpec(size=32, with_masks=True))
     assert torch.equal(cache.masks, plain.masks)
+
+
+def test_audit_label_table_reads_no_mask_again(label_phantoms, mask_reads, monkeypatch):
+    monkeypatch.setattr(audit_files, "read_array", io.read_array)  # its own name: recorded too
+    masks = _masks(label_phantoms)
+    mask_reads(masks)
+    r = audit(label_phantoms)
+    assert [row["n_images"] > 0 for row in r.label_table] == [True] * 3
+    # the audit's file checks, then the mask scan; the label table takes the scan's pixels
+    assert set(mask_reads(masks).values()) == {2}

@@ -20,7 +20,7 @@ import numpy as np
 
 from medtl.data.masks.scan import resolve
 from medtl.data.masks.scheme import JPEG_NOTE, NOISY_NOTE, MaskScheme
-from medtl.data.readers import io
+from medtl.data.readers import io, kept
 from medtl.utils.errors import DataError
 from medtl.utils.parallel import map_ordered
 
@@ -132,7 +132,16 @@ def mask_meaning(
     """For the audit of ``ds`` (``decoded``: each sample's
     :class:`medtl.data.audit.files.Decoded`): the interpretation training would take, the label table (label maps: coverage then
     counts foreground labels, and odd-mask lines the scheme explains are dropped) and the
-    lines for ``problems`` (the error training would stop with; rare labels)."""
+    lines for ``problems`` (the error training would stop with; rare labels). The label
+    table reads no mask file again: it takes the pixels the mask scan read
+    (:mod:`medtl.data.readers.kept`)."""
+    with kept.keeping():
+        return _mask_meaning(ds, decoded, rep, masks)
+
+
+def _mask_meaning(
+    ds: Any, decoded: list[Any], rep: dict[str, Any], masks: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     skip = {u["path"] for u in rep["unreadable"]}
     scheme, info = interpret(ds.samples, ds.root, masks, skip)
     rep["odd_masks"] = quiet_odd_masks(rep["odd_masks"], scheme)
