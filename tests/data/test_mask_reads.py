@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,7 +89,7 @@ def test_decode_takes_the_scanned_pixels_inside_a_block_only(phantoms, mask_read
 def test_pixels_beyond_the_limit_are_read_again(phantoms, mask_reads, monkeypatch):
     samples = discover(phantoms).samples
     masks = mask_files(samples)
-    monkeypatch.setattr(kept, "LIMIT_MB", 32 * 32 * 3 / 2**20)  # room for three 32 px masks
+    monkeypatch.setattr(kept, "LIMIT_MB", 3 * 32 * 32 / 8 / 2**20)  # three 32 px binary masks
     with reuse_decoded():
         scan(masks)
         cache = cached_samples(samples, DecodeSpec(size=32, with_masks=True))
@@ -106,3 +107,24 @@ def test_audit_label_table_reads_no_mask_again(label_phantoms, mask_reads, monke
     assert [row["n_images"] > 0 for row in r.label_table] == [True] * 3
     # the audit's file checks, then the mask scan; the label table takes the scan's pixels
     assert set(mask_reads(masks).values()) == {2}
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.array([[0, 255], [255, 0]], np.uint8),
+        np.array([[0, 1, 1]], bool),
+        np.array([[7, 1000, 7]], np.uint16),
+        np.zeros((3, 5), np.uint8),
+        np.array([[0, 1, 2]], np.uint8),  # three values: kept as they are
+        np.zeros((2, 2, 3), np.uint8),
+    ],
+)
+def test_kept_pixels_come_back_as_read(arr, tmp_path):
+    with kept.keeping():
+        kept.keep(tmp_path / "m.png", arr, facts="f")
+        assert kept.facts(tmp_path / "m.png") == "f"
+        got = kept.take(tmp_path / "m.png")
+        assert got.dtype == arr.dtype and got.shape == arr.shape and (got == arr).all()
+        assert kept.take(tmp_path / "m.png") is None  # handed over once
+    assert kept.facts(tmp_path / "m.png") is None
