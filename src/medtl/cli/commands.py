@@ -56,6 +56,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from medtl import api
 
+    if a.mask_format != "png" and (a.onnx or a.int8 or a.config or _ensemble(a.run)):
+        from medtl.utils.errors import ConfigError
+
+        raise ConfigError(
+            f"--mask-format {a.mask_format} works with a run's PyTorch model; "
+            "drop --onnx/--int8/--config, or the option"
+        )
     if a.onnx or a.int8:
         from medtl.exporting import onnx_target, predict_onnx
 
@@ -87,6 +94,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
     for line in written:
         print(line)
     return 0
+
+
+def _ensemble(run: str) -> bool:
+    from medtl.comparison.ensemble import is_cell_folder
+
+    return is_cell_folder(run)
 
 
 def cmd_explain(a: argparse.Namespace) -> int:

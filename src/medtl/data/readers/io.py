@@ -122,9 +122,9 @@ def _read_special(path: Path) -> np.ndarray | None:
     from medtl.data.readers.dicom import is_dicom
 
     if is_dicom(path):  # by name or by content (PACS exports: no extension)
-        from medtl.data.readers.dicom import modality_values
+        from medtl.data.readers.dicom import stored_values
 
-        return modality_values(path)
+        return stored_values(path)  # a DICOM SEG: its segments as a mask
     return None
 
 
