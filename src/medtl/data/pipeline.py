@@ -98,6 +98,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     _check_task(cfg, ds)
     apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
     if needs_masks(cfg.task):  # what the masks mean, decided (and recorded in cfg) or an error
+        _check_seg_masks(ds)
         names_from_dataset(cfg.data, ds)  # MSD dataset.json label names
         ds.mask_scheme = resolve_into(cfg.data, ds)
     if cfg.data.group_duplicates:
@@ -105,6 +106,17 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
 
         ds.samples = assign_groups(ds.samples, hashes=decoded(cfg, ds).hashes)
     return ds
+
+
+def _check_seg_masks(ds: Dataset) -> None:
+    """A DICOM SEG mask that does not fit its DICOM image (size, referenced instance) is an
+    error naming both files (:func:`medtl.data.readers.dicom.seg_problems`)."""
+    from medtl.data.readers.dicom import seg_problems
+
+    lines = seg_problems(ds.samples)
+    if lines:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise DataError(lines[0] + more)
 
 
 def _check_premade(ds: Dataset) -> None:

@@ -38,6 +38,7 @@ from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 from medtl.data.layouts.explain import PARTLY
 from medtl.data.layouts.msd import names_from_dataset
+from medtl.data.readers.dicom import seg_problems
 
 _SHOW = 10  # items of a long list shown by AuditReport.format()
 
@@ -323,6 +324,7 @@ def audit(
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), dup)
     problems += mask_problems + placement_problems(samples, Path(root), decoded)
+    problems += seg_problems(samples)  # DICOM SEG masks that do not fit their image
     grouping, warning = _grouping(samples)
     problems += _unused_problems(ds) + ([warning] if warning else [])
     return AuditReport(

@@ -373,13 +373,17 @@ def seg_mask(path: str | Path) -> np.ndarray:
 def seg_problems(samples: list[Any]) -> list[str]:
     """One line for each DICOM SEG mask that does not fit its DICOM image: another
     ``Rows x Columns``, or a SEG that does not reference the image's SOP instance. Reads
-    headers only; masks of other kinds, and SEGs of non-DICOM images, are not checked."""
+    headers only; masks of other kinds, SEGs of non-DICOM images and unreadable files
+    (their own error) are not checked."""
     out = []
     for s in samples:
         for m in s.masks:
-            if not is_dicom(m) or not is_seg(header(m)) or not is_dicom(s.image):
+            try:
+                if not is_dicom(m) or not is_seg(header(m)) or not is_dicom(s.image):
+                    continue
+                seg, img = header(m), header(s.image)
+            except DataError:  # unreadable: reported where the file is read
                 continue
-            seg, img = header(m), header(s.image)
             size, want = (seg.Columns, seg.Rows), (img.Columns, img.Rows)
             if size != want:
                 out.append(
