@@ -160,7 +160,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_audit(a: argparse.Namespace) -> int:
     from medtl import api
 
-    report = api.audit(a.data, layout=a.layout)
+    report = api.audit(a.data, layout=a.layout, overrides=list(a.overrides or []) + (a.o or []))
     print(json.dumps(report.to_dict(), indent=2, default=str) if a.json else report.format())
     if a.preview is not None:  # stderr beside --json: stdout stays one JSON document
         where = sys.stderr if a.json else sys.stdout

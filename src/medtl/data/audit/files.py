@@ -121,6 +121,7 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
             rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
             continue
         rep["mask_modes"][mmode] += 1
+        arr = _resized(arr, out.shape, m)
         reasons = mask_reasons(arr, mmode)
         if reasons:
             rep["odd_masks"].append(
@@ -151,6 +152,18 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
     if merged is not None:
         out.coverage = float(merged.mean())
     return out
+
+
+def _resized(arr: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
+    """``arr`` at the image's ``shape`` when ``data.mask_resize=nearest`` resizes it, as
+    training reads it (:func:`medtl.data.readers.io.fit_mask`); else unchanged (a mask of
+    another size is then reported)."""
+    if arr.shape[:2] == tuple(shape) or io.mask_resize() != "nearest":
+        return arr
+    try:
+        return io.fit_mask(arr, tuple(shape), path)
+    except DataError:  # another aspect ratio: reported as a size mismatch
+        return arr
 
 
 def empty_report() -> dict[str, Any]:
