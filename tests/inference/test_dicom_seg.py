@@ -173,11 +173,30 @@ def seg_data(root: Path, n: int = 8) -> Path:
 
 
 def test_seg_masks_train(tmp_path):
+    from medtl import api
+
     data = seg_data(tmp_path / "data")
+    report = api.audit(data)
+    assert report.mask_interpretation["mode"] == "binary" and report.mask_size_mismatch == []
+    share = (32 // 3) ** 2 / 32**2  # each SEG: one square of 10x10 pixels
+    assert report.mask_coverage["-"]["mean"] == pytest.approx(share)
     run = train_tiny(data, tmp_path / "runs", "data.group_pattern=none")
-    facts = (run / "config.yaml").read_text()
-    assert "mask_mode: auto" in facts or "mask_mode: binary" in facts
     assert (run / "model.pt").is_file()
+    assert "masks: binary" in (run / "train.log").read_text()
+
+
+def test_label_map_segs_are_labels(tmp_path):
+    from medtl import api
+
+    scheme = MaskScheme("labels", (1, 2), ("liver", "tumour"))
+    for i in range(3):
+        img, mask = square(32, 32, 20 + i)
+        index = mask.astype(np.uint8)
+        index[-4:, -4:] = 2
+        src = write_mr(tmp_path / "images" / f"c{i}.dcm", img)
+        SegWriter(scheme).write(src, tmp_path / "masks" / f"c{i}.dcm", index)
+    meaning = api.audit(tmp_path).mask_interpretation
+    assert meaning["mode"] == "labels" and [x["value"] for x in meaning["labels"]] == [1, 2]
 
 
 def test_seg_that_does_not_fit_its_image_names_both(tmp_path):

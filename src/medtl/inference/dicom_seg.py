@@ -1,7 +1,8 @@
 """Predicted masks as DICOM SEG (``medtl predict --mask-format seg``), written with highdicom.
 
-One SEG per source DICOM image (``<name>_seg.dcm`` beside the PNG mask), which standard
-viewers (OHIF, 3D Slicer, ...) overlay on the image it references:
+One SEG per source DICOM image (``<name>_seg.dcm`` beside the PNG mask): a standard
+Segmentation Storage object (SOP class 1.2.840.10008.5.1.4.1.1.66.4) that DICOM viewers
+with SEG support overlay on the image it references:
 
 * segmentation type ``BINARY``, the mask at the source's ``Rows x Columns`` (the prediction
   is resized back to the image as for the PNG mask), every frame kept (empty ones too);
