@@ -216,3 +216,26 @@ def test_seg_that_does_not_fit_its_image_names_both(tmp_path):
     with pytest.raises(DataError, match="16x16 does not fit its image") as err:
         load_samples(cfg)
     assert "\n" not in str(err.value) and str(data / "images" / "case0.dcm") in str(err.value)
+
+
+def test_seg_in_a_manifest_and_in_a_pacs_tree(tmp_path):
+    from medtl.data.layouts import discover
+    from medtl.data.layouts.dicom_tree import scan_tree
+    from medtl.data.readers.io import read_mask
+
+    img, mask = square(32, 32, 30)
+    src = write_mr(tmp_path / "tree" / "PT0" / "IM0", img)
+    SegWriter(None).write(src, tmp_path / "tree" / "PT0" / "IM1", mask)  # no extension
+    assert dict(scan_tree(tmp_path / "tree").skipped) == {"segmentation": 1}
+    (tmp_path / "tree" / "data.csv").write_text("image,mask\nPT0/IM0,PT0/IM1\n")
+    ds = discover(tmp_path / "tree", "csv")
+    assert [s.masks for s in ds.samples] == [(tmp_path / "tree" / "PT0" / "IM1",)]
+    assert np.array_equal(read_mask(ds.samples[0].masks, (32, 32)), mask)
+
+
+def test_seg_output_needs_the_pytorch_model(seg_run, capsys, tmp_path):
+    src = write_mr(tmp_path / "a.dcm", ramp(32, 32))
+    argv = ["predict", str(seg_run), str(src), "--out", str(tmp_path / "o"), "--onnx"]
+    code, _, err = run_cli(capsys, *argv, "--mask-format", "seg")
+    assert code == 2 and "--mask-format seg" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
