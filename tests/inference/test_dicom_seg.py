@@ -22,7 +22,7 @@ from tests.data.medical import ramp, write_dicom  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_mr(path: Path, pixels: np.ndarray, series: str | None = None) -> Path:
+def write_mr(path: Path, pixels: np.ndarray, series: str | None = None, z: float = 0) -> Path:
     """A single-frame MR image as a scanner exports it (patient, study, series, frame of
     reference, geometry), uint16 pixels."""
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -40,7 +40,7 @@ def write_mr(path: Path, pixels: np.ndarray, series: str | None = None) -> Path:
     ds.SeriesInstanceUID = series or generate_uid()
     ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.2"
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [0, 0, 0]
+    ds.ImagePositionPatient = [0, 0, z]
     ds.PixelSpacing, ds.SliceThickness = [0.5, 0.5], 1
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -92,6 +92,38 @@ def test_predict_writes_a_seg_equal_to_the_png_mask(seg_run, capsys, tmp_path):
         seg_series.add(seg.SeriesInstanceUID)
         numbers.append(int(seg.InstanceNumber))
     assert len(seg_series) == 1 and numbers == [1, 2]  # one new series per source series
+
+
+def test_one_seg_per_series_of_several_images(seg_run, capsys, tmp_path):
+    series = "1.2.826.0.1.3680043.8.498.4"
+    srcs = [
+        write_mr(tmp_path / "in" / f"s{z}.dcm", square(32, 32, z)[0], series, z) for z in range(3)
+    ]
+    lone = write_mr(tmp_path / "in" / "lone.dcm", square(32, 32, 9)[0])  # its own series
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        str(seg_run),
+        str(tmp_path / "in"),
+        "--out",
+        str(out),
+        "--mask-format",
+        "seg",
+    ]
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["lone_seg.dcm", "s0_series_seg.dcm"]
+    seg = hd.seg.segread(out / "s0_series_seg.dcm")
+    uids = [sop(p) for p in srcs]
+    assert sorted(u for _, _, u in seg.get_source_image_uids()) == sorted(uids)
+    stack = seg.get_pixels_by_source_instance(uids)[..., 0] > 0
+    for k, src in enumerate(srcs):
+        png = np.asarray(Image.open(out / f"{src.stem}_mask.png")) > 0
+        assert np.array_equal(stack[k], png)
+    assert [u for _, _, u in hd.seg.segread(out / "lone_seg.dcm").get_source_image_uids()] == [
+        sop(lone)
+    ]
+    assert str(out / "s0_series_seg.dcm") in stdout.splitlines()
 
 
 def test_seg_writer_binary_mask_reads_back(tmp_path):

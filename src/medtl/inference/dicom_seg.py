@@ -99,17 +99,21 @@ def seg_writer(
 
 
 class SegWriter:
-    """Writes ``<name>_seg.dcm`` for each predicted DICOM image (see the module docstring).
-    ``model``: the algorithm name recorded in every segment (e.g. ``unet resnet18``)."""
+    """Writes the DICOM SEGs of predicted DICOM images (see the module docstring):
+    :meth:`add` each image's mask, then :meth:`finish`. ``model``: the algorithm name
+    recorded in every segment (e.g. ``unet resnet18``)."""
 
     def __init__(self, scheme: MaskScheme | None, model: str = "medtl") -> None:
         self.scheme = scheme
         self.model = model
         self.series: dict[str, tuple[str, int]] = {}  # source series -> (SEG series, count)
+        self.group_of: dict[Path, str] = {}  # inputs written as one SEG per series
+        self.held: dict[str, list[tuple[Path, Path, np.ndarray]]] = {}
 
     def check(self, paths: list[Path]) -> None:
         """Every input is a single-frame DICOM image, or a one-line DataError naming the
-        first that is not (before anything is written)."""
+        first that is not (before anything is written); finds the series of several
+        inputs that get one SEG (:func:`series_groups`)."""
         from medtl.data.readers.dicom import header, n_frames
 
         for p in paths:
@@ -124,34 +128,48 @@ class SegWriter:
                     "give those, or drop --mask-format seg"
                 )
         _highdicom()
+        self.group_of = series_groups(paths)
+
+    def add(self, source: Path, target: Path, mask: np.ndarray) -> list[Path]:
+        """``mask`` of ``source``: its SEG written to ``target`` now (an image of its own),
+        or held for its series' SEG (:meth:`finish`). Returns the paths written."""
+        key = self.group_of.get(source)
+        if key is None:
+            return [self.write(source, target, mask)]
+        self.held.setdefault(key, []).append((source, target, mask))
+        return []
+
+    def finish(self) -> list[Path]:
+        """Write the SEG of each series held by :meth:`add`, named after its first image:
+        ``<name>_series_seg.dcm``. Returns the paths written."""
+        out = []
+        for items in self.held.values():
+            first = items[0][1]
+            target = first.with_name(first.name.removesuffix("_seg.dcm") + "_series_seg.dcm")
+            out.append(self._save([s for s, _, _ in items], target, [m for _, _, m in items]))
+        self.held.clear()
+        return out
 
     def write(self, source: Path, target: Path, mask: np.ndarray) -> Path:
         """The SEG of ``mask`` (at the source's ``Rows x Columns``) on ``source``, written
         atomically to ``target``."""
+        return self._save([source], target, [mask])
+
+    def _save(self, sources: list[Path], target: Path, masks: list[np.ndarray]) -> Path:
         from medtl.utils.files import atomic_write
 
-        seg = self._build(source, mask)
+        seg = self._build(sources, masks)
         atomic_write(target, lambda p: seg.save_as(p, enforce_file_format=True))
         return target
 
-    def _build(self, source: Path, mask: np.ndarray) -> Any:
-        import pydicom
-
+    def _build(self, sources: list[Path], masks: list[np.ndarray]) -> Any:
         hd = _highdicom()
-        src = pydicom.dcmread(source, stop_before_pixels=True)
-        for key in _TYPE2:
-            if key not in src:
-                setattr(src, key, "")
-        if mask.shape != (int(src.Rows), int(src.Columns)):
-            raise DataError(
-                f"{source}: predicted mask {mask.shape[1]}x{mask.shape[0]} differs from the "
-                f"image's {src.Columns}x{src.Rows}; re-export the image"
-            )
-        series, number = self._next(str(getattr(src, "SeriesInstanceUID", "")))
+        images = [_source(p, m) for p, m in zip(sources, masks, strict=True)]
+        series, number = self._next(str(getattr(images[0], "SeriesInstanceUID", "")))
         try:
             return hd.seg.Segmentation(
-                source_images=[src],
-                pixel_array=segment_stack(mask, self.scheme)[None],
+                source_images=images,
+                pixel_array=np.stack([segment_stack(m, self.scheme) for m in masks]),
                 segmentation_type="BINARY",
                 segment_descriptions=self._segments(hd),
                 series_instance_uid=series,
@@ -169,7 +187,7 @@ class SegWriter:
         except (AttributeError, ValueError, TypeError) as exc:
             cause = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise DataError(
-                f"{source}: a DICOM SEG cannot reference this image ({cause}); "
+                f"{sources[0]}: a DICOM SEG cannot reference this image ({cause}); "
                 "re-export it with its full header, or drop --mask-format seg"
             ) from None
 
@@ -204,6 +222,51 @@ class SegWriter:
                 )
             )
         return out
+
+
+def _source(path: Path, mask: np.ndarray) -> Any:
+    """``path``'s header, missing type-2 attributes added empty, checked against ``mask``."""
+    import pydicom
+
+    src = pydicom.dcmread(path, stop_before_pixels=True)
+    for key in _TYPE2:
+        if key not in src:
+            setattr(src, key, "")
+    if mask.shape != (int(src.Rows), int(src.Columns)):
+        raise DataError(
+            f"{path}: predicted mask {mask.shape[1]}x{mask.shape[0]} differs from the "
+            f"image's {src.Columns}x{src.Rows}; re-export the image"
+        )
+    return src
+
+
+#: what a source needs to share a SEG with the other images of its series (its place in space)
+_GEOMETRY = (
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+)
+
+
+def series_groups(paths: list[Path]) -> dict[Path, str]:
+    """The inputs that get one SEG per series: ``path -> key`` for every series given with
+    two or more images of one size, each image placed in space (:data:`_GEOMETRY`) and
+    given once. Other inputs (absent from the result) get a SEG of their own."""
+    import pydicom
+
+    groups: dict[str, list[tuple[Path, str]]] = {}
+    for p in paths:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        if all(key in ds for key in _GEOMETRY):
+            key = f"{ds.SeriesInstanceUID}/{ds.Rows}x{ds.Columns}"
+            groups.setdefault(key, []).append((p, str(ds.SOPInstanceUID)))
+    return {
+        p: key
+        for key, items in groups.items()
+        if len(items) > 1 and len({uid for _, uid in items}) == len(items)
+        for p, _ in items
+    }
 
 
 def _version() -> str:

@@ -260,10 +260,7 @@ def write_predictions(
     in the training masks' encoding (:func:`medtl.inference.engine.save_mask`: own values, palette,
     colours); None writes label indices as is. ``lesion_pixels``: foreground pixels (every
     label). ``mask_format="seg"``: a DICOM SEG too, naming ``model`` (:mod:`.dicom_seg`)."""
-    if batch_size < 1:
-        raise ConfigError(
-            f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
-        )
+    _check_batch_size(batch_size)
     used: set[str] = set()
     paths = collect_inputs(inputs)
     seg = seg_writer(mask_format, scheme, model, paths)  # checked before anything is written
@@ -285,16 +282,23 @@ def write_predictions(
             shown = scheme.shown(result.mask) if scheme is not None else result.mask
             save_png(out / f"{name}_overlay.png", overlay(image, shown))
             written += [*map(str, masks), str(out / f"{name}_overlay.png")]
-            if seg is not None:
-                written.append(str(seg.write(path, out / f"{name}_seg.dcm", result.mask)))
+            if seg is not None:  # now, or the series' SEG after the last image
+                written += map(str, seg.add(path, out / f"{name}_seg.dcm", result.mask))
             row["lesion_pixels"] = int((result.mask > 0).sum())
         if result.probabilities is not None:
             row["label"] = result.label
             row.update({f"p_{c}": round(v, 6) for c, v in result.probabilities.items()})
         rows.append(row)
+    written += map(str, seg.finish() if seg is not None else [])
     atomic_write_text(out / "predictions.csv", csv_text(rows))
-    written.append(str(out / "predictions.csv"))
-    return written
+    return [*written, str(out / "predictions.csv")]
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(
+            f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
+        )
 
 
 def _unique_name(path: Path, used: set[str]) -> str:
