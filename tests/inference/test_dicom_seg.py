@@ -210,6 +210,7 @@ def test_seg_masks_train(tmp_path):
     data = seg_data(tmp_path / "data")
     report = api.audit(data)
     assert report.mask_interpretation["mode"] == "binary" and report.mask_size_mismatch == []
+    assert report.mask_modes == {"DICOM SEG": 8} and report.odd_masks == []
     share = (32 // 3) ** 2 / 32**2  # each SEG: one square of 10x10 pixels
     assert report.mask_coverage["-"]["mean"] == pytest.approx(share)
     run = train_tiny(data, tmp_path / "runs", "data.group_pattern=none")

@@ -21,13 +21,13 @@ from medtl.data.audit.masks import NAMES_FILES
 from medtl.data.dedup import hashes_of
 from medtl.data.layouts import MASK_EXTS, Sample
 from medtl.data.readers import io
-from medtl.data.readers.dicom import is_dicom
+from medtl.data.readers.dicom import header, is_dicom, is_seg
 from medtl.data.readers.io import binarise_mask, read_array
 from medtl.data.readers.volumes import is_volume
 from medtl.utils.errors import DataError
 from medtl.utils.parallel import imap_ordered, progress
 
-_SINGLE_CHANNEL_8BIT = ("1", "L")
+_SINGLE_CHANNEL_8BIT = ("1", "L", "DICOM SEG")  # a SEG reads as 0/1 (or segment numbers)
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _header_mode(path: Path) -> str:
     if parsed is not None:
         return "DICOM frame" if parsed[1] == "f" else f"NIfTI {parsed[3]}"
     if is_dicom(path):
-        return "DICOM"
+        return "DICOM SEG" if is_seg(header(path)) else "DICOM"
     with Image.open(path) as img:  # header only: no pixel decode
         return img.mode
 
