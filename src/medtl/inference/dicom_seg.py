@@ -1,17 +1,20 @@
 """Predicted masks as DICOM SEG (``medtl predict --mask-format seg``), written with highdicom.
 
-One SEG per source DICOM image (``<name>_seg.dcm`` beside the PNG mask): a standard
-Segmentation Storage object (SOP class 1.2.840.10008.5.1.4.1.1.66.4) that DICOM viewers
-with SEG support overlay on the image it references:
+One SEG per source DICOM image (``<name>_seg.dcm`` beside the PNG mask), or one per series
+when several images of one series are given (:func:`series_groups`,
+``<first name>_series_seg.dcm``): a Segmentation Storage object (SOP class
+1.2.840.10008.5.1.4.1.1.66.4), the kind of file DICOM viewers with SEG support overlay on
+the images it references:
 
 * segmentation type ``BINARY``, the mask at the source's ``Rows x Columns`` (the prediction
   is resized back to the image as for the PNG mask), every frame kept (empty ones too);
 * the source SOP instance referenced (Referenced Series and per-frame Source Image
   Sequences), patient and study copied from it; SEGs of one source series share one new
   series (instance numbers 1, 2, ...);
-* segments from the run's labels: a binary run one segment named after its structure
-  (``lesion`` unless ``data.labels`` names it), a label map one segment per label, one
-  binary mask per structure (``multilabel``) one segment per structure, overlaps kept.
+* segments from the run's labels: a binary run one segment ``lesion`` (SNOMED CT "Lesion"),
+  a label map one segment per label, one binary mask per structure (``multilabel``) one
+  segment per structure, overlaps kept; each named by its label (property type: a local
+  code ``99MEDTL`` with that name) and recording ``model`` as its algorithm.
 
 Sources whose header lacks a type-2 patient/study attribute (name, birth date, sex, study
 ID/date/time, accession number) get it empty, as the standard allows; a source the SEG IOD
@@ -67,11 +70,9 @@ def check_mask_format(mask_format: str, task: str) -> None:
 
 def segment_names(scheme: MaskScheme | None) -> tuple[str, ...]:
     """The SEG's segment labels: the run's label or structure names, ``lesion`` for a
-    binary run without a name."""
+    binary run."""
     if scheme is not None and scheme.values:
         return scheme.names
-    if scheme is not None and scheme.names:
-        return scheme.names[:1]
     return ("lesion",)
 
 
