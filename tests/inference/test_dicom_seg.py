@@ -13,7 +13,7 @@ hd = pytest.importorskip("highdicom")
 from PIL import Image  # noqa: E402
 
 from medtl.data.masks.scheme import MaskScheme  # noqa: E402
-from medtl.data.readers.dicom import seg_mask, seg_problems  # noqa: E402
+from medtl.data.readers.seg import seg_mask, seg_problems  # noqa: E402
 from medtl.inference.dicom_seg import SegWriter, check_mask_format  # noqa: E402
 from medtl.utils.errors import ConfigError, DataError  # noqa: E402
 from tests.conftest import run_cli, train_tiny  # noqa: E402
@@ -230,6 +230,15 @@ def test_label_map_segs_are_labels(tmp_path):
         SegWriter(scheme).write(src, tmp_path / "masks" / f"c{i}.dcm", index)
     meaning = api.audit(tmp_path).mask_interpretation
     assert meaning["mode"] == "labels" and [x["value"] for x in meaning["labels"]] == [1, 2]
+    assert [x["name"] for x in meaning["labels"]] == ["liver", "tumour"]  # segment labels
+    from medtl.configuration.loading import load_config
+    from medtl.data.pipeline import load_samples
+
+    cfg = load_config(overrides=[f"data.root={tmp_path}", "data.group_pattern=none"])
+    assert load_samples(cfg).mask_scheme.names == ("liver", "tumour")
+    assert cfg.data.labels == "1:liver,2:tumour"  # recorded in config.yaml
+    cfg = load_config(overrides=[f"data.root={tmp_path}", "data.labels=1:a,2:b"])
+    assert load_samples(cfg).mask_scheme.names == ("a", "b")  # data.labels first
 
 
 def test_seg_that_does_not_fit_its_image_names_both(tmp_path):

@@ -110,9 +110,11 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
 
 def _check_seg_masks(ds: Dataset) -> None:
     """A DICOM SEG mask that does not fit its DICOM image (size, referenced instance) is an
-    error naming both files (:func:`medtl.data.readers.dicom.seg_problems`)."""
-    from medtl.data.readers.dicom import seg_problems
+    error naming both files (:func:`medtl.data.readers.seg.seg_problems`); the SEGs'
+    segment labels name the labels unless the data name them otherwise."""
+    from medtl.data.readers.seg import seg_label_names, seg_problems
 
+    ds.label_names = ds.label_names or seg_label_names(ds.samples)
     lines = seg_problems(ds.samples)
     if lines:
         more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""

@@ -38,7 +38,7 @@ from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 from medtl.data.layouts.explain import PARTLY
 from medtl.data.layouts.msd import names_from_dataset
-from medtl.data.readers.dicom import seg_problems
+from medtl.data.readers.seg import seg_label_names, seg_problems
 
 _SHOW = 10  # items of a long list shown by AuditReport.format()
 
@@ -340,6 +340,7 @@ def _discovered(root: str | Path, layout: str, data: Any) -> Any:
         from medtl.data.layouts.dicom_tree import apply_labels
 
         apply_labels(ds, data.label_tag, data.label_level)
+    ds.label_names = ds.label_names or seg_label_names(ds.samples)  # DICOM SEG segment labels
     return ds
 
 

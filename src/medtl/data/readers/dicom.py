@@ -15,11 +15,8 @@ The rule, in order (what :func:`dicom_to_uint8` does):
    MONOCHROME1 file and its MONOCHROME2 twin decode to the same pixels.
 4. Multi-frame files are read frame by frame (``frame``); each frame is one 2D slice.
 
-A DICOM SEG file (the ``[dicom]`` extra's highdicom) is a mask, never an image:
-:func:`seg_mask` reads it into the array the mask rules expect (one segment: ``0/1``;
-several non-overlapping segments: a label map of the segment numbers), and
-:func:`seg_problems` checks it against the image it is paired with (size, referenced SOP
-instance) from the headers alone.
+A DICOM SEG file (:func:`is_seg`) is a mask, never an image: :mod:`medtl.data.readers.seg`
+reads it.
 
 Compressed transfer syntaxes decode through pydicom's pixel handlers; when the handler is
 missing the error names the packages to install.
@@ -118,7 +115,7 @@ def kind_of(ds: Any) -> str:
     """What a DICOM header holds: ``image``, or the reason it is no training image:
     ``DICOMDIR``, ``no pixel data`` (reports, structured reports, presentation states),
     ``localizer`` (scout views, ``ImageType`` LOCALIZER), ``RGB secondary capture``,
-    ``segmentation`` (a DICOM SEG: a mask, :func:`seg_mask`)."""
+    ``segmentation`` (a DICOM SEG: a mask, :mod:`medtl.data.readers.seg`)."""
     meta = getattr(ds, "file_meta", None)
     sop = str(getattr(meta, "MediaStorageSOPClassUID", "") or getattr(ds, "SOPClassUID", ""))
     if sop == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds:
@@ -317,82 +314,10 @@ def is_seg(ds: Any) -> bool:
 
 
 def stored_values(path: str | Path) -> np.ndarray:
-    """What a DICOM file holds as a mask array: :func:`seg_mask` for a DICOM SEG, else the
-    pixels in modality units (:func:`modality_values`)."""
-    return seg_mask(path) if is_seg(header(path)) else modality_values(path)
+    """What a DICOM file holds as a mask array: :func:`medtl.data.readers.seg.seg_mask` for
+    a DICOM SEG, else the pixels in modality units (:func:`modality_values`)."""
+    if is_seg(header(path)):
+        from medtl.data.readers.seg import seg_mask
 
-
-def _referenced(ds: Any) -> set[str]:
-    """The SOP instance UIDs a SEG header references (its Referenced Series Sequence)."""
-    return {
-        str(inst.ReferencedSOPInstanceUID)
-        for series in getattr(ds, "ReferencedSeriesSequence", None) or []
-        for inst in getattr(series, "ReferencedInstanceSequence", None) or []
-    }
-
-
-def seg_mask(path: str | Path) -> np.ndarray:
-    """A DICOM SEG of one source image -> ``uint8 (H, W)``: one segment as 0/1, several as
-    a label map whose values are the segment numbers (the mask rules of
-    :mod:`medtl.data.masks.scheme` then decide binary or labels). Overlapping segments
-    cannot be one label map: an error pointing to one SEG per structure
-    (``masks/<structure>/``, the structures layout)."""
-    p = Path(path)
-    try:
-        import highdicom as hd
-    except ImportError:
-        raise DataError(
-            f"{p}: DICOM SEG masks need highdicom; run \"pip install 'medtl[dicom]'\""
-        ) from None
-    try:
-        seg = hd.seg.segread(p)
-        sources = [uid for _, _, uid in seg.get_source_image_uids()]
-        if len(sources) != 1:
-            raise DataError(
-                f"{p}: DICOM SEG of {len(sources)} source images; give one SEG per image"
-            )
-        stack = seg.get_pixels_by_source_instance(sources, ignore_spatial_locations=True)[0]
-    except DataError:
-        raise
-    except Exception as exc:  # highdicom raises many types for SEGs it cannot use
-        cause = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise DataError(f"{p}: unreadable DICOM SEG ({cause}); re-export it") from None
-    hits = stack > 0
-    both = (hits.sum(axis=-1) > 1).any()
-    if both:
-        raise DataError(
-            f"{p}: segments overlap, so one label map cannot hold them; export one SEG per "
-            "structure into masks/<structure>/ (the structures layout)"
-        )
-    numbers = np.asarray(seg.segment_numbers, np.uint8)
-    if len(numbers) == 1:
-        return hits[..., 0].astype(np.uint8)
-    return (hits * numbers).max(axis=-1).astype(np.uint8)
-
-
-def seg_problems(samples: list[Any]) -> list[str]:
-    """One line for each DICOM SEG mask that does not fit its DICOM image: another
-    ``Rows x Columns``, or a SEG that does not reference the image's SOP instance. Reads
-    headers only; masks of other kinds, SEGs of non-DICOM images and unreadable files
-    (their own error) are not checked."""
-    out = []
-    for s in samples:
-        for m in s.masks:
-            try:
-                if not is_dicom(m) or not is_seg(header(m)) or not is_dicom(s.image):
-                    continue
-                seg, img = header(m), header(s.image)
-            except DataError:  # unreadable: reported where the file is read
-                continue
-            size, want = (seg.Columns, seg.Rows), (img.Columns, img.Rows)
-            if size != want:
-                out.append(
-                    f"{m}: DICOM SEG of {size[0]}x{size[1]} does not fit its image {s.image} "
-                    f"({want[0]}x{want[1]}); export the SEG on that image"
-                )
-            elif str(getattr(img, "SOPInstanceUID", "")) not in _referenced(seg):
-                out.append(
-                    f"{m}: DICOM SEG does not reference its image {s.image} (SOP instance "
-                    f"{getattr(img, 'SOPInstanceUID', '?')}); pair each SEG with its source image"
-                )
-    return out
+        return seg_mask(path)
+    return modality_values(path)
