@@ -214,11 +214,14 @@ def synth(
     )
 
 
-def audit(data: str | Path, layout: str = "auto") -> Any:
-    """Audit a data folder (see :mod:`medtl.data.audit.report`)."""
+def audit(data: str | Path, layout: str = "auto", overrides: list[str] | None = None) -> Any:
+    """Audit a data folder (see :mod:`medtl.data.audit.report`); ``overrides``: ``data.*``
+    ``key=value`` items that change how the files are read (:mod:`medtl.data.audit.keys`)."""
+    from medtl.data.audit.keys import audit_data_config
     from medtl.data.audit.report import audit as run_audit
 
-    return run_audit(data, layout=layout)
+    keys = audit_data_config(overrides) if overrides else None
+    return run_audit(data, layout=layout, data=keys)
 
 
 def audit_preview(

@@ -56,6 +56,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from medtl import api
 
+    if a.mask_format != "png" and (a.onnx or a.int8 or a.config or _ensemble(a.run)):
+        from medtl.utils.errors import ConfigError
+
+        raise ConfigError(
+            f"--mask-format {a.mask_format} works with a run's PyTorch model; "
+            "drop --onnx/--int8/--config, or the option"
+        )
     if a.onnx or a.int8:
         from medtl.exporting import onnx_target, predict_onnx
 
@@ -87,6 +94,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
     for line in written:
         print(line)
     return 0
+
+
+def _ensemble(run: str) -> bool:
+    from medtl.comparison.ensemble import is_cell_folder
+
+    return is_cell_folder(run)
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
@@ -147,7 +160,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_audit(a: argparse.Namespace) -> int:
     from medtl import api
 
-    report = api.audit(a.data, layout=a.layout)
+    report = api.audit(a.data, layout=a.layout, overrides=list(a.overrides or []) + (a.o or []))
     print(json.dumps(report.to_dict(), indent=2, default=str) if a.json else report.format())
     if a.preview is not None:  # stderr beside --json: stdout stays one JSON document
         where = sys.stderr if a.json else sys.stdout

@@ -1,7 +1,7 @@
 """The command-line options of evaluate's decisions, kept out of :mod:`.parser`:
 ``evaluate --calibrate / --youden / --sensitivity / --specificity / --positive / --hd95 /
 --seg-threshold``
-and ``predict --threshold / --positive``. Each ``*_options`` function turns the parsed
+and ``predict --threshold / --positive / --mask-format``. Each ``*_options`` function turns the parsed
 namespace into keyword arguments for :mod:`medtl.api` (empty when none was given, so the
 ensemble paths, which take none of them, are not handed any)."""
 
@@ -78,8 +78,17 @@ def add_predict_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--positive", metavar="CLASS", help="class --threshold decides (default: second of two)"
     )
+    sp.add_argument(
+        "--mask-format",
+        default="png",
+        choices=["png", "seg"],
+        help="seg: also a DICOM SEG (<name>_seg.dcm) of each DICOM input, referencing it",
+    )
 
 
 def predict_options(a: argparse.Namespace) -> dict[str, Any]:
-    """``threshold`` / ``positive`` keywords for predict, when given."""
-    return {k: v for k, v in (("threshold", a.threshold), ("positive", a.positive)) if v}
+    """``threshold`` / ``positive`` / ``mask_format`` keywords for predict, when given
+    (``mask_format`` only when not png)."""
+    fmt = a.mask_format if a.mask_format != "png" else None
+    given = (("threshold", a.threshold), ("positive", a.positive), ("mask_format", fmt))
+    return {k: v for k, v in given if v}

@@ -204,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
     sp.add_argument("--preview", nargs="?", const="", metavar="PNG", help="samples+outlines PNG")
+    sp.add_argument(
+        "-o",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a data.* key that changes how data are read (data.mask_resize=nearest, "
+        "data.label_tag=..., data.mask_mode=..., data.group_pattern=none, ...); repeatable",
+    )
+    sp.add_argument("overrides", nargs="*", help="data.* key=value overrides, as for -o")
 
     sp = add("slices", cmd_slices, "NIfTI volumes -> PNG slices, masks and a CSV (group = volume)")
     sp.add_argument("volumes", help="folder with images/ (+ labels/) of .nii/.nii.gz volumes")

@@ -98,6 +98,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     _check_task(cfg, ds)
     apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
     if needs_masks(cfg.task):  # what the masks mean, decided (and recorded in cfg) or an error
+        _check_seg_masks(ds)
         names_from_dataset(cfg.data, ds)  # MSD dataset.json label names
         ds.mask_scheme = resolve_into(cfg.data, ds)
     if cfg.data.group_duplicates:
@@ -105,6 +106,19 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
 
         ds.samples = assign_groups(ds.samples, hashes=decoded(cfg, ds).hashes)
     return ds
+
+
+def _check_seg_masks(ds: Dataset) -> None:
+    """A DICOM SEG mask that does not fit its DICOM image (size, referenced instance) is an
+    error naming both files (:func:`medtl.data.readers.seg.seg_problems`); the SEGs'
+    segment labels name the labels unless the data name them otherwise."""
+    from medtl.data.readers.seg import seg_label_names, seg_problems
+
+    ds.label_names = ds.label_names or seg_label_names(ds.samples)
+    lines = seg_problems(ds.samples)
+    if lines:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise DataError(lines[0] + more)
 
 
 def _check_premade(ds: Dataset) -> None:

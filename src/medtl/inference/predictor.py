@@ -29,6 +29,7 @@ from medtl.data.readers.io import pixel_cap, read_image, to_uint8
 from medtl.data.readers.volumes import is_volume, slice_refs, volume_id, write_label_volume
 from medtl.data.transforms import resize_pair, to_float
 from medtl.inference.decisions import calibrated, decision_of, label_at, seg_threshold_of
+from medtl.inference.dicom_seg import check_mask_format, seg_writer
 from medtl.inference.engine import (
     infer,
     inference_net,
@@ -179,6 +180,7 @@ def predict(
     positive: str | None = None,
     postprocess: str | None = None,
     device: str = "auto",
+    mask_format: str = "png",
 ) -> list[str]:
     """Predict every input image with the run's PyTorch model on ``device`` (auto: CUDA,
     else MPS, else CPU); returns the written paths.
@@ -189,8 +191,10 @@ def predict(
 
     ``optimise`` runs the CPU-optimised network (:func:`medtl.inference.engine.inference_net`:
     Conv-BN folded, channels_last; ``False`` = eager); images go through it
-    ``batch_size`` at a time."""
+    ``batch_size`` at a time. ``mask_format="seg"`` also writes a DICOM SEG of each DICOM
+    input (:mod:`medtl.inference.dicom_seg`)."""
     net, cfg, classes = load_bundle(Path(run))
+    check_mask_format(mask_format, cfg.task)
     where = resolve_device(device)
     net = calibrated(inference_net(net.to(where), where, optimise), run)
     decision = decision_of(run, classes, threshold, positive)
@@ -199,6 +203,8 @@ def predict(
         decision=decision,
         postprocess=parse_rule(postprocess),
         seg_threshold=seg_threshold_of(run),  # RUN/calibration.json, default 0.5
+        mask_format=mask_format,
+        model=f"{cfg.model.arch} {cfg.model.encoder}",
     )  # fmt: skip
 
 
@@ -242,6 +248,8 @@ def write_predictions(
     postprocess: str | None = None,
     seg_threshold: float = 0.5,
     scheme: MaskScheme | None = None,
+    mask_format: str = "png",
+    model: str = "medtl",
 ) -> list[str]:
     """Predict every input with ``infer_fn`` (float batch (B,3,S,S) in [0,1] -> logits dict,
     PyTorch or ONNX Runtime), ``batch_size`` images per call; writes masks, overlays and
@@ -250,14 +258,12 @@ def write_predictions(
 
     ``scheme`` (the run's :func:`~medtl.data.masks.scheme.scheme_from_config`) writes label masks
     in the training masks' encoding (:func:`medtl.inference.engine.save_mask`: own values, palette,
-    colours); None writes label indices as they are. ``lesion_pixels`` counts foreground
-    pixels (every label)."""
-    if batch_size < 1:
-        raise ConfigError(
-            f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
-        )
+    colours); None writes label indices as is. ``lesion_pixels``: foreground pixels (every
+    label). ``mask_format="seg"``: a DICOM SEG too, naming ``model`` (:mod:`.dicom_seg`)."""
+    _check_batch_size(batch_size)
     used: set[str] = set()
     paths = collect_inputs(inputs)
+    seg = seg_writer(mask_format, scheme, model, paths)  # checked before anything is written
     volumes = [p for p in paths if is_volume(p)]
     written, rows = _predict_volumes(
         infer_fn, size, classes, volumes, out, batch_size, slice_axis, window, seg_threshold
@@ -265,11 +271,7 @@ def write_predictions(
     paths = [p for p in paths if not is_volume(p)]
     batches = _batched(infer_fn, size, paths, batch_size, window)
     for path, image, res in progress(batches, len(paths), "predicting"):
-        name = safe_name(path.stem)
-        base, k = name, 1
-        while name in used:
-            name, k = f"{base}-{k}", k + 1
-        used.add(name)
+        name = _unique_name(path, used)
         multilabel = scheme is not None and scheme.multilabel  # one mask per structure
         result = result_of(res, *image.shape[:2], classes, decision, seg_threshold, multilabel)
         if result.mask is not None and postprocess:  # a rule of medtl.inference.postprocess
@@ -280,14 +282,33 @@ def write_predictions(
             shown = scheme.shown(result.mask) if scheme is not None else result.mask
             save_png(out / f"{name}_overlay.png", overlay(image, shown))
             written += [*map(str, masks), str(out / f"{name}_overlay.png")]
+            if seg is not None:  # now, or the series' SEG after the last image
+                written += map(str, seg.add(path, out / f"{name}_seg.dcm", result.mask))
             row["lesion_pixels"] = int((result.mask > 0).sum())
         if result.probabilities is not None:
             row["label"] = result.label
             row.update({f"p_{c}": round(v, 6) for c, v in result.probabilities.items()})
         rows.append(row)
+    written += map(str, seg.finish() if seg is not None else [])
     atomic_write_text(out / "predictions.csv", csv_text(rows))
-    written.append(str(out / "predictions.csv"))
-    return written
+    return [*written, str(out / "predictions.csv")]
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(
+            f"batch size must be >= 1, got {batch_size} (medtl predict --batch-size 8)"
+        )
+
+
+def _unique_name(path: Path, used: set[str]) -> str:
+    """``path``'s safe stem, ``-1``, ``-2``, ... appended until it is not in ``used`` (added)."""
+    name = base = safe_name(path.stem)
+    k = 1
+    while name in used:
+        name, k = f"{base}-{k}", k + 1
+    used.add(name)
+    return name
 
 
 def _predict_volumes(

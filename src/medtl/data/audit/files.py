@@ -22,13 +22,13 @@ from medtl.data.dedup import hashes_of
 from medtl.data.layouts import MASK_EXTS, Sample
 from medtl.data.masks.scan import binary_with_edges
 from medtl.data.readers import io
-from medtl.data.readers.dicom import is_dicom
+from medtl.data.readers.dicom import header, is_dicom, is_seg
 from medtl.data.readers.io import binarise_mask, read_array
 from medtl.data.readers.volumes import is_volume
 from medtl.utils.errors import DataError
 from medtl.utils.parallel import imap_ordered, progress
 
-_SINGLE_CHANNEL_8BIT = ("1", "L")
+_SINGLE_CHANNEL_8BIT = ("1", "L", "DICOM SEG")  # a SEG reads as 0/1 (or segment numbers)
 
 
 @dataclass
@@ -90,7 +90,7 @@ def _header_mode(path: Path) -> str:
     if parsed is not None:
         return "DICOM frame" if parsed[1] == "f" else f"NIfTI {parsed[3]}"
     if is_dicom(path):
-        return "DICOM"
+        return "DICOM SEG" if is_seg(header(path)) else "DICOM"
     with Image.open(path) as img:  # header only: no pixel decode
         return img.mode
 
@@ -123,6 +123,7 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
             rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
             continue
         rep["mask_modes"][mmode] += 1
+        arr = _resized(arr, out.shape, m)
         reasons = mask_reasons(arr, mmode)
         if reasons:
             rep["odd_masks"].append(
@@ -153,6 +154,18 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
     if merged is not None:
         out.coverage = float(merged.mean())
     return out
+
+
+def _resized(arr: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
+    """``arr`` at the image's ``shape`` when ``data.mask_resize=nearest`` resizes it, as
+    training reads it (:func:`medtl.data.readers.io.fit_mask`); else unchanged (a mask of
+    another size is then reported)."""
+    if arr.shape[:2] == tuple(shape) or io.mask_resize() != "nearest":
+        return arr
+    try:
+        return io.fit_mask(arr, tuple(shape), path)
+    except DataError:  # another aspect ratio: reported as a size mismatch
+        return arr
 
 
 def empty_report() -> dict[str, Any]:

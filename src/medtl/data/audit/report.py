@@ -38,6 +38,7 @@ from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 from medtl.data.layouts.explain import PARTLY
 from medtl.data.layouts.msd import names_from_dataset
+from medtl.data.readers.seg import seg_label_names, seg_problems
 
 _SHOW = 10  # items of a long list shown by AuditReport.format()
 
@@ -288,10 +289,14 @@ def _same_aspect(m: dict[str, Any]) -> bool:
     return abs((mw / mh) / (iw / ih) - 1) < ASPECT_TOLERANCE
 
 
-def _grouping(samples: Sequence[Sample]) -> tuple[dict[str, Any], str | None]:
-    """What training would decide from the names, the groups in force and the audit's
-    warning when names look like slices but nothing groups them."""
-    grouped, decision = group_by_names(samples)
+def _grouping(
+    samples: Sequence[Sample], pattern: str | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """What training would decide from the names (``pattern``: ``data.group_pattern``), the
+    groups in force and the audit's warning when names look like slices but nothing groups
+    them."""
+    off = str(pattern or "").strip().lower() == "none"
+    grouped, decision = group_by_names(samples, None if off else pattern, not off)
     grouping = {
         **decision.to_dict(),
         "groups_in_force": len({s.group for s in grouped if s.group is not None}),
@@ -303,15 +308,45 @@ def audit(
     root: str | Path,
     layout: str = "auto",
     masks: Any = None,
+    data: Any = None,
 ) -> AuditReport:
     """Audit the data set under ``root`` (see :class:`AuditReport` for what is reported).
 
     Every file is decoded once, on the decoding threads (:mod:`medtl.utils.parallel`); a
     bad file is reported and skipped, never fatal. Raises
     DataError only when no layout fits. ``masks`` the ``data.mask_mode``/``labels``/``mask_colors`` keys (default: auto).
+    ``data``: a config's ``data`` section, whose keys of :data:`medtl.data.audit.keys.AUDIT_KEYS`
+    are read as training reads them (its mask keys too, unless ``masks`` is given).
     """
+    from medtl.data.readers.io import mask_resize, set_mask_resize
+
+    before = mask_resize()
+    set_mask_resize(getattr(data, "mask_resize", None) or before)  # decoding workers see it
+    try:
+        return _audit(root, layout, masks if masks is not None else data, data)
+    finally:
+        set_mask_resize(before)
+
+
+def _discovered(root: str | Path, layout: str, data: Any) -> Any:
+    """The layout's samples, with the ``data`` keys that shape them (slicing, DICOM classes)."""
+    ds = discover(
+        root,
+        getattr(data, "layout", None) if layout == "auto" and data is not None else layout,
+        slice_axis=getattr(data, "slice_axis", 2),
+        empty_slice_fraction=getattr(data, "empty_slice_fraction", 1.0),
+    )
+    if ds.layout == "dicom" and data is not None:  # classes from a DICOM tag or a folder level
+        from medtl.data.layouts.dicom_tree import apply_labels
+
+        apply_labels(ds, data.label_tag, data.label_level)
+    ds.label_names = ds.label_names or seg_label_names(ds.samples)  # DICOM SEG segment labels
+    return ds
+
+
+def _audit(root: str | Path, layout: str, masks: Any, data: Any) -> AuditReport:
     t0 = time.perf_counter()
-    ds = discover(root, layout)
+    ds = _discovered(root, layout, data)
     samples = ds.samples
     decoded, rep = decode_all(samples)  # in parallel, merged in sample order
     if ds.label_names:  # an MSD dataset.json names the labels, as training reads them
@@ -323,7 +358,8 @@ def audit(
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), dup)
     problems += mask_problems + placement_problems(samples, Path(root), decoded)
-    grouping, warning = _grouping(samples)
+    problems += seg_problems(samples)  # DICOM SEG masks that do not fit their image
+    grouping, warning = _grouping(samples, getattr(data, "group_pattern", None))
     problems += _unused_problems(ds) + ([warning] if warning else [])
     return AuditReport(
         root=str(root),

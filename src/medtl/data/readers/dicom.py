@@ -15,6 +15,9 @@ The rule, in order (what :func:`dicom_to_uint8` does):
    MONOCHROME1 file and its MONOCHROME2 twin decode to the same pixels.
 4. Multi-frame files are read frame by frame (``frame``); each frame is one 2D slice.
 
+A DICOM SEG file (:func:`is_seg`) is a mask, never an image: :mod:`medtl.data.readers.seg`
+reads it.
+
 Compressed transfer syntaxes decode through pydicom's pixel handlers; when the handler is
 missing the error names the packages to install.
 
@@ -111,11 +114,14 @@ _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 def kind_of(ds: Any) -> str:
     """What a DICOM header holds: ``image``, or the reason it is no training image:
     ``DICOMDIR``, ``no pixel data`` (reports, structured reports, presentation states),
-    ``localizer`` (scout views, ``ImageType`` LOCALIZER), ``RGB secondary capture``."""
+    ``localizer`` (scout views, ``ImageType`` LOCALIZER), ``RGB secondary capture``,
+    ``segmentation`` (a DICOM SEG: a mask, :mod:`medtl.data.readers.seg`)."""
     meta = getattr(ds, "file_meta", None)
     sop = str(getattr(meta, "MediaStorageSOPClassUID", "") or getattr(ds, "SOPClassUID", ""))
     if sop == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds:
         return "DICOMDIR"
+    if is_seg(ds):
+        return "segmentation"
     if "Rows" not in ds or "Columns" not in ds:
         return "no pixel data"
     image_type = [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
@@ -186,6 +192,11 @@ def modality_values(path: str | Path, frame: int | None = None) -> np.ndarray:
     Colour files (``SamplesPerPixel`` 3) come back ``(H, W, 3)`` without the LUT.
     """
     p = Path(path)
+    if is_seg(header(p)):
+        raise DataError(
+            f"{p}: a DICOM SEG is a mask, not an image; give it as the mask of its image "
+            "(masks/ folder or the manifest's mask column)"
+        )
     caps.check_dicom(p, header(p))  # from the header, before any decode
     ds, arr = _pixels(str(p), p.stat().st_mtime)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -289,3 +300,24 @@ def dataset_range(paths: list[Path]) -> Window | None:
     if not np.isfinite(lo):
         return None
     return range_window(lo, hi)
+
+
+#: SOP class of DICOM Segmentation Storage (PS3.4 B.5)
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def is_seg(ds: Any) -> bool:
+    """A DICOM SEG header (by SOP class, or ``Modality`` SEG)."""
+    meta = getattr(ds, "file_meta", None)
+    sop = str(getattr(ds, "SOPClassUID", "") or getattr(meta, "MediaStorageSOPClassUID", ""))
+    return sop == SEG_SOP_CLASS or str(getattr(ds, "Modality", "")).upper() == "SEG"
+
+
+def stored_values(path: str | Path) -> np.ndarray:
+    """What a DICOM file holds as a mask array: :func:`medtl.data.readers.seg.seg_mask` for
+    a DICOM SEG, else the pixels in modality units (:func:`modality_values`)."""
+    if is_seg(header(path)):
+        from medtl.data.readers.seg import seg_mask
+
+        return seg_mask(path)
+    return modality_values(path)

@@ -54,7 +54,7 @@ def set_mask_resize(mode: str) -> None:
     _mask_resize[0] = mode or "none"
 
 
-def _fit_mask(m: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
+def fit_mask(m: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
     """``m`` at the image's ``shape``: resized by nearest neighbour when ``data.mask_resize``
     is ``nearest`` and the aspect ratios agree, else a DataError naming the file and the fix."""
     h, w = m.shape[:2]
@@ -123,9 +123,9 @@ def _read_special(path: Path) -> np.ndarray | None:
     from medtl.data.readers.dicom import is_dicom
 
     if is_dicom(path):  # by name or by content (PACS exports: no extension)
-        from medtl.data.readers.dicom import modality_values
+        from medtl.data.readers.dicom import stored_values
 
-        return modality_values(path)
+        return stored_values(path)  # a DICOM SEG: its segments as a mask
     return None
 
 
@@ -258,7 +258,7 @@ def read_mask(
         arr = _mask_pixels(Path(p))
         m = scheme.to_index(arr, p) if labels else binarise_mask(arr)
         if shape is not None and m.shape != tuple(shape):
-            m = _fit_mask(m, tuple(shape), Path(p))
+            m = fit_mask(m, tuple(shape), Path(p))
         if merged is not None and m.shape != merged.shape:
             raise DataError(f"{p}: mask size differs from the other masks of the same image")
         if merged is None:
