@@ -8,7 +8,9 @@ import json
 
 from medtl.data.masks import scan
 from medtl.data.masks.scheme import MaskScheme
+from medtl.evaluation.evaluate import format_summary
 from medtl.runs.folder import read_config, run_scheme
+from medtl.runs.records import read_summary
 from tests.conftest import run_cli, train_tiny
 
 
@@ -26,6 +28,8 @@ def test_evaluate_scans_no_mask_file(label_phantoms, tmp_path, monkeypatch, caps
     code, out, err = run_cli(capsys, "evaluate", str(run), "--split", "val", "--no-plots")
     assert code == 0, err
     assert scans == [] and opened == []  # the run's config.yaml said what the masks mean
-    summary = json.loads((run / "eval" / "val" / "summary.json").read_text())
-    assert sorted(summary["segmentation_per_label"]) == ["lesion", "ring"]
-    assert "lesion" in out and "ring" in out  # per-label lines of format_summary
+    path = run / "eval" / "val" / "summary.json"
+    assert sorted(json.loads(path.read_text())["segmentation_per_label"]) == ["lesion", "ring"]
+    text = format_summary(read_summary(path))  # the typed record of the file
+    assert "per label" in text and "lesion" in text and "ring" in text
+    assert text in out  # the CLI printed the same lines from evaluate's dict

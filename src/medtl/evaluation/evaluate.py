@@ -55,7 +55,7 @@ from medtl.metrics import (
 from medtl.runs.checkpoints import load_into
 from medtl.runs.folder import load_bundle, run_scheme
 from medtl.runs.model_card import card_inputs
-from medtl.runs.records import SUMMARY_FILE, write_summary
+from medtl.runs.records import SUMMARY_FILE, EvalSummary, write_summary
 from medtl.runtime.cpu import threads_for
 from medtl.runtime.device import resolve_device
 from medtl.training.loggers import log_run_artifacts
@@ -332,34 +332,38 @@ def _thumbnail(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, side: int
     return image[::step, ::step], pred[::step, ::step], truth[::step, ::step]
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """A few human lines: n, Dice/IoU (mean ± std, 95% CI), accuracy/F1, the empty-mask rule."""
-    lines = [f"{summary['run']} [{summary['split']}] {summary['n_images']} images"]
-    if summary.get("checkpoint", "best") != "best":
-        lines[0] += f" (checkpoint {summary['checkpoint']})"
-    if summary.get("loss") is not None:
-        lines.append(f"  loss  {summary['loss']:.4f} (mean per image)")
-    seg = summary.get("segmentation")
+def format_summary(summary: EvalSummary) -> str:
+    """A few human lines of an evaluation summary (:class:`~medtl.runs.records.EvalSummary`,
+    e.g. :func:`~medtl.runs.records.read_summary` of a summary.json): n, Dice/IoU (mean ±
+    std, 95% CI), accuracy/F1, the empty-mask rule. Each block's own lines (lesions,
+    threshold, labels, post-processing, leak-free subset, decisions) read its block of
+    ``summary.doc``."""
+    doc = summary.doc
+    lines = [f"{summary.run} [{summary.split}] {summary.n_images} images"]
+    if summary.checkpoint != "best":
+        lines[0] += f" (checkpoint {summary.checkpoint})"
+    if summary.loss is not None:
+        lines.append(f"  loss  {summary.loss:.4f} (mean per image)")
+    seg = summary.segmentation
     if seg:
-        unit = {"hd95": f" {summary.get('distance_unit', 'px')}"}
+        unit = {"hd95": f" {summary.distance_unit}"}
         for k in ("dice", "iou", "hd95"):
             a = seg[k]
             lines.append(
                 f"  {k:5s} {a['mean']:.4f}{unit.get(k, '')} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})"
             )
-        lines += seg_extra_lines(summary) + threshold_lines(summary)
-        lines += label_lines(summary)
-        lines.append(f"  empty masks: {summary['empty_mask_rule']}")
-    lines += postprocess_lines(summary) + leak_free_lines(summary)  # leak-free: no train twin
-    if summary.get("volumes"):
-        v = summary["volumes"]
+        lines += seg_extra_lines(doc) + threshold_lines(doc) + label_lines(doc)
+        lines.append(f"  empty masks: {summary.empty_mask_rule}")
+    lines += postprocess_lines(doc) + leak_free_lines(doc)  # leak-free: no train twin
+    if summary.volumes:
+        v = summary.volumes
         lines.append(f"  3-D Dice per volume: mean {v['dice_3d_mean']:.4f} (n={v['n']} volumes)")
-    cls = summary.get("classification")
+    cls = summary.classification
     if cls:
         lines.append(
             f"  accuracy {cls['accuracy']:.4f}  balanced {cls['balanced_accuracy']:.4f}  "
             f"macro-F1 {cls['macro_avg']['f1']:.4f}  AUROC {cls['auroc_macro']:.4f}"
         )
         lines.append("  per class, one-vs-rest at argmax [95% Wilson CI]:")
-        lines += diagnostic_lines(cls) + decision_lines(summary)
+        lines += diagnostic_lines(cls) + decision_lines(doc)
     return "\n".join(lines)
