@@ -26,9 +26,11 @@ Modes:
 Names: ``data.labels=1:lesion,2:halo`` (or ``labels.yaml``/``labels.json`` in the data root,
 ``{1: lesion, 2: halo}``) and ``data.mask_colors=255,0,0:tumour;0,255,0:edema``. The decision
 is written back into the config (``data.mask_mode``, ``data.labels``, ``data.mask_colors``,
-``data.mask_palette``), so config.yaml records it and evaluation/prediction reuse exactly the
-same mapping; predicted masks are written in the masks' own encoding
-(:func:`medtl.inference.engine.save_mask`).
+``data.mask_palette``), so config.yaml records it; training hands the one decided
+:class:`MaskScheme` to the model builder, the loss and the metrics, and a run read back
+(evaluate, predict, explain, app, export, report) rebuilds it once from that record
+(:func:`medtl.runs.folder.run_scheme`) without reading a mask file. Predicted masks are
+written in the masks' own encoding (:func:`medtl.inference.engine.save_mask`).
 
 Example:
     >>> import numpy as np
