@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
+from medtl.api import format_summary as api_format
 from medtl.data.masks import scan
 from medtl.data.masks.scheme import MaskScheme
 from medtl.evaluation.evaluate import format_summary
 from medtl.runs.folder import read_config, run_scheme
-from medtl.runs.records import read_summary
+from medtl.runs.records import EvalSummary, read_summary
+from medtl.utils.errors import DataError
 from tests.conftest import run_cli, train_tiny
 
 
@@ -33,3 +38,25 @@ def test_evaluate_scans_no_mask_file(label_phantoms, tmp_path, monkeypatch, caps
     text = format_summary(read_summary(path))  # the typed record of the file
     assert "per label" in text and "lesion" in text and "ring" in text
     assert text in out  # the CLI printed the same lines from evaluate's dict
+
+
+def test_format_summary_reads_a_dict_through_the_record():
+    """``medtl.format_summary`` keeps taking evaluate's dict: numpy numbers and tuples are
+    read into :class:`EvalSummary` as the file would hold them; a wrong shape is one line."""
+    block = {"mean": np.float64(0.5), "std": 0.1, "ci_low": 0.4, "ci_high": 0.6, "n": np.int64(3)}
+    doc = {
+        "run": "RUN",
+        "split": "test",
+        "n_images": 3,
+        "loss": 0.25,
+        "segmentation": {"dice": block, "iou": block, "hd95": block},
+        "empty_mask_rule": "one",
+        "volumes": {"n": 1, "dice_3d_mean": 0.75},
+        "out_dir": "RUN/eval/test",
+    }
+    text = api_format(doc)
+    assert text == format_summary(EvalSummary.from_dict(doc))
+    assert text.splitlines()[:2] == ["RUN [test] 3 images", "  loss  0.2500 (mean per image)"]
+    assert "  empty masks: one" in text and "3-D Dice per volume: mean 0.7500 (n=1" in text
+    with pytest.raises(DataError, match="summary.json.*loss"):
+        api_format({**doc, "loss": "low"})
