@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from medtl.configuration.loading import Config
     from medtl.inference.predictor import Predictor
+    from medtl.runs.records import EvalSummary
 
 __all__ = [
     "train",
@@ -167,11 +168,14 @@ def app(
     return serve(run, host=host, port=port, block=block, device=device)
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """A few human lines of an evaluation summary (see :func:`medtl.evaluation.evaluate.format_summary`)."""
+def format_summary(summary: EvalSummary | dict[str, Any]) -> str:
+    """A few human lines of an evaluation summary (see :func:`medtl.evaluation.evaluate.format_summary`):
+    the :class:`~medtl.runs.records.EvalSummary` record (``read_summary(path)``), or the dict
+    :func:`evaluate` returns, read into that record first."""
     from medtl.evaluation.evaluate import format_summary as fmt
+    from medtl.runs.records import EvalSummary
 
-    return fmt(summary)
+    return fmt(summary if isinstance(summary, EvalSummary) else EvalSummary.from_dict(summary))
 
 
 def load_config(

@@ -217,14 +217,13 @@ def test_fingerprint_changes_with_mask_resize(phantoms):
     """A cache decoded with data.mask_resize=nearest is not reused without it."""
     from medtl.data.cache.decode import DecodeSpec
     from medtl.data.cache.modes import fingerprint
+    from medtl.data.masks.scheme import MaskScheme
 
     samples = discover(phantoms).samples
     spec = DecodeSpec(size=32, with_masks=True)
     plain = fingerprint(samples, spec)
-    io.set_mask_resize("nearest")
-    try:
-        resized = fingerprint(samples, spec)
-    finally:
-        io.set_mask_resize("none")
-    assert resized != plain and fingerprint(samples, spec) == plain
+    binary = MaskScheme("binary")
+    resized = fingerprint(samples, DecodeSpec(32, True, masks=binary.resized("nearest")))
+    assert resized != plain  # the spec's scheme carries data.mask_resize, no global
+    assert fingerprint(samples, DecodeSpec(32, True, masks=binary)) == plain
     assert fingerprint(samples, DecodeSpec(size=32, with_masks=False)) != plain

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from medtl.evaluation.evaluate import evaluate, format_summary
+from medtl.api import format_summary
+from medtl.evaluation.evaluate import evaluate
 from tests.conftest import train_tiny
 
 

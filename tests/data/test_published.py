@@ -232,28 +232,47 @@ def _half_res_masks(root: Path, labels: bool = False) -> Path:
 
 
 def test_mask_resize_nearest_for_half_resolution_masks(tmp_path):
-    from medtl.data.readers.io import read_mask, set_mask_resize
+    from medtl.data.readers.io import read_mask
 
     root = _half_res_masks(tmp_path / "half")
     s = discover(root).samples[0]
-    set_mask_resize("none")
     with pytest.raises(
         DataError,
         match="mask size 20x24 differs from its image 40x48; set data.mask_resize=nearest",
     ):
         read_mask(s.masks, (48, 40))
     cfg = load_config(overrides=["data.mask_resize=nearest"])
-    try:
-        ds = load_samples(cfg, root)
-        mask = read_mask(ds.samples[0].masks, (48, 40))
-        assert mask.shape == (48, 40) and mask.sum() == 4 * 8 * 6  # each pixel doubled
-        assert mask[8:24, 8:20].all() and not mask[24:, :].any()
-        with pytest.raises(DataError, match="aspect ratio differs too"):
-            read_mask(ds.samples[0].masks, (48, 48))
-    finally:
-        set_mask_resize("none")
+    ds = load_samples(cfg, root)
+    assert ds.mask_scheme.resize == "nearest"  # the decided scheme carries it to reads
+    mask = read_mask(ds.samples[0].masks, (48, 40), ds.mask_scheme)
+    assert mask.shape == (48, 40) and mask.sum() == 4 * 8 * 6  # each pixel doubled
+    assert mask[8:24, 8:20].all() and not mask[24:, :].any()
+    with pytest.raises(DataError, match="aspect ratio differs too"):
+        read_mask(ds.samples[0].masks, (48, 48), ds.mask_scheme)
+    with pytest.raises(DataError, match="set data.mask_resize=nearest"):
+        read_mask(ds.samples[0].masks, (48, 40))  # no scheme: no resize, whatever was loaded
     with pytest.raises(Exception, match="data.mask_resize"):
         load_config(overrides=["data.mask_resize=bilinear"])
+
+
+def test_mask_resize_of_two_loads_in_one_process_independent(tmp_path):
+    """data.mask_resize travels with each data set's scheme: a load with ``none`` after one
+    with ``nearest`` refuses the half-size masks, and the first data set still reads them
+    resized afterwards (in either order)."""
+    from medtl.data.cache.decode import read_originals
+    from medtl.data.pipeline import prepare
+
+    root = _half_res_masks(tmp_path / "half")
+    size = ["data.image_size=32", "data.group_duplicates=false"]
+    nearest = prepare(load_config(overrides=[*size, "data.mask_resize=nearest"]), root)
+    with pytest.raises(DataError, match="mask size 20x24 differs.*set data.mask_resize=nearest"):
+        prepare(load_config(overrides=size), root)
+    ds = nearest.dataset
+    _, mask = read_originals(ds.samples, [0], None, None, ds.mask_scheme)[0]
+    assert mask.shape == (48, 40) and mask.sum() == 4 * 8 * 6
+    assert nearest.cache.masks[0].sum() > 0  # decoded at 32 px from the resized mask
+    again = prepare(load_config(overrides=[*size, "data.mask_resize=nearest"]), root)
+    assert (again.cache.masks == nearest.cache.masks).all()
 
 
 def test_audit_label_table_names_skipped_masks(tmp_path):

@@ -101,3 +101,20 @@ def test_missing_structure_mask_and_size_mismatch_stop_with_one_line(tmp_path, c
     line = err.strip().splitlines()[-1]
     assert code == 2 and "Traceback" not in err
     assert str(small) in line and "16x16 differs" in line, line
+
+
+def test_a_runs_scheme_is_checked_against_the_structure_folders(tmp_path):
+    """Data read with a trained run's multilabel scheme (no mask scan) must have the run's
+    structures, in order: bit k is the k-th structure's mask."""
+    from medtl.configuration.loading import load_config
+    from medtl.data.masks.scheme import MaskScheme
+    from medtl.data.pipeline import load_samples
+
+    root = make_structures(tmp_path / "d", n=3)
+    cfg = load_config(overrides=[f"data.root={root}", "data.group_duplicates=false"])
+    values = tuple(range(1, len(STRUCTURES) + 1))
+    same = MaskScheme("multilabel", values, STRUCTURES)
+    assert load_samples(cfg, scheme=same).mask_scheme is same
+    other = MaskScheme("multilabel", values, tuple(reversed(STRUCTURES)))
+    with pytest.raises(DataError, match=r"structures heart.* differ from the run's"):
+        load_samples(cfg, scheme=other)

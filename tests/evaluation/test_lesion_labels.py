@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medtl.configuration.loading import load_config
-from medtl.data.masks.scheme import MaskScheme
+from medtl.data.masks.scheme import MaskScheme, scheme_from_config
 from medtl.evaluation.labels import score_row
 from medtl.evaluation.segmentation import (
     SegScorer,
@@ -25,14 +25,19 @@ def _cfg(*overrides: str):
     return load_config(overrides=list(overrides)).data
 
 
+def _lesions(*overrides: str) -> tuple[int, ...]:
+    data = _cfg(*overrides)
+    return lesion_indices(data, scheme_from_config(data))
+
+
 def test_lesion_indices_by_kind_of_mask():
-    assert lesion_indices(_cfg()) == (1,)  # binary: a lesion mask
-    assert lesion_indices(_cfg("data.lesion_labels=none")) == ()  # binary organ masks
+    assert _lesions() == (1,)  # binary: a lesion mask
+    assert _lesions("data.lesion_labels=none") == ()  # binary organ masks
     labels = ("data.mask_mode=labels", "data.labels=1:liver,2:tumour,4:cyst")
-    assert lesion_indices(_cfg(*labels)) == ()  # label maps: organs unless named
-    assert lesion_indices(_cfg(*labels, "data.lesion_labels=tumour,4")) == (2, 3)
+    assert _lesions(*labels) == ()  # label maps: organs unless named
+    assert _lesions(*labels, "data.lesion_labels=tumour,4") == (2, 3)
     with pytest.raises(ConfigError, match="'kidney' is not a mask label; choose among liver"):
-        lesion_indices(_cfg(*labels, "data.lesion_labels=kidney"))
+        _lesions(*labels, "data.lesion_labels=kidney")
 
 
 def _maps():

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from medtl.data.masks.scheme import MaskScheme
 from medtl.evaluation.calibrate import Decisions, fit_decisions
 from medtl.evaluation.threshold import (
     GRID,
@@ -67,18 +68,17 @@ def test_parse_and_binary_only_errors():
     for bad in ("1.5", "0", "x", "nan"):
         with pytest.raises(ConfigError, match="--seg-threshold"):
             parse_seg_threshold(bad)
-    labels = SimpleNamespace(
-        task="segmentation", data=SimpleNamespace(mask_mode="labels", labels="1:a,2:b")
-    )
+    seg, binary = SimpleNamespace(task="segmentation"), MaskScheme("binary")
     with pytest.raises(ConfigError, match="argmax .* has no threshold"):
-        check_binary(labels)
+        check_binary(seg, MaskScheme("labels", (1, 2), ("a", "b")))
     with pytest.raises(ConfigError, match="segmentation head"):
-        check_binary(SimpleNamespace(task="classification", data=SimpleNamespace()))
-    check_binary(SimpleNamespace(task="segmentation", data=SimpleNamespace(mask_mode="auto")))
+        check_binary(SimpleNamespace(task="classification"), binary)
+    check_binary(seg, binary)
     # asking for it on a classification run fails before any inference
     cfg = SimpleNamespace(task="classification", data=SimpleNamespace())
+    d = Decisions(seg_threshold="auto")
     with pytest.raises(ConfigError, match="segmentation head"):
-        fit_decisions(None, None, cfg, [], None, None, False, Decisions(seg_threshold="auto"))
+        fit_decisions(None, None, cfg, [], None, None, False, d, binary)
 
 
 def test_cli_option_parses():

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from medtl.data.masks.scheme import scheme_from_config
 from medtl.data.readers.io import pixel_cap, read_image
 from medtl.inference.engine import overlay, safe_name, save_mask
 from medtl.inference.explain import require_extra
@@ -46,7 +45,7 @@ class Analyser:
 
         self.run = Path(run)
         self.predictor = load(self.run, device=device)
-        self.scheme = scheme_from_config(self.predictor.cfg.data)  # the masks' own encoding
+        self.scheme = self.predictor.scheme  # the masks' own encoding
         try:
             from medtl.inference.explain import Explainer
 

@@ -37,7 +37,7 @@ import torch
 from medtl.comparison.design import read_design
 from medtl.comparison.records import RESULTS_FILE, Results
 from medtl.configuration.loading import Config
-from medtl.runs.folder import load_bundle
+from medtl.runs.folder import load_bundle, run_scheme
 from medtl.utils.errors import MedtlError
 
 __all__ = [
@@ -301,6 +301,8 @@ def predict_ensemble(
 
     cell = resolve_cell(cmp, config)
     net, cfg, classes = load_ensemble(fold_runs(cell, strict), optimise, device)
+    rule = _rule(cell, postprocess)
+    scheme = run_scheme(cfg)  # the folds' masks (one data set: one scheme)
     return predict_with(
-        net, cfg, classes, inputs, out, tta, batch_size, postprocess=_rule(cell, postprocess)
+        net, cfg, classes, inputs, out, tta, batch_size, postprocess=rule, scheme=scheme
     )

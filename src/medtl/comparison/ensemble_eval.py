@@ -23,6 +23,7 @@ from medtl.evaluation.evaluate import (  # the single-run evaluation: one implem
 from medtl.evaluation.output import staging_folder, writer_lock
 from medtl.evaluation.split_loss import mean_loss
 from medtl.inference.engine import net_device
+from medtl.runs.folder import run_scheme
 from medtl.runtime.cpu import threads_for
 from medtl.utils.files import swap_in
 
@@ -48,7 +49,8 @@ def run_evaluation(
     folder.mkdir(parents=True, exist_ok=True)
     cfg.data.group_duplicates = False  # grouping only matters for splitting
     with writer_lock(folder), threads_for(cfg):
-        prepared = prepare(cfg)
+        scheme = run_scheme(cfg)  # the members' masks, as the first run recorded them
+        prepared = prepare(cfg, scheme=scheme)
         split, indices = _choose_split(runs[0], prepared, split)
         out_dir = folder / "eval" / split
         staging = staging_folder(out_dir, None)
@@ -79,6 +81,6 @@ def run_evaluation(
             "loss": mean_loss(records),
             "postprocess": postprocess,  # -> Dice before/after (medtl.inference.postprocess)
         }
-        _write_results(folder, cfg, records, classes, summary, staging, plots)
+        _write_results(folder, cfg, records, classes, summary, staging, plots, scheme)
         swap_in(staging, out_dir)
     return summary

@@ -16,6 +16,7 @@ from medtl.data.dataset import CachedDataset, SampleCache, label_indices
 from medtl.data.layouts import Dataset, discover
 from medtl.data.layouts.msd import names_from_dataset
 from medtl.data.masks.scan import resolve_into
+from medtl.data.masks.scheme import MaskScheme
 from medtl.data.samplers import EpochSeededSampler, ShardedEvalSampler
 from medtl.utils.errors import DataError
 
@@ -63,7 +64,9 @@ def _check_task(cfg: Config, ds: Dataset) -> None:
         )
 
 
-def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
+def load_samples(
+    cfg: Config, root: str | Path | None = None, scheme: MaskScheme | None = None
+) -> Dataset:
     """Discover and check the data for ``cfg.task``, with duplicate groups assigned when
     ``data.group_duplicates`` (k-fold designs split these samples without training).
 
@@ -71,10 +74,12 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     the file; for classification the labels must name at least two classes. The hashes
     come from :func:`decoded`: inside :func:`medtl.data.cache.modes.reuse_decoded` (as in
     :func:`prepare`) that decode is the one the loaders use.
-    """
-    from medtl.data.readers.io import set_mask_resize
 
-    set_mask_resize(cfg.data.mask_resize)  # for every mask read with this configuration
+    ``ds.mask_scheme`` says what the masks mean: ``scheme`` when given (a trained run's,
+    :func:`medtl.runs.folder.run_scheme`: no mask file is scanned), else decided from the
+    files (:func:`medtl.data.masks.scan.resolve_into`, recorded in ``cfg.data``); either way
+    it carries ``data.mask_resize`` to every mask read.
+    """
     own = root is None or str(root) == str(cfg.data.root)  # else e.g. an external test set
     root = root or cfg.data.root
     if root is None:
@@ -99,8 +104,7 @@ def load_samples(cfg: Config, root: str | Path | None = None) -> Dataset:
     apply_names_and_intensity(ds, cfg.data.group_pattern, cfg.data.window)
     if needs_masks(cfg.task):  # what the masks mean, decided (and recorded in cfg) or an error
         _check_seg_masks(ds)
-        names_from_dataset(cfg.data, ds)  # MSD dataset.json label names
-        ds.mask_scheme = resolve_into(cfg.data, ds)
+        ds.mask_scheme = _mask_scheme(cfg, ds, scheme)
     if cfg.data.group_duplicates:
         from medtl.data.dedup import assign_groups
 
@@ -119,6 +123,21 @@ def _check_seg_masks(ds: Dataset) -> None:
     if lines:
         more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
         raise DataError(lines[0] + more)
+
+
+def _mask_scheme(cfg: Config, ds: Dataset, scheme: MaskScheme | None) -> MaskScheme:
+    """``scheme`` (a run's, checked against the structure folders) or the one decided from
+    the files, with ``data.mask_resize``."""
+    if scheme is None:
+        names_from_dataset(cfg.data, ds)  # MSD dataset.json label names
+        return resolve_into(cfg.data, ds).resized(cfg.data.mask_resize)
+    found = next((s.meta["structures"] for s in ds.samples if s.meta.get("structures")), None)
+    if scheme.multilabel and tuple(found or ()) != scheme.names:
+        raise DataError(
+            f"{ds.root}: structures {', '.join(found or ()) or 'none'} differ from the run's "
+            f"({', '.join(scheme.names)}); evaluate on data with the same mask folders"
+        )
+    return scheme
 
 
 def _check_premade(ds: Dataset) -> None:
@@ -142,12 +161,13 @@ def _check_premade(ds: Dataset) -> None:
 def decoded(cfg: Config, ds: Dataset) -> SampleCache:
     """``ds``'s samples decoded at ``data.image_size`` into the ``data.cache`` mode (or
     the decode reused, see :func:`medtl.data.cache.modes.cached_samples`)."""
+    masks = ds.mask_scheme or MaskScheme("binary").resized(cfg.data.mask_resize)
     spec = DecodeSpec(
         cfg.data.image_size,
         needs_masks(cfg.task) or ds.has_masks,
         ds.window,
         ds.fallback_window,
-        ds.mask_scheme,
+        masks,
     )
     return cached_samples(
         ds.samples, spec, cfg.data.cache, cfg.data.cache_dir, cfg.data.in_memory_limit_mb
@@ -177,11 +197,14 @@ def apply_names_and_intensity(ds: Dataset, group_pattern: str | None, window: st
             log.info("DICOM without a window: one data-set-wide range %s", ds.fallback_window)
 
 
-def prepare(cfg: Config, root: str | Path | None = None) -> PreparedData:
+def prepare(
+    cfg: Config, root: str | Path | None = None, scheme: MaskScheme | None = None
+) -> PreparedData:
     """Discover, check and decode (once: grouping and loaders share the decode) every
-    sample at ``cfg.data.image_size``."""
+    sample at ``cfg.data.image_size``; ``scheme``: a trained run's mask scheme (the mask
+    files are then not scanned, see :func:`load_samples`)."""
     with reuse_decoded():
-        ds = load_samples(cfg, root)
+        ds = load_samples(cfg, root, scheme)
         cache = decoded(cfg, ds)
     return PreparedData(ds, ds.classes, label_indices(ds.samples, ds.classes), cache)
 

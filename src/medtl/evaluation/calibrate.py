@@ -75,13 +75,14 @@ class Decisions:
 
 
 # ----------------------------------------------------------------------------- fitting
-def _val_split(run: Path, cfg, prepared):
-    """``(prepared data, validation indices)`` of the run's own data."""
+def _val_split(run: Path, cfg, prepared, scheme):
+    """``(prepared data, validation indices)`` of the run's own data (masks read by the
+    run's ``scheme``)."""
     from medtl.data.pipeline import prepare
     from medtl.data.splits import load_splits
 
     if prepared is None:  # evaluating another folder: the run's own data for its val split
-        prepared = prepare(cfg)
+        prepared = prepare(cfg, scheme=scheme)
     val = load_splits(run / "splits.json", prepared.dataset.samples).get("val") or []
     if not val:
         raise MedtlError(f"{run}/splits.json has no validation images to fit decisions on")
@@ -152,10 +153,19 @@ def _operating_fit(z, y, classes, t: float, d: Decisions) -> dict[str, Any]:
 
 
 def fit_decisions(
-    run: Path, net, cfg, classes: list[str], prepared, device, tta: bool, d: Decisions | None
+    run: Path,
+    net,
+    cfg,
+    classes: list[str],
+    prepared,
+    device,
+    tta: bool,
+    d: Decisions | None,
+    scheme: Any,
 ) -> dict[str, Any]:
     """Fit what ``d`` asks on the validation split and store it in ``RUN/calibration.json``
-    (rank 0 writes); returns the file's content (``{}`` when nothing was asked)."""
+    (rank 0 writes); returns the file's content (``{}`` when nothing was asked).
+    ``scheme``: the run's mask scheme (:func:`medtl.runs.folder.run_scheme`)."""
     if d is None or not d.wanted():
         return read_calibration(run)
     if d.classification() and cfg.task == "segmentation":
@@ -164,8 +174,8 @@ def fit_decisions(
             "(task=classification or multitask)"
         )
     if d.seg_threshold is not None:
-        check_binary(cfg)  # before any inference
-    prepared, val = _val_split(run, cfg, prepared)
+        check_binary(cfg, scheme)  # before any inference
+    prepared, val = _val_split(run, cfg, prepared, scheme)
     doc = read_calibration(run)
     if d.classification():
         _classification_fit(doc, *_val_logits(net, cfg, prepared, val, device, tta), classes, d)

@@ -12,7 +12,7 @@ import torch
 
 from medtl.configuration.loading import Config
 from medtl.data.cache.decode import read_originals
-from medtl.data.masks.scheme import MaskScheme, scheme_from_config
+from medtl.data.masks.scheme import MaskScheme
 from medtl.data.pipeline import PreparedData, make_loader, prepare
 from medtl.data.readers.io import pixel_cap
 from medtl.data.readers.volumes import volume_scores
@@ -53,9 +53,9 @@ from medtl.metrics import (
     diagnostic_lines,
 )
 from medtl.runs.checkpoints import load_into
-from medtl.runs.folder import load_bundle
+from medtl.runs.folder import load_bundle, run_scheme
 from medtl.runs.model_card import card_inputs
-from medtl.runs.records import SUMMARY_FILE, write_summary
+from medtl.runs.records import SUMMARY_FILE, EvalSummary, write_summary
 from medtl.runtime.cpu import threads_for
 from medtl.runtime.device import resolve_device
 from medtl.training.loggers import log_run_artifacts
@@ -120,12 +120,14 @@ def evaluate(
     net, cfg, classes = load_bundle(run)
     ckpt_name = load_into(net, run, checkpoint)
     apply_process_overrides(cfg, list(overrides or []), device)
+    scheme = run_scheme(cfg)  # the masks' meaning as training decided it: no file is scanned
     with writer_lock(run), threads_for(cfg), pixel_cap(cfg.data.max_pixels):
         fabric = launch_fabric(cfg)
         dev = fabric.device if fabric is not None else resolve_device(cfg.train.accelerator)
         net = inference_net(net.to(dev), dev, optimise)
-        prepared, split, indices = _eval_data(run, cfg, classes, data, split)
-        doc = fit_decisions(run, net, cfg, classes, None if data else prepared, dev, tta, decide)
+        prepared, split, indices = _eval_data(run, cfg, classes, data, split, scheme)
+        own = None if data else prepared
+        doc = fit_decisions(run, net, cfg, classes, own, dev, tta, decide, scheme)
         out_dir = run / "eval" / (split if ckpt_name == "best" else f"{split}-{ckpt_name}")
         staging = staging_folder(out_dir, fabric)  # replaces out_dir as a whole when complete
         options = (tta, save_images, dev, decide, postprocess, threshold_value(doc))
@@ -138,7 +140,7 @@ def evaluate(
             "postprocess": parse_rule(postprocess),  # popped into Dice before/after
             **threshold_summary(doc),  # a stored mask threshold (medtl.evaluation.threshold)
         }
-        return _finish(run, cfg, records, classes, plots, fabric, staging, summary)
+        return _finish(run, cfg, records, classes, plots, fabric, staging, summary, scheme)
 
 
 def _finish(
@@ -150,6 +152,7 @@ def _finish(
     fabric,
     staging: Path,
     summary: dict[str, Any],
+    scheme: MaskScheme,
 ) -> dict[str, Any]:
     """Rank 0 writes the results into ``staging`` and swaps it in; the model card follows."""
     out_dir = Path(summary["out_dir"])
@@ -157,7 +160,7 @@ def _finish(
         summary["processes"] = fabric.world_size
     if fabric is not None and fabric.global_rank != 0:
         return {**summary, "rank": fabric.global_rank}  # rank 0 writes the files
-    _write_results(run, cfg, records, classes, summary, staging, plots)
+    _write_results(run, cfg, records, classes, summary, staging, plots, scheme)
     swap_in(staging, out_dir)  # summary.json was written last: the folder is complete
     log_run_artifacts(run, [out_dir], f"eval/{out_dir.name}")  # train.logger=mlflow
     from medtl.runs.model_card import write_model_card
@@ -167,12 +170,17 @@ def _finish(
 
 
 def _eval_data(
-    run: Path, cfg: Config, classes: list[str], data: str | Path | None, split: str
+    run: Path,
+    cfg: Config,
+    classes: list[str],
+    data: str | Path | None,
+    split: str,
+    scheme: MaskScheme,
 ) -> tuple[PreparedData, str, list[int]]:
     """The images to evaluate: all of another folder (``data``, labelled by the run's
-    classes) or ``split`` of the run's splits.json."""
+    classes) or ``split`` of the run's splits.json; masks read by the run's ``scheme``."""
     cfg.data.group_duplicates = False  # grouping only matters for splitting
-    prepared = prepare(cfg, root=data)
+    prepared = prepare(cfg, root=data, scheme=scheme)
     if data is None:
         return prepared, *_choose_split(run, prepared, split)
     prepared.labels = [
@@ -189,15 +197,16 @@ def _write_results(
     summary: dict[str, Any],
     out_dir: Path,
     plots: bool,
+    scheme: MaskScheme,
 ) -> None:
-    """Fill ``summary`` with the aggregate metrics and write per_image.csv, the
-    classification report, the plots and summary.json."""
+    """Fill ``summary`` with the aggregate metrics (per label by ``scheme``) and write
+    per_image.csv, the classification report, the plots and summary.json."""
     rows = [r["row"] for r in records]
     probs_all = [r["probs"] for r in records if r["probs"] is not None]
     y_all = [r["label"] for r in records if r["probs"] is not None]
     cases = {p: r["case"] for p, r in enumerate(records) if r["case"] is not None}
     if cfg.task != "classification":
-        summary.update(_seg_summary(rows, cfg), **seg_extra_summary(records))
+        summary.update(_seg_summary(rows, cfg, scheme), **seg_extra_summary(records))
     if cfg.task != "segmentation" and probs_all:
         known = [i for i, y in enumerate(y_all) if y >= 0]
         scores = classification_scores(
@@ -229,7 +238,7 @@ def _write_results(
     write_summary(out_dir / SUMMARY_FILE, summary)
 
 
-def _seg_summary(rows: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+def _seg_summary(rows: list[dict[str, Any]], cfg: Config, scheme: MaskScheme) -> dict[str, Any]:
     """Segmentation aggregates (and per class, when the images have classes)."""
     out: dict[str, Any] = {
         "empty_mask_rule": EMPTY_RULE_TEXT[cfg.train.empty_mask],
@@ -240,7 +249,7 @@ def _seg_summary(rows: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
             c: {k: aggregate([r[k] for r in rows if r["class"] == c]) for k in ("dice", "iou")}
             for c in sorted({r["class"] for r in rows if r.get("class")})
         }
-    out.update(label_summary(rows, scheme_from_config(cfg.data)))  # several mask labels
+    out.update(label_summary(rows, scheme))  # several mask labels
     return out
 
 
@@ -273,7 +282,8 @@ def _predict_records(
     masks (and overlays for the first ``save_images`` positions) are written here."""
     loader = make_loader(prepared, indices, cfg, train=False)
     ds, samples = prepared.dataset, prepared.dataset.samples
-    scorer = SegScorer.of(cfg, samples, indices, decide)  # lesions, area, HD95/MSD in mm or px
+    scheme = ds.mask_scheme or MaskScheme("binary")  # label maps: per label too
+    scorer = SegScorer.of(cfg, scheme, samples, indices, decide)  # lesions, HD95/MSD mm or px
     position = {idx: p for p, idx in enumerate(indices)}
     records: list[dict[str, Any]] = []
     for x, mask, label, rows_idx in progress(loader, len(loader), "evaluating"):
@@ -282,7 +292,7 @@ def _predict_records(
         rows = [i for i in rows_idx.tolist() if i >= 0] if "seg" in out else []
         originals = read_originals(samples, rows, ds.window, ds.fallback_window, ds.mask_scheme)
         _check_finite(out, rows_idx.tolist(), samples)
-        losses = split_losses(cfg, out, mask, label)
+        losses = split_losses(cfg, out, mask, label, scheme.multilabel)
         for j, idx in enumerate(rows_idx.tolist()):
             if idx < 0:
                 continue  # padding that evens out the shards of several processes
@@ -298,7 +308,6 @@ def _predict_records(
                 rec["logits"] = out["cls"][j].numpy()  # temperature scaling's input
             if "seg" in out:
                 h, w = prepared.cache.sizes[idx]
-                scheme = ds.mask_scheme or MaskScheme("binary")  # label maps: per label too
                 pred = mask_at_size(out["seg"][j], h, w, seg_threshold, scheme.multilabel)
                 image, truth = originals[idx]
                 pred = scored(pred, truth, postprocess, row, scheme, cfg.train.empty_mask)
@@ -323,34 +332,38 @@ def _thumbnail(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, side: int
     return image[::step, ::step], pred[::step, ::step], truth[::step, ::step]
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """A few human lines: n, Dice/IoU (mean ± std, 95% CI), accuracy/F1, the empty-mask rule."""
-    lines = [f"{summary['run']} [{summary['split']}] {summary['n_images']} images"]
-    if summary.get("checkpoint", "best") != "best":
-        lines[0] += f" (checkpoint {summary['checkpoint']})"
-    if summary.get("loss") is not None:
-        lines.append(f"  loss  {summary['loss']:.4f} (mean per image)")
-    seg = summary.get("segmentation")
+def format_summary(summary: EvalSummary) -> str:
+    """A few human lines of an evaluation summary (:class:`~medtl.runs.records.EvalSummary`,
+    e.g. :func:`~medtl.runs.records.read_summary` of a summary.json): n, Dice/IoU (mean ±
+    std, 95% CI), accuracy/F1, the empty-mask rule. Each block's own lines (lesions,
+    threshold, labels, post-processing, leak-free subset, decisions) read its block of
+    ``summary.doc``."""
+    doc = summary.doc
+    lines = [f"{summary.run} [{summary.split}] {summary.n_images} images"]
+    if summary.checkpoint != "best":
+        lines[0] += f" (checkpoint {summary.checkpoint})"
+    if summary.loss is not None:
+        lines.append(f"  loss  {summary.loss:.4f} (mean per image)")
+    seg = summary.segmentation
     if seg:
-        unit = {"hd95": f" {summary.get('distance_unit', 'px')}"}
+        unit = {"hd95": f" {summary.distance_unit}"}
         for k in ("dice", "iou", "hd95"):
             a = seg[k]
             lines.append(
                 f"  {k:5s} {a['mean']:.4f}{unit.get(k, '')} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})"
             )
-        lines += seg_extra_lines(summary) + threshold_lines(summary)
-        lines += label_lines(summary)
-        lines.append(f"  empty masks: {summary['empty_mask_rule']}")
-    lines += postprocess_lines(summary) + leak_free_lines(summary)  # leak-free: no train twin
-    if summary.get("volumes"):
-        v = summary["volumes"]
+        lines += seg_extra_lines(doc) + threshold_lines(doc) + label_lines(doc)
+        lines.append(f"  empty masks: {summary.empty_mask_rule}")
+    lines += postprocess_lines(doc) + leak_free_lines(doc)  # leak-free: no train twin
+    if summary.volumes:
+        v = summary.volumes
         lines.append(f"  3-D Dice per volume: mean {v['dice_3d_mean']:.4f} (n={v['n']} volumes)")
-    cls = summary.get("classification")
+    cls = summary.classification
     if cls:
         lines.append(
             f"  accuracy {cls['accuracy']:.4f}  balanced {cls['balanced_accuracy']:.4f}  "
             f"macro-F1 {cls['macro_avg']['f1']:.4f}  AUROC {cls['auroc_macro']:.4f}"
         )
         lines.append("  per class, one-vs-rest at argmax [95% Wilson CI]:")
-        lines += diagnostic_lines(cls) + decision_lines(summary)
+        lines += diagnostic_lines(cls) + decision_lines(doc)
     return "\n".join(lines)

@@ -69,19 +69,19 @@ def choose_rule(
     }
 
 
-def _out_of_fold(runs: list[Path], split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(pred, truth)`` at the original size for every image a fold model did not train on."""
+def _out_of_fold(
+    runs: list[Path], split: str, cfg: Any, scheme: Any
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(pred, truth)`` at the original size for every image a fold model did not train on
+    (``cfg``, ``scheme``: the first fold's config and mask scheme)."""
     from medtl.data.cache.decode import read_originals
     from medtl.data.pipeline import prepare
     from medtl.inference.engine import safe_name
-    from medtl.runs.folder import read_config
     from medtl.utils.files import read_csv
 
-    cfg = read_config(runs[0])
     cfg.data.group_duplicates = False
-    ds = prepare(cfg).dataset
+    ds = prepare(cfg, scheme=scheme).dataset
     where = {str(s.image): i for i, s in enumerate(ds.samples)}
-    scheme = ds.mask_scheme
     pairs = []
     for run in runs:
         folder = run / "eval" / split
@@ -120,7 +120,7 @@ def choose_for_cell(
     """The post-processing of a configuration chosen on its folds' out-of-fold predictions
     (``CELL/postprocess.json``; reused while newer than every fold's evaluation). None for a
     classification comparison."""
-    from medtl.runs.folder import read_config
+    from medtl.runs.folder import read_config, run_scheme
 
     cfg = read_config(runs[0])
     if cfg.task == "classification":
@@ -129,10 +129,9 @@ def choose_for_cell(
     sources = [r / "eval" / split / "per_image.csv" for r in runs]
     if path.is_file() and all(path.stat().st_mtime >= s.stat().st_mtime for s in sources):
         return read_postprocess(path)
-    from medtl.data.masks.scheme import scheme_from_config
-
-    dice_of = dice_function(scheme_from_config(cfg.data), cfg.train.empty_mask)
-    doc = choose_rule(_out_of_fold(runs, split), dice_of)
+    scheme = run_scheme(cfg)  # the folds' masks, as training decided them
+    dice_of = dice_function(scheme, cfg.train.empty_mask)
+    doc = choose_rule(_out_of_fold(runs, split, cfg, scheme), dice_of)
     doc.update(source=f"out-of-fold predictions, eval/{split} of {len(runs)} fold(s)")
     log.info(
         f"{cell.name}: post-processing {doc['rule'] or 'none'} (CV Dice "

@@ -62,17 +62,15 @@ def parse_spacing(value: Any, where: str = "data.spacing") -> tuple[float, float
     return (nums[0], nums[1])
 
 
-def lesion_indices(data_cfg: Any) -> tuple[int, ...]:
-    """The label indices (1-based, as :meth:`MaskScheme.to_index` gives them) whose
-    structures are lesions: ``(1,)`` for binary masks unless ``data.lesion_labels=none``;
-    for label maps the labels ``data.lesion_labels`` names (none when unset). An unknown
-    name is a ConfigError naming the labels."""
-    from medtl.data.masks.scheme import scheme_from_config
-
+def lesion_indices(data_cfg: Any, scheme: Any) -> tuple[int, ...]:
+    """The label indices (1-based, as :meth:`MaskScheme.to_index` gives them) of ``scheme``
+    (the run's :class:`~medtl.data.masks.scheme.MaskScheme`) whose structures are lesions:
+    ``(1,)`` for binary masks unless ``data.lesion_labels=none``; for label maps the labels
+    ``data.lesion_labels`` names (none when unset). An unknown name is a ConfigError naming
+    the labels."""
     given = getattr(data_cfg, "lesion_labels", None)
     if given is not None and str(given).strip().lower() == "none":
         return ()
-    scheme = scheme_from_config(data_cfg)
     if not scheme.values:
         return (1,)
     if given is None:
@@ -142,11 +140,19 @@ class SegScorer:
         self.spacing = found if self.unit == "mm" else {}
 
     @classmethod
-    def of(cls, cfg: Any, samples: Sequence[Any], indices: Sequence[int], decide: Any = None):
-        """The scorer of an evaluation: ``data.spacing``, ``train.empty_mask`` of ``cfg`` and
-        the HD95 definition of ``decide`` (:class:`medtl.evaluation.calibrate.Decisions`; None: pooled)."""
+    def of(
+        cls,
+        cfg: Any,
+        scheme: Any,
+        samples: Sequence[Any],
+        indices: Sequence[int],
+        decide: Any = None,
+    ) -> SegScorer:
+        """The scorer of an evaluation: ``data.spacing``, ``train.empty_mask`` of ``cfg``,
+        the lesion labels of ``scheme`` (the run's mask scheme) and the HD95 definition of
+        ``decide`` (:class:`medtl.evaluation.calibrate.Decisions`; None: pooled)."""
         hd95 = getattr(decide, "hd95", "pooled")
-        lesions = lesion_indices(cfg.data)
+        lesions = lesion_indices(cfg.data, scheme)
         return cls(samples, indices, cfg.data.spacing, hd95, cfg.train.empty_mask, lesions=lesions)
 
     def __call__(self, idx: int, pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:

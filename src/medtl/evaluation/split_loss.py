@@ -13,14 +13,16 @@ from medtl.training.losses import image_losses
 
 
 def split_losses(
-    cfg: Config, out: dict[str, torch.Tensor], mask: torch.Tensor, label: torch.Tensor
+    cfg: Config,
+    out: dict[str, torch.Tensor],
+    mask: torch.Tensor,
+    label: torch.Tensor,
+    multilabel: bool = False,
 ) -> list[float]:
-    """Each image's training loss as the run's config defines it (:func:`image_losses`)."""
+    """Each image's training loss as the run's config defines it (:func:`image_losses`);
+    ``multilabel``: the run's masks are one per structure (one sigmoid each)."""
     m, t = cfg.model, cfg.train
     weights = (m.seg_weight, m.cls_weight)
-    from medtl.data.masks.scheme import scheme_from_config
-
-    multilabel = scheme_from_config(cfg.data).multilabel  # one sigmoid per structure
     return image_losses(
         out, mask, label, t.loss, t.cls_loss, weights, t.label_smoothing, multilabel
     )

@@ -56,15 +56,13 @@ def parse_seg_threshold(value: Any) -> str | float | None:
     return t
 
 
-def check_binary(cfg: Any) -> None:
-    """ConfigError unless the run segments binary masks (the only ones with a threshold)."""
-    from medtl.data.masks.scheme import scheme_from_config
-
+def check_binary(cfg: Any, scheme: Any) -> None:
+    """ConfigError unless the run segments binary masks (the only ones with a threshold;
+    ``scheme``: the run's :class:`~medtl.data.masks.scheme.MaskScheme`)."""
     if cfg.task == "classification":
         raise ConfigError(
             "--seg-threshold needs a segmentation head (task=segmentation or multitask)"
         )
-    scheme = scheme_from_config(cfg.data)
     if scheme.multi:
         raise ConfigError(
             f"--seg-threshold: this run's masks have {scheme.n_labels} labels; a label map is "
@@ -120,7 +118,7 @@ def fit_seg_threshold(
     from medtl.data.pipeline import make_loader
     from medtl.inference.engine import infer
 
-    check_binary(cfg)
+    check_binary(cfg, prepared.dataset.mask_scheme)
     request = parse_seg_threshold(request)
     grid = GRID if request == "auto" else tuple(sorted({*GRID, float(request)}))  # + given
     ds, rows_dice = prepared.dataset, []

@@ -65,18 +65,17 @@ def graph_rule(predictor: OnnxPredictor, postprocess: str | None) -> str | None:
 
 
 def mask_scheme_of(run: str | Path, model: Path):
-    """The label-mask encoding (:func:`medtl.data.masks.scheme.scheme_from_config`) of the run
-    behind ``model``: ``RUN/config.yaml``, or for a fold ensemble's graph its first member's
+    """The label-mask encoding (:func:`medtl.runs.folder.run_scheme`) of the run behind
+    ``model``: ``RUN/config.yaml``, or for a fold ensemble's graph its first member's
     (``export.json`` beside the graph lists them); None when neither is there."""
-    from medtl.data.masks.scheme import scheme_from_config
-    from medtl.runs.folder import read_config
+    from medtl.runs.folder import run_scheme
 
     configs = [Path(run) / "config.yaml"]
     facts = ExportRecord.read(model.parent)
     if facts is not None:
         configs += [Path(m) / "config.yaml" for m in facts.members[:1]]
     found = next((c for c in configs if c.is_file()), None)
-    return scheme_from_config(read_config(found.parent).data) if found else None
+    return run_scheme(found.parent) if found else None
 
 
 def predict_onnx(

@@ -50,9 +50,10 @@ def _val_data(
     the training images (for calibration: the scored images are not the calibrated ones)."""
     from medtl.data.pipeline import prepare
     from medtl.data.splits import load_splits
+    from medtl.runs.folder import run_scheme
 
     cfg.data.group_duplicates = False  # grouping only matters for splitting
-    data = prepare(cfg)
+    data = prepare(cfg, scheme=run_scheme(cfg))  # the run's masks: no file is scanned
     splits = load_splits(run / "splits.json", data.dataset.samples)
     idx = splits.get("val") or splits.get("test") or splits.get("train") or []
     if not idx:

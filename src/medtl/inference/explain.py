@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from medtl.data.masks.scheme import scheme_from_config
 from medtl.data.readers.io import pixel_cap, read_image
 from medtl.inference.engine import safe_name, save_png
 from medtl.inference.predictor import (
@@ -42,7 +41,7 @@ from medtl.inference.predictor import (
     result_of,
 )
 from medtl.models.stages import encoder_stages
-from medtl.runs.folder import load_bundle
+from medtl.runs.folder import load_bundle, run_scheme
 from medtl.runtime.cpu import threads_for
 from medtl.runtime.device import resolve_device
 from medtl.utils.errors import MedtlError
@@ -169,6 +168,7 @@ class Explainer:
             raise MedtlError(f"--method {method}: choose one of {', '.join(METHODS)}")
         # ``bundle`` = load_bundle's (net, cfg, classes), for a network not saved as a run
         self.net, self.cfg, self.classes = bundle or load_bundle(Path(run))
+        self.scheme = run_scheme(self.cfg)  # what the run's masks mean (structures: a mask each)
         self.device = resolve_device(device)  # auto: CUDA, else MPS, else CPU
         self.net = self.net.to(self.device)
         if target is not None and target not in self.classes:
@@ -192,7 +192,7 @@ class Explainer:
         with threads_for(self.cfg):
             with torch.no_grad():
                 out = {k: v.cpu() for k, v in self.net(x).items()}
-            multilabel = scheme_from_config(self.cfg.data).multilabel  # a mask per structure
+            multilabel = self.scheme.multilabel
             result = Explanation(arr, result_of(out, h, w, self.classes, multilabel=multilabel))
             if "cls" in out:
                 k = self.classes.index(self.target) if self.target else int(out["cls"][0].argmax())

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from medtl.data.layouts import is_image, mask_stem
-from medtl.data.masks.scheme import MaskScheme, scheme_from_config
+from medtl.data.masks.scheme import MaskScheme
 from medtl.data.readers.dicom import parse_window
 from medtl.data.readers.io import pixel_cap, read_image, to_uint8
 from medtl.data.readers.volumes import is_volume, slice_refs, volume_id, write_label_volume
@@ -40,7 +40,7 @@ from medtl.inference.engine import (
     save_png,
 )
 from medtl.inference.postprocess import apply_rule, parse_rule
-from medtl.runs.folder import load_bundle
+from medtl.runs.folder import load_bundle, run_scheme
 from medtl.runtime.cpu import threads_for
 from medtl.runtime.device import resolve_device
 from medtl.utils.errors import ConfigError, DataError
@@ -134,6 +134,7 @@ class Predictor:
         self, run: str | Path, optimise: bool = True, tta: bool = False, device: str = "auto"
     ):
         net, self.cfg, self.classes = load_bundle(Path(run))
+        self.scheme = run_scheme(self.cfg)  # what the run's masks mean, built once
         self.device = resolve_device(device)
         self.run = Path(run)
         self.size = self.cfg.data.image_size
@@ -154,7 +155,7 @@ class Predictor:
         one = {
             "classes": self.classes,
             "seg_threshold": self.seg_threshold,
-            "multilabel": scheme_from_config(self.cfg.data).multilabel,
+            "multilabel": self.scheme.multilabel,
         }
         return [
             result_of({k: v[j : j + 1] for k, v in res.items()}, *im.shape[:2], **one)
@@ -205,6 +206,7 @@ def predict(
         seg_threshold=seg_threshold_of(run),  # RUN/calibration.json, default 0.5
         mask_format=mask_format,
         model=f"{cfg.model.arch} {cfg.model.encoder}",
+        scheme=run_scheme(cfg),  # label masks in their own encoding
     )  # fmt: skip
 
 
@@ -219,7 +221,8 @@ def predict_with(
     **options: Any,
 ) -> list[str]:
     """:func:`write_predictions` of ``net`` (a run's network or a fold ensemble) with the
-    run's size, slicing, window, thread and pixel-cap settings; ``options`` go through."""
+    run's size, slicing, window, thread and pixel-cap settings; ``options`` go through
+    (``scheme``: the run's mask scheme, :func:`medtl.runs.folder.run_scheme`)."""
     with threads_for(cfg), pixel_cap(cfg.data.max_pixels):
         return write_predictions(
             lambda x: infer(net, x, tta),
@@ -230,7 +233,6 @@ def predict_with(
             batch_size,
             slice_axis=cfg.data.slice_axis,
             window=parse_window(cfg.data.window),
-            scheme=scheme_from_config(cfg.data),  # label masks in their own encoding
             **options,
         )
 
@@ -256,7 +258,7 @@ def write_predictions(
     predictions.csv into ``out``. A NIfTI volume is predicted slice by slice along
     ``slice_axis`` into ``<id>_mask.nii.gz`` with the input's affine and header.
 
-    ``scheme`` (the run's :func:`~medtl.data.masks.scheme.scheme_from_config`) writes label masks
+    ``scheme`` (the run's :func:`~medtl.runs.folder.run_scheme`) writes label masks
     in the training masks' encoding (:func:`medtl.inference.engine.save_mask`: own values, palette,
     colours); None writes label indices as is. ``lesion_pixels``: foreground pixels (every
     label). ``mask_format="seg"``: a DICOM SEG too, naming ``model`` (:mod:`.dicom_seg`)."""

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from medtl import plots
-from medtl.data.masks.scheme import MaskScheme, scheme_from_config
+from medtl.data.masks.scheme import MaskScheme
 from medtl.data.readers.io import read_array, read_image
 from medtl.reporting.html import png_bytes
 from medtl.utils.errors import MedtlError
@@ -25,12 +25,12 @@ from medtl.utils.files import to_float
 
 def _scheme(split_dir: Path) -> MaskScheme | None:
     """The mask scheme of the run that owns ``RUN/eval/SPLIT`` (None: no config.yaml)."""
-    from medtl.runs.folder import read_config
+    from medtl.runs.folder import run_scheme
 
     run = Path(split_dir).parent.parent
     if not (run / "config.yaml").is_file():
         return None
-    return scheme_from_config(read_config(run).data)
+    return run_scheme(run)
 
 
 def _mask_png(path: Path, scheme: MaskScheme | None) -> np.ndarray | None:

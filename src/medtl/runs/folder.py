@@ -17,7 +17,7 @@ import torch
 
 from medtl._version import __version__
 from medtl.configuration.loading import Config, config_from_dict, parse_channels
-from medtl.data.masks.scheme import seg_channels
+from medtl.data.masks.scheme import MaskScheme, scheme_from_config
 from medtl.models.build import Net, build_loaded
 from medtl.utils.errors import ConfigError, MedtlError
 from medtl.utils.files import atomic_torch_save, atomic_write, atomic_write_json, read_records
@@ -192,6 +192,17 @@ def read_config(run: Path) -> Config:
         raise ConfigError(f"{Path(run) / 'config.yaml'}: {exc}; {_CONFIG_FIX}") from None
 
 
+def run_scheme(run: Path | str | Config) -> MaskScheme:
+    """The mask scheme a run was trained with, rebuilt from what it recorded: the
+    ``data.mask_mode``, ``data.labels``, ``data.mask_colors``, ``data.mask_palette`` and
+    ``data.mask_resize`` of ``RUN/config.yaml`` (or of ``run`` itself, a run's
+    :class:`Config` as :func:`load_bundle` read it). Training writes its decision there (a
+    binary decision leaves ``auto``, which reads back as binary), so evaluation, prediction,
+    export and reports build the scheme once here and hand it along: no mask file is read."""
+    cfg = run if isinstance(run, Config) else read_config(Path(run))
+    return scheme_from_config(cfg.data)
+
+
 def attach_log(run: Path) -> logging.Handler:
     """Send medtl's log to ``RUN/train.log`` (appends on resume)."""
     handler = logging.FileHandler(run / "train.log", encoding="utf-8")
@@ -260,7 +271,7 @@ def _load_bundle(path: Path) -> tuple[Net, Config, list[str]]:
             dropout=cfg.model.dropout,
             normalize=cfg.model.normalize,
             decoder_channels=parse_channels(cfg.model.decoder_channels),
-            seg_classes=seg_channels(cfg.data),
+            seg_classes=run_scheme(cfg).channels,
         )
     except RuntimeError as exc:  # keys or shapes of another network
         first = str(exc).strip().splitlines()[0]

@@ -67,6 +67,8 @@ class EvalSummary:
     lesions: dict[str, Any] | None = None
     seg_threshold: dict[str, Any] | None = None
     segmentation_per_label: dict[str, Any] = field(default_factory=dict)
+    empty_mask_rule: str | None = None
+    volumes: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, doc: Any, path: str | Path) -> EvalSummary:
@@ -98,7 +100,19 @@ class EvalSummary:
             lesions=doc.get("lesions") or None,
             seg_threshold=doc.get("seg_threshold") or None,
             segmentation_per_label=doc.get("segmentation_per_label") or {},
+            empty_mask_rule=doc.get("empty_mask_rule"),
+            volumes=doc.get("volumes") or None,
         )
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> EvalSummary:
+        """The record of an in-memory summary (what ``medtl.evaluate`` returns, before or
+        beside its summary.json): tuples become lists and numpy scalars numbers, as in the
+        file, then the shape is checked as :meth:`of` checks a file."""
+        where = (
+            Path(str(doc.get("out_dir") or ".")) / SUMMARY_FILE if isinstance(doc, dict) else "."
+        )
+        return cls.of(_plain(doc), where)
 
     @classmethod
     def read(cls, path: str | Path) -> EvalSummary:
@@ -110,6 +124,15 @@ class EvalSummary:
     def labels(self) -> list[str]:
         """The foreground label names of a label-map evaluation (``[]``: binary)."""
         return list(self.segmentation_per_label)
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with tuples as lists and numpy scalars as Python numbers (NaN kept)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj.item() if hasattr(obj, "item") and hasattr(obj, "dtype") else obj
 
 
 def write_summary(path: str | Path, doc: dict[str, Any]) -> Path:

@@ -20,7 +20,7 @@ from medtl.configuration.limits import check_training_memory
 from medtl.configuration.loading import Config, parse_channels
 from medtl.data.dataset import CachedDataset, class_counts
 from medtl.data.leaks import apply_policy, write_leaks
-from medtl.data.masks.scheme import seg_channels
+from medtl.data.masks.scheme import MaskScheme
 from medtl.data.pipeline import PreparedData, prepare
 from medtl.data.readers.io import pixel_cap
 from medtl.data.splits import load_splits, make_splits, save_splits
@@ -150,6 +150,7 @@ def build_task(
     """The network (pretrained weights loaded) in its LightningModule, and the weights'
     description; class weights come from the training split when ``train.class_weights=auto``."""
     n_classes = len(data.classes) if cfg.task != "segmentation" else 0
+    scheme = data.dataset.mask_scheme or MaskScheme("binary")  # decided once, by prepare
     net, weights_info = build_model(
         cfg.task,
         cfg.model.arch,
@@ -160,7 +161,7 @@ def build_task(
         dropout=cfg.model.dropout,
         normalize=cfg.model.normalize,
         decoder_channels=parse_channels(cfg.model.decoder_channels),
-        seg_classes=seg_channels(cfg.data),  # several mask labels: C + 1 softmax channels
+        seg_classes=scheme.channels,  # several mask labels: C + 1 softmax channels
     )
     if cfg.model.init:  # the whole network of an earlier run
         weights_info = f"{weights_info}, then {warm_start(net, cfg.model.init)}"
@@ -168,8 +169,8 @@ def build_task(
     if cfg.task != "segmentation" and cfg.train.class_weights == "auto":
         counts = class_counts([data.labels[i] for i in splits["train"]], n_classes)
         class_weights = balanced_class_weights(torch.as_tensor(counts))
-    label_weights = training_label_weights(cfg, data.cache, splits["train"])
-    task = MedtlTask(net, cfg, n_classes, class_weights, label_weights)
+    label_weights = training_label_weights(cfg, scheme, data.cache, splits["train"])
+    task = MedtlTask(net, cfg, n_classes, class_weights, label_weights, scheme)
     return task, weights_info
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtl.data.masks.scheme import scheme_from_config
+from medtl.data.masks.scheme import MaskScheme
 
 log = logging.getLogger("medtl")
 
@@ -29,11 +29,13 @@ def label_counts(
     return pixels, images
 
 
-def training_label_weights(cfg: Any, cache: Any, train: Sequence[int]) -> torch.Tensor | None:
+def training_label_weights(
+    cfg: Any, scheme: MaskScheme, cache: Any, train: Sequence[int]
+) -> torch.Tensor | None:
     """``train.label_weights`` as a ``(C + 1,)`` tensor (``auto``: ``n / (K * count)`` of the
-    training split's pixels), None for binary runs; warns about a label that the training
-    split never shows (a label in no mask at all stopped earlier, in :mod:`medtl.data.masks.scheme`)."""
-    scheme = scheme_from_config(cfg.data)
+    training split's pixels), None for binary runs (``scheme``: the data's decided mask
+    scheme); warns about a label that the training split never shows (a label in no mask
+    at all stopped earlier, in :mod:`medtl.data.masks.scheme`)."""
     if scheme.multilabel and str(getattr(cfg.train, "label_weights", None) or "none") != "none":
         from medtl.utils.errors import ConfigError
 

@@ -18,7 +18,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from medtl.configuration import names
 from medtl.configuration.loading import Config
-from medtl.data.masks.scheme import scheme_from_config
+from medtl.data.masks.scheme import MaskScheme
 from medtl.metrics import classification_scores
 from medtl.models.build import Net
 from medtl.models.strategy import apply_strategy, describe_groups, param_groups, trainable_stages
@@ -122,7 +122,11 @@ def monitor_key(cfg: Config) -> str:
 
 
 class MedtlTask(L.LightningModule):
-    """Training/validation steps, losses, metrics and optimisers for one :class:`Net`."""
+    """Training/validation steps, losses, metrics and optimisers for one :class:`Net`.
+
+    ``scheme`` is the data's decided mask scheme (:class:`MaskScheme`, handed over by
+    :func:`medtl.training.fit.build_task`; None: binary): it sets the loss (sigmoid, softmax
+    over labels, or one sigmoid per structure) and the per-label validation scores."""
 
     def __init__(
         self,
@@ -131,6 +135,7 @@ class MedtlTask(L.LightningModule):
         n_classes: int = 0,
         class_weights: torch.Tensor | None = None,
         label_weights: torch.Tensor | None = None,
+        scheme: MaskScheme | None = None,
     ):
         super().__init__()
         self.net = net
@@ -140,7 +145,7 @@ class MedtlTask(L.LightningModule):
         self.n_classes = n_classes
         self.has_seg = cfg.task in ("segmentation", "multitask")
         self.has_cls = cfg.task in ("classification", "multitask")
-        scheme = scheme_from_config(cfg.data)  # several mask labels: softmax head, per label
+        scheme = scheme or MaskScheme("binary")  # several mask labels: softmax head, per label
         self.label_names = list(scheme.label_names) if scheme.multi else []
         self.multilabel = scheme.multilabel  # one sigmoid channel per structure
         self.seg_loss = seg_loss_for(

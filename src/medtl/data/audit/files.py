@@ -8,9 +8,10 @@ several masks; :func:`other_files` lists the files that are not images.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import defaultdict, partial
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,11 @@ def _header_mode(path: Path) -> str:
         return img.mode
 
 
-def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
+def decode_sample(s: Sample, rep: dict[str, Any], resize: str = "none") -> Decoded:
     """Decode ``s``'s image and masks once; what is wrong with them goes into ``rep``'s lists
     and counters (``unreadable``, ``multi_mask``, ``odd_masks``, ``mask_size_mismatch``,
-    ``image_modes``, ``mask_modes``, ``sizes``). A bad file is recorded, never raised."""
+    ``image_modes``, ``mask_modes``, ``sizes``). A bad file is recorded, never raised.
+    ``resize``: ``data.mask_resize`` (``nearest`` reads masks of another size as training does)."""
     out = Decoded()
     try:
         rgb = io.read_image(s.image)  # first: its DataError says what is wrong
@@ -123,7 +125,7 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
             rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
             continue
         rep["mask_modes"][mmode] += 1
-        arr = _resized(arr, out.shape, m)
+        arr = _resized(arr, out.shape, m, resize)
         reasons = mask_reasons(arr, mmode)
         if reasons:
             rep["odd_masks"].append(
@@ -156,14 +158,14 @@ def decode_sample(s: Sample, rep: dict[str, Any]) -> Decoded:
     return out
 
 
-def _resized(arr: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
+def _resized(arr: np.ndarray, shape: tuple[int, int], path: Path, resize: str) -> np.ndarray:
     """``arr`` at the image's ``shape`` when ``data.mask_resize=nearest`` resizes it, as
     training reads it (:func:`medtl.data.readers.io.fit_mask`); else unchanged (a mask of
     another size is then reported)."""
-    if arr.shape[:2] == tuple(shape) or io.mask_resize() != "nearest":
+    if arr.shape[:2] == tuple(shape) or resize != "nearest":
         return arr
     try:
-        return io.fit_mask(arr, tuple(shape), path)
+        return io.fit_mask(arr, tuple(shape), path, resize)
     except DataError:  # another aspect ratio: reported as a size mismatch
         return arr
 
@@ -175,18 +177,20 @@ def empty_report() -> dict[str, Any]:
     return {**{k: [] for k in lists}, **{k: Counter() for k in counters}}
 
 
-def _decode_one(s: Sample) -> tuple[Decoded, dict[str, Any]]:
+def _decode_one(s: Sample, resize: str = "none") -> tuple[Decoded, dict[str, Any]]:
     local = empty_report()
-    return decode_sample(s, local), local
+    return decode_sample(s, local, resize), local
 
 
-def decode_all(samples: Sequence[Sample]) -> tuple[list[Decoded], dict[str, Any]]:
+def decode_all(
+    samples: Sequence[Sample], resize: str = "none"
+) -> tuple[list[Decoded], dict[str, Any]]:
     """:func:`decode_sample` for every sample on the decoding workers (processes where
     :func:`medtl.utils.parallel.fork_is_safe`, else threads), merged in sample order: the
     lists and counters are those of the serial loop."""
     rep = empty_report()
     decoded = []
-    found = imap_ordered(_decode_one, samples, processes=True)
+    found = imap_ordered(partial(_decode_one, resize=resize), samples, processes=True)
     for d, local in progress(found, total=len(samples), desc="auditing images"):
         decoded.append(d)
         for key, value in local.items():

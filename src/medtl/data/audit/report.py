@@ -318,14 +318,7 @@ def audit(
     ``data``: a config's ``data`` section, whose keys of :data:`medtl.data.audit.keys.AUDIT_KEYS`
     are read as training reads them (its mask keys too, unless ``masks`` is given).
     """
-    from medtl.data.readers.io import mask_resize, set_mask_resize
-
-    before = mask_resize()
-    set_mask_resize(getattr(data, "mask_resize", None) or before)  # decoding workers see it
-    try:
-        return _audit(root, layout, masks if masks is not None else data, data)
-    finally:
-        set_mask_resize(before)
+    return _audit(root, layout, masks if masks is not None else data, data)
 
 
 def _discovered(root: str | Path, layout: str, data: Any) -> Any:
@@ -348,7 +341,9 @@ def _audit(root: str | Path, layout: str, masks: Any, data: Any) -> AuditReport:
     t0 = time.perf_counter()
     ds = _discovered(root, layout, data)
     samples = ds.samples
-    decoded, rep = decode_all(samples)  # in parallel, merged in sample order
+    decoded, rep = decode_all(
+        samples, getattr(data, "mask_resize", None) or "none"
+    )  # in parallel, merged in sample order
     if ds.label_names:  # an MSD dataset.json names the labels, as training reads them
         masks = SimpleNamespace(**vars(masks or default_masks()))
         names_from_dataset(masks, ds)

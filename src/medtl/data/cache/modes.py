@@ -43,7 +43,6 @@ from medtl.data.cache.decode import DecodeSpec, SampleCache, streamed
 from medtl.data.cache.disk import disk_samples
 from medtl.data.layouts import Sample
 from medtl.data.readers import kept
-from medtl.data.readers.io import mask_resize
 from medtl.data.refs import source_file
 from medtl.utils.memo import ScopedMemo
 
@@ -82,8 +81,9 @@ def fingerprint(samples: Sequence[Sample], spec: DecodeSpec) -> str:
     }
     if spec.masks is not None and spec.masks.values:  # label maps decode to other rows
         head["mask_scheme"] = spec.masks.describe()
-    if spec.with_masks and mask_resize() != "none":  # resized masks are other rows too
-        head["mask_resize"] = mask_resize()
+    resize = getattr(spec.masks, "resize", "none")  # data.mask_resize, carried by the scheme
+    if spec.with_masks and resize != "none":  # resized masks are other rows too
+        head["mask_resize"] = resize
     h.update(json.dumps(head, sort_keys=True).encode())
     for s in samples:
         h.update(_stat_line(s.image))

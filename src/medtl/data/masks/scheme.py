@@ -26,9 +26,11 @@ Modes:
 Names: ``data.labels=1:lesion,2:halo`` (or ``labels.yaml``/``labels.json`` in the data root,
 ``{1: lesion, 2: halo}``) and ``data.mask_colors=255,0,0:tumour;0,255,0:edema``. The decision
 is written back into the config (``data.mask_mode``, ``data.labels``, ``data.mask_colors``,
-``data.mask_palette``), so config.yaml records it and evaluation/prediction reuse exactly the
-same mapping; predicted masks are written in the masks' own encoding
-(:func:`medtl.inference.engine.save_mask`).
+``data.mask_palette``), so config.yaml records it; training hands the one decided
+:class:`MaskScheme` to the model builder, the loss and the metrics, and a run read back
+(evaluate, predict, explain, app, export, report) rebuilds it once from that record
+(:func:`medtl.runs.folder.run_scheme`) without reading a mask file. Predicted masks are
+written in the masks' own encoding (:func:`medtl.inference.engine.save_mask`).
 
 Example:
     >>> import numpy as np
@@ -42,7 +44,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +73,23 @@ NOISY_SHARE = 0.95
 @dataclass(frozen=True)
 class MaskScheme:
     """The decided interpretation: ``values[k-1]`` is the stored value (int, or an RGB tuple
-    for ``colors``) of label ``k``; ``binary`` without values applies the binarisation rule."""
+    for ``colors``) of label ``k``; ``binary`` without values applies the binarisation rule.
+
+    ``resize`` is ``data.mask_resize`` (``none``: a mask of another size than its image is an
+    error; ``nearest``: resized to it when the aspect ratios agree). It travels with the
+    scheme to every mask read (:func:`medtl.data.readers.io.read_mask`) and into the decode
+    cache's fingerprint, so two data sets loaded in one process never share it."""
 
     mode: str
     values: tuple = ()
     names: tuple[str, ...] = ()
     note: str = ""
     palette: tuple[int, ...] = ()  # palette masks: the files' palette (R, G, B, R, ...)
+    resize: str = "none"  # data.mask_resize: none | nearest
+
+    def resized(self, mode: str | None) -> MaskScheme:
+        """This scheme with ``data.mask_resize`` = ``mode`` (None: ``none``)."""
+        return replace(self, resize=mode or "none")
 
     @property
     def n_labels(self) -> int:
@@ -222,22 +234,22 @@ def _grey(arr: np.ndarray, path: Path | str) -> np.ndarray:
 
 
 def scheme_from_config(data_cfg: Any) -> MaskScheme:
-    """The scheme the config records (after :func:`resolve`): no files are read."""
+    """The scheme a resolved config records (``data.mask_mode``, ``data.labels``,
+    ``data.mask_colors``, ``data.mask_palette``, ``data.mask_resize``): no files are read.
+    A run read back rebuilds its scheme through :func:`medtl.runs.folder.run_scheme`, once,
+    and hands that object along."""
     mode = getattr(data_cfg, "mask_mode", "auto") or "auto"
+    resize = getattr(data_cfg, "mask_resize", None)
     if mode == "colors" and getattr(data_cfg, "mask_colors", None):
         values, names = parse_colors(data_cfg.mask_colors)
-        return MaskScheme("colors", values, names)
+        return MaskScheme("colors", values, names).resized(resize)
     labels = getattr(data_cfg, "labels", None)
     if mode in ("labels", "palette", "multilabel") and labels:
         values, names = parse_labels(labels)
         palette = getattr(data_cfg, "mask_palette", None) if mode == "palette" else None
-        return MaskScheme(mode, values, names, palette=tuple(bytes.fromhex(palette or "")))
-    return MaskScheme("binary")
-
-
-def seg_channels(data_cfg: Any) -> int:
-    """Segmentation head channels of a resolved config (1: binary sigmoid head)."""
-    return scheme_from_config(data_cfg).channels
+        scheme = MaskScheme(mode, values, names, palette=tuple(bytes.fromhex(palette or "")))
+        return scheme.resized(resize)
+    return MaskScheme("binary").resized(resize)
 
 
 def parse_labels(text: str | dict) -> tuple[tuple[int, ...], tuple[str, ...]]:

@@ -35,31 +35,17 @@ from medtl.utils.errors import DataError
 Image.MAX_IMAGE_PIXELS = 20_000**2  # Pillow's own refusal (above twice this) stays a backstop
 
 
-#: ``data.mask_resize`` in force: "none" (a mask of another size is an error) or "nearest"
-#: (resized to its image by nearest neighbour when the aspect ratios agree); set by
-#: :func:`set_mask_resize` when a configuration's data are loaded, seen by decoding
-#: threads and forked workers
-_mask_resize = ["none"]
 #: aspect ratios that differ by less than this share are "the same" (rounding of odd sizes)
 ASPECT_TOLERANCE = 0.02
 
 
-def mask_resize() -> str:
-    """``data.mask_resize`` in force (``none`` or ``nearest``)."""
-    return _mask_resize[0]
-
-
-def set_mask_resize(mode: str) -> None:
-    """Set ``data.mask_resize`` for the masks read from now on (``none`` or ``nearest``)."""
-    _mask_resize[0] = mode or "none"
-
-
-def fit_mask(m: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
-    """``m`` at the image's ``shape``: resized by nearest neighbour when ``data.mask_resize``
-    is ``nearest`` and the aspect ratios agree, else a DataError naming the file and the fix."""
+def fit_mask(m: np.ndarray, shape: tuple[int, int], path: Path, resize: str) -> np.ndarray:
+    """``m`` at the image's ``shape``: resized by nearest neighbour when ``resize``
+    (``data.mask_resize``) is ``nearest`` and the aspect ratios agree, else a DataError
+    naming the file and the fix."""
     h, w = m.shape[:2]
     same_aspect = abs((w / h) / (shape[1] / shape[0]) - 1) < ASPECT_TOLERANCE
-    if _mask_resize[0] == "nearest" and same_aspect:
+    if resize == "nearest" and same_aspect:
         rows = (np.arange(shape[0]) * h // shape[0]).clip(0, h - 1)
         cols = (np.arange(shape[1]) * w // shape[1]).clip(0, w - 1)
         return m[rows][:, cols]
@@ -246,19 +232,21 @@ def read_mask(
     """Read and merge (union) the mask files of one image -> ``bool (H, W)``.
 
     ``shape`` is the image's ``(H, W)``; a mask of another size is an error naming the file
-    and ``data.mask_resize=nearest`` (which resizes masks of the image's aspect ratio).
-    ``scheme`` (a :class:`medtl.data.masks.scheme.MaskScheme` with labels) gives ``uint8 (H, W)``
-    label indices instead (a later file's labels over an earlier one's).
+    and ``data.mask_resize=nearest``, unless ``scheme.resize`` is ``nearest`` (then masks of
+    the image's aspect ratio are resized to it). ``scheme`` (a
+    :class:`medtl.data.masks.scheme.MaskScheme`; None: binary, no resize) with labels gives
+    ``uint8 (H, W)`` label indices instead (a later file's labels over an earlier one's).
     """
     if scheme is not None and getattr(scheme, "multilabel", False):
         return _structure_bits(paths, shape)
     labels = scheme is not None and bool(scheme.values)
+    resize = getattr(scheme, "resize", "none")
     merged: np.ndarray | None = None
     for p in paths:
         arr = _mask_pixels(Path(p))
         m = scheme.to_index(arr, p) if labels else binarise_mask(arr)
         if shape is not None and m.shape != tuple(shape):
-            m = fit_mask(m, tuple(shape), Path(p))
+            m = fit_mask(m, tuple(shape), Path(p), resize)
         if merged is not None and m.shape != merged.shape:
             raise DataError(f"{p}: mask size differs from the other masks of the same image")
         if merged is None:
