@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medtl.data.readers.io import mask_resize
 from tests.conftest import run_cli
 from tests.data.conftest import save, smooth_image
 
@@ -42,9 +41,10 @@ def test_mask_resize_key_reads_masks_as_training_does(tmp_path, capsys):
     assert not any("mask size" in p for p in resized["problems"])
     assert resized["mask_coverage"]["-"] == {"mean": 1 / 16, "min": 1 / 16, "max": 1 / 16, "n": 8}
     assert plain["mask_coverage"] == {}  # no mask could be counted
-    assert mask_resize() == "none"  # the audit's setting does not outlive it
     same = audit_json(capsys, str(data), "data.mask_resize=nearest")  # train's syntax
     assert same["mask_size_mismatch"] == []
+    again = audit_json(capsys, str(data))  # the setting does not outlive its audit
+    assert len(again["mask_size_mismatch"]) == 8
 
 
 def test_group_pattern_key(tmp_path, capsys):

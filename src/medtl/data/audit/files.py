@@ -8,10 +8,10 @@ several masks; :func:`other_files` lists the files that are not images.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import defaultdict, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
