@@ -133,12 +133,32 @@ def _class_dirs_found(root: Path) -> list[Path]:
 
 
 def _has_class_masks(root: Path) -> bool:
-    dirs = [d for base, _ in split_roots(root) for d, _ in mask_folders(base)]
-    return any(mask_stem(f) for d in dirs for f in images_in(d, MASK_EXTS))
+    """A ``<name>_mask`` file beside its ``<name>`` image in a class folder (a folder of
+    ``*_mask`` files alone, such as DRIVE's field-of-view ``mask/``, is not evidence)."""
+    for d in (d for base, _ in split_roots(root) for d, _ in mask_folders(base)):
+        files = images_in(d, MASK_EXTS)
+        stems = {f.stem for f in files if f.suffix.lower() in IMAGE_EXTS and not mask_stem(f)}
+        if any((m := mask_stem(f)) and m[0] in stems for f in files):
+            return True
+    return False
+
+
+def _images_beside_other(base: Path) -> bool:
+    """``images/`` beside another folder of pictures: the paired shape with its masks under
+    another name (DRIVE's ``1st_manual/``), not one class per folder."""
+    images = child(base, "images")
+    return images is not None and any(
+        d != images and images_in(d, MASK_EXTS) for d in class_dirs(base)
+    )
 
 
 def _has_imagefolder(root: Path) -> bool:
-    return any(images_in(d) for d in _class_dirs_found(root))
+    return any(
+        images_in(d)
+        for base, _ in split_roots(root)
+        if not _images_beside_other(base)
+        for d in class_dirs(base)
+    )
 
 
 #: ``auto`` takes the first layout whose test holds for the root (order matters: a CSV

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from medtl.data.layouts.base import MASK_EXTS, SPLIT_DIRS, Sample, split_of
+from medtl.data.layouts.base import MASK_EXTS, SPLIT_DIRS, Sample, mask_stem, split_of
 
 #: files that describe a data set rather than hold its pictures: never "not used"
 META_FILES = ("dataset.json", "labels.yaml", "labels.yml", "labels.json")
@@ -84,14 +84,8 @@ def nearest_layout(root: Path) -> str:
     else the CSV manifest to write."""
     subs = _subdirs(root)
     named = {d.name.lower(): d for d in subs}
-    for d in subs:  # images/ beside a folder of masks under another name
-        if d.name.lower() == "images":
-            other = [o for o in subs if o is not d and _has_images(o)]
-            if other:
-                return (
-                    f"nearest layout: paired; rename {other[0].name}/ to masks/ "
-                    "(a mask named like its image)"
-                )
+    if hint := _paired_hint(root):
+        return hint
     odd_splits = [d for d in subs if split_of(d.name) is None and _looks_like_split(d.name)]
     if odd_splits:
         d = odd_splits[0]
@@ -110,6 +104,37 @@ def nearest_layout(root: Path) -> str:
         f"or write {root / 'data.csv'} with columns image,mask,label,group,split "
         "(paths relative to it; data.layout=csv)"
     )
+
+
+def _pictures(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in MASK_EXTS)
+
+
+def _paired_hint(root: Path) -> str | None:
+    """``images/`` beside a folder of masks under another name, in ``root`` or in one of
+    its split folders: rename that folder to ``masks/`` when the names pair, else the
+    manifest to write (DRIVE: ``21_training.tif`` vs ``1st_manual/21_manual1.gif``)."""
+    for base in (root, *(d for d in _subdirs(root) if split_of(d.name))):
+        subs = _subdirs(base)
+        images = next((d for d in subs if d.name.lower() == "images"), None)
+        others = [o for o in subs if o is not images and _has_images(o)] if images else []
+        if images is None or not others:
+            continue
+        rel = "" if base == root else f"{base.name}/"
+        pics, marks = _pictures(images), _pictures(others[0])
+        stems = {p.stem for p in pics}
+        if not pics or any(m.stem in stems or (mask_stem(m) or ("",))[0] in stems for m in marks):
+            return (
+                f"nearest layout: paired; rename {rel}{others[0].name}/ to masks/ "
+                "(a mask named like its image)"
+            )
+        return (
+            f"nearest layout: paired, but {rel}{others[0].name}/ ({marks[0].name}) is not "
+            f"named like {rel}images/ ({pics[0].name}); pair them in "
+            f"{root / 'data.csv'} with columns image,mask,split (paths relative to it; "
+            "data.layout=csv)"
+        )
+    return None
 
 
 def _looks_like_split(name: str) -> bool:
