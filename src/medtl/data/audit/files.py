@@ -234,8 +234,10 @@ def placement_problems(
     samples: Sequence[Sample], root: Path, decoded: Sequence[Decoded]
 ) -> list[str]:
     """Lines for files outside the data folder (a CSV manifest can point anywhere: such a
-    file is used, but nothing in the data folder vouches for it) and for tiny images."""
+    file is used, but nothing in the data folder vouches for it) and for tiny images.
+    A manifest given as ``root`` stands for the folder that holds it."""
     base = Path(root).resolve()
+    base = base.parent if base.is_file() else base
     lines = []
     for s, d in zip(samples, decoded, strict=True):
         for f in (s.image, *s.masks):

@@ -94,6 +94,8 @@ class AuditReport:
     (:func:`medtl.data.readers.dicom.kind_of`)."""
     objects: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per structure: connected objects' count and image-area shares (:func:`object_sizes`)."""
+    file_problems: list[str] = field(default_factory=list)
+    """Files outside the data folder, tiny images, DICOM SEG masks that do not fit their image."""
 
     @property
     def ok(self) -> bool:
@@ -174,6 +176,7 @@ class AuditReport:
         _section(lines, "same image filed under different labels", self.label_conflicts, fmt_group)
         _section(lines, "leakage: groups spanning pre-made splits", self.leakage, fmt_group)
         _section(lines, "duplicate groups above the chaining bound", self.large_groups, fmt_large)
+        _section(lines, "file problems", self.file_problems, str)
         if self.grouping:
             lines.append(_grouping_line(self.grouping))
         verdict = "OK" if self.ok else f"{len(self.problems)} problem(s)"
@@ -352,8 +355,9 @@ def _audit(root: str | Path, layout: str, masks: Any, data: Any) -> AuditReport:
     dup = duplicate_sections(samples, [d.hashes for d in decoded])
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), dup)
-    problems += mask_problems + placement_problems(samples, Path(root), decoded)
-    problems += seg_problems(samples)  # DICOM SEG masks that do not fit their image
+    files = placement_problems(samples, Path(root), decoded)
+    files += seg_problems(samples)  # DICOM SEG masks that do not fit their image
+    problems += mask_problems + files
     grouping, warning = _grouping(samples, getattr(data, "group_pattern", None))
     problems += _unused_problems(ds) + ([warning] if warning else [])
     return AuditReport(
@@ -386,6 +390,7 @@ def _audit(root: str | Path, layout: str, masks: Any, data: Any) -> AuditReport:
         unused=list(ds.unused),
         dicom_skipped=_dicom_skipped(ds),
         objects=object_sizes(decoded),
+        file_problems=files,
     )
 
 
