@@ -68,3 +68,20 @@ def test_label_map_scores_count_only_lesion_labels():
     assert summary["msd"]["n"] == 1
     lines = seg_extra_lines(summary)
     assert len(lines) == 1 and lines[0].startswith("  msd")
+
+
+def test_evaluate_takes_lesion_labels(seg_run, tmp_path, capsys):
+    """``medtl evaluate RUN data.lesion_labels=none``: binary organ masks, no lesion lines;
+    a training key is still refused in one line."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    run = tmp_path / "run"
+    shutil.copytree(seg_run, run)
+    code, out, _ = run_cli(capsys, "evaluate", str(run), "--no-plots")
+    assert code == 0 and "lesions:" in out
+    code, out, _ = run_cli(capsys, "evaluate", str(run), "--no-plots", "data.lesion_labels=none")
+    assert code == 0 and "lesions:" not in out and "dice" in out.lower()
+    code, _, err = run_cli(capsys, "evaluate", str(run), "train.epochs=3")
+    assert code == 2 and "data.lesion_labels" in err and len(err.strip().splitlines()) == 1

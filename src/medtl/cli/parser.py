@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "overrides",
         nargs="*",
-        help="train.devices=N train.accelerator=... train.num_nodes=... (DDP evaluation)",
+        help="train.devices=N train.accelerator=... train.num_nodes=... (DDP evaluation); "
+        "data.lesion_labels=... (which structures get lesion-level detection)",
         metavar="key=value",
     )
 

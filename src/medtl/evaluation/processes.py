@@ -16,19 +16,23 @@ PROCESS_KEYS = (
     "train.strategy",
     "train.threads",
 )
+#: keys that change how predictions are scored, not the model: allowed at evaluation too
+SCORING_KEYS = ("data.lesion_labels",)
 
 
 def apply_process_overrides(cfg: Config, overrides: list[str], device: str = "auto") -> None:
     """Evaluation runs in one process on ``device`` (auto: CUDA, else MPS, else CPU) unless
-    ``overrides`` ask for more; how the run was trained (e.g. 2 GPUs) does not decide it."""
+    ``overrides`` ask for more; how the run was trained (e.g. 2 GPUs) does not decide it.
+    ``overrides`` may also set :data:`SCORING_KEYS` (e.g. ``data.lesion_labels=none``: the
+    masks are organs, no lesion-level detection)."""
     cfg.train.devices, cfg.train.num_nodes = 1, 1
     cfg.train.accelerator, cfg.train.strategy = device, "auto"
     for text in overrides:
         key, value = parse_override(text)
-        if key not in PROCESS_KEYS:
+        if key not in PROCESS_KEYS + SCORING_KEYS:
             raise MedtlError(
-                f"evaluate takes only {', '.join(PROCESS_KEYS)}; '{key}' belongs to training "
-                "(the run's config.yaml is used as it is)"
+                f"evaluate takes only {', '.join(PROCESS_KEYS + SCORING_KEYS)}; '{key}' "
+                "belongs to training (the run's config.yaml is used as it is)"
             )
         set_key(cfg, key, value)
 
