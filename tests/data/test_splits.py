@@ -207,3 +207,16 @@ def test_load_splits_errors(tmp_path):
     with pytest.raises(DataError, match="is no longer in the data") as err:
         load_splits(path, s[:5])
     assert str(s[5].image) in str(err.value)
+
+
+def test_dicom_patients_that_cannot_be_split_are_named_as_such():
+    """Two DICOM patients (PatientID groups): the error names them and asks for more
+    patients, not for switching off a name pattern that was never used."""
+    s = _samples(22, groups=["A"] * 20 + ["B"] * 2)
+    for smp in s:
+        smp.meta["patient"] = smp.group
+    with pytest.raises(DataError) as err:
+        make_splits(s, 0.5, 0.5, seed=0)
+    msg = str(err.value)
+    assert "2 from DICOM patients (PatientID, else StudyInstanceUID)" in msg
+    assert "add images of more patients" in msg and "group_pattern" not in msg

@@ -110,6 +110,8 @@ def _no_training_images(samples: Sequence[Sample]) -> DataError:
 def _group_source(s: Sample) -> str:
     if s.meta.get("group_from"):
         return f"file names (pattern {s.meta['group_from']})"
+    if "patient" in s.meta:
+        return "DICOM patients (PatientID, else StudyInstanceUID)"
     if "volume" in s.meta:
         return "volumes"
     if "frame" in s.meta:
@@ -144,12 +146,15 @@ def _check_split(
     if train and (val_fraction == 0 or val):
         return
     grouped = any(s.group is not None for s in pool)
-    fix = (
-        "set data.group_pattern=none if the names are not patients, "
-        "data.group_duplicates=false, or add images"
-        if grouped
-        else "add images or lower data.val_fraction"
-    )
+    if grouped and all("patient" in s.meta for s in pool):  # DICOM patients: no guess to undo
+        fix = "add images of more patients (a patient's images stay in one split)"
+    elif grouped:
+        fix = (
+            "set data.group_pattern=none if the names are not patients, "
+            "data.group_duplicates=false, or add images"
+        )
+    else:
+        fix = "add images or lower data.val_fraction"
     raise DataError(
         f"cannot split into train/val with val_fraction={val_fraction}: "
         f"{describe_groups(pool)}; {fix}"
