@@ -67,10 +67,13 @@ EDITS = ("crop", "rescale", "jpeg", "annotate", "brightness", "rotate")
 def edit(a: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """One synthetic edit of a grey uint8 image."""
     h, w = a.shape
-    if kind == "crop":
+    if kind == "crop":  # half of the crops resized back to the original's size
         f = rng.uniform(0.05, 0.25)
         dy, dx = int(h * f * rng.uniform()), int(w * f * rng.uniform())
-        return a[dy : dy + int(h * (1 - f)), dx : dx + int(w * (1 - f))]
+        crop = a[dy : dy + int(h * (1 - f)), dx : dx + int(w * (1 - f))]
+        if rng.uniform() < 0.5:
+            return np.asarray(Image.fromarray(crop).resize((w, h), Image.BILINEAR))
+        return crop
     if kind == "rescale":
         s = rng.uniform(0.5, 2.0)
         return np.asarray(Image.fromarray(a).resize((int(w * s), int(h * s)), Image.BILINEAR))
@@ -181,6 +184,24 @@ def phantoms(n: int, size: int) -> list[np.ndarray]:
     return [np.asarray(Image.open(f).convert("L")) for f in files]
 
 
+def jittered(n: int, size: int) -> list[np.ndarray]:
+    """Small pictures of one template (lungs, heart, clavicles as flat ellipses and bars),
+    each patient's shapes moved by up to 4 % of the side, each with its own noise (std 6)."""
+    out = []
+    y, x = np.mgrid[:size, :size] / size
+    for p in range(n):
+        rng = np.random.default_rng(p)
+        j = rng.uniform(-0.04, 0.04, 6)
+        img = np.full((size, size), 150.0)
+        for cx in (0.30 + j[1], 0.70 + j[2]):
+            img[((y - 0.48 - j[0]) / 0.30) ** 2 + ((x - cx) / 0.14) ** 2 <= 1] = 60
+        img[((y - 0.66 - j[3]) / 0.14) ** 2 + ((x - 0.55 - j[4]) / 0.16) ** 2 <= 1] = 200
+        bar = np.abs(y - 0.22 - j[5]) <= max(1 / size, 0.05)
+        img[bar & (((x >= 0.12) & (x < 0.46)) | ((x >= 0.54) & (x < 0.88)))] = 240
+        out.append(np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8))
+    return out
+
+
 def volume_slices(patients: int, size: int = 96) -> list[np.ndarray]:
     """The middle axial slice of one synthetic head volume per patient: one phantom shape
     (ellipsoids), per-patient smooth deformation and texture, acquisition noise."""
@@ -222,6 +243,9 @@ def main() -> None:
         neg = _show("chest_xray negatives", negatives(cxr, same))
         report["chest_xray"] = {"negatives": neg, "edits": _edits("chest_xray", cxr, args)}
     report["phantoms"] = {"negatives": _show("phantoms negatives", negatives(phantoms(120, 128)))}
+    for size in (32, 64):
+        neg = _show(f"jittered {size} px negatives", negatives(jittered(40, size)))
+        report[f"jittered_{size}"] = {"negatives": neg}
     vols = negatives(volume_slices(40))
     report["volume_slices"] = {"negatives": _show("volume_slices negatives", vols)}
     print(json.dumps(report))
