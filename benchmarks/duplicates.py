@@ -6,7 +6,8 @@ What it measures (:mod:`medtl.data.duplicates`: hash candidates, then pixel veri
   original: crop 5-25 %, rescale 0.5-2x, JPEG quality 50-95, calipers and text drawn on,
   brightness/contrast +-20 %, rotation +-5 degrees. Recall = edited copies linked to
   their original as ``same``; precision = same-image links of a copy that point to its
-  own original (or to an image already linked to it) over all links of the copies;
+  own original (or to an image already linked to it, or to a copy of either) over all
+  links of the copies;
 - **BUSI's known duplicate pairs**: the 185 pairs the previous detector (pHash distance
   <= 4) listed, each checked by correlation or by eye: recall = pairs the new detector
   puts in one group;
@@ -117,9 +118,10 @@ def edited_copies(originals: list[np.ndarray], n: int, seed: int) -> dict[str, d
         images = list(originals) + [edit(originals[k], kind, rng) for k in picks]
         links = [x for x in _links(images) if x.j >= len(originals) and x.relation == "same"]
         found, right = set(), 0
-        for x in links:
+        for x in links:  # x.i: an original, or another copy (then its original counts)
             src = int(picks[x.j - len(originals)])
-            ok = x.i == src or (src in group_of and group_of.get(x.i) == group_of[src])
+            other = x.i if x.i < len(originals) else int(picks[x.i - len(originals)])
+            ok = other == src or (src in group_of and group_of.get(other) == group_of[src])
             right += ok
             found.add(x.j) if x.i == src else None
         out[kind] = {

@@ -2,9 +2,10 @@
 
 :func:`find_links` runs both stages: candidate pairs from the hashes
 (:mod:`medtl.data.duplicates.candidates`), then each pair verified on the pixels
-(:mod:`medtl.data.duplicates.verify`) on the decoding threads. Only images that are in
-some candidate pair are read again (as a <= 256 px grey view), so a data set without
-near-duplicates costs the hashes only. A :class:`Link` says which relation holds:
+(:mod:`medtl.data.duplicates.verify`) on the decoding threads. Each pair is compared on
+the <= 256 px grey views of its images: those the caller kept from its one decode (the
+audit does), else only the images in some candidate pair are read again, so a data set
+without near-duplicates costs the hashes only. A :class:`Link` says which relation holds:
 
 - ``same``: one acquisition (an exact copy, or re-cropped, re-encoded, resized,
   brightness-shifted or annotated);
