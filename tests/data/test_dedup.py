@@ -149,6 +149,9 @@ def test_bad_inputs_are_never_linked(tmp_path: Path) -> None:
     samples = [Sample(p) for p in paths]
     links = find_links(samples, image_hashes(samples))
     assert [(x.i, x.j) for x in links] == []
+    unread = [Sample(tmp_path / f"view{k}.png") for k in range(len(arrays))]  # the views only
+    kept = find_links(unread, [hashes_of(a) for a in arrays], views=[view_of(a) for a in arrays])
+    assert kept == []  # the views an audit keeps: the same answer
     copy = save(tmp_path / "tiny_copy.png", tiny)  # an exact copy of a tiny image with content
     both = [Sample(paths[0]), Sample(copy)]
     assert [(x.kind, x.relation) for x in find_links(both, image_hashes(both))] == [
