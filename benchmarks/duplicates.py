@@ -3,8 +3,9 @@
 What it measures (:mod:`medtl.data.duplicates`: hash candidates, then pixel verification):
 
 - **positives**: synthetic edits of real images, each added to the data set beside its
-  original: crop 5-25 % (half of the crops scaled back to the original's size), rescale 0.5-2x, JPEG quality 50-95, calipers and text drawn on,
-  brightness/contrast +-20 %, rotation +-5 degrees. Recall = edited copies linked to
+  original: crop 5-25 % (half of the crops scaled back to the original's size), rescale
+  0.5-2x, JPEG quality 50-95, calipers and text drawn on, brightness/contrast +-20 %,
+  rotation +-5 degrees. Recall = edited copies linked to
   their original as ``same``; precision = same-image links of a copy that point to its
   own original (or to an image already linked to it, or to a copy of either) over all
   links of the copies;
