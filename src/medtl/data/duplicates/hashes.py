@@ -66,12 +66,8 @@ def _windows() -> list[tuple[float, float, float, float]]:
 WINDOWS = _windows()
 """The windows :func:`window_hashes` hashes, in order (index 0 is the full frame)."""
 _DCT8 = dctn(np.eye(_DCT_SIZE), type=2, axes=[0])[:_HASH_SIZE]  # (8, 32): DCT rows
-_ROWS = np.concatenate(  # (windows x 8, 64): one product with the thumbnail for all windows
-    [_DCT8 @ _resampling(y0 * _THUMB, y1 * _THUMB) for y0, y1, _, _ in WINDOWS]
-)
-_COLS = np.stack(  # (windows, 64, 8)
-    [(_DCT8 @ _resampling(x0 * _THUMB, x1 * _THUMB)).T for _, _, x0, x1 in WINDOWS]
-)
+_ROWS = np.stack([_DCT8 @ _resampling(y0 * _THUMB, y1 * _THUMB) for y0, y1, _, _ in WINDOWS])
+_COLS = np.stack([_DCT8 @ _resampling(x0 * _THUMB, x1 * _THUMB) for _, _, x0, x1 in WINDOWS])
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -144,8 +140,7 @@ def window_hashes(rgb: np.ndarray) -> tuple[int, ...]:
     are two batched matrix products on the thumbnail.
     """
     thumb = _grey(_small(np.asarray(rgb), (_THUMB, _THUMB))).astype(np.float64)
-    rows = (_ROWS @ thumb).reshape(len(WINDOWS), _HASH_SIZE, _THUMB)
-    low = (rows @ _COLS).reshape(len(WINDOWS), -1)
+    low = (_ROWS @ thumb @ _COLS.transpose(0, 2, 1)).reshape(len(WINDOWS), -1)
     bits = low > np.median(low, axis=1, keepdims=True)
     return tuple(int(x) for x in np.packbits(bits, axis=1).view(">u8").ravel())
 
