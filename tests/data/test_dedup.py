@@ -15,7 +15,7 @@ from medtl.data.dedup import assign_groups, duplicate_groups, find_links, image_
 from medtl.data.duplicates.candidates import WINDOW_DISTANCE, candidate_pairs
 from medtl.data.duplicates.hashes import hashes_of, near_pairs, window_hashes
 from medtl.data.duplicates.links import MAX_GROUP, Link, oversized, warn_oversized
-from medtl.data.duplicates.verify import verify, view_of
+from medtl.data.duplicates.verify import RESIDUAL_NCC, verify, view_of
 from medtl.data.layouts import Sample
 from medtl.data.leaks import leak_relations
 from tests.data.conftest import near_copy, save, smooth_image
@@ -86,7 +86,7 @@ def test_window_hashes_put_a_crop_near_a_window_of_its_original() -> None:
     a = scan(anatomy(1, 160), 0)
     crop = a[12:148, 12:148]  # 15 % off each side's length: one of the windows
     wa, wc = window_hashes(a), window_hashes(crop)
-    assert len(wa) == 28 and wa[0] != wa[1]
+    assert len(wa) == 126 and wa[0] != wa[1]
     assert min(_bits(wc[0], w) for w in wa[1:]) <= WINDOW_DISTANCE
     assert _bits(phash(a), phash(crop)) > 12  # the full-frame pHash alone misses it
 
@@ -149,6 +149,9 @@ def test_bad_inputs_are_never_linked(tmp_path: Path) -> None:
     samples = [Sample(p) for p in paths]
     links = find_links(samples, image_hashes(samples))
     assert [(x.i, x.j) for x in links] == []
+    unread = [Sample(tmp_path / f"view{k}.png") for k in range(len(arrays))]  # the views only
+    kept = find_links(unread, [hashes_of(a) for a in arrays], views=[view_of(a) for a in arrays])
+    assert kept == []  # the views an audit keeps: the same answer
     copy = save(tmp_path / "tiny_copy.png", tiny)  # an exact copy of a tiny image with content
     both = [Sample(paths[0]), Sample(copy)]
     assert [(x.kind, x.relation) for x in find_links(both, image_hashes(both))] == [
@@ -202,3 +205,79 @@ def test_busi_cross_class_pair_is_the_same_image() -> None:
     samples = [Sample(f) for f in files]
     links = find_links(samples, image_hashes(samples))
     assert [(x.i, x.j, x.relation) for x in links] == [(0, 1, "same")]
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_small_pictures_of_one_template_are_not_the_same_image(size: int) -> None:
+    """Independent noise tells two acquisitions of one pose apart where the outlines fill
+    every tile; a re-encoded or resized copy keeps its acquisition's noise."""
+    from tests.data.structures import chest
+
+    views = [view_of(chest(s, size)[0]) for s in range(12)]
+    for i in range(12):
+        for j in range(i + 1, 12):
+            assert verify(views[i], views[j]).relation == "", (i, j)
+    a = chest(3, size)[0]
+    for copy in (_jpeg(a, 90), np.clip(a * 1.1 + 5, 0, 255).astype(np.uint8)):
+        v = verify(view_of(a), view_of(copy))
+        assert v.relation == "same" and v.noise >= 0.5, v
+
+
+def test_one_patient_rescanned_in_one_pose_is_not_the_same_image() -> None:
+    """The same body scanned twice without moving (only the noise differs) shares every
+    outline and texture: the noise test makes it likely the same patient, not one image."""
+    body = anatomy(5)
+    first, second = scan(body, 1), scan(body, 2)
+    v = verify(view_of(first), view_of(second))
+    assert v.relation == "patient" and v.similarity >= 0.95 and v.noise < RESIDUAL_NCC
+    assert verify(view_of(first), view_of(_jpeg(first, 60))).relation == "same"
+
+
+def test_a_crop_resized_back_is_proposed_and_verified() -> None:
+    """A 20 % crop scaled back to the original's size: the window hashes propose it among
+    look-alikes of one template, verification calls it the same image."""
+    others = [scan(anatomy(p), 20 + p) for p in range(10)]
+    a = others[4]
+    crop = np.asarray(Image.fromarray(a[20:122, 6:108]).resize((128, 128), Image.BILINEAR))
+    hashes = [hashes_of(x) for x in others + [crop]]
+    found = {(c.i, c.j): c for c in candidate_pairs(hashes)}
+    assert (4, 10) in found and found[(4, 10)].window is not None
+    c = found[(4, 10)]
+    v = verify(view_of(a), view_of(crop), c.window, c.i_in_j)
+    assert v.relation == "same" and v.method in ("window", "features")
+
+
+def test_hashes_from_another_window_grid_propose_no_crops() -> None:
+    """Window hashes of another length (a cache written by an older grid) are ignored for
+    crops rather than misread; exact and pHash candidates still come."""
+    a = smooth_image(2, 64)
+    old = [(h[0], h[1], h[2][:28]) for h in (hashes_of(a), hashes_of(a[4:60, 4:60]))]
+    assert candidate_pairs(old + [hashes_of(a)]) == candidate_pairs(
+        [(h[0], h[1]) for h in old] + [hashes_of(a)]
+    )
+
+
+def test_kept_views_are_verified_without_reading_a_file(tmp_path: Path) -> None:
+    """The audit hands the views of its one decode to verification: no file is read again."""
+    a = scan(anatomy(2), 0)
+    arrays = [a, _jpeg(a, 70), scan(anatomy(3), 1)]
+    samples = [Sample(tmp_path / f"missing{k}.png") for k in range(3)]  # never written
+
+    def boom(s: Sample) -> np.ndarray:
+        raise AssertionError(f"read {s.image}")
+
+    links = find_links(
+        samples, [hashes_of(x) for x in arrays], read=boom, views=[view_of(x) for x in arrays]
+    )
+    assert [(x.i, x.j, x.relation) for x in links] == [(0, 1, "same")]
+
+
+def test_audit_of_small_structure_pictures_reports_no_duplicates(tmp_path: Path) -> None:
+    """32 px pictures of one template (1 px jitter, own noise): no near-duplicate, no
+    'likely the same patient', no crash."""
+    from medtl.data.audit.report import audit
+    from tests.data.structures import make_structures
+
+    report = audit(make_structures(tmp_path / "d", n=12))
+    assert not report.near_duplicates and not report.same_patient and not report.exact_duplicates
+    assert not [p for p in report.problems if "duplicate" in p]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from medtl.data.duplicates.links import Link, find_links, link_groups, oversized
+from medtl.data.duplicates.verify import View
 from medtl.data.layouts import Sample
 
 
@@ -48,12 +49,14 @@ def group_info(
 
 
 def duplicate_sections(
-    samples: Sequence[Sample], hashes: Sequence[tuple | None]
+    samples: Sequence[Sample],
+    hashes: Sequence[tuple | None],
+    views: Sequence[View | None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """``exact``, ``near``, ``patient``, ``leakage`` and ``large`` groups among the readable
-    images (``hashes`` None for the unreadable); leakage also holds the user groups (e.g.
-    patients) that span pre-made splits."""
-    links = find_links(samples, hashes)
+    images (``hashes`` None for the unreadable; ``views`` kept from the same decode);
+    leakage also holds the user groups (e.g. patients) that span pre-made splits."""
+    links = find_links(samples, hashes, views=views)
     n = len(samples)
     exact_l = [x for x in links if x.kind == "exact"]
     near_l = [x for x in links if x.kind == "near" and x.relation == "same"]

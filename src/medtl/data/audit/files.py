@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from medtl.data.audit.masks import NAMES_FILES
-from medtl.data.dedup import hashes_of
+from medtl.data.dedup import View, hashes_of, view_of
 from medtl.data.layouts import MASK_EXTS, Sample
 from medtl.data.masks.scan import binary_with_edges
 from medtl.data.readers import io
@@ -38,6 +38,9 @@ class Decoded:
 
     shape: tuple[int, int] | None = None
     hashes: tuple | None = None  # medtl.data.duplicates.hashes.hashes_of
+    view: View | None = None
+    """The grey <= 256 px view duplicate verification compares (64 KB at most), kept from
+    this decode so that verifying a candidate pair reads no file again."""
     coverage: float | None = None
     objects: dict[str, list[float]] | None = None
     """Per structure (mask label value, or ``foreground``): the image-area share of each
@@ -109,7 +112,7 @@ def decode_sample(s: Sample, rep: dict[str, Any], resize: str = "none") -> Decod
         rep["unreadable"].append({"path": str(s.image), "error": _err(s.image, exc)})
         return out
     out.shape = rgb.shape[:2]
-    out.hashes = hashes_of(rgb)
+    out.hashes, out.view = hashes_of(rgb), view_of(rgb)
     rep["image_modes"][mode] += 1
     rep["sizes"][(rgb.shape[1], rgb.shape[0])] += 1
     if not s.masks:

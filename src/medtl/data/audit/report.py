@@ -352,7 +352,7 @@ def _audit(root: str | Path, layout: str, masks: Any, data: Any) -> AuditReport:
         names_from_dataset(masks, ds)
     meaning, table, mask_problems = mask_meaning(ds, decoded, rep, masks)
     cov_stats, empty = _coverage(samples, decoded)
-    dup = duplicate_sections(samples, [d.hashes for d in decoded])
+    dup = duplicate_sections(samples, [d.hashes for d in decoded], [d.view for d in decoded])
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), dup)
     files = placement_problems(samples, Path(root), decoded)

@@ -7,10 +7,11 @@ Each image gets (:func:`hashes_of`):
 - a 64-bit **perceptual** hash (DCT pHash, :func:`phash`): grey, 32x32, 2D DCT-II, the 8x8
   lowest frequencies compared with their median. Re-encoding, resizing, brightness and
   annotations move it by a few bits; unrelated images sit near 32;
-- 28 **window** hashes (:func:`window_hashes`): the same DCT hash of the full frame and of
-  sub-windows (3 scales x 3x3 positions) of a 64x64 thumbnail, so that a crop of 5-25 %
+- 126 **window** hashes (:func:`window_hashes`): the same DCT hash of the full frame and
+  of sub-windows (5 scales x 5x5 positions) of a 64x64 thumbnail, so that a crop of 5-25 %
   of an image lies within a few bits of one of its windows (a crop moves the pHash by
-  ~20 bits).
+  ~20 bits; the nearest of a 3 x 3x3 grid of windows is still ~8 bits away, as near as
+  other chest X-rays in the same pose are).
 
 Hashes only propose candidate pairs (:mod:`medtl.data.duplicates.candidates`); whether a
 pair is a duplicate is decided on the pixels (:mod:`medtl.data.duplicates.verify`).
@@ -37,7 +38,8 @@ _HASH_SIZE = 8  # 8x8 low frequencies -> 64 bits
 _DCT_SIZE = 32  # greyscale image resized to 32x32 before the DCT
 _REDUCE_TO = 4 * _DCT_SIZE  # large uint8 images are box-averaged down to a shorter side >= this
 _THUMB = 64  # window hashes are read from a 64x64 thumbnail
-_SCALES = (0.95, 0.85, 0.75)  # window sides, as fractions of the frame
+_SCALES = (0.95, 0.9, 0.85, 0.8, 0.75)  # window sides, as fractions of the frame
+_OFFSETS = (0.0, 0.25, 0.5, 0.75, 1.0)  # window positions, as fractions of the free margin
 
 
 def _resampling(start: float, stop: float, n: int = _DCT_SIZE, size: int = _THUMB) -> np.ndarray:
@@ -53,10 +55,10 @@ def _resampling(start: float, stop: float, n: int = _DCT_SIZE, size: int = _THUM
 
 
 def _windows() -> list[tuple[float, float, float, float]]:
-    """``(y0, y1, x0, x1)`` fractions: the full frame, then per scale a 3x3 grid of offsets."""
+    """``(y0, y1, x0, x1)`` fractions: the full frame, then per scale a 5x5 grid of offsets."""
     out = [(0.0, 1.0, 0.0, 1.0)]
     for s in _SCALES:
-        offsets = (0.0, (1 - s) / 2, 1 - s)
+        offsets = [t * (1 - s) for t in _OFFSETS]
         out += [(oy, oy + s, ox, ox + s) for oy in offsets for ox in offsets]
     return out
 
@@ -134,7 +136,7 @@ def window_hashes(rgb: np.ndarray) -> tuple[int, ...]:
     """64-bit DCT hashes of the :data:`WINDOWS` of a 64x64 grey thumbnail of ``rgb``.
 
     Each is the pHash recipe (32x32 samples, 8x8 lowest DCT frequencies against their
-    median) with resampling and DCT folded into two small matrices per window, so all 28
+    median) with resampling and DCT folded into two small matrices per window, so all 126
     are two batched matrix products on the thumbnail.
     """
     thumb = _grey(_small(np.asarray(rgb), (_THUMB, _THUMB))).astype(np.float64)

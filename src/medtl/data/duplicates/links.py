@@ -2,9 +2,10 @@
 
 :func:`find_links` runs both stages: candidate pairs from the hashes
 (:mod:`medtl.data.duplicates.candidates`), then each pair verified on the pixels
-(:mod:`medtl.data.duplicates.verify`) on the decoding threads. Only images that are in
-some candidate pair are read again (as a <= 256 px grey view), so a data set without
-near-duplicates costs the hashes only. A :class:`Link` says which relation holds:
+(:mod:`medtl.data.duplicates.verify`) on the decoding threads. Each pair is compared on
+the <= 256 px grey views of its images: those the caller kept from its one decode (the
+audit does), else only the images in some candidate pair are read again, so a data set
+without near-duplicates costs the hashes only. A :class:`Link` says which relation holds:
 
 - ``same``: one acquisition (an exact copy, or re-cropped, re-encoded, resized,
   brightness-shifted or annotated);
@@ -98,15 +99,18 @@ def find_links(
     samples: Sequence[Sample],
     hashes: Sequence[tuple],
     read: Callable[[Sample], np.ndarray] | None = None,
+    views: Sequence[View | None] | None = None,
 ) -> list[Link]:
     """Verified links among ``samples`` (``hashes`` from
     :func:`medtl.data.duplicates.hashes.hashes_of`, None for an unreadable image), sorted
-    by ``(i, j)``. ``read`` decodes a sample (default :func:`medtl.data.readers.io.read_image`)."""
+    by ``(i, j)``. ``views``: per sample its :func:`~medtl.data.duplicates.verify.view_of`
+    kept from the decode that hashed it (None where missing); an image without one is
+    decoded again by ``read`` (default :func:`medtl.data.readers.io.read_image`)."""
     if len(hashes) != len(samples):
         raise ValueError(f"{len(hashes)} hashes for {len(samples)} samples")
     key = (tuple(str(s.image) for s in samples), tuple(h and h[:2] for h in hashes), read)
     if key not in _RECENT:
-        _RECENT[key] = _find(samples, hashes, read)
+        _RECENT[key] = _find(samples, hashes, read, views)
         while len(_RECENT) > 2:  # grouping and the leak check ask for the same data set
             _RECENT.pop(next(iter(_RECENT)))
     return list(_RECENT[key])
@@ -119,6 +123,7 @@ def _find(
     samples: Sequence[Sample],
     hashes: Sequence[tuple],
     read: Callable[[Sample], np.ndarray] | None,
+    kept: Sequence[View | None] | None,
 ) -> list[Link]:
     ok = [k for k, h in enumerate(hashes) if h is not None]
     cands = [
@@ -129,8 +134,11 @@ def _find(
         return []
     reader = read or (lambda s: io.read_image(s.image))
     involved = sorted({c.i for c in cands} | {c.j for c in cands})
-    read_views = map_ordered(lambda k: view_of(reader(samples[k])), involved)
-    views = dict(zip(involved, read_views, strict=True))
+    views = {k: kept[k] for k in involved if kept is not None and kept[k] is not None}
+    missing = [k for k in involved if k not in views]
+    views.update(
+        zip(missing, map_ordered(lambda k: view_of(reader(samples[k])), missing), strict=True)
+    )
     judged = map_ordered(lambda c: _judge(c, views), cands)
     return [link for link in judged if link is not None]
 
