@@ -185,6 +185,22 @@ def test_chaining_guard_names_big_groups_and_weakest_links(caplog) -> None:
     assert f"duplicate group of {n} images" in caplog.text and "i11.png ~ i12.png" in caplog.text
 
 
+def test_a_big_patient_is_no_duplicate_chain(caplog) -> None:
+    """One patient with more images than the chaining bound (a DICOM series, a CSV group
+    column) is held together by its id, not by duplicate links: no warning, no crash; the
+    same size joined by links across images without ids is warned about."""
+    n = MAX_GROUP + 12
+    patient = [Sample(Path(f"p{k}.png"), group="P1") for k in range(n)]
+    with caplog.at_level(logging.WARNING, logger="medtl"):
+        out = assign_groups(patient, hashes=[("h",)] * n, links=[])
+    assert {s.group for s in out} == {"P1"} and "duplicate group" not in caplog.text
+    loose = [Sample(Path(f"i{k}.png")) for k in range(n)]
+    links = [Link(k, k + 1, "same", "near", 0.95, "identity") for k in range(n - 1)]
+    with caplog.at_level(logging.WARNING, logger="medtl"):
+        assign_groups(loose, hashes=[(f"h{k}",) for k in range(n)], links=links)
+    assert f"duplicate group of {n} images" in caplog.text
+
+
 def test_leak_relations_name_same_image_and_same_patient(tmp_path: Path) -> None:
     body = anatomy(7)
     a = scan(body, 1)

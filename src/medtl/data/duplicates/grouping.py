@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from medtl.data.duplicates.hashes import image_hashes
 from medtl.data.duplicates.links import (
+    MAX_GROUP,
     Link,
     UnionFind,
     find_links,
@@ -84,7 +85,8 @@ def assign_groups(
     members: dict[int, list[int]] = defaultdict(list)
     for i in range(len(samples)):
         members[uf.find(i)].append(i)
-    warn_oversized(oversized([c for c in members.values() if len(c) > 1], links), samples)
+    chained = [c for c in members.values() if _units(c, samples) > MAX_GROUP]
+    warn_oversized(oversized(chained, links), samples)
     out = list(samples)
     for comp in members.values():
         user = sorted({samples[i].group for i in comp if samples[i].group is not None})
@@ -94,3 +96,10 @@ def assign_groups(
             if out[i].group != gid:
                 out[i] = replace(out[i], group=gid)
     return out
+
+
+def _units(component: Sequence[int], samples: Sequence[Sample]) -> int:
+    """What duplicate links joined in ``component``: its patient ids (one unit each, however
+    many images a patient has) plus its images without an id."""
+    ids = {samples[i].group for i in component if samples[i].group is not None}
+    return len(ids) + sum(1 for i in component if samples[i].group is None)

@@ -167,6 +167,8 @@ def oversized(groups: Sequence[list[int]], links: Sequence[Link]) -> list[dict[s
 def warn_oversized(big: Sequence[dict[str, Any]], samples: Sequence[Sample]) -> None:
     """One warning line per oversized group (``train.log``), naming its weakest link."""
     for g in big:
+        if not g["weakest"]:  # held by patient ids alone: no duplicate link to name
+            continue
         w = g["weakest"][0]
         log.warning(
             f"duplicate group of {g['size']} images (more than {MAX_GROUP}; e.g. "
