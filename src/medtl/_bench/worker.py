@@ -128,7 +128,7 @@ def _prepare(cfg) -> dict[str, Any]:
     """Data, train loader, task (and feature cache when frozen), timed as ``medtl train``."""
     from medtl.data.pipeline import make_loader, prepare
     from medtl.models.build import build_model
-    from medtl.training.features import cache_reason, feature_loader
+    from medtl.training.features import cache_reason, feature_loader, spill_folder
     from medtl.training.task import MedtlTask
 
     t0 = time.perf_counter()
@@ -148,8 +148,10 @@ def _prepare(cfg) -> dict[str, Any]:
     if cache_reason(cfg) is None:
         # frozen encoder: its features are computed once and only the decoder trains, as
         # in `medtl train` (the one-off cost is reported, the steps time the decoder)
+        # (in memory up to train.feature_cache_mb, else in a temporary file)
         t0 = time.perf_counter()
-        loader = feature_loader(cfg, task, data, idx, train=True)
+        spill = spill_folder(cfg, task.net, len(idx) * (1 + cfg.data.augment_copies), None)
+        loader = feature_loader(cfg, task, data, idx, True, spill)
         feature_s = round(time.perf_counter() - t0, 2)
     return {
         "data": data,
@@ -248,8 +250,23 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         out.update(_inference_numbers(cfg, run, x1, warmup, steps))
     # the peak in this process: its threads and the model's dtype (the parent's differ)
     out["peak_gflops"] = matmul_gflops(dtype=probe_dtype(cfg.train.precision))
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB: ``VmHWM`` of /proc/self/status on Linux
+    (the process image's own peak; ``ru_maxrss`` survives ``execve`` and can hold the
+    parent's size at the fork), else ``ru_maxrss`` (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            hwm = [line for line in f if line.startswith("VmHWM:")]
+        if hwm:
+            return round(int(hwm[0].split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:

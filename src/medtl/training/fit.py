@@ -319,7 +319,7 @@ def _fit(
         metrics_csv.load_existing()
     trainer = _trainer(cfg, run, callbacks, progress)
     val_idx = splits["val"] or splits["train"]
-    train_loader, val_loader = train_val_loaders(cfg, task, data, splits["train"], val_idx)
+    train_loader, val_loader = train_val_loaders(cfg, task, data, splits["train"], val_idx, run)
     accelerator = resolve_accelerator(cfg.train.accelerator)  # CUDA: pinned memory, workers
     train_loader, val_loader = (tune_loader(dl, accelerator) for dl in (train_loader, val_loader))
     layout, speeds = choose_layout(cfg, task, train_loader)
