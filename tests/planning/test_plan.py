@@ -213,3 +213,33 @@ def test_duplicates_count_as_one_independent_unit(tmp_path):
     fp = fingerprint(tmp_path / "d")
     assert (fp.n_images, fp.exact_duplicates, fp.near_duplicates) == (6, 1, 1)
     assert fp.groups == 4
+
+
+def test_plan_cli_without_weights_and_with_a_budget_too_small(phantoms, tmp_path, monkeypatch,
+                                                              capsys):  # fmt: skip
+    """No encoder weights on disk: the plan still comes (random init), names the file that
+    would help, and its recipe carries the predicted peak memory; a budget below one epoch
+    exits 2 with one line giving the smallest budget that fits, and writes nothing."""
+    import yaml
+
+    monkeypatch.setattr(rules, "encoders_on_disk", lambda: [])
+    out = tmp_path / "p.yaml"
+    code, printed, err = run_cli(
+        capsys, "plan", str(phantoms), "--budget", "20m", "--out", str(out)
+    )
+    assert code == 0, err
+    assert "no encoder weights on disk: place resnet18-f37072fd.pth in" in printed
+    doc = yaml.safe_load(out.read_text())
+    assert doc["model"]["weights"] == "none" and doc["model"]["encoder"] == "resnet18"
+    assert doc["train"]["planned_peak_mb"] > 0
+    text = out.read_text()
+    assert f"peak memory ~{doc['train']['planned_peak_mb']} MB (host)" in text
+    assert "# no encoder weights on disk: place resnet18-f37072fd.pth" in text
+    small = tmp_path / "small.yaml"
+    code, printed, err = run_cli(
+        capsys, "plan", str(phantoms), "--budget", "1s", "--out", str(small)
+    )
+    errors = [line for line in err.splitlines() if line.startswith("medtl: error")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert "--budget 1s is too small for one epoch" in errors[0]
+    assert "the smallest budget that fits: " in errors[0] and not small.exists()

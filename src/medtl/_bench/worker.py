@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ import torch
 
 from medtl._bench.measure import matmul_gflops, probe_dtype
 from medtl.runtime.flops import count_flops
+from medtl.runtime.memory import peak_rss_mb
 
 # Settings that make medtl's loop do the same work as the naive one (BCE, Adam lr 1e-4, no
 # augmentation, no scheduler, random weights); the user's overrides come after these.
@@ -253,20 +253,6 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB: ``VmHWM`` of /proc/self/status on Linux
-    (the process image's own peak; ``ru_maxrss`` survives ``execve`` and can hold the
-    parent's size at the fork), else ``ru_maxrss`` (KiB on Linux, bytes on macOS)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            hwm = [line for line in f if line.startswith("VmHWM:")]
-        if hwm:
-            return round(int(hwm[0].split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:

@@ -124,6 +124,7 @@ class TrainConfig:
     threads: int = 0
     max_time: str | None = None  # time budget: 1800, 30m, 2h, DD:HH:MM:SS; stops at the best
     planned_seconds: float | None = None  # medtl plan's predicted fit time (run.json compares)
+    planned_peak_mb: float | None = None  # medtl plan's predicted peak memory (run.json compares)
 
 
 @dataclass
