@@ -24,7 +24,7 @@ import os
 import tempfile
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,12 @@ class FeatureFile:
         flat = torch.frombuffer(buf, dtype=self.dtype)
         parts = flat.split(self.numels)
         return tuple(p.view(s).float() for p, s in zip(parts, self.shapes, strict=True))
+
+    def close(self) -> None:
+        """Delete the file now (the original object only; a worker's copy has nothing to do)."""
+        cleanup = self.__dict__.get("_cleanup")
+        if cleanup is not None:
+            cleanup()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_cleanup"}
@@ -205,6 +211,18 @@ class FeatureDataset(TorchDataset):
         else:
             feats = tuple(f[j].float() for f in self.features)
         return feats, self.masks[j], label, -1 if pad else row
+
+
+@contextlib.contextmanager
+def features_released(*loaders: Any) -> Iterator[None]:
+    """Delete the loaders' feature files on the way out (the fit is over; an error too)."""
+    try:
+        yield
+    finally:
+        for loader in loaders:
+            file = getattr(getattr(loader, "dataset", None), "file", None)
+            if isinstance(file, FeatureFile):
+                file.close()
 
 
 def spill_folder(cfg: Config, net: Net, n_items: int, folder: Path | None) -> Path | None:
