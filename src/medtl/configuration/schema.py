@@ -117,7 +117,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     feature_cache: bool = True
     feature_cache_dtype: str = "float32"
-    feature_cache_mb: int = 1024  # cached encoder features beyond this go to a file on disk
+    feature_cache_mb: int = 256  # cached encoder features beyond this go to a file on disk
     memory_format: str = "auto"
     cpu_allocator: str = "tuned"
     compile: str = "none"
