@@ -163,6 +163,11 @@ def test_features_on_disk_are_the_in_memory_ones_and_the_file_goes(tmp_path, dty
     assert torch.equal(worker_copy[2][0][0], mem[2][0][0])
     del worker_copy
     assert files[0].exists()  # a worker's copy does not delete the file
+    files[0].write_bytes(b"")  # changed under the fit: a one-line error, not a traceback
+    from medtl.utils.errors import MedtlError
+
+    with pytest.raises(MedtlError, match="cut short"):
+        disk[0]
     del disk
     assert not files[0].exists()
 

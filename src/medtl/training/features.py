@@ -36,6 +36,7 @@ from medtl.data.dataset import SampleCache
 from medtl.data.pipeline import loader_for, make_loader
 from medtl.data.transforms import apply_augment, build_augment, to_float
 from medtl.models.build import Net
+from medtl.utils.errors import MedtlError
 
 log = logging.getLogger("medtl")
 
@@ -106,9 +107,14 @@ class FeatureFile:
 
     def read(self, j: int) -> tuple[torch.Tensor, ...]:
         """Item ``j``'s levels as float32 tensors."""
+        buf = bytearray(self.item_bytes)
         with self.path.open("rb") as f:
             f.seek(j * self.item_bytes)
-            buf = bytearray(f.read(self.item_bytes))
+            if f.readinto(buf) != self.item_bytes:
+                raise MedtlError(
+                    f"{self.path}: the cached encoder features of item {j} are cut short "
+                    "(the file changed during training); train again"
+                )
         flat = torch.frombuffer(buf, dtype=self.dtype)
         parts = flat.split(self.numels)
         return tuple(p.view(s).float() for p, s in zip(parts, self.shapes, strict=True))
