@@ -254,7 +254,6 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-
 def medtl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure medtl's pipeline for one encoder and strategy (run in its own process).
 
