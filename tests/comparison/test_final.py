@@ -70,3 +70,54 @@ def test_the_final_command_names_the_config_file_and_quotes():
     results["config_file"] = None  # no -c: nothing invented
     cmd = next(line for line in final_lines(results) if "medtl train" in line)
     assert " -c " not in cmd
+
+
+def _fold(path, epochs, best, train_seconds, max_time="2m", planned=50.0):
+    path.mkdir(parents=True)
+    train = {"max_time": max_time, "planned_seconds": planned, "epochs": 6}
+    (path / "config.yaml").write_text(json.dumps({"train": train}))  # JSON is YAML
+    doc = {"status": "finished", "split": {"train": 30, "val": 10, "test": 10}}
+    doc |= {"epochs": [{"epoch": i, "seconds": s} for i, s in enumerate(epochs)]}
+    (path / "run.json").write_text(json.dumps(doc | {"best_epoch": best,
+                                                     "train_seconds": train_seconds}))  # fmt: skip
+    return path
+
+
+def test_the_final_command_carries_a_budget_for_one_full_data_training(tmp_path):
+    """Folds of a plan ran under train.max_time=2m each: the final command replaces it with
+    the time of E epochs on every image (by hand below) and drops the fold's prediction."""
+    import shlex
+
+    from medtl.comparison.final import final_facts, final_lines
+
+    runs = [
+        _fold(tmp_path / "fold0", [10, 12, 11], best=2, train_seconds=40),  # 11 s / 30 images
+        _fold(tmp_path / "fold1", [9, 9, 15], best=1, train_seconds=36),  # 9 s / 30 images
+    ]
+    facts = final_facts(tmp_path, runs)
+    assert facts["final_epochs"] == 3 and facts["fold_max_time"] == "2m"
+    # median of 11/30 and 9/30 s per image x 50 images = 16.67 s per epoch; x 3 epochs,
+    # + 7 s overhead (fold0: 40 - 33), x 1.25 = 71.25 -> 72 s
+    assert facts["final_max_time"] == "1m12s" and facts["fold_planned"]
+    assert "3 epochs on all 50 images" in facts["final_budget"]
+    best = {"rank": 1, "configuration": "c", "overrides": ["model.strategy=finetune"]} | facts
+    results = {"configs": [best], "config_file": "plan.yaml", "base_overrides": []}
+    lines = final_lines(results)
+    cmd = shlex.split(next(line for line in lines if "medtl train" in line))
+    assert cmd[-3:] == ["train.epochs=3", "train.max_time=1m12s", "train.planned_seconds=none"]
+    assert any("ran under train.max_time=2m each" in line for line in lines)
+    from medtl.configuration.loading import load_config
+
+    cfg = load_config(overrides=cmd[4:])  # the overrides load: one budget, no prediction
+    assert cfg.train.max_time == "1m12s" and cfg.train.planned_seconds is None
+
+
+def test_no_fold_budget_no_final_budget_and_unknown_times_say_so(tmp_path):
+    from medtl.comparison.final import final_facts
+
+    plain = _fold(tmp_path / "a" / "fold0", [10], best=0, train_seconds=12, max_time=None)
+    facts = final_facts(tmp_path / "a", [plain])
+    assert "fold_max_time" not in facts and "final_max_time" not in facts
+    timeless = _fold(tmp_path / "b" / "fold0", [], best=None, train_seconds=1)
+    facts = final_facts(tmp_path / "b", [timeless])
+    assert facts["final_max_time"] == "none" and "no epoch times" in facts["final_budget"]

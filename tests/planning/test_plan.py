@@ -137,14 +137,35 @@ def test_no_weights_on_disk_plans_with_random_init_and_names_the_file():
     )
 
 
-def test_tiny_objects_get_dice_and_label_maps_dice_ce():
+def test_tiny_objects_get_dice_focal_and_label_maps_dice_ce():
     fp = _fp()
     fp.objects["foreground"]["p10_share"] = 0.002
-    assert rules.loss(fp, "segmentation").value == "dice"
-    fp.objects["foreground"]["p10_share"] = 0.05
+    choice = rules.loss(fp, "segmentation")
+    assert choice.value == "dice_focal" and "0.002 of the image < 0.01" in choice.reason
+    fp.objects["foreground"]["p10_share"] = rules.TINY_OBJECT_SHARE  # the rule is "<"
     assert rules.loss(fp, "segmentation").value == "dice_bce"
     assert rules.loss(_fp(objects={"1": {"p10_share": 0.05}, "2": {"p10_share": 0.1}}),
                       "segmentation").value == "dice_ce"  # fmt: skip
+    assert rules.loss(_fp(objects={"1": {"p10_share": 0.05}, "2": {"p10_share": 0.004}}),
+                      "segmentation").value == "dice_focal"  # fmt: skip
+
+
+@pytest.mark.parametrize(("side", "loss"), [(3, "dice_focal"), (24, "dice_bce")])
+def test_the_loss_follows_the_object_sizes_of_phantoms(tmp_path, side, loss):
+    """Phantoms whose lesions are 3x3 (0.2% of a 64 px image) get Dice+focal, 24x24 (14%)
+    Dice+BCE, from the fingerprint of their masks."""
+    from tests.data.conftest import save, smooth_image
+
+    for i in range(6):
+        cls = ("benign", "malignant")[i % 2]
+        mask = np.zeros((64, 64), np.uint8)
+        at = 5 + 4 * i
+        mask[at : at + side, at : at + side] = 255
+        save(tmp_path / cls / f"{cls}_{i}.png", smooth_image(i, 64))
+        save(tmp_path / cls / f"{cls}_{i}_mask.png", mask)
+    fp = fingerprint(tmp_path)
+    assert fp.smallest_object_share == pytest.approx(side * side / 64**2)
+    assert rules.loss(fp, "segmentation").value == loss
 
 
 def test_no_masks_for_a_segmentation_plan_is_one_line(tmp_path, capsys):
@@ -192,3 +213,33 @@ def test_duplicates_count_as_one_independent_unit(tmp_path):
     fp = fingerprint(tmp_path / "d")
     assert (fp.n_images, fp.exact_duplicates, fp.near_duplicates) == (6, 1, 1)
     assert fp.groups == 4
+
+
+def test_plan_cli_without_weights_and_with_a_budget_too_small(phantoms, tmp_path, monkeypatch,
+                                                              capsys):  # fmt: skip
+    """No encoder weights on disk: the plan still comes (random init), names the file that
+    would help, and its recipe carries the predicted peak memory; a budget below one epoch
+    exits 2 with one line giving the smallest budget that fits, and writes nothing."""
+    import yaml
+
+    monkeypatch.setattr(rules, "encoders_on_disk", lambda: [])
+    out = tmp_path / "p.yaml"
+    code, printed, err = run_cli(
+        capsys, "plan", str(phantoms), "--budget", "20m", "--out", str(out)
+    )
+    assert code == 0, err
+    assert "no encoder weights on disk: place resnet18-f37072fd.pth in" in printed
+    doc = yaml.safe_load(out.read_text())
+    assert doc["model"]["weights"] == "none" and doc["model"]["encoder"] == "resnet18"
+    assert doc["train"]["planned_peak_mb"] > 0
+    text = out.read_text()
+    assert f"peak memory ~{doc['train']['planned_peak_mb']} MB (host)" in text
+    assert "# no encoder weights on disk: place resnet18-f37072fd.pth" in text
+    small = tmp_path / "small.yaml"
+    code, printed, err = run_cli(
+        capsys, "plan", str(phantoms), "--budget", "1s", "--out", str(small)
+    )
+    errors = [line for line in err.splitlines() if line.startswith("medtl: error")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert "--budget 1s is too small for one epoch" in errors[0]
+    assert "the smallest budget that fits: " in errors[0] and not small.exists()

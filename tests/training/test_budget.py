@@ -13,7 +13,12 @@ from tests.conftest import train_tiny
 
 def test_budget_stops_the_run_with_its_best_checkpoint(phantoms, tmp_path):
     run = train_tiny(
-        phantoms, tmp_path, "train.epochs=500", "train.max_time=2s", "train.planned_seconds=1.5"
+        phantoms,
+        tmp_path,
+        "train.epochs=500",
+        "train.max_time=2s",
+        "train.planned_seconds=1.5",
+        "train.planned_peak_mb=2000",
     )
     facts = json.loads((run / "run.json").read_text())
     budget = facts["time_budget"]
@@ -29,6 +34,10 @@ def test_budget_stops_the_run_with_its_best_checkpoint(phantoms, tmp_path):
     check = facts["plan_check"]
     assert check["predicted_s"] == 1.5
     assert check["ratio"] == pytest.approx(check["measured_s"] / 1.5, abs=1e-3)
+    from medtl.runtime.memory import peak_rss_mb
+
+    # the training process's peak resident memory when the fit ended (this process: CPU)
+    assert check["predicted_peak_mb"] == 2000 and 50 < check["peak_mb"] <= peak_rss_mb()
     assert facts["device"] == {
         "asked": "auto",
         "accelerator": "cpu",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -90,6 +91,7 @@ def test_bfloat16_cache_halves_memory_and_keeps_the_loss(phantoms):
     f32 = FeatureDataset(net, data.cache, rows, None)
     bf16 = FeatureDataset(net, data.cache, rows, None, dtype=torch.bfloat16)
     size = [sum(f.numel() * f.element_size() for f in d.features) for d in (f32, bf16)]
+    assert f32.shapes == [tuple(f.shape[1:]) for f in f32.features]
     assert size[1] * 2 == size[0] == feature_bytes(net, 32) * len(rows)
     assert feature_bytes(net, 32, torch.bfloat16) * 2 == feature_bytes(net, 32)
     item = bf16[1][0]
@@ -114,3 +116,140 @@ def test_bfloat16_cache_from_the_config(phantoms, tmp_path):
     )
     log = (run / "train.log").read_text()
     assert "feature cache: frozen encoder features" in log and "bfloat16" in log
+
+
+def _stub_net(channels: int = 4):
+    """An 'encoder' of two levels (the image and a copy with ``channels`` channels at half
+    size): FeatureDataset needs ``encoder``, ``normalise``, ``training`` and ``train``."""
+
+    class Stub(torch.nn.Module):
+        def normalise(self, x):
+            return x
+
+        def encoder(self, x):
+            half = torch.nn.functional.avg_pool2d(x, 2)
+            return [x, half.repeat(1, channels // 3 + 1, 1, 1)[:, :channels] + 0.5]
+
+    return Stub()
+
+
+class _Cache:
+    def __init__(self, n: int, size: int):
+        g = torch.Generator().manual_seed(0)
+        self.images = [torch.randint(0, 256, (3, size, size), generator=g).byte() for _ in range(n)]
+        self.masks = [(img[:1] > 127).byte() for img in self.images]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_features_on_disk_are_the_in_memory_ones_and_the_file_goes(tmp_path, dtype):
+    net, cache = _stub_net(), _Cache(5, 16)
+    mem = FeatureDataset(net, cache, [0, 2, 3, 4], [1, 0, 1, 0, 1], batch=3, dtype=dtype)
+    disk = FeatureDataset(
+        net, cache, [0, 2, 3, 4], [1, 0, 1, 0, 1], batch=3, dtype=dtype, spill=tmp_path
+    )
+    assert disk.features == [] and disk.shapes == mem.shapes == [(3, 16, 16), (4, 8, 8)]
+    files = list(tmp_path.glob("features-*.bin"))
+    assert len(files) == 1 and files[0].stat().st_size == 4 * (3 * 256 + 4 * 64) * dtype.itemsize
+    for i in (0, 3, 5):  # 5: a padding index reads item 1, row -1
+        a, b = mem[i], disk[i]
+        assert all(
+            torch.equal(x, y) and y.dtype == torch.float32 for x, y in zip(a[0], b[0], strict=True)
+        )
+        assert torch.equal(a[1], b[1]) and a[2:] == b[2:]
+    assert disk[5][3] == -1 and torch.equal(disk[5][0][1], disk[1][0][1])
+    import pickle
+
+    worker_copy = pickle.loads(pickle.dumps(disk))  # what a spawned DataLoader worker gets
+    assert torch.equal(worker_copy[2][0][0], mem[2][0][0])
+    del worker_copy
+    assert files[0].exists()  # a worker's copy does not delete the file
+    files[0].write_bytes(b"")  # changed under the fit: a one-line error, not a traceback
+    from medtl.utils.errors import MedtlError
+
+    with pytest.raises(MedtlError, match="cut short"):
+        disk[0]
+    del disk
+    assert not files[0].exists()
+
+
+def test_features_beyond_the_allowance_go_to_disk(tmp_path):
+    from medtl.training.features import spill_folder
+
+    net, _ = build_model("segmentation", "unet", "resnet18", "none")
+    per_item = feature_bytes(net, 64) / 2**20
+    cfg = load_config(overrides=["data.image_size=64", "train.feature_cache_mb=1"])
+    n_fit = int(1 / per_item)
+    assert spill_folder(cfg, net, n_fit, tmp_path) is None
+    assert spill_folder(cfg, net, n_fit + 1, tmp_path) == tmp_path
+    bf16 = load_config(
+        overrides=["data.image_size=64", "train.feature_cache_mb=1",
+                   "train.feature_cache_dtype=bfloat16"]
+    )  # fmt: skip
+    assert spill_folder(bf16, net, n_fit + 1, tmp_path) is None  # half the bytes fit
+
+
+def test_frozen_training_with_features_on_disk_matches_memory(phantoms, tmp_path):
+    runs = [
+        train_tiny(
+            phantoms,
+            tmp_path,
+            "model.strategy=frozen",
+            "train.epochs=2",
+            f"train.feature_cache_mb={mb}",
+            f"output.name=mb{mb}",
+        )
+        for mb in (0, 1024)
+    ]
+    log = (runs[0] / "train.log").read_text()
+    assert f"on disk in {runs[0]}" in log and "in memory" in (runs[1] / "train.log").read_text()
+    assert not list(runs[0].rglob("features-*.bin"))  # deleted after the fit
+    a, b = (
+        [float(r["val_dice"]) for r in csv.DictReader((run / "metrics.csv").open())] for run in runs
+    )
+    assert a == b  # float32 on disk: the same numbers
+
+
+_RSS_CHILD = r"""
+import json, sys, torch
+from pathlib import Path
+from medtl.training.features import FeatureDataset
+
+class Net(torch.nn.Module):
+    def normalise(self, x):
+        return x
+    def encoder(self, x):  # 32 MB of float32 features per image of 3 x 256 x 256
+        return [x.repeat(1, 32, 1, 1)]
+
+class Cache:
+    images = [torch.full((3, 256, 256), i, dtype=torch.uint8) for i in range(12)]
+    masks = None
+
+spill = Path(sys.argv[1]) if sys.argv[1] != "-" else None
+ds = FeatureDataset(Net(), Cache(), range(12), None, batch=2, spill=spill)
+assert float(ds[11][0][0][0, 0, 0]) > float(ds[0][0][0][0, 0, 0])
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(json.dumps({"mb": int(hwm[0].split()[1]) / 1024}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_features_on_disk_keep_them_out_of_the_process_memory(tmp_path):
+    """12 images x 32 MB of features: in memory the child's peak grows by their 384 MB; on
+    disk by about one batch (2 images)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path])
+
+    def peak(spill: str) -> float:
+        cmd = [sys.executable, "-c", _RSS_CHILD, spill]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])["mb"]
+
+    memory, disk = peak("-"), peak(str(tmp_path))
+    assert memory - disk > 250, (memory, disk)
+    assert not list(tmp_path.glob("features-*.bin"))

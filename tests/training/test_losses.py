@@ -19,7 +19,7 @@ def test_soft_dice_is_zero_for_a_confident_empty_prediction_of_an_empty_mask():
     assert soft_dice_loss(torch.full((1, 1, 4, 4), -30.0), target).item() == pytest.approx(
         0.8, abs=1e-4
     )
-    assert set(SEG_LOSSES) == {"bce", "dice", "dice_bce", "focal"}
+    assert set(SEG_LOSSES) == {"bce", "dice", "dice_bce", "focal", "dice_focal"}
 
 
 def test_balanced_class_weights_match_sklearn_and_zero_absent_classes():

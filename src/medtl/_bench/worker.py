@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ import torch
 
 from medtl._bench.measure import matmul_gflops, probe_dtype
 from medtl.runtime.flops import count_flops
+from medtl.runtime.memory import peak_rss_mb
 
 # Settings that make medtl's loop do the same work as the naive one (BCE, Adam lr 1e-4, no
 # augmentation, no scheduler, random weights); the user's overrides come after these.
@@ -128,7 +128,7 @@ def _prepare(cfg) -> dict[str, Any]:
     """Data, train loader, task (and feature cache when frozen), timed as ``medtl train``."""
     from medtl.data.pipeline import make_loader, prepare
     from medtl.models.build import build_model
-    from medtl.training.features import cache_reason, feature_loader
+    from medtl.training.features import cache_reason, feature_loader, spill_folder
     from medtl.training.task import MedtlTask
 
     t0 = time.perf_counter()
@@ -148,8 +148,10 @@ def _prepare(cfg) -> dict[str, Any]:
     if cache_reason(cfg) is None:
         # frozen encoder: its features are computed once and only the decoder trains, as
         # in `medtl train` (the one-off cost is reported, the steps time the decoder)
+        # (in memory up to train.feature_cache_mb, else in a temporary file)
         t0 = time.perf_counter()
-        loader = feature_loader(cfg, task, data, idx, train=True)
+        spill = spill_folder(cfg, task.net, len(idx) * (1 + cfg.data.augment_copies), None)
+        loader = feature_loader(cfg, task, data, idx, True, spill)
         feature_s = round(time.perf_counter() - t0, 2)
     return {
         "data": data,
@@ -248,7 +250,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         out.update(_inference_numbers(cfg, run, x1, warmup, steps))
     # the peak in this process: its threads and the model's dtype (the parent's differ)
     out["peak_gflops"] = matmul_gflops(dtype=probe_dtype(cfg.train.precision))
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 

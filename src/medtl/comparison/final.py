@@ -1,34 +1,96 @@
 """After a comparison: what the best configuration becomes. Per configuration, the
 post-processing chosen on CV (:mod:`medtl.inference.postprocess`, ``CELL/postprocess.json``) and the
 folds' best epochs (``run.json``), the epochs a final model trained on every image
-(``medtl train ... data.val_fraction=0 data.test_fraction=0 train.epochs=E``) should run;
+(``medtl train ... data.val_fraction=0 data.test_fraction=0 train.epochs=E``) should run,
+and, when the folds ran under ``train.max_time`` (a plan's share of its budget per fold),
+the budget of that one full-data training (:func:`final_budget`) instead of the folds';
 and ``CMP/MODEL_CARD.md`` for the best configuration, from its fold ensemble's evaluation
 when there is one, else from its first fold run.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
+import statistics
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from medtl.runs.records import RunRecord, read_postprocess
+from medtl.runtime.device import format_duration
 from medtl.utils.files import atomic_write_text
 
-__all__ = ["best_card", "final_facts", "final_lines"]
+__all__ = ["best_card", "final_budget", "final_facts", "final_lines"]
+
+#: the final model's ``train.max_time``: its predicted fit time times this (a safety net)
+FINAL_MARGIN = 1.25
+
+
+def _fold_train_keys(run: Path) -> dict[str, Any]:
+    """The fold run's ``train`` section of config.yaml (empty when unreadable)."""
+    try:
+        doc = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    train = doc.get("train") if isinstance(doc, dict) else None
+    return train if isinstance(train, dict) else {}
+
+
+def final_budget(records: list[RunRecord], epochs: int | None) -> tuple[float, str] | None:
+    """Seconds of ``train.max_time`` for one training on every image for ``epochs`` epochs,
+    and how they were found: the folds' median epoch time, scaled by every image over a
+    fold's training images, times ``epochs``, plus the largest fit overhead outside epochs
+    (``train_seconds`` minus the epochs), times :data:`FINAL_MARGIN`. None without the
+    folds' epoch times or split sizes."""
+    per_image, overhead, n_all = [], 0.0, 0
+    for r in records:
+        secs = [e["seconds"] for e in r.epochs if e.get("seconds") is not None]
+        n_train = int(r.split.get("train") or 0)
+        if not secs or n_train < 1:
+            return None
+        per_image.append(statistics.median(secs) / n_train)
+        overhead = max(overhead, (r.train_seconds or 0.0) - sum(secs))
+        n_all = max(n_all, sum(int(v or 0) for v in r.split.values()))
+    if not per_image or not epochs:
+        return None
+    epoch_s = statistics.median(per_image) * n_all
+    seconds = math.ceil((epoch_s * epochs + overhead) * FINAL_MARGIN)
+    why = (
+        f"{epochs} epochs on all {n_all} images at the folds' median "
+        f"{epoch_s:.1f}s per epoch scaled to them, + {overhead:.0f}s overhead, "
+        f"x {FINAL_MARGIN} margin"
+    )
+    return float(seconds), why
 
 
 def final_facts(cell: Path, runs: list[Path]) -> dict[str, Any]:
     """``{"best_epochs": [...], "final_epochs": E, "postprocess": {...} | None}`` of a cell:
-    E is the median of the folds' best epochs counted from 1 (None without run.json)."""
-    best = [(RunRecord.read(r) or RunRecord(doc={})).best_epoch for r in runs]
+    E is the median of the folds' best epochs counted from 1 (None without run.json). When
+    the folds ran under ``train.max_time``: ``fold_max_time``, ``final_max_time`` (the
+    :func:`final_budget` as a duration, or ``none`` when it cannot be estimated) and
+    ``final_budget`` (why); ``fold_planned`` when a plan predicted the folds' fit time."""
+    records = [RunRecord.read(r) or RunRecord(doc={}) for r in runs]
+    best = [r.best_epoch for r in records]
     known = sorted(int(b) + 1 for b in best if b is not None)
     pp = read_postprocess(cell / "postprocess.json") or None
-    return {
+    facts: dict[str, Any] = {
         "best_epochs": best,
         "final_epochs": known[len(known) // 2] if known else None,
         "postprocess": pp,
     }
+    train = _fold_train_keys(runs[0]) if runs else {}
+    if train.get("max_time"):
+        budget = final_budget(records, facts["final_epochs"])
+        facts["fold_max_time"] = str(train["max_time"])
+        facts["final_max_time"] = format_duration(budget[0]) if budget else "none"
+        facts["final_budget"] = (
+            budget[1] if budget else "no epoch times in the folds' run.json: no budget"
+        )
+    if train.get("planned_seconds"):
+        facts["fold_planned"] = True
+    return facts
 
 
 def final_lines(results: dict[str, Any]) -> list[str]:
@@ -51,6 +113,7 @@ def final_lines(results: dict[str, Any]) -> list[str]:
     best = results["configs"][0]
     config_file = results.get("config_file")
     final = ("data.val_fraction", "data.test_fraction", "train.epochs")  # set below, once
+    final += ("train.max_time", "train.planned_seconds")  # the folds' budget and prediction
     kept = [
         o
         for o in [*(results.get("base_overrides") or []), *best["overrides"]]
@@ -61,6 +124,17 @@ def final_lines(results: dict[str, Any]) -> list[str]:
         f"{' '.join(map(shlex.quote, kept))} data.val_fraction=0 data.test_fraction=0 "
         f"train.epochs={best.get('final_epochs') or 'E'}"
     )
+    budget = []
+    if best.get("fold_max_time"):
+        cmd += f" train.max_time={best['final_max_time']}"
+        budget = [
+            "",
+            f"The folds ran under train.max_time={best['fold_max_time']} each (their share of "
+            f"the budget); the final model's train.max_time={best['final_max_time']}: "
+            f"{best['final_budget']}.",
+        ]
+    if best.get("fold_planned"):
+        cmd += " train.planned_seconds=none"  # the plan predicted a fold, not this run
     return [
         "",
         "## Post-processing and the final model",
@@ -72,6 +146,7 @@ def final_lines(results: dict[str, Any]) -> list[str]:
         "best configuration, trained on every image for the CV's median best epoch:",
         "",
         f"    {' '.join(cmd.split())}",
+        *budget,
     ]
 
 

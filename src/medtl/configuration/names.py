@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 #: ``train.loss``: the binary losses and their multi-label names (``ce`` = ``bce`` and
-#: ``dice_ce`` = ``dice_bce`` on a one-label head)
-SEG_LOSSES = ("bce", "dice", "dice_bce", "focal", "ce", "dice_ce")
+#: ``dice_ce`` = ``dice_bce`` on a one-label head); ``dice_focal`` for tiny objects
+SEG_LOSSES = ("bce", "dice", "dice_bce", "focal", "dice_focal", "ce", "dice_ce")
 #: ``train.cls_loss``
 CLS_LOSSES = ("ce", "focal")
 #: ``train.optimizer``

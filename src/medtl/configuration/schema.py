@@ -117,12 +117,14 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     feature_cache: bool = True
     feature_cache_dtype: str = "float32"
+    feature_cache_mb: int = 256  # cached encoder features beyond this go to a file on disk
     memory_format: str = "auto"
     cpu_allocator: str = "tuned"
     compile: str = "none"
     threads: int = 0
     max_time: str | None = None  # time budget: 1800, 30m, 2h, DD:HH:MM:SS; stops at the best
     planned_seconds: float | None = None  # medtl plan's predicted fit time (run.json compares)
+    planned_peak_mb: float | None = None  # medtl plan's predicted peak memory (run.json compares)
 
 
 @dataclass

@@ -94,19 +94,26 @@ def fit_overhead(m: Measure) -> float:
     return 1.0 + (4 * m.step_s if m.device == "cpu" else 0.0)
 
 
+#: objects whose 10th-percentile area share is below this are tiny: Dice + focal loss
+TINY_OBJECT_SHARE = 0.01
+
+
 def loss(fp: Fingerprint, task: str) -> Choice:
-    """Segmentation: Dice alone for tiny objects, Dice+CE for label maps, else Dice+BCE."""
+    """Segmentation: Dice+focal when the 10th-percentile object of any structure covers less
+    than :data:`TINY_OBJECT_SHARE` of the image, else Dice+CE for label maps and Dice+BCE
+    for one structure."""
     if task == "classification":
         return Choice("dice_bce", "not used (classification)")
+    share = fp.smallest_object_share
+    if share is not None and share < TINY_OBJECT_SHARE:
+        return Choice(
+            "dice_focal",
+            f"tiny objects (10th percentile {share:.2g} of the image < {TINY_OBJECT_SHARE}): "
+            "Dice keeps them from drowning in background and the focal term down-weights "
+            "the easy background pixels, which per-pixel BCE/CE would let dominate",
+        )
     if any(name != "foreground" for name in fp.objects):
         return Choice("dice_ce", "several labels: Dice + cross-entropy over the label channels")
-    share = fp.smallest_object_share
-    if share is not None and share < 0.01:
-        return Choice(
-            "dice",
-            f"small objects (p10 {share:.2g} of the image): Dice does not drown them in "
-            "background the way per-pixel BCE does",
-        )
     return Choice("dice_bce", "objects are not tiny: Dice + BCE (medtl's default)")
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import resource
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -26,6 +24,7 @@ import torch
 from medtl.configuration.loading import Config
 from medtl.models.build import build_model
 from medtl.runtime.device import resolve_precision
+from medtl.runtime.memory import peak_rss_mb
 from medtl.training.task import MedtlTask
 
 log = logging.getLogger("medtl")
@@ -54,11 +53,6 @@ class Measure:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
 
 
 def _candidate(cfg: Config, encoder: str, size: int, n_classes: int) -> MedtlTask:
@@ -123,7 +117,7 @@ def measure(
     ckpt = _checkpoint_seconds(task, opt)
     n_params = sum(p.numel() for p in task.parameters())
     peak = (
-        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb()
     )
     return Measure(
         encoder=encoder,

@@ -37,7 +37,7 @@ def _header(plan: Plan, out: Path) -> list[str]:
         f"{format_duration(plan.total_s)} in all; peak memory ~{plan.peak_mb:.0f} MB "
         f"({'GPU' if plan.device == 'cuda' else 'host'})",
         f"folds: {k or 'one split'} ({plan.folds_reason})",
-        "run.json's plan_check records the predicted against the measured fit time",
+        "run.json's plan_check records the predicted against the measured fit time and peak memory",
         f"run: {run}",
         *plan.notes,
     ]
@@ -58,6 +58,8 @@ def to_yaml(plan: Plan, out: Path) -> str:
     sections["train"].append(
         f"  planned_seconds: {round(plan.run_fit_s, 1)}  # predicted fit time of one run"
     )
+    where = "GPU memory" if plan.device == "cuda" else "resident memory of the process"
+    sections["train"].append(f"  planned_peak_mb: {round(plan.peak_mb)}  # predicted peak {where}")
     for section in ("data", "model", "train"):
         lines += [f"{section}:", *sections.get(section, [])]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Timer
 
 from medtl.runtime.device import format_duration, parse_duration
+from medtl.runtime.memory import peak_memory_mb
 
 log = logging.getLogger("medtl")
 
@@ -61,5 +62,12 @@ def record_budget(trainer: L.Trainer, cfg: Any, facts: Any, elapsed: float) -> N
     if cfg.train.planned_seconds:
         planned = float(cfg.train.planned_seconds)
         check = {"predicted_s": planned, "measured_s": round(elapsed, 3)}
-        facts.update(plan_check={**check, "ratio": round(elapsed / planned, 3)})
+        check["ratio"] = round(elapsed / planned, 3)
         log.info(f"plan: predicted {planned:.1f}s of fitting, measured {elapsed:.1f}s")
+        if cfg.train.planned_peak_mb:  # host RSS on CPU, torch's allocations on a GPU
+            peak = peak_memory_mb(getattr(trainer.strategy.root_device, "type", "cpu"))
+            check |= {"predicted_peak_mb": float(cfg.train.planned_peak_mb), "peak_mb": peak}
+            log.info(
+                f"plan: predicted peak memory {cfg.train.planned_peak_mb:.0f} MB, {peak:.0f} MB"
+            )
+        facts.update(plan_check=check)

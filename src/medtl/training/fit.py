@@ -44,7 +44,7 @@ from medtl.runtime.memory_format import choose_layout
 from medtl.runtime.quiet import quiet_lightning
 from medtl.training.budget import record_budget, time_budget
 from medtl.training.callbacks import AtomicCheckpointIO, EpochMetricsCSV, run_callbacks
-from medtl.training.features import train_val_loaders
+from medtl.training.features import features_released, train_val_loaders
 from medtl.training.interrupts import fit_endings
 from medtl.training.label_weights import training_label_weights
 from medtl.training.loggers import check_logger, log_run_artifacts, make_logger
@@ -320,7 +320,7 @@ def _fit(
         metrics_csv.load_existing()
     trainer = _trainer(cfg, run, callbacks, progress)
     val_idx = splits["val"] or splits["train"]
-    train_loader, val_loader = train_val_loaders(cfg, task, data, splits["train"], val_idx)
+    train_loader, val_loader = train_val_loaders(cfg, task, data, splits["train"], val_idx, run)
     accelerator = resolve_accelerator(cfg.train.accelerator)  # CUDA: pinned memory, workers
     train_loader, val_loader = (tune_loader(dl, accelerator) for dl in (train_loader, val_loader))
     layout, speeds = choose_layout(cfg, task, train_loader)
@@ -328,7 +328,8 @@ def _fit(
     write_model_summary(run, task, facts)  # rank 0: RUN/model_summary.txt, run.json counts
     compile_net(cfg, task, on_features=not isinstance(train_loader.dataset, CachedDataset))
     t0 = time.perf_counter()
-    with fit_endings(trainer, run):  # NaN guard and Ctrl-C as medtl's errors
+    # NaN guard and Ctrl-C as medtl's errors; cached features on disk deleted afterwards
+    with fit_endings(trainer, run), features_released(train_loader, val_loader):
         # weights-only: a checkpoint cannot run code (engine.checkpoints)
         trainer.fit(task, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     elapsed = time.perf_counter() - t0

@@ -1,5 +1,5 @@
-"""Loss registry: segmentation (:data:`SEG_LOSSES` bce, dice, dice_bce, focal, and the
-multi-label names ce, dice_ce) and classification (:data:`CLS_LOSSES` ce, focal). The names
+"""Loss registry: segmentation (:data:`SEG_LOSSES` bce, dice, dice_bce, focal, dice_focal,
+and the multi-label names ce, dice_ce) and classification (:data:`CLS_LOSSES` ce, focal). The names
 ``train.loss`` and ``train.cls_loss`` accept are :mod:`medtl.configuration.names`'; the
 registries are checked against them on import.
 
@@ -11,13 +11,17 @@ as ``bce`` and ``dice_bce`` for one label.
 Masks with several labels (``C + 1`` logit channels, background first, targets
 ``(N, 1, H, W)`` holding label indices 0..C): :data:`LABEL_LOSSES` ``ce`` (pixel
 cross-entropy), ``dice`` (soft Dice of the softmax per image and channel, smoothed like the
-binary one, weighted mean over the channels), ``dice_ce`` (their sum) and ``focal``
-(CE x (1 - p_true)^2, mean over pixels); each takes optional per-label weights ``(C + 1,)``
+binary one, weighted mean over the channels), ``dice_ce`` (their sum), ``focal``
+(CE x (1 - p_true)^2, mean over pixels) and ``dice_focal`` (Dice + focal); each takes optional per-label weights ``(C + 1,)``
 (:func:`seg_loss_for`, ``train.label_weights``).
 
 One binary mask per structure (mask scheme ``multilabel``, ``C`` sigmoid channels, targets
 ``(N, 1, H, W)`` holding structure ``k`` in bit ``k``): :data:`MULTILABEL_LOSSES`, smp's
 ``DiceLoss``/``FocalLoss`` in ``mode="multilabel"`` and a per-channel BCE.
+
+``dice_focal`` (every head): the soft Dice plus the focal loss. The focal term
+down-weights the many easy background pixels, so a tiny object's pixels still carry the
+per-pixel gradient that Dice alone gives only through the image's overlap ratio.
 
 Example (a hand computation: one pixel, background certain, the truth is label 1):
     >>> import torch
@@ -66,11 +70,18 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return soft_dice_loss(logits, target) + bce_loss(logits, target)
 
 
+def dice_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Soft Dice (per image) + sigmoid focal loss (alpha 0.25, gamma 2): the Dice+focal mix
+    a plan chooses for tiny objects."""
+    return soft_dice_loss(logits, target) + binary_focal_loss(logits, target)
+
+
 SEG_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "bce": bce_loss,
     "dice": soft_dice_loss,
     "dice_bce": dice_bce_loss,
     "focal": binary_focal_loss,
+    "dice_focal": dice_focal_loss,
 }
 #: the multi-label names on a one-label (sigmoid) head
 BINARY_ALIASES = {"ce": "bce", "dice_ce": "dice_bce"}
@@ -113,11 +124,19 @@ def label_focal_loss(
     return FocalCE(w)(logits, target[:, 0].long())
 
 
+def label_dice_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`label_dice_loss` + :func:`label_focal_loss` (same per-label weights)."""
+    return label_dice_loss(logits, target, weight) + label_focal_loss(logits, target, weight)
+
+
 LABEL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "ce": label_ce_loss,
     "dice": label_dice_loss,
     "dice_ce": label_dice_ce_loss,
     "focal": label_focal_loss,
+    "dice_focal": label_dice_focal_loss,
     "bce": label_ce_loss,
     "dice_bce": label_dice_ce_loss,
 }
@@ -162,6 +181,12 @@ def multilabel_dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torc
     return multilabel_dice_loss(logits, target) + multilabel_bce_loss(logits, target)
 
 
+def multilabel_dice_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """smp's multilabel ``DiceLoss`` + ``FocalLoss`` (:func:`multilabel_dice_loss`,
+    :func:`multilabel_focal_loss`)."""
+    return multilabel_dice_loss(logits, target) + multilabel_focal_loss(logits, target)
+
+
 #: one sigmoid channel per structure (mask scheme ``multilabel``); ``ce``/``dice_ce`` are
 #: taken as ``bce``/``dice_bce``
 MULTILABEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -169,6 +194,7 @@ MULTILABEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     "dice": multilabel_dice_loss,
     "dice_bce": multilabel_dice_bce_loss,
     "focal": multilabel_focal_loss,
+    "dice_focal": multilabel_dice_focal_loss,
 }
 
 
