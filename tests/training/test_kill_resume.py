@@ -39,7 +39,7 @@ TIMING = ("epoch_time_s",)
 # medtl.training.callbacks is imported ("ckpt:NAME:EPOCH": right after the checkpoint NAME
 # of EPOCH is on disk; "step:N": right after optimiser step N's row is noted).
 SITECUSTOMIZE = textwrap.dedent(
-    '''
+    """
     import importlib.abc
     import importlib.util
     import os
@@ -90,7 +90,7 @@ SITECUSTOMIZE = textwrap.dedent(
 
     if os.environ.get("MEDTL_TEST_KILL"):
         sys.meta_path.insert(0, _KillPoint())
-    '''
+    """
 )
 
 
@@ -123,6 +123,7 @@ def child_env(tmp_path_factory) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_at",
     [
@@ -135,10 +136,8 @@ def child_env(tmp_path_factory) -> dict[str, str]:
     ],
 )
 def test_sigkill_then_resume_equals_uninterrupted(
-    kill_at, phantoms, reference, child_env, tmp_path
+    kill_at, phantoms, reference, child_env, tmp_path, capsys
 ):
-    from medtl.utils.files import read_csv
-
     cmd = [sys.executable, "-m", "medtl", "train", "--no-progress"]
     cmd += [f"data.root={phantoms}", f"output.dir={tmp_path}", *ARGS, "output.name=killed"]
     env = {**child_env, "MEDTL_TEST_KILL": kill_at}
@@ -150,13 +149,18 @@ def test_sigkill_then_resume_equals_uninterrupted(
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     assert [int(e["epoch"]) for e in read_csv(run / "metrics.csv")] == [0, 1][: last["epoch"] + 1]
 
+    capsys.readouterr()
     _train_in_process(f"train.resume={run}")
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run)
     assert (run / "splits.json").read_text() == (reference / "splits.json").read_text()
     for name in ("metrics.csv", "steps.csv"):
         resumed, whole = _rows(run / name), _rows(reference / name)
         assert resumed == whole, name
-    steps = [int(r["step"]) for r in read_csv(run / "steps.csv")]
-    assert steps == list(range(1, len(steps) + 1))
+    steps = read_csv(run / "steps.csv")
+    assert [int(r["step"]) for r in steps] == list(range(1, len(steps) + 1))
+    for row in read_csv(run / "metrics.csv"):  # the epoch's mean step loss (equal batches)
+        losses = [float(r["loss"]) for r in steps if r["epoch"] == row["epoch"]]
+        assert float(row["train_loss"]) == pytest.approx(sum(losses) / len(losses), abs=1e-5)
     facts = json.loads((run / "run.json").read_text())
     assert facts["status"] == "finished" and [e["epoch"] for e in facts["epochs"]] == [0, 1, 2]
     assert facts["best_epoch"] == json.loads((reference / "run.json").read_text())["best_epoch"]
