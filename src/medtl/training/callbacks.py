@@ -196,7 +196,8 @@ class EpochMetricsCSV(L.Callback):
 
 def _train_epoch_metrics(trainer: L.Trainer) -> dict[str, Any]:
     """The training epoch's values logged per epoch (``train_loss``, ``train_dice``, ...) as
-    Lightning reports them at the epoch's end; {} where Lightning keeps them elsewhere.
+    Lightning reports them at the epoch's end; {} where Lightning keeps them elsewhere (the
+    row then has ``train_loss`` as the mean step loss and the validation metrics only).
     Computing them early caches them: the epoch's end reports the same values."""
     results = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "_results", None)
     if results is None or not hasattr(results, "metrics"):
