@@ -5,7 +5,9 @@ Each test's setup, call and teardown are timed by ``getrusage`` of this process 
 waited-for children (user + system), so fixtures are charged to the first test that builds
 them and subprocesses count. One tab-separated line per test goes to FILE: node id, setup,
 call, teardown, total CPU seconds and the process's own ``time.process_time`` share; the
-collection's CPU seconds go on a ``<collection>`` line, the whole session's on ``<session>``.
+collection's CPU seconds go on a ``<collection>`` line, the whole session's on ``<session>``
+(a pytest-xdist worker's lines name it, ``<session gw0>``; the controller's session includes
+its workers, which are its children).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class CpuDurations:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        if not os.environ.get("PYTEST_XDIST_WORKER"):
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        self.who = f" {worker}" if worker else ""
+        if not worker:
             path.write_text("")
         self.rows: dict[str, dict[str, float]] = {}
         self.start = _cpu()
@@ -50,7 +54,7 @@ class CpuDurations:
         before = _cpu()
         yield
         self.collected = _cpu() - before
-        self._write("<collection>", {"total": self.collected})
+        self._write(f"<collection{self.who}>", {"total": self.collected})
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -84,7 +88,7 @@ class CpuDurations:
         yield from self._phase(item, "teardown")
 
     def pytest_sessionfinish(self, session):
-        self._write("<session>", {"total": _cpu() - self.start})
+        self._write(f"<session{self.who}>", {"total": _cpu() - self.start})
 
 
 def pytest_configure(config: pytest.Config) -> None:
