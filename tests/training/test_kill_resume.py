@@ -101,10 +101,14 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def _train_in_process(*args: str) -> None:
     from medtl.cli.parser import main
 
-    try:
-        assert main(["train", "--no-progress", *args]) == 0
-    finally:
-        torch.use_deterministic_algorithms(False)  # train.deterministic sets it process-wide
+    # train.deterministic sets torch's flag and Lightning CUBLAS_WORKSPACE_CONFIG, both
+    # process-wide: restored for the tests that follow in this process
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CUBLAS_WORKSPACE_CONFIG", os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""))
+        try:
+            assert main(["train", "--no-progress", *args]) == 0
+        finally:
+            torch.use_deterministic_algorithms(False)
 
 
 @pytest.fixture(scope="module")
