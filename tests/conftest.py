@@ -46,6 +46,9 @@ TINY = [
     "train.memory_format=contiguous",  # runs compared for equality must not differ in layout
 ]
 
+# ``--cpu-durations=FILE``: CPU seconds per test, for finding the slow ones on a shared machine
+pytest_plugins = ["tests.cpu_durations"]
+
 _SESSION_DIRS: set[Path] = set()  # made by the session fixtures below: kept to the end
 
 

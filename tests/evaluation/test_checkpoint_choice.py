@@ -44,13 +44,13 @@ def test_missing_checkpoint_is_one_line_exit_2(run2, tmp_path, capsys):
     assert "no.ckpt not found" in err and len(err.splitlines()) == 1
 
 
-def test_reuse_bundles_builds_once_and_hands_out_copies(phantoms, tmp_path, monkeypatch):
+def test_reuse_bundles_builds_once_and_hands_out_copies(seg_run, monkeypatch):
     """Inside reuse_bundles the same model.pt is built once; every caller gets its own copy
     (changing one changes no other), equal to a fresh load; outside, each load builds."""
     import medtl.runs.folder as runs
-    from tests.conftest import record_calls, train_tiny
+    from tests.conftest import record_calls
 
-    run = train_tiny(phantoms, tmp_path)
+    run = seg_run  # only read
     builds = record_calls(monkeypatch, runs, "_load_bundle")
     with runs.reuse_bundles():
         first, cfg, classes = runs.load_bundle(run)

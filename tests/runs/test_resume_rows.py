@@ -1,4 +1,5 @@
-"""Resuming keeps every row already recorded: steps.csv, metrics.csv and run.json."""
+"""Resuming keeps every row already recorded: steps.csv, metrics.csv and run.json (a real kill
+-9 at the epoch's end: tests/training/test_kill_resume.py)."""
 
 from __future__ import annotations
 
@@ -32,38 +33,6 @@ def test_resume_keeps_the_steps_of_earlier_epochs(phantoms, tmp_path):
     assert steps == sorted(set(steps)) == list(range(1, len(after) + 1))
     metrics = read_csv(run / "metrics.csv")
     assert [r["epoch"] for r in metrics] == ["0", "1", "2"]
-
-
-def test_kill_between_checkpoint_and_metrics_row_leaves_no_blank_row(
-    phantoms, tmp_path, monkeypatch
-):
-    """The process dies at epoch 1's end, after its checkpoints were saved (validation end)
-    and before the epoch-end row: the resumed run keeps the row written before the
-    checkpoint (validation metrics, mean step loss, learning rates)."""
-    from medtl.training import callbacks
-
-    real = callbacks.EpochMetricsCSV.on_train_epoch_end
-
-    def die_at_epoch_1(self, trainer, module):
-        if trainer.current_epoch == 1:
-            raise RuntimeError("killed")  # as a kill: nothing of the epoch's end runs
-        return real(self, trainer, module)
-
-    monkeypatch.setattr(callbacks.EpochMetricsCSV, "on_train_epoch_end", die_at_epoch_1)
-    with pytest.raises(RuntimeError, match="killed"):
-        train_tiny(phantoms, tmp_path, "train.epochs=2", "output.name=k")
-    monkeypatch.setattr(callbacks.EpochMetricsCSV, "on_train_epoch_end", real)
-    run = tmp_path / "k"
-    _resume(run, "train.epochs=3")
-    rows = {r["epoch"]: r for r in read_csv(run / "metrics.csv")}
-    assert list(rows) == ["0", "1", "2"]
-    for epoch in ("1", "2"):
-        row = rows[epoch]
-        assert row["val_loss"] not in ("", None) and float(row["train_loss"]) > 0, row
-        assert float(row["val_dice"]) >= 0
-    steps = read_csv(run / "steps.csv")
-    one = [float(r["loss"]) for r in steps if r["epoch"] == "1"]
-    assert float(rows["1"]["train_loss"]) == pytest.approx(sum(one) / len(one), abs=1e-5)
 
 
 def test_refused_resume_keeps_a_finished_run_finished(seg_run, tmp_path):

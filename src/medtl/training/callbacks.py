@@ -113,10 +113,11 @@ class EpochMetricsCSV(L.Callback):
     """Writes ``RUN/metrics.csv`` (one row per epoch, rewritten atomically) and logs each epoch.
 
     The row is written twice: at validation end, before the epoch's checkpoints are saved
-    (Lightning runs checkpoint callbacks last), with the validation metrics, the learning
-    rates and ``train_loss`` as the mean of the epoch's step losses; and at the epoch's
-    end with every metric. A process killed between the checkpoint and the epoch's end
-    resumes after that epoch and keeps the first version instead of a blank row."""
+    (Lightning runs checkpoint callbacks last), with every metric of the epoch (the
+    training epoch's are final once its last batch is done) and the learning rates; and at
+    the epoch's end, when only ``epoch_time_s`` changes. A process killed between the
+    checkpoint and the epoch's end resumes after that epoch and keeps the first version,
+    the same row an uninterrupted run writes but for its time."""
 
     def __init__(self, path: Path, steps: StepLossCSV | None = None):
         self.path = Path(path)
@@ -137,7 +138,11 @@ class EpochMetricsCSV(L.Callback):
         return {f"lr_{g.get('name', 'group')}": g["lr"] for g in trainer.optimizers[0].param_groups}
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
+            return
+        # every rank: a torchmetrics metric gathers across processes when computed
+        metrics = _train_epoch_metrics(trainer)
+        if not trainer.is_global_zero:
             return
         epoch = trainer.current_epoch
         row: dict[str, Any] = {
@@ -149,11 +154,10 @@ class EpochMetricsCSV(L.Callback):
             for r in (self.steps.rows if self.steps else [])
             if int(r["epoch"]) == epoch
         ]
-        if losses:
-            row["train_loss"] = round(sum(losses) / len(losses), 6)
-        for k, v in sorted(trainer.callback_metrics.items()):
-            if k.startswith("val_"):
-                row[k] = round(float(v), 6)
+        if losses and "train_loss" not in metrics:
+            metrics["train_loss"] = sum(losses) / len(losses)
+        metrics.update((k, v) for k, v in trainer.callback_metrics.items() if k.startswith("val_"))
+        row.update((k, round(float(v), 6)) for k, v in sorted(metrics.items()))
         row.update(self._lrs(trainer))
         self.rows = [r for r in self.rows if int(r["epoch"]) != epoch] + [row]
         self._write()
@@ -188,6 +192,17 @@ class EpochMetricsCSV(L.Callback):
 
     def _write(self) -> None:
         atomic_write_text(self.path, csv_text(self.rows))
+
+
+def _train_epoch_metrics(trainer: L.Trainer) -> dict[str, Any]:
+    """The training epoch's values logged per epoch (``train_loss``, ``train_dice``, ...) as
+    Lightning reports them at the epoch's end; {} where Lightning keeps them elsewhere (the
+    row then has ``train_loss`` as the mean step loss and the validation metrics only).
+    Computing them early caches them: the epoch's end reports the same values."""
+    results = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "_results", None)
+    if results is None or not hasattr(results, "metrics"):
+        return {}
+    return dict(results.metrics(on_step=False)["callback"])
 
 
 class StepLossCSV(L.Callback):
