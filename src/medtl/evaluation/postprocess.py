@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from medtl.inference.postprocess import POSTPROCESS_FILE, apply_rule, parse_rule
-from medtl.runs.records import read_postprocess
+from medtl.runs.records import EvalSummary, as_summary, read_postprocess
 from medtl.utils.files import atomic_write_json
 
 __all__ = [
@@ -158,12 +158,12 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def postprocess_lines(summary: dict[str, Any]) -> list[str]:
-    """The console line of :func:`postprocess_summary` for ``format_summary``."""
-    pp = summary.get("postprocess")
-    if not pp:
+def postprocess_lines(summary: EvalSummary | dict[str, Any]) -> list[str]:
+    """The console line of :func:`postprocess_summary` for ``format_summary`` (the
+    summary's typed ``postprocess`` block)."""
+    pp = as_summary(summary).postprocess
+    if pp is None:
         return []
     return [
-        f"  post-processing {pp['rule']}: Dice {pp['dice_before']:.4f} before, "
-        f"{pp['dice_after']:.4f} after"
+        f"  post-processing {pp.rule}: Dice {pp.dice_before:.4f} before, {pp.dice_after:.4f} after"
     ]

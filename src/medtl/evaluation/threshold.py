@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from medtl.inference.decisions import DEFAULT_THRESHOLD
+from medtl.runs.records import EvalSummary, as_summary
 from medtl.utils.errors import ConfigError
 
 log = logging.getLogger("medtl")
@@ -156,16 +157,17 @@ def threshold_summary(doc: dict[str, Any]) -> dict[str, Any]:
     return {"seg_threshold": {k: entry.get(k) for k in keys}}
 
 
-def threshold_lines(summary: dict[str, Any]) -> list[str]:
-    """The console line of a stored segmentation threshold (none at the default)."""
-    s = summary.get("seg_threshold")
-    if not s:
+def threshold_lines(summary: EvalSummary | dict[str, Any]) -> list[str]:
+    """The console line of a stored segmentation threshold (none at the default), from the
+    summary's typed ``threshold`` block."""
+    s = as_summary(summary).threshold
+    if s is None:
         return []
 
-    def f(v: Any) -> str:
-        return "–" if v is None or not np.isfinite(v) else f"{v:.4f}"
+    def f(v: float) -> str:
+        return "–" if not np.isfinite(v) else f"{v:.4f}"
 
     return [
-        f"  mask threshold {s['value']:.4g} ({s['rule']}, chosen on {s['fitted_on']}; "
-        f"val Dice {f(s['val_dice_at_value'])} vs {f(s['val_dice_at_default'])} at 0.5)"
+        f"  mask threshold {s.value:.4g} ({s.rule}, chosen on {s.fitted_on}; "
+        f"val Dice {f(s.val_dice_at_value)} vs {f(s.val_dice_at_default)} at 0.5)"
     ]

@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medtl.runs.summary_blocks import (
+    LeakFreeBlock,
+    PostprocessBlock,
+    SurfaceBlock,
+    ThresholdBlock,
+)
 from medtl.utils.files import atomic_write_json
 from medtl.utils.records import Shape, load_json
 
@@ -69,6 +75,11 @@ class EvalSummary:
     segmentation_per_label: dict[str, Any] = field(default_factory=dict)
     empty_mask_rule: str | None = None
     volumes: dict[str, Any] | None = None
+    #: the typed blocks the console lines read (:mod:`medtl.runs.summary_blocks`)
+    threshold: ThresholdBlock | None = None
+    postprocess: PostprocessBlock | None = None
+    leak_free: LeakFreeBlock | None = None
+    surface: SurfaceBlock | None = None
 
     @classmethod
     def of(cls, doc: Any, path: str | Path) -> EvalSummary:
@@ -102,6 +113,10 @@ class EvalSummary:
             segmentation_per_label=doc.get("segmentation_per_label") or {},
             empty_mask_rule=doc.get("empty_mask_rule"),
             volumes=doc.get("volumes") or None,
+            threshold=ThresholdBlock.of(doc, shape),
+            postprocess=PostprocessBlock.of(doc, shape),
+            leak_free=LeakFreeBlock.of(doc, shape),
+            surface=SurfaceBlock.of(doc, shape),
         )
 
     @classmethod
@@ -124,6 +139,12 @@ class EvalSummary:
     def labels(self) -> list[str]:
         """The foreground label names of a label-map evaluation (``[]``: binary)."""
         return list(self.segmentation_per_label)
+
+
+def as_summary(summary: EvalSummary | dict[str, Any]) -> EvalSummary:
+    """``summary`` as an :class:`EvalSummary` (an in-memory dict read through
+    :meth:`EvalSummary.from_dict`), for the console lines of its blocks."""
+    return summary if isinstance(summary, EvalSummary) else EvalSummary.from_dict(summary)
 
 
 def _plain(obj: Any) -> Any:
@@ -318,6 +339,7 @@ __all__ = [
     "SUMMARY_FILE",
     "Calibration",
     "EvalSummary",
+    "as_summary",
     "RunRecord",
     "read_postprocess",
     "read_run_record",
