@@ -274,6 +274,9 @@ class Calibration:
     temperature: float | None = None
     seg_threshold: float = DEFAULT_THRESHOLD
     operating_point: dict[str, Any] | None = None
+    #: one mask threshold per structure of a multilabel run (``seg_threshold.per_structure``,
+    #: in the run's structure order); None: ``seg_threshold`` for every mask
+    seg_thresholds: dict[str, float] | None = None
 
     @classmethod
     def of(cls, doc: Any, path: str | Path) -> Calibration:
@@ -285,6 +288,11 @@ class Calibration:
         t = shape.number(temp.get("value"), "temperature.value", lo=1e-6, optional=True)
         seg = shape.numbers(doc.get("seg_threshold"), "seg_threshold")
         value = shape.number(seg.get("value"), "seg_threshold.value", 0.0, 1.0, optional=True)
+        per = shape.mapping(seg.get("per_structure"), "seg_threshold.per_structure", True)
+        per = {
+            str(k): float(shape.number(v, f"seg_threshold.per_structure.{k}", 0.0, 1.0))
+            for k, v in per.items()
+        }
         op = shape.numbers(doc.get("operating_point"), "operating_point")
         if op:
             shape.number(op.get("temperature"), "operating_point.temperature", 1e-6, None, True)
@@ -298,7 +306,16 @@ class Calibration:
             temperature=t,
             seg_threshold=DEFAULT_THRESHOLD if value is None else value,
             operating_point=op or None,
+            seg_thresholds=per or None,
         )
+
+    @property
+    def mask_threshold(self) -> float | tuple[float, ...]:
+        """What the masks are cut at: one threshold per structure (multilabel runs with a
+        per-structure decision), else the one threshold."""
+        if self.seg_thresholds:
+            return tuple(self.seg_thresholds.values())
+        return self.seg_threshold
 
     @classmethod
     def read(cls, run: str | Path) -> Calibration:

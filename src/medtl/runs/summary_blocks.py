@@ -44,6 +44,7 @@ class ThresholdBlock:
     n_images: int | None
     val_dice_at_value: float
     val_dice_at_default: float
+    per_structure: dict[str, float]  # a multilabel run's threshold per structure ({}: one)
 
     @classmethod
     def of(cls, doc: dict[str, Any], shape: Shape) -> ThresholdBlock | None:
@@ -61,6 +62,10 @@ class ThresholdBlock:
             val_dice_at_default=_num(
                 shape, b.get("val_dice_at_default"), w + "val_dice_at_default"
             ),
+            per_structure={
+                str(k): float(shape.number(v, f"{w}per_structure.{k}", 0, 1))
+                for k, v in shape.mapping(b.get("per_structure"), w + "per_structure", True).items()
+            },
         )
 
 
