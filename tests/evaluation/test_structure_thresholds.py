@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from medtl.evaluation.calibrate import Decisions
 from medtl.evaluation.threshold_structures import choose_per_structure, structure_dice_at
@@ -110,3 +111,22 @@ def test_a_given_threshold_applies_to_every_structure(run, tmp_path):
     entry = json.loads((run / "calibration.json").read_text())["seg_threshold"]
     assert (entry["value"], entry["rule"]) == (0.4, "given") and "per_structure" not in entry
     assert load(run).seg_threshold == 0.4
+
+
+def test_evaluate_post_processes_each_structure(run, tmp_path):
+    import csv
+
+    from medtl.api import evaluate
+    from medtl.inference.postprocess import _binary, parse_rule
+
+    run = Path(shutil.copytree(run, tmp_path / "run"))
+    s = evaluate(run, split="val", plots=False, save_images=0, postprocess="largest")
+    assert s["postprocess"]["rule"] == "largest"
+    split = run / "eval" / "val"
+    rows = list(csv.DictReader((split / "per_image.csv").open()))
+    assert rows and all("dice_raw" in r for r in rows)
+    for row in rows:  # every written structure mask is one component at most
+        stem = Path(row["image"]).stem
+        for name in STRUCTURES:
+            png = np.asarray(Image.open(split / "predictions" / f"{stem}_{name}.png")) > 127
+            assert np.array_equal(png, _binary(png, parse_rule("largest")))
