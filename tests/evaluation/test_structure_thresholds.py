@@ -130,3 +130,11 @@ def test_evaluate_post_processes_each_structure(run, tmp_path):
         for name in STRUCTURES:
             png = np.asarray(Image.open(split / "predictions" / f"{stem}_{name}.png")) > 127
             assert np.array_equal(png, _binary(png, parse_rule("largest")))
+
+
+def test_an_export_records_the_per_structure_thresholds():
+    from medtl.exporting.exporter import graph_meta
+
+    meta = graph_meta("segmentation", [], 32, {"seg_threshold": (0.5, 0.3)})
+    assert json.loads(meta["seg_threshold"]) == [0.5, 0.3]
+    assert graph_meta("segmentation", [], 32, {"seg_threshold": 0.45})["seg_threshold"] == "0.45"
