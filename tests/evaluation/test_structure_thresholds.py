@@ -138,3 +138,16 @@ def test_an_export_records_the_per_structure_thresholds():
     meta = graph_meta("segmentation", [], 32, {"seg_threshold": (0.5, 0.3)})
     assert json.loads(meta["seg_threshold"]) == [0.5, 0.3]
     assert graph_meta("segmentation", [], 32, {"seg_threshold": 0.45})["seg_threshold"] == "0.45"
+
+
+def test_an_operating_point_beside_per_structure_thresholds_keeps_both(tmp_path):
+    doc = {
+        "seg_threshold": {"value": 0.4, "per_structure": {"a": 0.5, "b": 0.3}},
+        "operating_point": {"per_class": {"x": {"threshold": 0.7}}},
+    }
+    cal = Calibration.of(doc, tmp_path / "calibration.json")
+    assert cal.mask_threshold == (0.5, 0.3)
+    assert cal.operating_point["per_class"]["x"]["threshold"] == 0.7
+    # a binary run's file with an operating point: one threshold, as before
+    binary = {"seg_threshold": {"value": 0.45}, "operating_point": doc["operating_point"]}
+    assert Calibration.of(binary, tmp_path / "calibration.json").mask_threshold == 0.45

@@ -288,10 +288,11 @@ class Calibration:
         t = shape.number(temp.get("value"), "temperature.value", lo=1e-6, optional=True)
         seg = shape.numbers(doc.get("seg_threshold"), "seg_threshold")
         value = shape.number(seg.get("value"), "seg_threshold.value", 0.0, 1.0, optional=True)
-        per = shape.mapping(seg.get("per_structure"), "seg_threshold.per_structure", True)
-        per = {
+        structures = {
             str(k): float(shape.number(v, f"seg_threshold.per_structure.{k}", 0.0, 1.0))
-            for k, v in per.items()
+            for k, v in shape.mapping(
+                seg.get("per_structure"), "seg_threshold.per_structure", True
+            ).items()
         }
         op = shape.numbers(doc.get("operating_point"), "operating_point")
         if op:
@@ -306,7 +307,7 @@ class Calibration:
             temperature=t,
             seg_threshold=DEFAULT_THRESHOLD if value is None else value,
             operating_point=op or None,
-            seg_thresholds=per or None,
+            seg_thresholds=structures or None,
         )
 
     @property
