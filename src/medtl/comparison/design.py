@@ -15,6 +15,7 @@ from typing import Any
 from medtl.comparison.grid import cell_id
 from medtl.comparison.records import DESIGN_FILE, Design, write_design
 from medtl.configuration.loading import Config, load_config
+from medtl.data.masks.scheme import MaskScheme
 from medtl.utils.errors import ConfigError, DataError, MedtlError
 
 __all__ = [
@@ -39,11 +40,16 @@ PAIRED_KEYS = (
     "data.seed",
     "data.val_fraction",
     "data.test_fraction",
+    # the masks' meaning: decided once for the whole comparison (one scan of the mask files)
+    "data.mask_mode",
+    "data.labels",
+    "data.mask_colors",
 )
 # design entries that must match when a folder is continued
 _DESIGN_KEYS = ("base_overrides", "config_file", "folds", "eval_split", "cells")
 
 Splits = list[dict[str, list[int]]]
+Found = tuple["Splits", Sequence[Any], "MaskScheme | None"]
 
 
 def run_finished(run: Path, split: str) -> bool:
@@ -98,16 +104,21 @@ def _paths_to_indices(
     return out
 
 
-def _make_splits(cfg: Config, folds: int) -> tuple[Splits, Sequence[Any]]:
+def _make_splits(cfg: Config, folds: int) -> Found:
     from medtl.comparison.holdout import cv_splits
     from medtl.data.pipeline import load_samples
     from medtl.data.splits import make_splits
 
-    samples = load_samples(cfg).samples  # grouped: duplicate groups never straddle folds
+    ds = load_samples(cfg)  # grouped: duplicate groups never straddle folds
+    samples = ds.samples
     if folds:  # a test split no fold sees (none with data.test_fraction=0), then K folds
-        return cv_splits(samples, folds, cfg.data.test_fraction, cfg.data.seed), samples
+        return (
+            cv_splits(samples, folds, cfg.data.test_fraction, cfg.data.seed),
+            samples,
+            ds.mask_scheme,
+        )
     split = make_splits(samples, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
-    return [split], samples
+    return [split], samples, ds.mask_scheme
 
 
 def read_design(out: Path) -> dict[str, Any]:
@@ -116,8 +127,9 @@ def read_design(out: Path) -> dict[str, Any]:
     return Design.read(out).doc
 
 
-def _splits_of(out: Path, design: dict[str, Any], cfg: Config) -> tuple[Splits, Sequence[Any]]:
-    """The folds of a continued comparison (as recorded), or new ones."""
+def _splits_of(out: Path, design: dict[str, Any], cfg: Config) -> Found:
+    """The folds of a continued comparison (as recorded), or new ones, with the data's mask
+    scheme (None without masks), decided here once for every cell and fold."""
     if not (out / DESIGN_FILE).is_file():
         return _make_splits(cfg, design["folds"])
     previous = read_design(out)
@@ -129,8 +141,9 @@ def _splits_of(out: Path, design: dict[str, Any], cfg: Config) -> tuple[Splits, 
         )
     from medtl.data.pipeline import load_samples
 
-    samples = load_samples(cfg).samples
-    return _paths_to_indices(previous["splits"], samples, out / DESIGN_FILE), samples
+    ds = load_samples(cfg)
+    found = _paths_to_indices(previous["splits"], ds.samples, out / DESIGN_FILE)
+    return found, ds.samples, ds.mask_scheme
 
 
 def prepare_design(
@@ -141,11 +154,12 @@ def prepare_design(
     config_file: str | Path | None,
     folds: int,
     eval_split: str,
-) -> tuple[dict[str, Any], Splits]:
+) -> tuple[dict[str, Any], Splits, MaskScheme | None]:
     """Check the cells are paired, fix the folds and write ``OUT/compare.json``.
 
     Returns:
-        The design (as written) and the folds as sample indices.
+        The design (as written), the folds as sample indices and the data's mask scheme
+        (decided here, once: every cell and fold trains with it; None without masks).
 
     Raises:
         ConfigError: a :data:`PAIRED_KEYS` value differs between cells.
@@ -169,11 +183,11 @@ def prepare_design(
         "task": configs[0].task,
         "cells": [{"id": i, "overrides": c} for i, c in zip(ids, cells, strict=True)],
     }
-    splits, samples = _splits_of(out, design, configs[0])
+    splits, samples, scheme = _splits_of(out, design, configs[0])
     design["splits"] = [
         {name: [str(samples[i].image) for i in idx] for name, idx in fold.items()}
         for fold in splits
     ]
     design["n_images"] = len(samples)
     write_design(out, design)
-    return design, splits
+    return design, splits, scheme

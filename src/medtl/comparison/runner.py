@@ -15,6 +15,7 @@ from medtl.comparison.grid import base_and_cells, cell_label
 from medtl.comparison.throughput import throughput
 from medtl.configuration.loading import Config
 from medtl.data.cache.modes import reusing_decoded
+from medtl.data.masks.scheme import MaskScheme
 from medtl.utils import parallel
 from medtl.utils.errors import MedtlError
 from medtl.utils.files import atomic_write_json
@@ -25,19 +26,28 @@ __all__ = ["compare", "run_fold"]
 log = logging.getLogger("medtl")
 
 
-def _train_fold(cfg: Config, run: Path, splits: dict[str, list[int]], progress: bool) -> str:
-    """Train ``run`` from scratch, or resume it from its last checkpoint."""
+def _train_fold(
+    cfg: Config,
+    run: Path,
+    splits: dict[str, list[int]],
+    progress: bool,
+    scheme: MaskScheme | None = None,
+) -> str:
+    """Train ``run`` from scratch, or resume it from its last checkpoint (``scheme``: the
+    comparison's mask scheme, None to decide it from the files)."""
     from medtl.training.fit import train
 
+    if scheme is not None:  # this cell's data.mask_resize on the comparison's decision
+        scheme = scheme.resized(cfg.data.mask_resize)
     if (run / "checkpoints" / "last.ckpt").is_file():
         cfg.train.resume = str(run)
-        got = train(cfg, progress=progress)
+        got = train(cfg, progress=progress, scheme=scheme)
         done = "resumed"
     else:
         if run.exists():  # killed before its first checkpoint: nothing worth keeping
             with folder_lock(run, "training"):  # unless a live process is training it
                 shutil.rmtree(run)
-        got = train(cfg, progress=progress, splits=splits)
+        got = train(cfg, progress=progress, splits=splits, scheme=scheme)
         done = "trained"
     if Path(got).resolve() != run.resolve():
         raise MedtlError(f"{got}: expected the run in {run}; remove {run.parent} and re-run")
@@ -45,9 +55,17 @@ def _train_fold(cfg: Config, run: Path, splits: dict[str, list[int]], progress: 
 
 
 def run_fold(
-    cfg: Config, run: Path, splits: dict[str, list[int]], eval_split: str, progress: bool
+    cfg: Config,
+    run: Path,
+    splits: dict[str, list[int]],
+    eval_split: str,
+    progress: bool,
+    scheme: MaskScheme | None = None,
 ) -> str:
     """Train (or resume) and evaluate one cell on one fold; returns what was done.
+
+    ``scheme``: the comparison's mask scheme (decided once by the design; the evaluation
+    reads it back from the run's config.yaml), None to let training decide it.
 
     Writes ``RUN/timing.json`` (training wall time, evaluation time, inference throughput).
     A fold with a held-out test split is evaluated on it too (``eval/test``).
@@ -62,7 +80,7 @@ def run_fold(
     done = "evaluated"
     if not (run / "model.pt").is_file():
         t0 = time.perf_counter()
-        done = _train_fold(cfg, run, splits, progress)
+        done = _train_fold(cfg, run, splits, progress, scheme)
         timing["train_wall_s"] = time.perf_counter() - t0
     with reuse_bundles():  # the fold's model.pt is built once for both splits and the speed
         t0 = time.perf_counter()
@@ -83,12 +101,14 @@ def _run_cell(
     run_parent: Path,
     eval_split: str,
     progress: bool,
+    scheme: MaskScheme | None = None,
 ) -> None:
-    """Every fold of cell ``p`` (the caller holds the cell's lock)."""
+    """Every fold of cell ``p`` (the caller holds the cell's lock), each trained with the
+    comparison's mask ``scheme``."""
     for k, fold_splits in enumerate(splits):
         cfg = cell_config(config_file, base, cells[p], run_parent, k)
         t0 = time.perf_counter()
-        done = run_fold(cfg, run_parent / f"fold{k}", fold_splits, eval_split, progress)
+        done = run_fold(cfg, run_parent / f"fold{k}", fold_splits, eval_split, progress, scheme)
         log.info(
             f"cell {p + 1}/{len(cells)} [{cell_label(cells[p])}] fold {k + 1}/{len(splits)}: "
             f"{done} ({time.perf_counter() - t0:.1f}s)"
@@ -155,14 +175,15 @@ def compare(
     shard_i, shard_n = _parse_shard(shard)
     _check_folds(folds, eval_split)
     base, cells = base_and_cells(base_overrides, grid, cell_list)
-    design, splits = prepare_design(out, base, grid, cells, config_file, folds, eval_split)
+    # the folds and the mask scheme, decided once here for every cell and fold
+    design, splits, scheme = prepare_design(out, base, grid, cells, config_file, folds, eval_split)
     ids = [c["id"] for c in design["cells"]]
     mine = range(shard_i - 1, len(cells), shard_n)
     for p in parallel.progress(mine, len(mine), "comparison cells"):
         run_parent = out / "cells" / ids[p]
         run_parent.mkdir(parents=True, exist_ok=True)
         with folder_lock(run_parent, "a comparison cell"):  # a second compare stops here
-            _run_cell(config_file, base, cells, p, splits, run_parent, eval_split, progress)
+            _run_cell(config_file, base, cells, p, splits, run_parent, eval_split, progress, scheme)
     if shard is None or shard_n == 1:
         collect(out)
     else:

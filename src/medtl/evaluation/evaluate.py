@@ -336,9 +336,9 @@ def format_summary(summary: EvalSummary) -> str:
     """A few human lines of an evaluation summary (:class:`~medtl.runs.records.EvalSummary`,
     e.g. :func:`~medtl.runs.records.read_summary` of a summary.json): n, Dice/IoU (mean ±
     std, 95% CI), accuracy/F1, the empty-mask rule. Each block's own lines (lesions,
-    threshold, labels, post-processing, leak-free subset, decisions) read its block of
-    ``summary.doc``."""
-    doc = summary.doc
+    threshold, labels, post-processing, leak-free subset) read the record's typed blocks
+    (:mod:`medtl.runs.summary_blocks`); the decision lines its calibration and operating
+    point blocks."""
     lines = [f"{summary.run} [{summary.split}] {summary.n_images} images"]
     if summary.checkpoint != "best":
         lines[0] += f" (checkpoint {summary.checkpoint})"
@@ -352,9 +352,9 @@ def format_summary(summary: EvalSummary) -> str:
             lines.append(
                 f"  {k:5s} {a['mean']:.4f}{unit.get(k, '')} ± {a['std']:.4f}  (95% CI {a['ci_low']:.4f}-{a['ci_high']:.4f}, n={a['n']})"
             )
-        lines += seg_extra_lines(doc) + threshold_lines(doc) + label_lines(doc)
+        lines += seg_extra_lines(summary) + threshold_lines(summary) + label_lines(summary)
         lines.append(f"  empty masks: {summary.empty_mask_rule}")
-    lines += postprocess_lines(doc) + leak_free_lines(doc)  # leak-free: no train twin
+    lines += postprocess_lines(summary) + leak_free_lines(summary)  # leak-free: no train twin
     if summary.volumes:
         v = summary.volumes
         lines.append(f"  3-D Dice per volume: mean {v['dice_3d_mean']:.4f} (n={v['n']} volumes)")
@@ -365,5 +365,10 @@ def format_summary(summary: EvalSummary) -> str:
             f"macro-F1 {cls['macro_avg']['f1']:.4f}  AUROC {cls['auroc_macro']:.4f}"
         )
         lines.append("  per class, one-vs-rest at argmax [95% Wilson CI]:")
-        lines += diagnostic_lines(cls) + decision_lines(doc)
+        decisions = {
+            "split": summary.split,
+            "calibration": summary.calibration,
+            "operating_points": summary.operating_points,
+        }
+        lines += diagnostic_lines(cls) + decision_lines(decisions)
     return "\n".join(lines)

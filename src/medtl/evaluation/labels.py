@@ -17,6 +17,7 @@ from medtl.data.masks.scheme import MaskScheme
 from medtl.metrics import aggregate, seg_scores
 from medtl.metrics.segmentation import both_empty_scores, label_scores
 from medtl.metrics.surface import hd95_distance
+from medtl.runs.records import EvalSummary, as_summary
 
 log = logging.getLogger("medtl")
 SEG_KEYS = ("dice", "iou", "precision", "recall", "hd95")
@@ -66,9 +67,10 @@ def label_summary(rows: list[dict[str, Any]], scheme: MaskScheme) -> dict[str, A
     return {"segmentation_per_label": per, "labels": scheme.describe()}
 
 
-def label_lines(summary: dict[str, Any]) -> list[str]:
-    """Lines of the per-label results for :func:`medtl.evaluation.evaluate.format_summary`."""
-    per = summary.get("segmentation_per_label")
+def label_lines(summary: EvalSummary | dict[str, Any]) -> list[str]:
+    """Lines of the per-label results for :func:`medtl.evaluation.evaluate.format_summary`
+    (the summary's typed ``segmentation_per_label``)."""
+    per = as_summary(summary).segmentation_per_label
     if not per:
         return []
     lines = ["  per label (mean, 95% CI):"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from medtl.data.leaks import read_leaks
 from medtl.metrics import aggregate
+from medtl.runs.records import EvalSummary, as_summary
 
 
 def leak_free_summary(run: Path, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -28,13 +29,14 @@ def leak_free_summary(run: Path, split: str, rows: list[dict[str, Any]]) -> dict
     return {"leak_free": out}
 
 
-def leak_free_lines(summary: dict[str, Any]) -> list[str]:
-    """The console line of a summary's leak-free subset (none without one)."""
-    lf = summary.get("leak_free")
-    if not lf:
+def leak_free_lines(summary: EvalSummary | dict[str, Any]) -> list[str]:
+    """The console line of a summary's leak-free subset (none without one), from its typed
+    ``leak_free`` block."""
+    lf = as_summary(summary).leak_free
+    if lf is None:
         return []
-    got = ", ".join(f"{k} {lf[k]['mean']:.4f}" for k in ("dice", "iou", "accuracy") if k in lf)
+    got = ", ".join(f"{k} {v:.4f}" for k, v in lf.means.items())
     return [
-        f"  leak-free subset: {lf['n_images']} images ({lf['n_leaked']} with a duplicate in "
+        f"  leak-free subset: {lf.n_images} images ({lf.n_leaked} with a duplicate in "
         f"train left out): {got}"
     ]

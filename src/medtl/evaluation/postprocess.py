@@ -2,8 +2,8 @@
 evaluate's before/after summary of the applied rule.
 
 After a comparison's folds, :func:`choose_for_cell` re-scores every fold's out-of-fold
-predictions (``foldK/eval/<split>/predictions/*_pred.png`` against the truth masks at the
-original size) under ``none`` and each of :data:`CANDIDATES`, and keeps the rule with the
+predictions (``foldK/eval/<split>/predictions/*_pred.png``, or a multilabel run's
+``*_<structure>.png``, against the truth masks at the original size) under ``none`` and each of :data:`CANDIDATES`, and keeps the rule with the
 highest CV Dice only when it raises the Dice of ``none``; the choice and every candidate's
 CV Dice go to ``CELL/postprocess.json``, which the fold ensemble's evaluate and predict
 apply (rules: :mod:`medtl.inference.postprocess`).
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from medtl.inference.postprocess import POSTPROCESS_FILE, apply_rule, parse_rule
-from medtl.runs.records import read_postprocess
+from medtl.runs.records import EvalSummary, as_summary, read_postprocess
 from medtl.utils.files import atomic_write_json
 
 __all__ = [
@@ -43,19 +43,30 @@ def scored(
     if parse_rule(rule) is None:
         return pred
     row["dice_raw"] = round(float(dice_function(scheme, empty)(pred, truth)), 6)
-    return apply_rule(pred, rule)
+    return apply_rule(pred, rule, _multilabel(scheme))
+
+
+def _multilabel(scheme: Any) -> bool:
+    return bool(getattr(scheme, "multilabel", False))
 
 
 def choose_rule(
     pairs: list[tuple[np.ndarray, np.ndarray]],
     dice_of,
     candidates: tuple[str, ...] = CANDIDATES,
+    multilabel: bool = False,
 ) -> dict[str, Any]:
     """The rule among ``candidates`` with the highest mean Dice over ``pairs`` (out-of-fold
     ``(pred, truth)``), kept only when it beats no post-processing; ``rule`` is None
-    otherwise. Returns ``{"rule", "dice_before", "dice_after", "cv_dice": {rule: Dice}}``."""
+    otherwise (``multilabel``: masks with structure ``k`` in bit ``k``, each structure
+    processed on its own). Returns ``{"rule", "dice_before", "dice_after", "cv_dice": {rule:
+    Dice}}``."""
+
+    def after(p: np.ndarray, r: str | None) -> np.ndarray:
+        return apply_rule(p, r, multilabel)
+
     cv = {
-        name: float(np.mean([dice_of(apply_rule(p, r), t) for p, t in pairs])) if pairs else 0.0
+        name: float(np.mean([dice_of(after(p, r), t) for p, t in pairs])) if pairs else 0.0
         for name, r in (("none", None), *((c, c) for c in candidates))
     }
     best = max(candidates, key=lambda c: cv[c]) if candidates else "none"
@@ -98,8 +109,20 @@ def _out_of_fold(
 
 
 def _read_pred(path: Path, scheme: Any) -> np.ndarray | None:
+    """A saved predicted mask as evaluate scores it; a multilabel run's one file per
+    structure (``<name>_<structure>.png``) packed into bits (None when one is missing)."""
     from PIL import Image
 
+    if _multilabel(scheme):
+        from medtl.inference.engine import structure_paths
+
+        files = structure_paths(path, scheme)
+        if not all(f.is_file() for f in files):
+            return None
+        bits = [
+            (np.asarray(Image.open(f)) > 127).astype(np.uint8) << k for k, f in enumerate(files)
+        ]
+        return np.sum(bits, axis=0, dtype=np.uint8)
     if not path.is_file():
         return None
     arr = np.asarray(Image.open(path))
@@ -131,7 +154,8 @@ def choose_for_cell(
         return read_postprocess(path)
     scheme = run_scheme(cfg)  # the folds' masks, as training decided them
     dice_of = dice_function(scheme, cfg.train.empty_mask)
-    doc = choose_rule(_out_of_fold(runs, split, cfg, scheme), dice_of)
+    pairs = _out_of_fold(runs, split, cfg, scheme)
+    doc = choose_rule(pairs, dice_of, multilabel=_multilabel(scheme))
     doc.update(source=f"out-of-fold predictions, eval/{split} of {len(runs)} fold(s)")
     log.info(
         f"{cell.name}: post-processing {doc['rule'] or 'none'} (CV Dice "
@@ -158,12 +182,12 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def postprocess_lines(summary: dict[str, Any]) -> list[str]:
-    """The console line of :func:`postprocess_summary` for ``format_summary``."""
-    pp = summary.get("postprocess")
-    if not pp:
+def postprocess_lines(summary: EvalSummary | dict[str, Any]) -> list[str]:
+    """The console line of :func:`postprocess_summary` for ``format_summary`` (the
+    summary's typed ``postprocess`` block)."""
+    pp = as_summary(summary).postprocess
+    if pp is None:
         return []
     return [
-        f"  post-processing {pp['rule']}: Dice {pp['dice_before']:.4f} before, "
-        f"{pp['dice_after']:.4f} after"
+        f"  post-processing {pp.rule}: Dice {pp.dice_before:.4f} before, {pp.dice_after:.4f} after"
     ]

@@ -31,6 +31,7 @@ import numpy as np
 from medtl.metrics import aggregate, both_empty_scores, proportion_ci
 from medtl.metrics.lesions import LESION_CRITERION, MIN_IOU, area_error, lesion_counts
 from medtl.metrics.surface import check_hd95_definition, hd95_distance, mean_surface_distance
+from medtl.runs.records import EvalSummary, as_summary
 from medtl.utils.errors import ConfigError
 
 log = logging.getLogger("medtl")
@@ -216,23 +217,23 @@ def seg_extra_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def seg_extra_lines(summary: dict[str, Any]) -> list[str]:
-    """Console lines: lesion detection, MSD and area error, with their units."""
-    les = summary.get("lesions")
-    if "msd" not in summary:
+def seg_extra_lines(summary: EvalSummary | dict[str, Any]) -> list[str]:
+    """Console lines: lesion detection, MSD and area error, with their units (the
+    summary's typed ``surface`` block)."""
+    record = as_summary(summary)
+    s, unit = record.surface, record.distance_unit
+    if s is None:
         return []
-    unit = summary.get("distance_unit", "px")
-    msd, area = summary["msd"], summary["abs_area_error"]
     lines = []
-    if les:
-        sens, (lo, hi) = les["sensitivity"], les["sensitivity_ci"]
-        fp = les["false_positives_per_image"]
+    les = s.lesions
+    if les is not None:
+        lo, hi = les.sensitivity_ci
         lines = [
-            f"  lesions: sensitivity {sens:.3f} [{lo:.3f}, {hi:.3f}] ({les['detected']}/"
-            f"{les['n_lesions']}), false positives per image {fp['mean']:.3f}",
-            f"    ({summary.get('lesion_criterion', '')})",
+            f"  lesions: sensitivity {les.sensitivity:.3f} [{lo:.3f}, {hi:.3f}] ({les.detected}/"
+            f"{les.n_lesions}), false positives per image {les.false_positives_per_image:.3f}",
+            f"    ({s.lesion_criterion})",
         ]
     return lines + [
-        f"  msd   {msd['mean']:.4f} {unit} ± {msd['std']:.4f}  (n={msd['n']})  "
-        f"|area error| {area['mean']:.1f} {unit}²  (HD95: {summary.get('hd95_definition')})",
+        f"  msd   {s.msd_mean:.4f} {unit} ± {s.msd_std:.4f}  (n={s.msd_n})  "
+        f"|area error| {s.abs_area_error_mean:.1f} {unit}²  (HD95: {s.hd95_definition})",
     ]

@@ -11,8 +11,10 @@ validation Dice is chosen (each image scored at its original size by
 ``"seg_threshold"`` in ``RUN/calibration.json`` (:mod:`medtl.evaluation.calibrate`), and evaluate,
 ``medtl predict`` (``--onnx`` too) and ``medtl.load(RUN).predict`` apply it from then on.
 
-Binary masks only: a label map is the argmax over the labels' scores, which has no
-threshold.
+One sigmoid channel per structure (``data.mask_mode=multilabel``): a number applies to every
+structure; ``auto`` chooses one threshold per structure the same way, each on that
+structure's own validation Dice (stored as ``seg_threshold.per_structure``, ``value`` their
+mean). A label map (softmax over the labels) is the argmax, which has no threshold.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from medtl.inference.decisions import DEFAULT_THRESHOLD
+from medtl.runs.records import EvalSummary, as_summary
 from medtl.utils.errors import ConfigError
 
 log = logging.getLogger("medtl")
@@ -57,13 +60,14 @@ def parse_seg_threshold(value: Any) -> str | float | None:
 
 
 def check_binary(cfg: Any, scheme: Any) -> None:
-    """ConfigError unless the run segments binary masks (the only ones with a threshold;
-    ``scheme``: the run's :class:`~medtl.data.masks.scheme.MaskScheme`)."""
+    """ConfigError unless the run's masks come from sigmoids (binary, or one channel per
+    structure: the ones with a threshold; ``scheme``: the run's
+    :class:`~medtl.data.masks.scheme.MaskScheme`)."""
     if cfg.task == "classification":
         raise ConfigError(
             "--seg-threshold needs a segmentation head (task=segmentation or multitask)"
         )
-    if scheme.multi:
+    if scheme.multi and not scheme.multilabel:
         raise ConfigError(
             f"--seg-threshold: this run's masks have {scheme.n_labels} labels; a label map is "
             "the argmax over the labels' scores and has no threshold (binary masks only)"
@@ -118,9 +122,14 @@ def fit_seg_threshold(
     from medtl.data.pipeline import make_loader
     from medtl.inference.engine import infer
 
-    check_binary(cfg, prepared.dataset.mask_scheme)
+    scheme = prepared.dataset.mask_scheme
+    check_binary(cfg, scheme)
     request = parse_seg_threshold(request)
     grid = GRID if request == "auto" else tuple(sorted({*GRID, float(request)}))  # + given
+    if scheme is not None and scheme.multilabel:
+        from medtl.evaluation.threshold_structures import fit_structures
+
+        return fit_structures(net, cfg, prepared, val, device, tta, request, grid)
     ds, rows_dice = prepared.dataset, []
     for x, _mask, _label, rows in make_loader(prepared, val, cfg, train=False):
         seg = infer(net, x.to(device), tta)["seg"].float().cpu()
@@ -153,19 +162,25 @@ def threshold_summary(doc: dict[str, Any]) -> dict[str, Any]:
     if not entry:
         return {}
     keys = ("value", "rule", "fitted_on", "n_images", "val_dice_at_value", "val_dice_at_default")
-    return {"seg_threshold": {k: entry.get(k) for k in keys}}
+    out = {k: entry.get(k) for k in keys}
+    if entry.get("per_structure"):
+        out["per_structure"] = entry["per_structure"]
+    return {"seg_threshold": out}
 
 
-def threshold_lines(summary: dict[str, Any]) -> list[str]:
-    """The console line of a stored segmentation threshold (none at the default)."""
-    s = summary.get("seg_threshold")
-    if not s:
+def threshold_lines(summary: EvalSummary | dict[str, Any]) -> list[str]:
+    """The console line of a stored segmentation threshold (none at the default), from the
+    summary's typed ``threshold`` block."""
+    s = as_summary(summary).threshold
+    if s is None:
         return []
 
-    def f(v: Any) -> str:
-        return "–" if v is None or not np.isfinite(v) else f"{v:.4f}"
+    def f(v: float) -> str:
+        return "–" if not np.isfinite(v) else f"{v:.4f}"
 
+    each = ", ".join(f"{k} {v:.4g}" for k, v in s.per_structure.items())
+    value = f"{s.value:.4g}" if not each else f"per structure ({each})"
     return [
-        f"  mask threshold {s['value']:.4g} ({s['rule']}, chosen on {s['fitted_on']}; "
-        f"val Dice {f(s['val_dice_at_value'])} vs {f(s['val_dice_at_default'])} at 0.5)"
+        f"  mask threshold {value} ({s.rule}, chosen on {s.fitted_on}; "
+        f"val Dice {f(s.val_dice_at_value)} vs {f(s.val_dice_at_default)} at 0.5)"
     ]

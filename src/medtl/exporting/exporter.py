@@ -165,20 +165,28 @@ def _parity_info(diffs: dict[str, float], probs: dict[str, float]) -> dict[str, 
     }
 
 
+def _threshold_text(value: Any) -> str:
+    """The mask threshold as graph metadata: a number, or a JSON list of one threshold per
+    structure (a multilabel run's per-structure decision)."""
+    if isinstance(value, (list, tuple)):
+        return json.dumps([float(v) for v in value])
+    return repr(float(value))
+
+
 def graph_meta(
     task: str, classes: list[str], size: int, calibration: dict[str, Any]
 ) -> dict[str, str]:
     """The model metadata every medtl graph carries (keys get :data:`META_PREFIX`): task,
     classes (JSON), image size, and the calibration at export time (``temperature`` baked
     into the graph, ``none`` when there was none; ``seg_threshold``, which the graph does
-    not apply)."""
+    not apply: one number, or a JSON list of one per structure)."""
     t = calibration.get("temperature")
     return {
         "task": task,
         "classes": json.dumps(classes),
         "image_size": str(size),
         "temperature": "none" if t is None else repr(float(t)),
-        "seg_threshold": repr(float(calibration.get("seg_threshold", 0.5))),
+        "seg_threshold": _threshold_text(calibration.get("seg_threshold", 0.5)),
     }
 
 

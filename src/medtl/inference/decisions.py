@@ -28,10 +28,13 @@ __all__ = [
 ]
 
 
-def threshold_value(doc: dict[str, Any], path: str | Path = CALIBRATION_FILE) -> float:
-    """The threshold a calibration document stores, or :data:`DEFAULT_THRESHOLD` (a value
-    outside [0, 1] is a DataError naming ``path``)."""
-    return Calibration.of(doc, path).seg_threshold
+def threshold_value(
+    doc: dict[str, Any], path: str | Path = CALIBRATION_FILE
+) -> float | tuple[float, ...]:
+    """The threshold a calibration document stores, or :data:`DEFAULT_THRESHOLD`; a
+    multilabel run's per-structure decision is one threshold per structure, in the run's
+    structure order (a value outside [0, 1] is a DataError naming ``path``)."""
+    return Calibration.of(doc, path).mask_threshold
 
 
 def read_calibration(run: str | Path) -> dict[str, Any]:
@@ -40,9 +43,10 @@ def read_calibration(run: str | Path) -> dict[str, Any]:
     return Calibration.read(run).doc
 
 
-def seg_threshold_of(run: str | Path) -> float:
-    """The stored mask threshold of a binary segmentation head (default 0.5)."""
-    return Calibration.read(run).seg_threshold
+def seg_threshold_of(run: str | Path) -> float | tuple[float, ...]:
+    """The stored mask threshold of a sigmoid segmentation head (default 0.5): one number,
+    or one per structure for a multilabel run fitted with ``--seg-threshold auto``."""
+    return Calibration.read(run).mask_threshold
 
 
 def temperature_of(run: str | Path) -> float | None:

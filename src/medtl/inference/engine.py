@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,21 +154,23 @@ def mask_at_size(
     seg_logits: torch.Tensor,
     height: int,
     width: int,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] = 0.5,
     multilabel: bool = False,
 ) -> np.ndarray:
     """One image's ``(1, S, S)`` logits -> bool mask at ``height x width``; ``(C + 1, S, S)``
     logits of several labels -> ``uint8`` label indices (argmax of the resized logits);
     ``multilabel`` ``(C, S, S)`` logits, one per structure -> ``uint8`` with structure ``k``
-    in bit ``k`` where its sigmoid is above ``threshold``."""
+    in bit ``k`` where its sigmoid is above ``threshold`` (one for all, or one per
+    structure)."""
     full = resize_logits_to(seg_logits[None].float(), height, width)[0]
     if multilabel:
-        hit = (torch.sigmoid(full) > threshold).to(torch.uint8)
+        cut = torch.as_tensor(threshold, dtype=full.dtype).reshape(-1, 1, 1)
+        hit = (torch.sigmoid(full) > cut).to(torch.uint8)
         shifts = torch.arange(hit.shape[0]).view(-1, 1, 1).to(torch.uint8)
         return (hit << shifts).sum(0).to(torch.uint8).numpy()
     if full.shape[0] > 1:
         return full.argmax(0).to(torch.uint8).numpy()
-    return (torch.sigmoid(full[0]) > threshold).numpy()
+    return (torch.sigmoid(full[0]) > float(np.asarray(threshold).reshape(-1)[0])).numpy()
 
 
 def overlay(

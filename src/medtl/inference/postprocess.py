@@ -90,12 +90,17 @@ def _binary(mask: np.ndarray, rule: str) -> np.ndarray:
     return remove_small(mask, pixels)
 
 
-def apply_rule(mask: np.ndarray, rule: str | None) -> np.ndarray:
+def apply_rule(mask: np.ndarray, rule: str | None, multilabel: bool = False) -> np.ndarray:
     """``mask`` (bool, or uint8 label indices) under ``rule`` (see :func:`parse_rule`); a label
-    map is processed label by label, removed pixels becoming background."""
+    map is processed label by label, removed pixels becoming background. ``multilabel``: the
+    mask holds structure ``k`` in bit ``k`` (one sigmoid per structure), and each structure is
+    processed on its own."""
     rule = parse_rule(rule)
     if rule is None:
         return mask
+    if multilabel:
+        planes = [_binary(((mask >> k) & 1) > 0, rule) for k in range(8)]
+        return sum((p.astype(np.uint8) << k for k, p in enumerate(planes)), np.zeros_like(mask))
     if mask.dtype == bool:
         return _binary(mask.astype(bool), rule)
     out = np.zeros_like(mask)

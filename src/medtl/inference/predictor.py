@@ -277,7 +277,7 @@ def write_predictions(
         multilabel = scheme is not None and scheme.multilabel  # one mask per structure
         result = result_of(res, *image.shape[:2], classes, decision, seg_threshold, multilabel)
         if result.mask is not None and postprocess:  # a rule of medtl.inference.postprocess
-            result.mask = apply_rule(result.mask, postprocess)
+            result.mask = apply_rule(result.mask, postprocess, multilabel)
         row: dict[str, Any] = {"image": str(path)}
         if result.mask is not None:
             masks = save_mask(out / f"{name}_mask.png", result.mask, scheme)  # own encoding

@@ -3,7 +3,8 @@
 Each case is the overlay evaluate saved (``eval/SPLIT/overlays/NAME.png``) or, when only the
 predicted mask was saved, an overlay composed from the source image and that mask. Saved masks
 are read back by the run's mask scheme (``RUN/config.yaml``: 0/255 binary, label maps,
-palette or colour masks, :meth:`medtl.data.masks.scheme.MaskScheme.to_index`) and each label is
+palette or colour masks, :meth:`medtl.data.masks.scheme.MaskScheme.to_index`; a multilabel
+run's one 0/255 mask per structure, ``NAME_<structure>.png``) and each label or structure is
 coloured as evaluate's overlays colour it (:func:`medtl.inference.engine.overlay`).
 """
 
@@ -50,6 +51,22 @@ def _mask_png(path: Path, scheme: MaskScheme | None) -> np.ndarray | None:
         return None
 
 
+def _structures_png(path: Path, scheme: MaskScheme) -> np.ndarray | None:
+    """A multilabel run's saved masks (``<name>_<structure>.png``, one per structure) as one
+    ``uint8`` map with structure ``k`` as index ``k + 1`` for the overlay (a later structure
+    drawn over an earlier one where they overlap); None when one is missing."""
+    from medtl.inference.engine import structure_paths
+
+    out = None
+    for k, file in enumerate(structure_paths(path, scheme), 1):
+        plane = _mask_png(file, MaskScheme("binary"))
+        if plane is None or (out is not None and plane.shape != out.shape):
+            return None
+        out = np.zeros(plane.shape, np.uint8) if out is None else out
+        out[plane] = k
+    return out
+
+
 def case_image(row: Mapping[str, str], split_dir: Path) -> np.ndarray | None:
     """The saved overlay of one evaluated image, or one composed from its predicted mask."""
     from medtl.inference.engine import overlay, safe_name
@@ -59,7 +76,11 @@ def case_image(row: Mapping[str, str], split_dir: Path) -> np.ndarray | None:
     saved = split_dir / "overlays" / f"{name}.png"
     if saved.is_file():
         return np.asarray(Image.open(saved).convert("RGB"))
-    pred = _mask_png(split_dir / "predictions" / f"{name}_pred.png", _scheme(split_dir))
+    scheme = _scheme(split_dir)
+    path = split_dir / "predictions" / f"{name}_pred.png"
+    pred = (
+        _structures_png(path, scheme) if scheme and scheme.multilabel else _mask_png(path, scheme)
+    )
     if pred is None or not Path(row["image"]).is_file():
         return None
     image = read_image(row["image"])

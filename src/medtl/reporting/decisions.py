@@ -57,22 +57,21 @@ _CAL_KEYS = ("ece_before", "ece_after", "nll_before", "nll_after")
 
 
 def lesion_table(summary: EvalSummary) -> list[dict[str, Any]]:
-    """Lesion detection, false positives per image, MSD and area error (units named)."""
-    les = summary.lesions
-    if not les:
+    """Lesion detection, false positives per image, MSD and area error (units named), from
+    the summary's typed ``surface`` block (:class:`medtl.runs.summary_blocks.SurfaceBlock`)."""
+    s = summary.surface
+    les = s.lesions if s is not None else None
+    if s is None or les is None:
         return []
-    unit, doc = summary.distance_unit, summary.doc
-    fp, msd = les.get("false_positives_per_image") or {}, doc.get("msd") or {}
-    area = doc.get("abs_area_error") or {}
+    unit = summary.distance_unit
+    lo, hi = les.sensitivity_ci
+    sens = f"{fmt(les.sensitivity)} [{fmt(lo)}, {fmt(hi)}]"
     rows = [
-        [
-            "lesion sensitivity",
-            f"{_ci(les, 'sensitivity')} ({les.get('detected')}/{les.get('n_lesions')})",
-        ],
-        ["false positives per image", fmt(fp.get("mean"))],
-        [f"mean surface distance ({unit})", fmt(msd.get("mean"))],
-        [f"|area error| ({unit}²)", fmt(area.get("mean"))],
-        ["HD95 definition", str(doc.get("hd95_definition", "pooled"))],
-        ["lesion criterion", str(doc.get("lesion_criterion", ""))],
+        ["lesion sensitivity", f"{sens} ({les.detected}/{les.n_lesions})"],
+        ["false positives per image", fmt(les.false_positives_per_image)],
+        [f"mean surface distance ({unit})", fmt(s.msd_mean)],
+        [f"|area error| ({unit}²)", fmt(s.abs_area_error_mean)],
+        ["HD95 definition", str(s.hd95_definition or "pooled")],
+        ["lesion criterion", s.lesion_criterion],
     ]
     return [{"head": ["lesion-level", "value"], "rows": rows}]

@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medtl.runs.summary_blocks import (
+    LeakFreeBlock,
+    PostprocessBlock,
+    SurfaceBlock,
+    ThresholdBlock,
+)
 from medtl.utils.files import atomic_write_json
 from medtl.utils.records import Shape, load_json
 
@@ -69,6 +75,11 @@ class EvalSummary:
     segmentation_per_label: dict[str, Any] = field(default_factory=dict)
     empty_mask_rule: str | None = None
     volumes: dict[str, Any] | None = None
+    #: the typed blocks the console lines read (:mod:`medtl.runs.summary_blocks`)
+    threshold: ThresholdBlock | None = None
+    postprocess: PostprocessBlock | None = None
+    leak_free: LeakFreeBlock | None = None
+    surface: SurfaceBlock | None = None
 
     @classmethod
     def of(cls, doc: Any, path: str | Path) -> EvalSummary:
@@ -102,6 +113,10 @@ class EvalSummary:
             segmentation_per_label=doc.get("segmentation_per_label") or {},
             empty_mask_rule=doc.get("empty_mask_rule"),
             volumes=doc.get("volumes") or None,
+            threshold=ThresholdBlock.of(doc, shape),
+            postprocess=PostprocessBlock.of(doc, shape),
+            leak_free=LeakFreeBlock.of(doc, shape),
+            surface=SurfaceBlock.of(doc, shape),
         )
 
     @classmethod
@@ -124,6 +139,12 @@ class EvalSummary:
     def labels(self) -> list[str]:
         """The foreground label names of a label-map evaluation (``[]``: binary)."""
         return list(self.segmentation_per_label)
+
+
+def as_summary(summary: EvalSummary | dict[str, Any]) -> EvalSummary:
+    """``summary`` as an :class:`EvalSummary` (an in-memory dict read through
+    :meth:`EvalSummary.from_dict`), for the console lines of its blocks."""
+    return summary if isinstance(summary, EvalSummary) else EvalSummary.from_dict(summary)
 
 
 def _plain(obj: Any) -> Any:
@@ -253,6 +274,9 @@ class Calibration:
     temperature: float | None = None
     seg_threshold: float = DEFAULT_THRESHOLD
     operating_point: dict[str, Any] | None = None
+    #: one mask threshold per structure of a multilabel run (``seg_threshold.per_structure``,
+    #: in the run's structure order); None: ``seg_threshold`` for every mask
+    seg_thresholds: dict[str, float] | None = None
 
     @classmethod
     def of(cls, doc: Any, path: str | Path) -> Calibration:
@@ -264,6 +288,12 @@ class Calibration:
         t = shape.number(temp.get("value"), "temperature.value", lo=1e-6, optional=True)
         seg = shape.numbers(doc.get("seg_threshold"), "seg_threshold")
         value = shape.number(seg.get("value"), "seg_threshold.value", 0.0, 1.0, optional=True)
+        structures = {
+            str(k): float(shape.number(v, f"seg_threshold.per_structure.{k}", 0.0, 1.0))
+            for k, v in shape.mapping(
+                seg.get("per_structure"), "seg_threshold.per_structure", True
+            ).items()
+        }
         op = shape.numbers(doc.get("operating_point"), "operating_point")
         if op:
             shape.number(op.get("temperature"), "operating_point.temperature", 1e-6, None, True)
@@ -277,7 +307,16 @@ class Calibration:
             temperature=t,
             seg_threshold=DEFAULT_THRESHOLD if value is None else value,
             operating_point=op or None,
+            seg_thresholds=structures or None,
         )
+
+    @property
+    def mask_threshold(self) -> float | tuple[float, ...]:
+        """What the masks are cut at: one threshold per structure (multilabel runs with a
+        per-structure decision), else the one threshold."""
+        if self.seg_thresholds:
+            return tuple(self.seg_thresholds.values())
+        return self.seg_threshold
 
     @classmethod
     def read(cls, run: str | Path) -> Calibration:
@@ -318,6 +357,7 @@ __all__ = [
     "SUMMARY_FILE",
     "Calibration",
     "EvalSummary",
+    "as_summary",
     "RunRecord",
     "read_postprocess",
     "read_run_record",

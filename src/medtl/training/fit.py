@@ -65,12 +65,20 @@ FINAL_NOTE = (
 )
 
 
-def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | None = None) -> Path:
+def train(
+    cfg: Config,
+    progress: bool = True,
+    splits: dict[str, list[int]] | None = None,
+    scheme: MaskScheme | None = None,
+) -> Path:
     """Train one model as configured; returns the run folder (see docs/design.md 'The run folder').
 
     ``splits`` fixes the split (indices into the discovered samples, e.g. one k-fold of
     :func:`medtl.data.splits.kfold`); otherwise a seeded split is made (or, on resume,
-    the run's splits.json is reused). To resume, pass :func:`medtl.training.resume.resume_config` (the run's
+    the run's splits.json is reused). ``scheme`` is the data's mask scheme when the caller
+    decided it already (a comparison decides it once for every cell and fold): no mask file
+    is scanned again, and the decision is written into ``cfg.data`` as a scan's would be (so
+    config.yaml records it). To resume, pass :func:`medtl.training.resume.resume_config` (the run's
     own config with ``train.resume`` set).
 
     Everything that can fail on bad input (data, layout, model build, pretrained weights)
@@ -88,7 +96,7 @@ def train(cfg: Config, progress: bool = True, splits: dict[str, list[int]] | Non
     if cfg.data.root is not None:  # absolute, so the run can be evaluated from anywhere
         cfg.data.root = str(Path(cfg.data.root).resolve())
     with quiet_lightning(), threads_for(cfg), _random_state_kept(), pixel_cap(cfg.data.max_pixels):
-        return _train(cfg, resume_run, progress, splits)
+        return _train(cfg, resume_run, progress, splits, scheme)
 
 
 @contextmanager
@@ -111,10 +119,17 @@ def _random_state_kept() -> Iterator[None]:
 
 
 def _train(
-    cfg: Config, resume_run: Path | None, progress: bool, splits: dict[str, list[int]] | None
+    cfg: Config,
+    resume_run: Path | None,
+    progress: bool,
+    splits: dict[str, list[int]] | None,
+    scheme: MaskScheme | None = None,
 ) -> Path:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    data = prepare(cfg)
+    data = prepare(cfg, scheme=scheme)
+    if scheme is not None and scheme.values:  # config.yaml records the decision
+        for key, value in scheme.config_values().items():
+            setattr(cfg.data, key, value)
     splits = _choose_splits(cfg, data, resume_run, splits)
     task, weights_info = build_task(cfg, data, splits)
     with _run_folder(cfg, resume_run) as (run, owner):

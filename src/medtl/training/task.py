@@ -151,6 +151,10 @@ class MedtlTask(L.LightningModule):
         self.seg_loss = seg_loss_for(
             cfg.train.loss, scheme.channels, label_weights, self.multilabel
         )
+        if self.multilabel and label_weights is not None:  # one positive weight per structure
+            from medtl.training.label_weights import weighted_structure_loss
+
+            self.seg_loss = weighted_structure_loss(cfg.train.loss, label_weights)
         self.cls_loss = (
             make_cls_loss(cfg.train.cls_loss, class_weights, cfg.train.label_smoothing)
             if self.has_cls
