@@ -143,7 +143,7 @@ def _find(
     )
     _SHARED.update(views)  # forked workers inherit them: only the pairs travel
     threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # a child forked with OpenCV's pool running hangs in its first call
+    cv2.setNumThreads(1)  # workers inherit it: OpenCV inline, no pool per worker on full cores
     try:
         judged = list(imap_ordered(_judge_shared, cands, processes=True))
     finally:
