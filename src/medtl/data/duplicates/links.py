@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from medtl.data.duplicates.candidates import Candidate, candidate_pairs
-from medtl.data.duplicates.verify import View, verify, view_of
+from medtl.data.duplicates.verify import ORB_MIN_SIDE, View, verify, view_of
 from medtl.data.layouts import Sample
 from medtl.data.readers import io
 from medtl.utils.parallel import imap_ordered, map_ordered
@@ -141,10 +141,13 @@ def _find(
     views.update(
         zip(missing, map_ordered(lambda k: view_of(reader(samples[k])), missing), strict=True)
     )
-    _SHARED.update(views)  # forked workers inherit them: only the pairs travel
+    _SHARED.update(views)  # forked workers inherit them: only indices and results travel
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # workers inherit it: OpenCV inline, no pool per worker on full cores
-    try:
+    try:  # keypoints once per view, then the pairs (else each worker finds its views' own)
+        keys = [k for k, v in views.items() if v.informative and min(v.grey.shape) >= ORB_MIN_SIDE]
+        for k, f in zip(keys, imap_ordered(_features_shared, keys, processes=True), strict=True):
+            views[k]._features = f
         judged = list(imap_ordered(_judge_shared, cands, processes=True))
     finally:
         _SHARED.clear()
@@ -158,6 +161,10 @@ _SHARED: dict[int, View] = {}
 
 def _judge_shared(c: Candidate) -> Link | None:
     return _judge(c, _SHARED)
+
+
+def _features_shared(k: int) -> tuple:
+    return _SHARED[k].features()
 
 
 def link_groups(n: int, links: Sequence[Link]) -> list[list[int]]:
