@@ -297,3 +297,25 @@ def test_audit_of_small_structure_pictures_reports_no_duplicates(tmp_path: Path)
     report = audit(make_structures(tmp_path / "d", n=12))
     assert not report.near_duplicates and not report.same_patient and not report.exact_duplicates
     assert not [p for p in report.problems if "duplicate" in p]
+
+
+def test_pairs_verified_on_forked_workers_match_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification on two forked workers, after this process ran OpenCV's own thread pool
+    (which the workers inherit single-threaded): the links of one process, and OpenCV's
+    thread count is given back."""
+    cv2.setNumThreads(2)
+    cv2.GaussianBlur(np.random.default_rng(0).random((512, 512), np.float32), (0, 0), 3)
+    arrays = [scan(anatomy(k), k) for k in range(6)]
+    arrays += [_jpeg(arrays[0], 70), _annotated(arrays[3]), cv2.resize(arrays[5], (96, 96))]
+    hashes, views = [hashes_of(a) for a in arrays], [view_of(a) for a in arrays]
+    answers = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("MEDTL_DECODE_THREADS", threads)
+        samples = [Sample(tmp_path / f"{threads}-{k}.png") for k in range(len(arrays))]
+        links = find_links(samples, hashes, views=views)
+        answers[threads] = [(x.i, x.j, x.relation, x.similarity) for x in links]
+    assert answers["2"] == answers["1"]
+    assert [(i, j) for i, j, _, _ in answers["1"]] == [(0, 6), (3, 7), (5, 8)]
+    assert cv2.getNumThreads() == 2

@@ -200,3 +200,17 @@ def test_cache_fill_forks_workers_with_one_torch_thread(phantoms, tmp_path, monk
         assert errors[0] == errors[1] and str(samples[5].image) in errors[0]
     finally:
         torch.set_num_threads(before)
+
+
+def _pool_threads(_: int) -> int:
+    from threadpoolctl import threadpool_info
+
+    return max((p["num_threads"] for p in threadpool_info()), default=1)
+
+
+def test_forked_workers_run_blas_on_one_thread() -> None:
+    """The workers fill the cores: a BLAS/OpenMP pool per worker would oversubscribe them."""
+    pytest.importorskip("threadpoolctl")
+    import numpy as np  # noqa: F401  (its OpenBLAS is one of the pools)
+
+    assert set(parallel.imap_ordered(_pool_threads, range(4), threads=2, processes=True)) == {1}

@@ -71,13 +71,24 @@ def fork_is_safe() -> bool:
 
 
 def _worker_start() -> None:
-    """First thing in a forked worker: one torch thread (see :func:`fork_is_safe`), and
+    """First thing in a forked worker: one thread for torch (see :func:`fork_is_safe`) and
+    for the BLAS/OpenMP pools numpy and scipy link (threadpoolctl, when installed), and
     Ctrl-C left to the parent, which stops the pool (a worker that took SIGINT itself
-    would die mid-task and print its own traceback)."""
+    would die mid-task and print its own traceback). The workers already fill the cores;
+    a BLAS pool per worker would only oversubscribe them (its threads spin while they
+    wait, which made one matrix product per image in the audit's workers cost more than
+    twice the whole audit). OpenCV's pool is not touched here: ``cv2.setNumThreads`` in a
+    child forked after the parent's pool ran hung; the parent sets it instead, see
+    :func:`medtl.data.duplicates.links.find_links`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an optional helper: without it the pools keep their size
+        return
+    threadpool_limits(1)
 
 
 CHUNK = 8

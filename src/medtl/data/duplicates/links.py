@@ -2,7 +2,8 @@
 
 :func:`find_links` runs both stages: candidate pairs from the hashes
 (:mod:`medtl.data.duplicates.candidates`), then each pair verified on the pixels
-(:mod:`medtl.data.duplicates.verify`) on the decoding threads. Each pair is compared on
+(:mod:`medtl.data.duplicates.verify`) on forked worker processes (threads where forking
+is unsafe). Each pair is compared on
 the <= 256 px grey views of its images: those the caller kept from its one decode (the
 audit does), else only the images in some candidate pair are read again, so a data set
 without near-duplicates costs the hashes only. A :class:`Link` says which relation holds:
@@ -25,13 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from medtl.data.duplicates.candidates import Candidate, candidate_pairs
-from medtl.data.duplicates.verify import View, verify, view_of
+from medtl.data.duplicates.verify import ORB_MIN_SIDE, View, verify, view_of
 from medtl.data.layouts import Sample
 from medtl.data.readers import io
-from medtl.utils.parallel import map_ordered
+from medtl.utils.parallel import imap_ordered, map_ordered
 
 log = logging.getLogger("medtl")
 
@@ -139,8 +141,30 @@ def _find(
     views.update(
         zip(missing, map_ordered(lambda k: view_of(reader(samples[k])), missing), strict=True)
     )
-    judged = map_ordered(lambda c: _judge(c, views), cands)
+    _SHARED.update(views)  # forked workers inherit them: only indices and results travel
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # workers inherit it: OpenCV inline, no pool per worker on full cores
+    try:  # keypoints once per view, then the pairs (else each worker finds its views' own)
+        keys = [k for k, v in views.items() if v.informative and min(v.grey.shape) >= ORB_MIN_SIDE]
+        for k, f in zip(keys, imap_ordered(_features_shared, keys, processes=True), strict=True):
+            views[k]._features = f
+        judged = list(imap_ordered(_judge_shared, cands, processes=True))
+    finally:
+        _SHARED.clear()
+        cv2.setNumThreads(threads)
     return [link for link in judged if link is not None]
+
+
+_SHARED: dict[int, View] = {}
+"""The views of the pairs being verified, while :func:`_find` runs them on its workers."""
+
+
+def _judge_shared(c: Candidate) -> Link | None:
+    return _judge(c, _SHARED)
+
+
+def _features_shared(k: int) -> tuple:
+    return _SHARED[k].features()
 
 
 def link_groups(n: int, links: Sequence[Link]) -> list[list[int]]:

@@ -56,6 +56,8 @@ MIN_INLIERS = 12
 """Least RANSAC inliers of the keypoint alignment."""
 MIN_SIDE = 32
 """Images with a shorter side (px) are linked only as exact copies."""
+ORB_MIN_SIDE = 48
+"""Views with a shorter side (px) are not aligned by keypoints."""
 PATIENT_MIN_SIDE = 64
 """Images with a shorter side (px) are never called the same patient: at 32 px, pictures of
 one template whose shapes moved by under a pixel have coinciding edges (16 of 780 such
@@ -93,11 +95,13 @@ class View:
     _band: np.ndarray | None = field(default=None, repr=False)
 
     def features(self) -> tuple:
-        """ORB ``(keypoints, descriptors)`` of the view (computed once)."""
+        """ORB ``(keypoint positions (n, 2) float32, descriptors or None)`` of the view
+        (computed once; plain arrays, so a worker process can hand them back)."""
         if self._features is None:
             orb = cv2.ORB_create(nfeatures=300, edgeThreshold=15, patchSize=15, fastThreshold=10)
             u8 = cv2.normalize(self.grey, None, 0, 255, cv2.NORM_MINMAX)
-            self._features = orb.detectAndCompute(u8, None)
+            kp, desc = orb.detectAndCompute(u8, None)
+            self._features = (np.float32([k.pt for k in kp]).reshape(-1, 2), desc)
         return self._features
 
     def band(self) -> np.ndarray:
@@ -273,7 +277,7 @@ def _window(a: View, b: View, window: int) -> tuple[float, float, Pair | None]:
 def _features(a: View, b: View) -> tuple[float, bool, Pair | None]:
     """Similarity after a RANSAC similarity transform fitted to ORB matches of ``b`` onto
     ``a`` (0 if none), and whether that transform barely moves the image (2 px)."""
-    if min(a.grey.shape) < 48 or min(b.grey.shape) < 48:
+    if min(a.grey.shape) < ORB_MIN_SIDE or min(b.grey.shape) < ORB_MIN_SIDE:
         return 0.0, False, None
     (ka, da), (kb, db) = a.features(), b.features()
     if da is None or db is None or len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
@@ -282,8 +286,8 @@ def _features(a: View, b: View) -> tuple[float, bool, Pair | None]:
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
     if len(good) < MIN_INLIERS:
         return 0.0, False, None
-    src = np.float32([kb[m.queryIdx].pt for m in good])
-    dst = np.float32([ka[m.trainIdx].pt for m in good])
+    src = kb[[m.queryIdx for m in good]]
+    dst = ka[[m.trainIdx for m in good]]
     m, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
     if m is None or int(inliers.sum()) < MIN_INLIERS:
         return 0.0, False, None
