@@ -306,3 +306,22 @@ def test_dicom_without_or_with_pydicom(tmp_path):
     with pytest.raises(DataError) as err:
         read_image(p)
     one_line_naming(err, p)
+
+
+def test_value_counts_equals_numpy_unique():
+    """The bincount path for 8-bit and boolean masks gives np.unique's values, dtype and counts."""
+    from medtl.data.readers.io import value_counts
+
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.integers(0, 256, (50, 60)).astype(np.uint8),
+        rng.random((9, 9)) > 0.5,
+        np.zeros((4, 4), np.uint8),
+        np.full((3, 3), 255, np.uint8),
+        rng.integers(0, 3000, (20, 20)).astype(np.uint16),
+    ]
+    for a in arrays:
+        values, counts = value_counts(a)
+        want_values, want_counts = np.unique(a, return_counts=True)
+        assert values.dtype == want_values.dtype
+        assert values.tolist() == want_values.tolist() and counts.tolist() == want_counts.tolist()

@@ -63,7 +63,7 @@ def _structures(arr: np.ndarray, path: Path) -> dict[str, np.ndarray]:
     """An integer label map (3-32 values) per label value; any other mask, a binary one
     with noisy or anti-aliased edges included (:func:`binary_with_edges`), as one foreground."""
     if arr.ndim == 2 and arr.dtype.kind in "ui":
-        values = np.unique(arr)
+        values = io.value_counts(arr)[0]
         if 3 <= len(values) <= 32 and not binary_with_edges(path, arr):
             return {str(int(v)): arr == v for v in values if v}
     return {"foreground": binarise_mask(arr)}
@@ -79,7 +79,7 @@ def mask_reasons(arr: np.ndarray, mode: str) -> list[str]:
     elif mode not in _SINGLE_CHANNEL_8BIT and arr.dtype != bool:  # bool: NIfTI label > 0
         reasons.append(f"{arr.dtype.itemsize * 8}-bit {arr.dtype}")
     flat = arr[..., : 3 if arr.shape[2] >= 3 else 1].max(axis=2) if arr.ndim == 3 else arr
-    values = np.unique(flat)
+    values = io.value_counts(flat)[0] if flat.dtype.kind in "uib" else np.unique(flat)
     if len(values) > 2:
         shown = ", ".join(str(v) for v in values[:8].tolist())
         more = ", ..." if len(values) > 8 else ""

@@ -87,7 +87,7 @@ def _facts_of(path: Path, arr: np.ndarray, mode: str | None, palette: list | Non
         return facts
     if mode == "P":
         facts.kind, facts.palette = "palette", tuple(palette or ())
-    vals, counts = np.unique(arr.astype(np.int64), return_counts=True)
+    vals, counts = io.value_counts(arr)
     facts.values = {int(v): int(n) for v, n in zip(vals, counts, strict=True)}
     if arr.dtype == np.uint8 and arr.size:
         facts.near_extremes = float(((arr <= 32) | (arr >= 223)).mean())

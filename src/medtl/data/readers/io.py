@@ -204,6 +204,17 @@ def read_image(
     return np.ascontiguousarray(arr)
 
 
+def value_counts(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of an integer or boolean array and how many pixels hold each,
+    sorted (``np.unique(..., return_counts=True)``); 8-bit and boolean arrays are counted
+    with one ``bincount`` pass instead of a sort."""
+    if arr.dtype in (np.uint8, np.bool_):
+        counts = np.bincount(arr.reshape(-1).view(np.uint8), minlength=2)
+        values = np.flatnonzero(counts)
+        return values.astype(arr.dtype), counts[values]
+    return np.unique(arr, return_counts=True)
+
+
 def binarise_mask(arr: np.ndarray) -> np.ndarray:
     """Apply the documented binarisation rule to one mask array -> ``bool (H, W)``."""
     if arr.ndim == 3:
