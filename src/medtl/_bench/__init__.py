@@ -11,8 +11,10 @@ One invocation runs, back to back on the same data and machine, for each encoder
   ``predict`` run, next to the eager one for reference;
 - the train DataLoader alone (after the cache is built) -> ``loader_vs_train``;
 - FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``; forward, and forward +
-  backward for training) and a float32 2048x2048 matmul peak measured in the same run
-  -> model FLOP utilisation (``train_mfu``, ``infer_mfu``).
+  backward for training) and a practical peak measured in each worker (the best of a
+  1024 and a 2048 matmul and a 3x3 convolution, :func:`medtl._bench.measure.peak_gflops`)
+  -> model FLOP utilisation (``train_mfu``, ``infer_mfu``); the JSON's ``matmul_gflops``
+  is the parent's peak by the same probe.
 
 The last line printed is one JSON object (:func:`summarise`). Speed claims are ratios
 against the naive loop measured in the same run; absolute img/s depend on the machine.
@@ -31,7 +33,14 @@ Example::
 
 from __future__ import annotations
 
-from medtl._bench.measure import epoch_seconds, matmul_gflops, median_merge, mfu, ratio
+from medtl._bench.measure import (
+    epoch_seconds,
+    matmul_gflops,
+    median_merge,
+    mfu,
+    peak_gflops,
+    ratio,
+)
 from medtl._bench.naive import NAIVE_ENV, last_json_line, locate_naive, naive_command
 from medtl._bench.runner import QUICK, cli_settings, run_bench, run_medtl, size_scaling
 from medtl._bench.summary import (
@@ -60,6 +69,7 @@ __all__ = [
     "locate_naive",
     "main",
     "matmul_gflops",
+    "peak_gflops",
     "median_merge",
     "medtl_worker",
     "mfu",

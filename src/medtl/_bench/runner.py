@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from medtl._bench.measure import matmul_gflops, median_merge, ratio
+from medtl._bench.measure import median_merge, peak_gflops, ratio
 from medtl._bench.naive import locate_naive, naive_command, run_json
 from medtl._bench.summary import REFERENCE_ENCODER, STRATEGIES, summarise
 from medtl._bench.worker import FAIR_DEFAULTS
@@ -179,8 +179,8 @@ def run_bench(
             f"bench: data {root} ({n_images} images), {size}px, batch {batch}, "
             f"{warmup}+{steps} steps, threads {torch.get_num_threads()}"
         )
-        peak = matmul_gflops()
-        say(f"bench: float32 2048^2 matmul peak {peak} GFLOP/s")
+        peak = peak_gflops()
+        say(f"bench: float32 peak (best of matmuls and a 3x3 convolution) {peak} GFLOP/s")
         results = {
             enc: _measure_encoder(
                 script, root, tmp, overrides, enc, strategies, shape, repeats, say

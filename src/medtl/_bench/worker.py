@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from medtl._bench.measure import matmul_gflops, probe_dtype
+from medtl._bench.measure import peak_gflops, probe_dtype
 from medtl.runtime.flops import count_flops
 from medtl.runtime.memory import peak_rss_mb
 
@@ -249,7 +249,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("inference", True):
         out.update(_inference_numbers(cfg, run, x1, warmup, steps))
     # the peak in this process: its threads and the model's dtype (the parent's differ)
-    out["peak_gflops"] = matmul_gflops(dtype=probe_dtype(cfg.train.precision))
+    out["peak_gflops"] = peak_gflops(dtype=probe_dtype(cfg.train.precision))
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
