@@ -15,18 +15,15 @@ Example::
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 from medtl.data.audit.duplicates import duplicate_sections, fmt_group, fmt_large
 from medtl.data.audit.files import (
-    Decoded,
     decode_all,
     object_lines,
     object_sizes,
@@ -34,6 +31,7 @@ from medtl.data.audit.files import (
     placement_problems,
 )
 from medtl.data.audit.masks import default_masks, format_masks, mask_meaning
+from medtl.data.audit.stats import coverage_stats, image_size_stats
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 from medtl.data.layouts.explain import PARTLY
@@ -213,43 +211,6 @@ def _section(lines: list[str], title: str, items: list, fmt) -> None:
         lines.append(f"    ... {len(items) - _SHOW} more (see --json)")
 
 
-def _coverage(
-    samples: Sequence[Sample], decoded: list[Decoded]
-) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-    """Per class: mask coverage statistics (mean, min, max, n) and the number of empty masks."""
-    coverage: dict[str, list[float]] = defaultdict(list)
-    for s, d in zip(samples, decoded, strict=True):
-        if d.coverage is not None:
-            coverage[s.label or "-"].append(d.coverage)
-    cov_stats = {
-        cls: {
-            "mean": float(np.mean(v)),
-            "min": float(np.min(v)),
-            "max": float(np.max(v)),
-            "n": len(v),
-        }
-        for cls, v in sorted(coverage.items())
-    }
-    empty = {cls: sum(1 for c in v if c == 0.0) for cls, v in sorted(coverage.items())}
-    return cov_stats, empty
-
-
-def _image_sizes(sizes: Counter) -> dict[str, Any]:
-    """Width and height ranges, the most common size and the number of distinct sizes."""
-    if not sizes:
-        return {}
-    ((common, count),) = sizes.most_common(1)
-    return {
-        "min_width": min(w for w, _ in sizes),
-        "max_width": max(w for w, _ in sizes),
-        "min_height": min(h for _, h in sizes),
-        "max_height": max(h for _, h in sizes),
-        "most_common": list(common),
-        "most_common_count": count,
-        "n_distinct": len(sizes),
-    }
-
-
 def _problems(
     layout_problems: list[str],
     rep: dict[str, Any],
@@ -351,7 +312,7 @@ def _audit(root: str | Path, layout: str, masks: Any, data: Any) -> AuditReport:
         masks = SimpleNamespace(**vars(masks or default_masks()))
         names_from_dataset(masks, ds)
     meaning, table, mask_problems = mask_meaning(ds, decoded, rep, masks)
-    cov_stats, empty = _coverage(samples, decoded)
+    cov_stats, empty = coverage_stats(samples, decoded)
     dup = duplicate_sections(samples, [d.hashes for d in decoded], [d.view for d in decoded])
     other = other_files(Path(root), ds.layout)
     problems = _problems(list(ds.problems), rep, other, Path(root), dup)
@@ -366,7 +327,7 @@ def _audit(root: str | Path, layout: str, masks: Any, data: Any) -> AuditReport:
         n_images=len(samples),
         classes=dict(sorted(Counter(s.label or "-" for s in samples).items())),
         splits=dict(sorted(Counter(s.split or "unsplit" for s in samples).items())),
-        image_sizes=_image_sizes(rep["sizes"]),
+        image_sizes=image_size_stats(rep["sizes"]),
         image_modes=dict(sorted(rep["image_modes"].items())),
         mask_modes=dict(sorted(rep["mask_modes"].items())),
         mask_coverage=cov_stats,
