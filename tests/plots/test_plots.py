@@ -234,10 +234,16 @@ def test_overlay_grid(tmp_path):
     ]
     items.append(("worst: grey float image", rng.random((30, 30))))
     fig = plots.overlay_grid_figure(items, ncols=4)
-    shown = [ax for ax in fig.axes if ax.images]
-    assert len(shown) == 6 and shown[0].get_title() == "best: benign (0) Dice 0.90"
-    np.testing.assert_array_equal(shown[0].images[0].get_array(), items[0][1])
-    assert shown[5].images[0].get_array().shape == (30, 30, 3)
+    (ax,) = fig.axes  # one axes holds every tile and caption
+    shown, captions = ax.images, [t.get_text() for t in ax.texts]
+    assert len(shown) == 6 and captions[0] == "best: benign (0) Dice 0.90"
+    assert [t.get_color() for t in ax.texts][-1] == plots.segmentation.GROUP_COLOURS["worst"]
+    np.testing.assert_array_equal(shown[0].get_array(), items[0][1])
+    assert shown[5].get_array().shape == (30, 30, 3)
+    # tiles keep their aspect, in reading order: 4 per row, the next row below
+    left, right, bottom, top = shown[0].get_extent()
+    assert (right - left) / (bottom - top) == pytest.approx(50 / 40)
+    assert shown[1].get_extent()[0] > right and shown[4].get_extent()[3] > bottom
     im = _png(plots.overlay_grid(items, tmp_path / "grid.png", ncols=4))
     assert im.size == (
         12 * plots.DPI,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from medtl.plots.common import PALETTE, as_display, new_figure, note, save_figure
+from medtl.plots.common import DPI, PALETTE, as_display, new_figure, note, save_figure
 
 GROUP_COLOURS = {"best": PALETTE[2], "median": "#333333", "worst": PALETTE[3]}
 
@@ -115,6 +115,12 @@ def select_cases(scores: Sequence[float], k: int = 4) -> dict[str, list[int]]:
     return {"best": best, "median": median, "worst": worst}
 
 
+CELL_IN = 3.0  # a tile's width in inches
+CAPTION_IN = 0.5  # the caption band above each tile
+TITLE_IN = 0.4  # the figure title's band
+LEGEND_IN = 0.35  # the label legend's band at the bottom, when there is one
+
+
 def overlay_grid_figure(
     items: Sequence[tuple[str, np.ndarray]],
     ncols: int = 4,
@@ -123,24 +129,55 @@ def overlay_grid_figure(
     legend: Sequence[tuple[str, Sequence[float]]] | None = None,
 ) -> Figure:
     """A grid of titled RGB images; a title starting ``best``/``median``/``worst`` is coloured.
-    ``legend``: ``(label name, RGB 0..1)`` of each label's colour (masks with several labels)."""
+    ``legend``: ``(label name, RGB 0..1)`` of each label's colour (masks with several labels).
+
+    One axes spans the figure in inches (y downwards) and holds an image per tile (nearest
+    neighbour, aspect kept, centred in its cell) and a caption above it: a dozen small axes
+    with a tight layout cost about five times as much to draw. Cells are
+    :data:`CELL_IN` wide, as tall as the median image's aspect (clamped to 0.5-1.5) allows,
+    plus :data:`CAPTION_IN` for the caption; the figure adds :data:`TITLE_IN` on top and,
+    with a ``legend``, :data:`LEGEND_IN` below."""
     ncols = max(1, min(ncols, len(items) or 1))
     nrows = max(1, math.ceil(len(items) / ncols))
     aspect = float(
         np.median([np.shape(img)[0] / max(1, np.shape(img)[1]) for _, img in items] or [1.0])
     )
-    fig = new_figure(3.0 * ncols, (3.0 * min(max(aspect, 0.5), 1.5) + 0.5) * nrows + 0.4)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax in axes:
-        ax.set_axis_off()
+    cell_h = CELL_IN * min(max(aspect, 0.5), 1.5)
+    legend_in = LEGEND_IN if legend else 0.0
+    width, height = CELL_IN * ncols, (cell_h + CAPTION_IN) * nrows + TITLE_IN + legend_in
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_axis_off()
+    ax.set_xlim(0.0, width)
+    ax.set_ylim(height, 0.0)
     if not items:
-        note(axes[0], "no cases to show")
-    for ax, (caption, img) in zip(axes, items, strict=False):
-        ax.imshow(as_display(img), interpolation="nearest")
+        note(ax, "no cases to show")
+    pad = 0.05  # inches between neighbouring tiles
+    for k, (caption, img) in enumerate(items):
+        row, col = divmod(k, ncols)
+        x0, y0 = col * CELL_IN, TITLE_IN + row * (cell_h + CAPTION_IN)
+        shown = as_display(img)
+        h, w = shown.shape[:2]
+        scale = min((CELL_IN - 2 * pad) / max(w, 1), (cell_h - pad) / max(h, 1))
+        left = x0 + (CELL_IN - w * scale) / 2
+        top = y0 + CAPTION_IN + (cell_h - pad - h * scale) / 2
+        extent = (left, left + w * scale, top + h * scale, top)
+        ax.imshow(shown, interpolation="nearest", extent=extent, aspect="auto")
         colour = GROUP_COLOURS.get(caption.split(":", 1)[0].strip().lower(), "black")
         # parse_math=False: a "$" in a file name is text, not broken mathtext
-        ax.set_title(textwrap.fill(caption, 30), fontsize=9, color=colour, parse_math=False)
-    fig.suptitle(title)
+        ax.text(
+            x0 + CELL_IN / 2,
+            y0 + CAPTION_IN - 0.04,
+            textwrap.fill(caption, 30),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color=colour,
+            parse_math=False,
+        )
+    ax.set_xlim(0.0, width)  # imshow moved the limits to its last tile
+    ax.set_ylim(height, 0.0)
+    fig.suptitle(title, y=1.0 - 0.08 / height, va="top")
     if legend:
         from matplotlib.patches import Patch
 
