@@ -100,16 +100,18 @@ def _json(text: str) -> Any:
 def _yaml(text: str) -> Any:
     import yaml
 
+    # libyaml's safe loader where PyYAML was built with it (the same documents, ~10x faster)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         level = 0  # the event stream first: nesting is refused before it is built
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=loader):
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 level += 1
                 if level > MAX_DEPTH:
                     raise RecursionError
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 level -= 1
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)  # noqa: S506  (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
