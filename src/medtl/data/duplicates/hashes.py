@@ -200,12 +200,12 @@ def window_hashes(rgb: np.ndarray) -> tuple[int, ...]:
     return tuple(_window_bits(_thumbnail(rgb)))
 
 
-def _rotation(degrees: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear sampling of the thumbnail rotated by ``degrees`` about its centre: per output
-    pixel four source indices and weights (0 outside the frame, as in a rotated copy's
-    black corners)."""
-    c, t = (_THUMB - 1) / 2, np.deg2rad(degrees)
-    y, x = np.mgrid[:_THUMB, :_THUMB].reshape(2, -1) - c
+def _rotation(degrees: float, n: int = _DCT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear sampling of an ``n`` x ``n`` image rotated by ``degrees`` about its centre:
+    per output pixel four source indices and weights (0 outside the frame, as in a rotated
+    copy's black corners)."""
+    c, t = (n - 1) / 2, np.deg2rad(degrees)
+    y, x = np.mgrid[:n, :n].reshape(2, -1) - c
     sx, sy = c + x * np.cos(t) + y * np.sin(t), c - x * np.sin(t) + y * np.cos(t)
     x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
     fx, fy = sx - x0, sy - y0
@@ -213,23 +213,25 @@ def _rotation(degrees: float) -> tuple[np.ndarray, np.ndarray]:
     for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
         yy, xx = y0 + dy, x0 + dx
         w = (fy if dy else 1 - fy) * (fx if dx else 1 - fx)
-        inside = (yy >= 0) & (yy < _THUMB) & (xx >= 0) & (xx < _THUMB)
-        idx.append(np.where(inside, yy * _THUMB + xx, 0))
+        inside = (yy >= 0) & (yy < n) & (xx >= 0) & (xx < n)
+        idx.append(np.where(inside, yy * n + xx, 0))
         wts.append(np.where(inside, w, 0.0))
     return np.stack(idx, axis=1), np.stack(wts, axis=1).astype(np.float32)
 
 
 _TURNS = [_rotation(d) for d in ROTATIONS]
-_FULL = _FOLD_3D[_SPAN[(0.0, 1.0)]]  # (8, 64): the full frame's resampling and DCT
+_SAMPLE = _resampling(0, _THUMB).astype(np.float32)  # (32, 64): the full frame's samples
+_DCT8_32 = _DCT8.astype(np.float32)
 
 
 def _rotated_bits(thumb: np.ndarray) -> list[int]:
-    """The full-frame hash of ``thumb`` turned by each of :data:`ROTATIONS`."""
+    """The full-frame hash of ``thumb`` turned by each of :data:`ROTATIONS` (the 32x32
+    samples the hash reads are turned)."""
     out = []
-    flat = thumb.ravel()
+    flat = (_SAMPLE @ thumb @ _SAMPLE.T).ravel()
     for idx, wts in _TURNS:
-        turned = (flat[idx] * wts).sum(axis=1).reshape(_THUMB, _THUMB)
-        low = (_FULL @ turned @ _FULL.T).ravel()
+        turned = (flat[idx] * wts).sum(axis=1).reshape(_DCT_SIZE, _DCT_SIZE)
+        low = (_DCT8_32 @ turned @ _DCT8_32.T).ravel()
         out.append(int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big"))
     return out
 

@@ -192,13 +192,16 @@ Pair = tuple
 """``(view, the other view aligned onto it, valid mask or None)``: what a similarity compared."""
 
 
+def _fine(x: np.ndarray) -> np.ndarray:
+    """A uint8 view minus its 3x3 median: the noise (the median keeps edges)."""
+    return x.astype(np.float32) - cv2.medianBlur(x, 3)
+
+
 def _noise_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(fine residual, gradient magnitude)`` of a uint8 view: the view minus its 3x3
-    median (which keeps edges and removes the noise), and the Sobel magnitude after a
-    Gaussian blur (sigma 1.5) that tells flat pixels from edges."""
+    """``(fine residual, gradient magnitude)`` of a uint8 view: :func:`_fine`, and the Sobel
+    magnitude after a Gaussian blur (sigma 1.5) that tells flat pixels from edges."""
     s = cv2.GaussianBlur(x.astype(np.float32), (0, 0), 1.5)
-    grad = np.hypot(cv2.Sobel(s, cv2.CV_32F, 1, 0), cv2.Sobel(s, cv2.CV_32F, 0, 1))
-    return x.astype(np.float32) - cv2.medianBlur(x, 3), grad
+    return _fine(x), np.hypot(cv2.Sobel(s, cv2.CV_32F, 1, 0), cv2.Sobel(s, cv2.CV_32F, 0, 1))
 
 
 def _parts_of(x: np.ndarray, views: tuple[View, View]) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +220,7 @@ def _residual(a: View, b: View, pair: Pair) -> float:
     own parts are reused when the pair holds them unchanged."""
     pa, pb, valid = pair
     ra, grad = _parts_of(pa, (a, b))
-    rb = _parts_of(pb, (a, b))[0]
+    rb = b.noise()[0] if pb is b.grey else a.noise()[0] if pb is a.grey else _fine(pb)
     ok = np.zeros(pa.shape, bool)
     ok[2:-2, 2:-2] = True  # the blurs' borders
     if valid is not None:
@@ -231,7 +234,7 @@ def _residual(a: View, b: View, pair: Pair) -> float:
     m, n = m[use], n[use][:, None]
     ta, tb = (
         np.where(m, x - (x * m).sum(1, keepdims=True) / n, 0.0)
-        for x in (_cut(ra, 8)[use].astype(np.float64), _cut(rb, 8)[use].astype(np.float64))
+        for x in (_cut(ra, 8)[use], _cut(rb, 8)[use])
     )
     va, vb = (ta * ta).sum(1), (tb * tb).sum(1)
     noisy = (va >= 0.25 * n[:, 0]) & (vb >= 0.25 * n[:, 0])
