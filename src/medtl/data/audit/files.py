@@ -125,15 +125,10 @@ def decode_sample(s: Sample, rep: dict[str, Any], resize: str = "none") -> Decod
         rep["multi_mask"].append({"image": str(s.image), "masks": [str(m) for m in s.masks]})
     merged: np.ndarray | None = None
     for m in s.masks:
-        try:
-            header: dict[str, Any] = {}
-            arr = read_array(m, header=header)
-            mmode = _header_mode(m)
-        except (DataError, OSError) as exc:
-            rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
+        got = _read_mask(m, out, rep)
+        if got is None:
             continue
-        out.mask_facts = (out.mask_facts or []) + [facts_of(Path(m), arr, header)]
-        rep["mask_modes"][mmode] += 1
+        arr, mmode = got
         arr = _resized(arr, out.shape, m, resize)
         reasons = mask_reasons(arr, mmode)
         if reasons:
@@ -165,6 +160,21 @@ def decode_sample(s: Sample, rep: dict[str, Any], resize: str = "none") -> Decod
     if merged is not None:
         out.coverage = float(merged.mean())
     return out
+
+
+def _read_mask(m: Path, out: Decoded, rep: dict[str, Any]) -> tuple[np.ndarray, str] | None:
+    """``m``'s pixels and mode (its mask-scan facts added to ``out``); None, recorded in
+    ``rep``, when it cannot be read."""
+    header: dict[str, Any] = {}
+    try:
+        arr = read_array(m, header=header)
+        mmode = _header_mode(m)
+    except (DataError, OSError) as exc:
+        rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
+        return None
+    out.mask_facts = (out.mask_facts or []) + [facts_of(Path(m), arr, header)]
+    rep["mask_modes"][mmode] += 1
+    return arr, mmode
 
 
 def _resized(arr: np.ndarray, shape: tuple[int, int], path: Path, resize: str) -> np.ndarray:
