@@ -168,7 +168,7 @@ def _read_mask(m: Path, out: Decoded, rep: dict[str, Any]) -> tuple[np.ndarray, 
     header: dict[str, Any] = {}
     try:
         arr = read_array(m, header=header)
-        mmode = _header_mode(m)
+        mmode = header.get("mode") or _header_mode(m)  # Pillow's, from the same open
     except (DataError, OSError) as exc:
         rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
         return None
