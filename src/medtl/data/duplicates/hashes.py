@@ -169,8 +169,10 @@ def grey_view(rgb: np.ndarray) -> np.ndarray:
 
 def _thumbnail(rgb: np.ndarray, grey: np.ndarray | None = None) -> np.ndarray:
     """The ``(64, 64)`` float32 grey thumbnail the window hashes read: from ``grey``
-    (:func:`grey_view` of ``rgb``) unless that was reduced below 64 px a side."""
-    if grey is not None and (min(grey.shape) >= _THUMB or grey.shape == rgb.shape[:2]):
+    (:func:`grey_view` of a ``uint8`` ``rgb``) unless that was reduced below 64 px a side;
+    other dtypes from ``rgb`` itself (the view's 0-255 clip would flatten them)."""
+    usable = rgb.dtype == np.uint8 and grey is not None
+    if usable and (min(grey.shape) >= _THUMB or grey.shape == rgb.shape[:2]):
         return _small(grey, (_THUMB, _THUMB)).astype(np.float32)
     return _grey(_small(np.asarray(rgb), (_THUMB, _THUMB))).astype(np.float32)
 
