@@ -4,7 +4,7 @@ Thresholds favour recall; verification (:mod:`medtl.data.duplicates.verify`) rem
 false candidates. Measured on BUSI (780 images, 150 edited copies per edit): re-encoded
 (JPEG 50-95), resized, brightness-shifted and annotated copies lie within 8 bits of their
 original's pHash (:data:`PHASH_DISTANCE` is 12), copies rotated by up to 5 degrees within
-12 bits for 90 % (18 at most); a 5-25 % crop moves the pHash by 20 bits (median) but its
+12 bits for 90 % (20 at most); a 5-25 % crop moves the pHash by 20 bits (median) but its
 full-frame hash lies within 4 bits (median; 6-8 at the 90th percentile, 10 at most) of
 the nearest of the original's 125 window hashes, on BUSI and on 275 chest X-rays (60
 crops each). In one standard pose (chest X-rays) other images' windows lie as near, so
