@@ -30,18 +30,22 @@ Data (nothing here is committed):
 Measured (``--cxr`` with the OpenIST copy, ``--n 30 --seed 0``; recall / precision):
 
     edit        BUSI           chest X-ray
-    crop        1.000 / 1.000  0.933 / 1.000
+    crop        1.000 / 1.000  0.967 / 1.000
     rescale     1.000 / 1.000  1.000 / 1.000
     jpeg        1.000 / 1.000  1.000 / 1.000
     annotate    1.000 / 0.977  1.000 / 1.000
     brightness  1.000 / 1.000  1.000 / 1.000
-    rotate      0.967 / 1.000  0.900 / 1.000
+    rotate      1.000 / 1.000  1.000 / 1.000
 
 BUSI: 179 of the previous 185 pairs (96.8 %) kept together, 146 groups of at most 4,
 benign (433) = malignant (145) found; the wrong annotate link joins a copy of benign (108)
 to benign (114), neighbouring frames of one sweep. Links between different patients: 0
 among the 275 chest X-rays (the one exact pair excluded), 0 among 120 phantoms (128 px),
 0 among 40 pictures of one template at 32 px and 40 at 64 px, 0 among 40 volume slices.
+The chest X-ray crop that is missed lies 10 bits (the bound) from its original's three
+nearest windows and 10 other images rank as near or nearer: it is never proposed.
+Candidate pairs: 371 among BUSI's 780 images, 2,951 among the 275 chest X-rays (each
+image in 21.5 on average, 63 at most).
 
 Usage:
     python benchmarks/duplicates.py [--busi DIR] [--cxr DIR] [--n 60] [--seed 0]

@@ -105,8 +105,28 @@ def test_audit_label_table_reads_no_mask_again(label_phantoms, mask_reads, monke
     mask_reads(masks)
     r = audit(label_phantoms)
     assert [row["n_images"] > 0 for row in r.label_table] == [True] * 3
-    # the audit's file checks, then the mask scan; the label table takes the scan's pixels
+    # the audit's file checks (the mask scan takes their facts), then the label table
     assert set(mask_reads(masks).values()) == {2}
+
+
+def test_audit_reads_each_binary_mask_once(phantoms, mask_reads, monkeypatch, tmp_path):
+    """The mask scan takes the facts the audit's file checks found; a file changed since is
+    read again."""
+    from medtl.data.masks import scan as scan_module
+
+    monkeypatch.setattr(audit_files, "read_array", io.read_array)
+    masks = _masks(phantoms)
+    mask_reads(masks)
+    audit(phantoms)
+    assert set(mask_reads(masks).values()) == {1}
+    copies = [tmp_path / f"m{k}.png" for k in range(2)]
+    for src, dst in zip(masks, copies, strict=False):
+        dst.write_bytes(src.read_bytes())
+    scan_module.remember(scan(copies))
+    mask_reads(copies)
+    copies[0].write_bytes(copies[0].read_bytes() + b"\0")  # one more byte: another size
+    assert [f.values for f in scan(copies)] == [f.values for f in scan_module.scan(copies)]
+    assert mask_reads(copies) == Counter({str(copies[0]): 2, str(copies[1]): 1})
 
 
 @pytest.mark.parametrize(

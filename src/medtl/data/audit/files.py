@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 
 from medtl.data.audit.masks import NAMES_FILES
-from medtl.data.dedup import View, hashes_of, view_of
+from medtl.data.dedup import View, grey_view, hashes_of, view_of
 from medtl.data.layouts import MASK_EXTS, Sample
-from medtl.data.masks.scan import binary_with_edges
+from medtl.data.masks.scan import binary_with_edges, facts_of, remember
 from medtl.data.readers import io
 from medtl.data.readers.dicom import header, is_dicom, is_seg
 from medtl.data.readers.io import binarise_mask, read_array
@@ -42,6 +42,9 @@ class Decoded:
     """The grey <= 256 px view duplicate verification compares (64 KB at most), kept from
     this decode so that verifying a candidate pair reads no file again."""
     coverage: float | None = None
+    mask_facts: list | None = None
+    """The mask scan's facts (:func:`medtl.data.masks.scan.facts_of`) of each mask read here,
+    handed to the scan so that it reads no mask again."""
     objects: dict[str, list[float]] | None = None
     """Per structure (mask label value, or ``foreground``): the image-area share of each
     connected object (8-connected), for medtl plan's image size."""
@@ -112,7 +115,8 @@ def decode_sample(s: Sample, rep: dict[str, Any], resize: str = "none") -> Decod
         rep["unreadable"].append({"path": str(s.image), "error": _err(s.image, exc)})
         return out
     out.shape = rgb.shape[:2]
-    out.hashes, out.view = hashes_of(rgb), view_of(rgb)
+    grey = grey_view(rgb)  # once, for the hashes and the view
+    out.hashes, out.view = hashes_of(rgb, grey), view_of(rgb, grey)
     rep["image_modes"][mode] += 1
     rep["sizes"][(rgb.shape[1], rgb.shape[0])] += 1
     if not s.masks:
@@ -121,13 +125,10 @@ def decode_sample(s: Sample, rep: dict[str, Any], resize: str = "none") -> Decod
         rep["multi_mask"].append({"image": str(s.image), "masks": [str(m) for m in s.masks]})
     merged: np.ndarray | None = None
     for m in s.masks:
-        try:
-            arr = read_array(m)
-            mmode = _header_mode(m)
-        except (DataError, OSError) as exc:
-            rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
+        got = _read_mask(m, out, rep)
+        if got is None:
             continue
-        rep["mask_modes"][mmode] += 1
+        arr, mmode = got
         arr = _resized(arr, out.shape, m, resize)
         reasons = mask_reasons(arr, mmode)
         if reasons:
@@ -159,6 +160,21 @@ def decode_sample(s: Sample, rep: dict[str, Any], resize: str = "none") -> Decod
     if merged is not None:
         out.coverage = float(merged.mean())
     return out
+
+
+def _read_mask(m: Path, out: Decoded, rep: dict[str, Any]) -> tuple[np.ndarray, str] | None:
+    """``m``'s pixels and mode (its mask-scan facts added to ``out``); None, recorded in
+    ``rep``, when it cannot be read."""
+    header: dict[str, Any] = {}
+    try:
+        arr = read_array(m, header=header)
+        mmode = header.get("mode") or _header_mode(m)  # Pillow's, from the same open
+    except (DataError, OSError) as exc:
+        rep["unreadable"].append({"path": str(m), "error": _err(m, exc)})
+        return None
+    out.mask_facts = (out.mask_facts or []) + [facts_of(Path(m), arr, header)]
+    rep["mask_modes"][mmode] += 1
+    return arr, mmode
 
 
 def _resized(arr: np.ndarray, shape: tuple[int, int], path: Path, resize: str) -> np.ndarray:
@@ -201,6 +217,7 @@ def decode_all(
                 rep[key].update(value)
             else:
                 rep[key].extend(value)
+    remember([f for d in decoded for f in d.mask_facts or ()])
     return decoded, rep
 
 

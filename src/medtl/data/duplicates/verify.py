@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from medtl.data.duplicates.hashes import WINDOWS, _grey, _small
+from medtl.data.duplicates.hashes import WINDOWS, grey_view
 
 SAME_IMAGE_NCC = 0.8
 """Least similarity of views aligned by a crop window or keypoints for one acquisition..."""
@@ -79,7 +79,6 @@ _NEEDED = {
     "features": SAME_IMAGE_NCC,
     "features-still": STILL_NCC,
 }
-_VIEW = 256  # longest side of a view
 _TILE = 16  # px of the view per tile of the similarity
 _BLUR = 1.0  # Gaussian sigma (px of the view): the NCC reads the band between it and 4x it
 
@@ -93,6 +92,7 @@ class View:
     informative: bool  # has content: not constant, not one colour but a border
     _features: tuple | None = field(default=None, repr=False)
     _band: np.ndarray | None = field(default=None, repr=False)
+    _noise: tuple | None = field(default=None, repr=False)
 
     def features(self) -> tuple:
         """ORB ``(keypoint positions (n, 2) float32, descriptors or None)`` of the view
@@ -110,21 +110,24 @@ class View:
             self._band = _blur(self.grey)
         return self._band
 
+    def noise(self) -> tuple[np.ndarray, np.ndarray]:
+        """The view's fine residual and gradient magnitude (:func:`_noise_parts`, computed
+        once: a view takes part in several pairs)."""
+        if self._noise is None:
+            self._noise = _noise_parts(self.grey)
+        return self._noise
+
     @property
     def tiny(self) -> bool:
         """Shorter side under :data:`MIN_SIDE` px: linked only as an exact copy."""
         return min(self.shape) < MIN_SIDE
 
 
-def view_of(rgb: np.ndarray) -> View:
-    """The :class:`View` of a decoded image (``(H, W)`` or ``(H, W, C)``)."""
-    a = np.asarray(rgb)
-    h, w = a.shape[:2]
-    scale = min(1.0, _VIEW / max(h, w))
-    if scale < 1.0:
-        a = _small(a, (max(1, round(w * scale)), max(1, round(h * scale))))
-    g = np.ascontiguousarray(np.clip(np.rint(_grey(a)), 0, 255).astype(np.uint8))
-    return View(g, (h, w), _informative(g))
+def view_of(rgb: np.ndarray, grey: np.ndarray | None = None) -> View:
+    """The :class:`View` of a decoded image (``(H, W)`` or ``(H, W, C)``); ``grey``: its
+    :func:`~medtl.data.duplicates.hashes.grey_view` when the caller has it."""
+    g = grey_view(rgb) if grey is None else grey
+    return View(g, tuple(np.asarray(rgb).shape[:2]), _informative(g))
 
 
 def _informative(a: np.ndarray) -> bool:
@@ -189,17 +192,36 @@ Pair = tuple
 """``(view, the other view aligned onto it, valid mask or None)``: what a similarity compared."""
 
 
-def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None) -> float:
+def _fine(x: np.ndarray) -> np.ndarray:
+    """A uint8 view minus its 3x3 median: the noise (the median keeps edges)."""
+    return x.astype(np.float32) - cv2.medianBlur(x, 3)
+
+
+def _noise_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(fine residual, gradient magnitude)`` of a uint8 view: :func:`_fine`, and the Sobel
+    magnitude after a Gaussian blur (sigma 1.5) that tells flat pixels from edges."""
+    s = cv2.GaussianBlur(x.astype(np.float32), (0, 0), 1.5)
+    return _fine(x), np.hypot(cv2.Sobel(s, cv2.CV_32F, 1, 0), cv2.Sobel(s, cv2.CV_32F, 0, 1))
+
+
+def _parts_of(x: np.ndarray, views: tuple[View, View]) -> tuple[np.ndarray, np.ndarray]:
+    for v in views:
+        if x is v.grey:
+            return v.noise()
+    return _noise_parts(x)
+
+
+def _residual(a: View, b: View, pair: Pair) -> float:
     """Noise similarity of an aligned pair: the median over 8x8 tiles of the NCC of the fine
-    residuals (image minus its 3x3 median, which keeps edges and removes the noise), read on
-    the flatter half of ``a``'s pixels (away from edges, which two acquisitions of one pose
-    share) and only on tiles where both
-    residuals have some noise (std >= 0.5 grey levels). 1.0 when fewer than 4 tiles do
-    (clean, flat or saturated images: nothing to tell acquisitions apart by)."""
-    ra, rb = (x.astype(np.float32) - cv2.medianBlur(x, 3) for x in (a, b))  # uint8 views
-    s = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.5)
-    grad = np.hypot(cv2.Sobel(s, cv2.CV_32F, 1, 0), cv2.Sobel(s, cv2.CV_32F, 0, 1))
-    ok = np.zeros(a.shape, bool)
+    residuals (:func:`_noise_parts`), read on the flatter half of the first image's pixels
+    (away from edges, which two acquisitions of one pose share) and only on tiles where
+    both residuals have some noise (std >= 0.5 grey levels). 1.0 when fewer than 4 tiles do
+    (clean, flat or saturated images: nothing to tell acquisitions apart by). The views'
+    own parts are reused when the pair holds them unchanged."""
+    pa, pb, valid = pair
+    ra, grad = _parts_of(pa, (a, b))
+    rb = b.noise()[0] if pb is b.grey else a.noise()[0] if pb is a.grey else _fine(pb)
+    ok = np.zeros(pa.shape, bool)
     ok[2:-2, 2:-2] = True  # the blurs' borders
     if valid is not None:
         ok &= valid
@@ -212,7 +234,7 @@ def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None) -> float:
     m, n = m[use], n[use][:, None]
     ta, tb = (
         np.where(m, x - (x * m).sum(1, keepdims=True) / n, 0.0)
-        for x in (_cut(ra, 8)[use].astype(np.float64), _cut(rb, 8)[use].astype(np.float64))
+        for x in (_cut(ra, 8)[use], _cut(rb, 8)[use])
     )
     va, vb = (ta * ta).sum(1), (tb * tb).sum(1)
     noisy = (va >= 0.25 * n[:, 0]) & (vb >= 0.25 * n[:, 0])
@@ -329,7 +351,7 @@ def verify(a: View, b: View, window: int | None = None, a_in_b: bool = True) -> 
         ncc, still, p = _features(a, b)
         if ncc > best:
             best, method, pair = ncc, "features-still" if still else "features", p
-    noise = round(_residual(*pair), 4) if best >= _NEEDED[method] else 0.0
+    noise = round(_residual(a, b, pair), 4) if best >= _NEEDED[method] else 0.0
     if noise >= RESIDUAL_NCC:
         return Verdict("same", round(best, 4), method, noise=noise)
     if warped is not None and a.shape == b.shape and min(a.shape) >= PATIENT_MIN_SIDE:

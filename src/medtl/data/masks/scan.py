@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +52,34 @@ class FileFacts:
         return text + (f",... ({len(vals)} values)" if len(vals) > limit else "")
 
 
+_FOUND: dict[str, tuple[tuple[int, int] | None, FileFacts]] = {}
+
+
+def remember(facts: Sequence[FileFacts]) -> None:
+    """Hand the next :func:`scan` the facts of masks another reader decoded (the audit's
+    decode), so that it reads none of them again: each is taken once, a file whose size or
+    modification time changed since is read again; a call replaces what an earlier one left."""
+    _FOUND.clear()
+    _FOUND.update((os.fspath(f.path), (_stamp(f.path), f)) for f in facts)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    st = os.stat(path) if os.path.isfile(path) else None
+    return (st.st_size, st.st_mtime_ns) if st else None
+
+
+def facts_of(path: Path, arr: np.ndarray, header: dict[str, Any]) -> FileFacts:
+    """What :func:`scan` finds in ``path`` from its pixels ``arr`` and the ``header`` that
+    :func:`medtl.data.readers.io.read_array` filled."""
+    return _facts_of(Path(path), arr, header.get("mode"), header.get("palette"))
+
+
 def _file_facts(path: Path) -> FileFacts:
     """One read of ``path`` (its pixels kept for the decode, :mod:`medtl.data.readers.kept`)."""
+    got = _FOUND.pop(os.fspath(path), None)
     known = kept.facts(path)
+    if known is None and got is not None and got[0] is not None and got[0] == _stamp(path):
+        known = got[1]
     if known is not None:
         return known
     header: dict = {}
