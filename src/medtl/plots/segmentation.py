@@ -6,6 +6,7 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -152,29 +153,9 @@ def overlay_grid_figure(
     ax.set_ylim(height, 0.0)
     if not items:
         note(ax, "no cases to show")
-    pad = 0.05  # inches between neighbouring tiles
     for k, (caption, img) in enumerate(items):
         row, col = divmod(k, ncols)
-        x0, y0 = col * CELL_IN, TITLE_IN + row * (cell_h + CAPTION_IN)
-        shown = as_display(img)
-        h, w = shown.shape[:2]
-        scale = min((CELL_IN - 2 * pad) / max(w, 1), (cell_h - pad) / max(h, 1))
-        left = x0 + (CELL_IN - w * scale) / 2
-        top = y0 + CAPTION_IN + (cell_h - pad - h * scale) / 2
-        extent = (left, left + w * scale, top + h * scale, top)
-        ax.imshow(shown, interpolation="nearest", extent=extent, aspect="auto")
-        colour = GROUP_COLOURS.get(caption.split(":", 1)[0].strip().lower(), "black")
-        # parse_math=False: a "$" in a file name is text, not broken mathtext
-        ax.text(
-            x0 + CELL_IN / 2,
-            y0 + CAPTION_IN - 0.04,
-            textwrap.fill(caption, 30),
-            ha="center",
-            va="bottom",
-            fontsize=9,
-            color=colour,
-            parse_math=False,
-        )
+        _tile(ax, (col * CELL_IN, TITLE_IN + row * (cell_h + CAPTION_IN)), cell_h, caption, img)
     ax.set_xlim(0.0, width)  # imshow moved the limits to its last tile
     ax.set_ylim(height, 0.0)
     fig.suptitle(title, y=1.0 - 0.08 / height, va="top")
@@ -184,6 +165,32 @@ def overlay_grid_figure(
         handles = [Patch(facecolor=tuple(rgb), label=name) for name, rgb in legend]
         fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
     return fig
+
+
+def _tile(ax: Any, corner: tuple[float, float], cell_h: float, caption: str, img: Any) -> None:
+    """One tile of :func:`overlay_grid_figure`: its caption at the top of the cell whose
+    top-left corner (inches) is ``corner``, the image below it, aspect kept and centred."""
+    pad = 0.05  # inches between neighbouring tiles
+    x0, y0 = corner
+    shown = as_display(img)
+    h, w = shown.shape[:2]
+    scale = min((CELL_IN - 2 * pad) / max(w, 1), (cell_h - pad) / max(h, 1))
+    left = x0 + (CELL_IN - w * scale) / 2
+    top = y0 + CAPTION_IN + (cell_h - pad - h * scale) / 2
+    extent = (left, left + w * scale, top + h * scale, top)
+    ax.imshow(shown, interpolation="nearest", extent=extent, aspect="auto")
+    colour = GROUP_COLOURS.get(caption.split(":", 1)[0].strip().lower(), "black")
+    # parse_math=False: a "$" in a file name is text, not broken mathtext
+    ax.text(
+        x0 + CELL_IN / 2,
+        y0 + CAPTION_IN - 0.04,
+        textwrap.fill(caption, 30),
+        ha="center",
+        va="bottom",
+        fontsize=9,
+        color=colour,
+        parse_math=False,
+    )
 
 
 def overlay_grid(
