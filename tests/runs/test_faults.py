@@ -1,9 +1,10 @@
 """Faults: a hostile checkpoint runs nothing, a busy folder is never
 destroyed, evaluation results are replaced as a set, OS errors and Ctrl-C are one line.
 
-Kills and second processes are real processes: forked children of the test process (torch
-already imported, so each costs a fraction of a second) that SIGKILL themselves at a chosen
-point, or that hold a folder's lock while the test runs the command.
+Kills, Ctrl-C and second processes are real processes: forked children of the test process
+(torch already imported, so each costs a fraction of a second) that SIGKILL themselves at a
+chosen point, that train until the test sends SIGINT, or that hold a folder's lock while the
+test runs the command.
 """
 
 from __future__ import annotations
@@ -81,11 +82,18 @@ def test_payload_in_last_ckpt_runs_nothing(seg_run, tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_payload_in_a_compare_cell_runs_nothing(phantoms, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def one_cell_compare(phantoms, tmp_path_factory) -> Path:
+    """A finished comparison of one finetune cell; tests damage their own copy of it."""
     from medtl.comparison import compare
 
-    out = tmp_path / "cmp"
+    out = tmp_path_factory.mktemp("cmp") / "cmp"
     compare([f"data.root={phantoms}", *TINY], [], out=out, cell_list=[["model.strategy=finetune"]])
+    return out
+
+
+def test_payload_in_a_compare_cell_runs_nothing(phantoms, one_cell_compare, tmp_path, capsys):
+    out = Path(shutil.copytree(one_cell_compare, tmp_path / "cmp"))
     (fold,) = (out / "cells").glob("*/fold0")
     (fold / "model.pt").unlink()  # a cell compare resumes: last.ckpt and no model.pt
     marker = tmp_path / "MARKER"
@@ -168,13 +176,12 @@ def test_second_process_on_a_run_exits_2_and_stale_lock_is_taken(seg_run, tmp_pa
     # (no release.set(): the killed child died inside the Event's wait)
 
 
-def test_compare_never_deletes_a_folder_another_process_owns(phantoms, tmp_path, capsys):
-    from medtl.comparison import compare
-
-    out = tmp_path / "cmp"
+def test_compare_never_deletes_a_folder_another_process_owns(
+    phantoms, one_cell_compare, tmp_path, capsys
+):
+    out = Path(shutil.copytree(one_cell_compare, tmp_path / "cmp"))
     args = ["compare", f"data.root={phantoms}", *TINY, "--cell", "model.strategy=finetune"]
     # a live training run in a cell's fold folder, no last.ckpt yet
-    compare([f"data.root={phantoms}", *TINY], [], out=out, cell_list=[["model.strategy=finetune"]])
     (fold,) = (out / "cells").glob("*/fold0")
     shutil.rmtree(fold / "checkpoints")
     (fold / "model.pt").unlink()
@@ -309,42 +316,51 @@ def test_read_only_folder_and_file_as_out_are_one_line(seg_run, tmp_path, capsys
     assert str(run / "eval") in line and "[EROFS]" in line
 
 
-#: a child started from a shell job (``make test &``, nohup, CI runners) inherits SIGINT
-#: *ignored*, and Python then installs no KeyboardInterrupt handler: Ctrl-C would do nothing.
-#: A terminal's Ctrl-C always reaches a foreground medtl; the test restores that condition.
-_WITH_CTRL_C = (
-    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv[0] = 'medtl'; runpy.run_module('medtl', run_name='__main__')"
-)
+def _train_until_ctrl_c(stderr: Path, args: list[str]) -> None:
+    """The forked child: ``medtl train ARGS`` with its stderr in a file, exiting with the
+    command's code (never returning into pytest). A child started from a shell job
+    (``make test &``, nohup, CI runners) inherits SIGINT *ignored*: Ctrl-C would do nothing.
+    A terminal's Ctrl-C always reaches a foreground medtl; the child restores that condition."""
+    import sys
+    import traceback
+
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # a forked child must not use the parent's intra-op thread pool (it can deadlock)
+        torch.set_num_threads(1)
+        sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        os.dup2(sys.stderr.fileno(), 2)
+        code = main(["train", "--no-progress", *args])
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
-# the child restores Python's SIGINT handler itself (_WITH_CTRL_C), and the waits are minutes
-# long, so it runs beside the other xdist worker (14 s alone)
 @pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
-    """A real ``medtl train`` process (not a fork of this threaded test process, which can
-    deadlock in the child), interrupted as a user would with Ctrl-C."""
-    import subprocess
-    import sys
-
+    """A real ``medtl train`` process (a fork of this one: torch is imported, so it trains at
+    once), interrupted as a user would with Ctrl-C."""
     run = tmp_path / "sig"
     args = [f"data.root={phantoms}", f"output.dir={tmp_path}", *TINY, "output.name=sig"]
     args += ["train.epochs=200"]
     err = tmp_path / "stderr.txt"
-    with err.open("w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WITH_CTRL_C, "train", "--no-progress", *args], stderr=fh
-        )
+    err.write_text("")
+    proc = FORK.Process(target=_train_until_ctrl_c, args=(err, args))
+    proc.start()
+    try:
         deadline = time.time() + 180  # generous: a loaded CI machine
         while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(120)
-        except subprocess.TimeoutExpired:  # never leave a training behind
+        os.kill(proc.pid, signal.SIGINT)
+        proc.join(120)
+    finally:
+        if proc.exitcode is None:  # never leave a training behind
             proc.kill()
-            raise
-    assert code == 130
+            proc.join()
+    assert proc.exitcode == 130, err.read_text()[-2000:]
     text = err.read_text()
     assert f"interrupted; resume with medtl train train.resume={run}" in text
     assert "Traceback" not in text

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from medtl.runs.folder import load_bundle
+from medtl.runs.folder import load_bundle, read_config
 from medtl.runs.model_summary import SUMMARY_FILE, forward_flops, parameter_counts
 from medtl.runtime.flops import count_flops
 from tests.conftest import train_tiny
@@ -32,8 +32,14 @@ def _summary_numbers(run) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("strategy", ["frozen", "finetune"])
-def test_trainable_and_frozen_add_up_to_the_models_parameters(phantoms, tmp_path, strategy):
-    run = train_tiny(phantoms, tmp_path, f"model.strategy={strategy}")
+def test_trainable_and_frozen_add_up_to_the_models_parameters(
+    phantoms, tmp_path, strategy, request
+):
+    if strategy == "finetune":  # the default strategy: the session's tiny run, only read
+        run = request.getfixturevalue("seg_run")
+        assert read_config(run).model.strategy == strategy
+    else:
+        run = train_tiny(phantoms, tmp_path, f"model.strategy={strategy}")
     got = _summary_numbers(run)
     net, cfg, _ = load_bundle(run)
     total = sum(p.numel() for p in net.parameters())

@@ -1,19 +1,20 @@
 """kill -9 of a ``medtl train`` process at chosen points, then resume: metrics.csv, steps.csv
 and run.json end up whole and equal to those of an uninterrupted run (timing columns aside).
 
-The child process dies by a real SIGKILL at an exact point of its training: a
-``sitecustomize`` module on the child's PYTHONPATH (in a temp folder, never in the package)
-wraps a method of ``medtl.training.callbacks`` when that module is first imported, and the
-wrapper kills its own process with SIGKILL at the point ``MEDTL_TEST_KILL`` names.
+The training that dies is a forked child of the test process (torch and Lightning already
+imported, so it starts at once instead of paying a new interpreter's imports): before it
+trains, it wraps a method of ``medtl.training.callbacks`` in its own copy of the module, and
+the wrapper kills the child with a real SIGKILL at the point the test names.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-import subprocess
+import signal
 import sys
-import textwrap
+import traceback
 from pathlib import Path
 
 import pytest
@@ -34,64 +35,59 @@ ARGS = [
     "data.augment=light",  # the random state of the augmentation must survive the resume
 ]
 TIMING = ("epoch_time_s",)
+FORK = multiprocessing.get_context("fork")
 
-# Imported by the child at start-up: arms the kill point named by MEDTL_TEST_KILL once
-# medtl.training.callbacks is imported ("ckpt:NAME:EPOCH": right after the checkpoint NAME
-# of EPOCH is on disk; "step:N": right after optimiser step N's row is noted).
-SITECUSTOMIZE = textwrap.dedent(
-    """
-    import importlib.abc
-    import importlib.util
-    import os
-    import signal
-    import sys
-    from pathlib import Path
 
-    def _die():
-        os.kill(os.getpid(), signal.SIGKILL)
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
 
-    def _arm(module):
-        kind, *where = os.environ["MEDTL_TEST_KILL"].split(":")
-        if kind == "ckpt":
-            name, epoch = where[0], int(where[1])
-            real_save = module.AtomicCheckpointIO.save_checkpoint
 
-            def save_checkpoint(self, checkpoint, path, storage_options=None):
-                real_save(self, checkpoint, path, storage_options)
-                if Path(path).name == name and checkpoint.get("epoch") == epoch:
-                    _die()
+def _arm(kill_at: str) -> None:
+    """In the child: SIGKILL at ``kill_at`` ("ckpt:NAME:EPOCH": right after the checkpoint
+    NAME of EPOCH is on disk; "step:N": right after optimiser step N's row is noted)."""
+    import medtl.training.callbacks as module
 
-            module.AtomicCheckpointIO.save_checkpoint = save_checkpoint
-        else:
-            step = int(where[0])
-            real_end = module.StepLossCSV.on_train_batch_end
+    kind, *where = kill_at.split(":")
+    if kind == "ckpt":
+        name, epoch = where[0], int(where[1])
+        real_save = module.AtomicCheckpointIO.save_checkpoint
 
-            def on_train_batch_end(self, trainer, *args):
-                real_end(self, trainer, *args)
-                if trainer.global_step == step:
-                    _die()
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            real_save(self, checkpoint, path, storage_options)
+            if Path(path).name == name and checkpoint.get("epoch") == epoch:
+                _die()
 
-            module.StepLossCSV.on_train_batch_end = on_train_batch_end
+        module.AtomicCheckpointIO.save_checkpoint = save_checkpoint
+    else:
+        step = int(where[0])
+        real_end = module.StepLossCSV.on_train_batch_end
 
-    class _KillPoint(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name != "medtl.training.callbacks":
-                return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
-            real_exec = spec.loader.exec_module
+        def on_train_batch_end(self, trainer, *args):
+            real_end(self, trainer, *args)
+            if trainer.global_step == step:
+                _die()
 
-            def exec_module(module):
-                real_exec(module)
-                _arm(module)
+        module.StepLossCSV.on_train_batch_end = on_train_batch_end
 
-            spec.loader.exec_module = exec_module
-            return spec
 
-    if os.environ.get("MEDTL_TEST_KILL"):
-        sys.meta_path.insert(0, _KillPoint())
-    """
-)
+def _killed_train(kill_at: str, stderr: Path, args: list[str]) -> None:
+    """The forked child: ``medtl train ARGS`` that SIGKILLs itself at ``kill_at``; its
+    stderr goes to a file, and it never returns into pytest."""
+    code = 1
+    try:
+        # a forked child must not use the parent's intra-op thread pool (it can deadlock)
+        torch.set_num_threads(1)
+        sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        os.dup2(sys.stderr.fileno(), 2)
+        _arm(kill_at)
+        from medtl.cli.parser import main
+
+        code = main(["train", "--no-progress", *args])
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -119,14 +115,6 @@ def reference(phantoms, tmp_path_factory) -> Path:
     return out / "ref"
 
 
-@pytest.fixture(scope="module")
-def child_env(tmp_path_factory) -> dict[str, str]:
-    hooks = tmp_path_factory.mktemp("kill_hooks")
-    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_at",
@@ -139,14 +127,17 @@ def child_env(tmp_path_factory) -> dict[str, str]:
         "step:3",
     ],
 )
-def test_sigkill_then_resume_equals_uninterrupted(
-    kill_at, phantoms, reference, child_env, tmp_path, capsys
-):
-    cmd = [sys.executable, "-m", "medtl", "train", "--no-progress"]
-    cmd += [f"data.root={phantoms}", f"output.dir={tmp_path}", *ARGS, "output.name=killed"]
-    env = {**child_env, "MEDTL_TEST_KILL": kill_at}
-    killed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert killed.returncode == -9, killed.stderr[-2000:]  # died by SIGKILL, at the point
+def test_sigkill_then_resume_equals_uninterrupted(kill_at, phantoms, reference, tmp_path, capsys):
+    args = [f"data.root={phantoms}", f"output.dir={tmp_path}", *ARGS, "output.name=killed"]
+    stderr = tmp_path / "stderr.txt"
+    stderr.write_text("")
+    proc = FORK.Process(target=_killed_train, args=(kill_at, stderr, args))
+    proc.start()
+    proc.join(300)
+    if proc.exitcode is None:  # never leave a training behind
+        proc.kill()
+        proc.join()
+    assert proc.exitcode == -signal.SIGKILL, stderr.read_text()[-2000:]  # died at the point
     run = tmp_path / "killed"
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # never corrupt
     assert last["epoch"] == (1 if kill_at.startswith("ckpt") else 0)
