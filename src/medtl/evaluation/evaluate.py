@@ -31,7 +31,7 @@ from medtl.evaluation.processes import (
 from medtl.evaluation.segmentation import SegScorer, seg_extra_lines, seg_extra_summary
 from medtl.evaluation.split_loss import mean_loss, split_losses
 from medtl.evaluation.threshold import threshold_lines, threshold_summary
-from medtl.inference.decisions import threshold_value
+from medtl.inference.decisions import read_calibration, threshold_value
 from medtl.inference.engine import (
     infer,
     inference_net,
@@ -117,6 +117,7 @@ def evaluate(
     """
     run = Path(run)
     card_inputs(run)  # the files the model card reads afterwards: refused before any write
+    read_calibration(run)  # a damaged calibration.json is refused before the data is read
     net, cfg, classes = load_bundle(run)
     ckpt_name = load_into(net, run, checkpoint)
     apply_process_overrides(cfg, list(overrides or []), device)
