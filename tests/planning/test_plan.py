@@ -189,7 +189,7 @@ def test_predicted_fit_time_against_the_measured_one(tmp_path, monkeypatch, caps
     monkeypatch.setattr(rules, "encoders_on_disk", lambda: ["efficientnet-lite0"])
     data = make_phantoms(tmp_path / "ph", n=24, size=32, seed=0)
     out = tmp_path / "plan.yaml"
-    code, printed, err = run_cli(capsys, "plan", str(data), "--budget", "40s", "--out", str(out))
+    code, printed, err = run_cli(capsys, "plan", str(data), "--budget", "25s", "--out", str(out))
     assert code == 0, err
     assert printed.strip().endswith(str(out))
     text = out.read_text()

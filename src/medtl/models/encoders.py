@@ -201,23 +201,26 @@ def create_encoder(
 
 
 @lru_cache(maxsize=256)
+def _meta_facts(name: str, in_channels: int) -> tuple[tuple[int, ...], int]:
+    """Feature-map channels and parameter count of ``name``, from one build on the meta
+    device (no memory, no weights), cached: ``medtl models`` asks for both of every encoder."""
+    with torch.device("meta"):
+        encoder = _smp_encoder(get_encoder_spec(name), in_channels, 5, weights=None)
+    channels = tuple(int(c) for c in encoder.out_channels)
+    return channels, sum(p.numel() for p in encoder.parameters())
+
+
 def encoder_channels(name: str, in_channels: int = 3) -> tuple[int, ...]:
     """Channels of the six feature maps of ``name`` (smp convention, input included).
 
     Built once on the meta device (no memory, no weights) and cached.
     """
-    spec = get_encoder_spec(name)
-    with torch.device("meta"):
-        encoder = _smp_encoder(spec, in_channels, 5, weights=None)
-    return tuple(int(c) for c in encoder.out_channels)
+    return _meta_facts(name, in_channels)[0]
 
 
-@lru_cache(maxsize=256)
 def encoder_param_count(name: str) -> int:
     """Number of parameters of encoder ``name`` (3 input channels), built on meta, cached."""
-    with torch.device("meta"):
-        encoder = _smp_encoder(get_encoder_spec(name), 3, 5, weights=None)
-    return sum(p.numel() for p in encoder.parameters())
+    return _meta_facts(name, 3)[1]
 
 
 # ---------------------------------------------------------------------------- listing
