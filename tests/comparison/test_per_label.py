@@ -10,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+import medtl.data.masks.scan as scan_module
 from medtl.comparison import collect, compare
 from medtl.metrics import aggregate, holm, paired_test
-from tests.conftest import TINY
+from medtl.runs.folder import run_scheme
+from tests.conftest import TINY, record_calls
 
 LABELS = ["lesion", "ring"]
 
@@ -24,11 +27,33 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def cmp(label_phantoms, tmp_path_factory):
+def scanned_cmp(label_phantoms, tmp_path_factory) -> tuple[Path, list[str]]:
+    """Two configurations, two folds on label maps, and the mask scans their comparison ran."""
     out = tmp_path_factory.mktemp("cmp") / "a"
-    base = [f"data.root={label_phantoms}", *TINY, "data.test_fraction=0"]
-    compare(base, ["model.strategy=frozen,finetune"], folds=2, out=out)
-    return out
+    base = [f"data.root={label_phantoms}", "task=segmentation", *TINY, "data.test_fraction=0"]
+    with pytest.MonkeyPatch.context() as mp:
+        scans = record_calls(mp, scan_module, "scan")
+        compare(base, ["model.strategy=frozen,finetune"], folds=2, out=out)
+    return out, scans
+
+
+@pytest.fixture(scope="module")
+def cmp(scanned_cmp):
+    return scanned_cmp[0]
+
+
+def test_two_configs_two_folds_scan_the_masks_once(scanned_cmp):
+    """A comparison decides the mask scheme once and hands it to every cell and fold."""
+    out, scans = scanned_cmp
+    assert len(scans) == 1  # the design's; 4 trainings and 4 evaluations read it back
+    runs = sorted(out.glob("cells/*/fold*"))
+    assert len(runs) == 4
+    for run in runs:  # every run records the decision, and reads it back as decided
+        data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+        assert (data["mask_mode"], data["labels"]) == ("labels", "1:lesion,2:ring")
+        scheme = run_scheme(run)
+        assert (scheme.mode, scheme.values, scheme.names) == ("labels", (1, 2), ("lesion", "ring"))
+        assert (run / "eval" / "val" / "summary.json").is_file()
 
 
 @pytest.mark.slow

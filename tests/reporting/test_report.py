@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
 
@@ -123,8 +124,17 @@ RUN_JSON = {
 def run_copy(cmp, tmp_path):
     """A trained run folder of the comparison, copied so that its run.json can be rewritten."""
     run = tmp_path / "fold0"
-    shutil.copytree(next((cmp / "cells").glob("*/fold0")), run)
+    shutil.copytree(next((cmp / "cells").glob("*/fold0")), run, copy_function=_link_weights)
     return run
+
+
+def _link_weights(src: str, dst: str) -> None:
+    """Copy a file, hard-linking the weights (model.pt, checkpoints/: hundreds of MB) that the
+    tests only read; medtl replaces files it writes, so the linked originals stay as they are."""
+    if src.endswith((".pt", ".ckpt")):
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
 
 
 def test_run_report_reads_run_json(run_copy):

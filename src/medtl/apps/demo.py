@@ -18,7 +18,7 @@ from medtl.utils.files import atomic_write_json
 log = logging.getLogger("medtl")
 
 DEMO = {"n": 120, "size": 64, "epochs": 6, "folds": 3}
-QUICK = {"n": 24, "size": 32, "epochs": 1, "folds": 2}
+QUICK = {"n": 16, "size": 32, "epochs": 1, "folds": 2}
 
 CELLS = [
     ["model.weights=imagenet", "model.strategy=frozen"],

@@ -13,7 +13,11 @@ import numpy as np
 
 from medtl.comparison.design import TIMING_FILE
 from medtl.comparison.per_label import add_label_folds
-from medtl.metrics.classification import classification_scores, macro_auroc, macro_f1
+from medtl.metrics.classification import (
+    classification_scores,
+    macro_auroc_resampled,
+    macro_f1_resampled,
+)
 from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci
 from medtl.runs.records import SUMMARY_FILE, EvalSummary
 from medtl.utils.files import read_csv, to_float
@@ -35,20 +39,18 @@ def cls_pooled(rows: list[dict[str, str]], classes: list[str]) -> dict[str, dict
     scores = classification_scores(y, probs, classes)
     correct = (pred == y).astype(float)
 
-    def f1(idx: np.ndarray) -> float:
-        return macro_f1(y[idx], pred[idx], len(classes))
+    def f1(idx: np.ndarray) -> np.ndarray:
+        return macro_f1_resampled(y, pred, len(classes), idx)
 
-    def auroc(idx: np.ndarray) -> float:
-        if len(np.unique(y[idx])) < 2:
-            return math.nan
-        return macro_auroc(y[idx], probs[idx], len(classes))
+    def auroc(idx: np.ndarray) -> np.ndarray:  # NaN for a resample of one class
+        return macro_auroc_resampled(y, probs, len(classes), idx)
 
     out = {"accuracy": aggregate(correct, n_boot=N_BOOT, seed=0)}
     for name, value, stat in (
         ("macro_f1", scores["macro_avg"]["f1"], f1),
         ("auroc", scores["auroc_macro"], auroc),
     ):
-        lo, hi = bootstrap_statistic_ci(len(known), stat, n_boot=N_BOOT, seed=0)
+        lo, hi = bootstrap_statistic_ci(len(known), stat, n_boot=N_BOOT, seed=0, vectorized=True)
         out[name] = {
             "mean": float(value),
             "std": None,

@@ -5,10 +5,10 @@ logits back to each image's original size, overlays, and the one mask writer
 
 from __future__ import annotations
 
-import copy
 import re
 from collections import Counter
 from collections.abc import Sequence
+from copy import deepcopy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +27,18 @@ class InferenceNet(torch.nn.Module):
     """An eval-mode network for inference only: Conv-BN folded where the graph can be traced,
     weights and inputs in channels_last (measured faster on CPU, docs/performance.md).
     Outputs equal the eager network's to float rounding (tested: max abs difference below
-    1e-4 of the logits' scale)."""
+    1e-4 of the logits' scale). ``copy=False`` works on ``net`` itself (its convs change)
+    instead of a deep copy, for a caller that hands over a network it does not use again."""
 
-    def __init__(self, net: torch.nn.Module, fold_bn: bool = True, channels_last: bool = True):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        fold_bn: bool = True,
+        channels_last: bool = True,
+        copy: bool = True,
+    ):
         super().__init__()
-        net = copy.deepcopy(net).eval()  # the caller's network stays as it was
+        net = (deepcopy(net) if copy else net).eval()  # by default the caller's stays as it was
         self.steps: list[str] = []
         if fold_bn:
             try:
@@ -117,11 +124,13 @@ def fold_sequential_conv_bn(module: torch.nn.Module) -> int:
 def inference_net(net: Net, device: torch.device | str = "cpu", optimise: bool = True):
     """The network evaluate and predict run on ``device`` (where ``net`` already is):
     :class:`InferenceNet` on CPU when ``optimise``, otherwise ``net`` itself in eval mode
-    (GPUs keep the eager network)."""
+    (GPUs keep the eager network). ``net`` is handed over: the CPU-optimised network is
+    built from it in place, without a copy (its convs change), as every caller passes a
+    network of its own from :func:`medtl.runs.folder.load_bundle` and uses only the result."""
     net.eval()
     if not optimise or torch.device(device).type != "cpu":
         return net
-    return InferenceNet(net)
+    return InferenceNet(net, copy=False)
 
 
 @torch.inference_mode()
