@@ -8,15 +8,17 @@ import os
 import socket
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
 from medtl.utils.errors import MedtlError
-
-pytest.importorskip("gradio")
-
 from tests.screenshot import CHROMEDRIVER, CHROMIUM, require_browser
+
+pytestmark = pytest.mark.skipif(
+    find_spec("gradio") is None, reason="needs the [app] extra (gradio)"
+)  # gradio is imported by the tests that run, not at collection
 
 
 def _image(phantoms: Path) -> Path:
