@@ -112,8 +112,8 @@ def evaluate(
     ``plots=False`` skips the figures (e.g. inside a comparison grid). ``optimise=False``
     runs the eager network instead of the CPU-optimised :func:`~medtl.inference.engine.inference_net`.
     ``decide``: fits on val first, HD95 definition (:class:`medtl.evaluation.calibrate.Decisions`).
-    ``postprocess``: a mask rule of :mod:`medtl.inference.postprocess` (``dice_raw``: Dice before it).
-    ``device``: where one process runs (auto: CUDA, else MPS, else CPU; ``cpu`` to force it).
+    ``postprocess``: a mask rule of :mod:`medtl.inference.postprocess` (``dice_raw``: Dice before
+    it). ``device``: where one process runs (auto: CUDA, else MPS, else CPU; ``cpu`` forces it).
     """
     run = Path(run)
     card_inputs(run)  # the files the model card reads afterwards: refused before any write
