@@ -111,9 +111,8 @@ def evaluate(
     image's original resolution. ``save_images`` caps the overlays written (masks: all);
     ``plots=False`` skips the figures (e.g. inside a comparison grid). ``optimise=False``
     runs the eager network instead of the CPU-optimised :func:`~medtl.inference.engine.inference_net`.
-    ``decide``: fits on val first, HD95 definition (:class:`medtl.evaluation.calibrate.Decisions`).
-    ``postprocess``: a mask rule of :mod:`medtl.inference.postprocess` (``dice_raw``: Dice before
-    it). ``device``: where one process runs (auto: CUDA, else MPS, else CPU; ``cpu`` forces it).
+    ``decide``: fits on val first, HD95 (:class:`~medtl.evaluation.calibrate.Decisions`); ``postprocess``:
+    a rule of :mod:`medtl.inference.postprocess` (``dice_raw``: Dice before it); ``device``: ``auto`` = CUDA, else MPS, else CPU.
     """
     run = Path(run)
     card_inputs(run)  # the files the model card reads afterwards: refused before any write
