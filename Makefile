@@ -29,8 +29,10 @@ demo: $(STAMP)
 SERIAL_FILES := $(shell grep -rl --include='test_*.py' 'mark.serial' tests)
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
+# PYTHONDONTWRITEBYTECODE= : bytecode caches for src/ and tests/ (pytest's rewritten test
+# modules too) are written and reused, where an environment turned them off
 test: $(STAMP)
-	rc=0; \
+	export PYTHONDONTWRITEBYTECODE=; rc=0; \
 	$(BIN)/lint-imports --no-cache || rc=1; \
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not serial" || rc=1; \
 	if [ -n "$(SERIAL_FILES)" ]; then $(BIN)/python -m pytest -q -m serial $(SERIAL_FILES) || rc=1; fi; \
