@@ -243,3 +243,12 @@ def test_plan_cli_without_weights_and_with_a_budget_too_small(phantoms, tmp_path
     assert code == 2 and len(errors) == 1 and "Traceback" not in err
     assert "--budget 1s is too small for one epoch" in errors[0]
     assert "the smallest budget that fits: " in errors[0] and not small.exists()
+
+
+def test_patience_is_half_the_planned_epochs():
+    """A cosine run improves late: early stopping waits half the planned epochs (BUSI's
+    10-minute plan: 21 epochs, patience 10; its longest run without improvement was 5)."""
+    from medtl.planning.choices import patience
+
+    assert [patience(n, True).value for n in (7, 8, 21, 60)] == [0, 4, 10, 30]
+    assert patience(21, False).value == 0 and "half the epochs" in patience(21, True).reason
