@@ -181,6 +181,33 @@ def mt_run_2epochs(phantoms, tmp_path_factory) -> Path:
     return train_tiny(phantoms, out, "train.epochs=2", "task=multitask", "output.name=mt2")
 
 
+def train_in_forked_child(stderr: Path, args: list[str], prepare=None) -> None:
+    """Target of a forked child (multiprocessing's ``fork`` context): ``medtl train ARGS``
+    with its stderr in the file ``stderr``, ``prepare()`` called first; exits with the
+    command's code and never returns into pytest. The child computes on one torch thread: a
+    forked child must not use the parent's intra-op thread pool (it can deadlock)."""
+    import sys
+    import traceback
+
+    import torch
+
+    from medtl.cli import main
+
+    code = 1
+    try:
+        torch.set_num_threads(1)
+        sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        os.dup2(sys.stderr.fileno(), 2)
+        if prepare is not None:
+            prepare()
+        code = main(["train", "--no-progress", *args])
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     """``medtl ARGS`` in this process: exit code, stdout and stderr."""
     from medtl.cli import main

@@ -24,7 +24,7 @@ import torch
 
 from medtl.cli.parser import main
 from medtl.utils.locks import LOCK_FILE, folder_lock
-from tests.conftest import TINY
+from tests.conftest import TINY, train_in_forked_child
 
 FORK = multiprocessing.get_context("fork")
 
@@ -316,27 +316,11 @@ def test_read_only_folder_and_file_as_out_are_one_line(seg_run, tmp_path, capsys
     assert str(run / "eval") in line and "[EROFS]" in line
 
 
-def _train_until_ctrl_c(stderr: Path, args: list[str]) -> None:
-    """The forked child: ``medtl train ARGS`` with its stderr in a file, exiting with the
-    command's code (never returning into pytest). A child started from a shell job
-    (``make test &``, nohup, CI runners) inherits SIGINT *ignored*: Ctrl-C would do nothing.
-    A terminal's Ctrl-C always reaches a foreground medtl; the child restores that condition."""
-    import sys
-    import traceback
-
-    code = 1
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        # a forked child must not use the parent's intra-op thread pool (it can deadlock)
-        torch.set_num_threads(1)
-        sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
-        os.dup2(sys.stderr.fileno(), 2)
-        code = main(["train", "--no-progress", *args])
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stderr.flush()
-        os._exit(code)
+def _restore_sigint() -> None:
+    """A child started from a shell job (``make test &``, nohup, CI runners) inherits SIGINT
+    *ignored*: Ctrl-C would do nothing. A terminal's Ctrl-C always reaches a foreground
+    medtl; the forked child restores that condition."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.mark.slow
@@ -348,7 +332,7 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(phantoms, tmp_path):
     args += ["train.epochs=200"]
     err = tmp_path / "stderr.txt"
     err.write_text("")
-    proc = FORK.Process(target=_train_until_ctrl_c, args=(err, args))
+    proc = FORK.Process(target=train_in_forked_child, args=(err, args, _restore_sigint))
     proc.start()
     try:
         deadline = time.time() + 180  # generous: a loaded CI machine

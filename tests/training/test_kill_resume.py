@@ -9,18 +9,18 @@ the wrapper kills the child with a real SIGKILL at the point the test names.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
 import signal
-import sys
-import traceback
 from pathlib import Path
 
 import pytest
 import torch
 
 from medtl.utils.files import read_csv
+from tests.conftest import train_in_forked_child
 
 ARGS = [
     "data.image_size=32",
@@ -70,26 +70,6 @@ def _arm(kill_at: str) -> None:
         module.StepLossCSV.on_train_batch_end = on_train_batch_end
 
 
-def _killed_train(kill_at: str, stderr: Path, args: list[str]) -> None:
-    """The forked child: ``medtl train ARGS`` that SIGKILLs itself at ``kill_at``; its
-    stderr goes to a file, and it never returns into pytest."""
-    code = 1
-    try:
-        # a forked child must not use the parent's intra-op thread pool (it can deadlock)
-        torch.set_num_threads(1)
-        sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
-        os.dup2(sys.stderr.fileno(), 2)
-        _arm(kill_at)
-        from medtl.cli.parser import main
-
-        code = main(["train", "--no-progress", *args])
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stderr.flush()
-        os._exit(code)
-
-
 def _rows(path: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv(path)]
 
@@ -131,7 +111,9 @@ def test_sigkill_then_resume_equals_uninterrupted(kill_at, phantoms, reference, 
     args = [f"data.root={phantoms}", f"output.dir={tmp_path}", *ARGS, "output.name=killed"]
     stderr = tmp_path / "stderr.txt"
     stderr.write_text("")
-    proc = FORK.Process(target=_killed_train, args=(kill_at, stderr, args))
+    proc = FORK.Process(
+        target=train_in_forked_child, args=(stderr, args, functools.partial(_arm, kill_at))
+    )
     proc.start()
     proc.join(300)
     if proc.exitcode is None:  # never leave a training behind
