@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medtl.metrics.classification import (
-    macro_auroc,
-    macro_auroc_resampled,
-    macro_f1,
-    macro_f1_resampled,
-)
+from medtl.metrics.classification import macro_auroc, macro_f1
+from medtl.metrics.resampled import macro_auroc_resampled, macro_f1_resampled
 from medtl.metrics.statistics import bootstrap_statistic_ci
 
 

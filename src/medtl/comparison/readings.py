@@ -13,11 +13,8 @@ import numpy as np
 
 from medtl.comparison.design import TIMING_FILE
 from medtl.comparison.per_label import add_label_folds
-from medtl.metrics.classification import (
-    classification_scores,
-    macro_auroc_resampled,
-    macro_f1_resampled,
-)
+from medtl.metrics.classification import classification_scores
+from medtl.metrics.resampled import macro_auroc_resampled, macro_f1_resampled
 from medtl.metrics.statistics import aggregate, bootstrap_statistic_ci
 from medtl.runs.records import SUMMARY_FILE, EvalSummary
 from medtl.utils.files import read_csv, to_float
