@@ -108,6 +108,59 @@ def test_five_folds_when_groups_and_budget_allow():
     assert _decide(_fp(groups=40), *args, 3, True).folds == 3
 
 
+def _timed_by_pixels(calls: list[int], step_at_128: float = 0.1):
+    def timed(size: int) -> Measure:
+        calls.append(size)
+        m = _measure(step_at_128 * (size / 128) ** 2)
+        m.size = size
+        return m
+
+    return timed
+
+
+@pytest.mark.parametrize("budget", [1200, 3600, 7200])
+def test_images_grow_while_the_budget_trains_enough_epochs(budget):
+    """From the small objects' size, the plan grows to the largest size (timed there) whose
+    runs still train GOOD_EPOCHS epochs, and never beyond the typical image's side."""
+    from medtl.planning.planner import _grow
+
+    fp = _fp(groups=40, n_images=1000, native_size=(320, 300))
+    base = _decide(fp, "segmentation", budget, "cpu", rules.Choice(128, "objects"),
+                   [_measure(0.1)], None, True)  # fmt: skip
+    calls: list[int] = []
+    plan = _grow(base, fp, _timed_by_pixels(calls), True)
+    size = int(plan.value("data.image_size"))
+    epochs_at = {s: _decide(fp, "segmentation", budget, "cpu", rules.Choice(s, ""),
+                            [_timed_by_pixels([])(s)], base.folds, True).value("train.epochs")
+                 for s in (128, 160, 192, 224, 256)}  # fmt: skip
+    grown = 128  # the sizes up to the first that trains too few epochs
+    for s in (160, 192, 224, 256):
+        if epochs_at[s] < rules.GOOD_EPOCHS:
+            break
+        grown = s
+    assert size == grown
+    assert size <= 300 and 320 not in calls  # the typical image's shorter side caps it
+    if size > 128:
+        assert calls[-1] > size or calls[-1] == size == 256  # timed, and one more size tried
+        assert plan.value("train.epochs") == epochs_at[size]
+        assert "larger images keep more of every boundary" in plan.keys["data.image_size"].reason
+        assert plan.probes[-1].size in calls and plan.value("model.encoder") == "resnet18"
+        assert (plan.folds, plan.folds_reason) == (base.folds, base.folds_reason)
+    else:
+        assert plan is base
+
+
+def test_images_do_not_grow_when_the_budget_is_tight():
+    from medtl.planning.planner import _grow
+
+    fp = _fp(groups=4)
+    base = _decide(fp, "segmentation", 80, "cpu", rules.Choice(128, "objects"),
+                   [_measure(0.5)], None, True)  # fmt: skip
+    assert base.value("train.epochs") < rules.GOOD_EPOCHS
+    calls: list[int] = []
+    assert _grow(base, fp, _timed_by_pixels(calls), True) is base and calls == []
+
+
 def test_epochs_stop_at_the_maximum():
     plan = _decide(_fp(groups=4), "segmentation", 6000, "cpu", rules.Choice(128, "x"),
                    [_measure(0.5)], None, True)  # fmt: skip

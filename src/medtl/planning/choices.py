@@ -25,6 +25,11 @@ PREFERRED = ("resnet34", "efficientnet-lite0", "resnet18", "efficientnet-lite1",
 #: fewer epochs than this and the plan prefers a faster encoder
 MIN_EPOCHS = 10
 MAX_EPOCHS = 60
+#: the images grow beyond the small objects' size while each run still trains this many
+#: epochs (medtl's default recipe trains 20)
+GOOD_EPOCHS = 20
+#: the largest size a plan grows to
+MAX_GROWN_SIZE = 512
 #: share of the budget kept for decoding, model builds and evaluation (not fitting)
 RESERVE = 0.15
 
@@ -60,6 +65,21 @@ def image_size(fp: Fingerprint, task: str) -> Choice:
     if not fits:
         why += f"; capped at the images' smallest side {fp.min_side}"
     return Choice(size, why)
+
+
+def larger_sizes(size: int, side: int) -> list[int]:
+    """The sizes above ``size`` a plan may grow to: up to ``side`` (the most common image's
+    shorter side: no upsampling of typical images) and :data:`MAX_GROWN_SIZE`."""
+    return [s for s in SIZES if size < s <= min(side, MAX_GROWN_SIZE)]
+
+
+def grown_size_reason(small: Choice, size: int) -> str:
+    """Why a plan trains at ``size`` rather than the small objects' size ``small``."""
+    return (
+        f"the budget trains >= {GOOD_EPOCHS} epochs per run at {size} px (timed), so larger "
+        f"than the small objects need ({small.value} px: {small.reason}): larger images keep "
+        "more of every boundary"
+    )
 
 
 def encoders_on_disk() -> list[str]:

@@ -6,7 +6,10 @@
    disk, preferred first) at that size on the device medtl will use;
 4. the first candidate that trains enough epochs within the budget wins; epochs, folds,
    loss, augmentation, strategy and early stopping follow (:mod:`medtl.planning.choices`);
-5. :mod:`medtl.planning.recipe` writes it as a config with the reasons as comments.
+5. while the budget still trains :data:`~medtl.planning.choices.GOOD_EPOCHS` epochs one
+   size up (timed there, not extrapolated), the images grow (:func:`_grow`): larger images
+   keep more of every boundary, up to the images' own size;
+6. :mod:`medtl.planning.recipe` writes it as a config with the reasons as comments.
 """
 
 from __future__ import annotations
@@ -129,7 +132,45 @@ def make_plan(
         for enc in candidates:
             log.info(f"plan: timing {enc} at {size.value} px, batch {batch} on {where.type}")
             probes.append(measure(cfg, enc, int(size.value), batch, where, n_classes, steps))
-    return _decide(fp, task, budget_s, where.type, size, probes, folds, bool(on_disk))
+        plan = _decide(fp, task, budget_s, where.type, size, probes, folds, bool(on_disk))
+
+        def timed(s: int) -> Measure:
+            enc = str(plan.value("model.encoder"))
+            log.info(f"plan: timing {enc} at {s} px, batch {batch} on {where.type}")
+            return measure(cfg, enc, s, batch, where, n_classes, steps)
+
+        return _grow(plan, fp, timed, bool(on_disk))
+
+
+def _grow(plan: Plan, fp: Fingerprint, timed: Any, pretrained: bool) -> Plan:
+    """``plan`` at the largest size above its own that still trains
+    :data:`~medtl.planning.choices.GOOD_EPOCHS` epochs per run with the same encoder and
+    folds. Each size up is timed (``timed(size) -> Measure``) only while the last timing,
+    scaled by the pixels (an over-estimate: fixed costs do not grow), leaves that many
+    epochs within a third; the first that falls short stops the growth."""
+    if plan.task == "classification" or int(plan.value("train.epochs")) < rules.GOOD_EPOCHS:
+        return plan
+    base = int(plan.value("data.image_size"))
+    best, last = plan, next(m for m in plan.probes if m.encoder == plan.value("model.encoder"))
+    for s in rules.larger_sizes(base, min(fp.native_size)):
+        if int(best.value("train.epochs")) * (last.size / s) ** 2 < rules.GOOD_EPOCHS * 2 / 3:
+            break  # out of reach even if the time grew by less than the pixels
+        m = timed(s)
+        size = Choice(s, rules.grown_size_reason(plan.keys["data.image_size"], s))
+        try:
+            bigger = _decide(
+                fp, plan.task, plan.budget_s, plan.device, size, [m], plan.folds, pretrained
+            )
+        except ConfigError:
+            break
+        if int(bigger.value("train.epochs")) < rules.GOOD_EPOCHS:
+            break
+        bigger.probes = [*plan.probes, *best.probes[len(plan.probes) :], m]
+        bigger.folds_reason = plan.folds_reason
+        best, last = bigger, m
+    if best is not plan:
+        best.keys["model.encoder"] = plan.keys["model.encoder"]
+    return best
 
 
 def _decide(
