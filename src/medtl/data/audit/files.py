@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -52,14 +53,14 @@ class Decoded:
 
 def object_shares(mask: np.ndarray) -> list[float]:
     """The area of each 8-connected object of a boolean mask, as a share of the image."""
-    from scipy import ndimage
-
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if not len(rows):
         return []
     box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # labelling only the objects' box
-    labels, n = ndimage.label(box, structure=np.ones((3, 3), bool))
-    return (np.bincount(labels.ravel(), minlength=n + 1)[1:] / mask.size).tolist()
+    n, _, stats, _ = cv2.connectedComponentsWithStats(
+        np.ascontiguousarray(box, dtype=np.uint8), connectivity=8
+    )
+    return (stats[1:, cv2.CC_STAT_AREA] / mask.size).tolist()
 
 
 def _structures(arr: np.ndarray, path: Path) -> dict[str, np.ndarray]:
@@ -81,7 +82,7 @@ def mask_reasons(arr: np.ndarray, mode: str) -> list[str]:
         reasons.append("palette (indices used as values)")
     elif mode not in _SINGLE_CHANNEL_8BIT and arr.dtype != bool:  # bool: NIfTI label > 0
         reasons.append(f"{arr.dtype.itemsize * 8}-bit {arr.dtype}")
-    flat = arr[..., : 3 if arr.shape[2] >= 3 else 1].max(axis=2) if arr.ndim == 3 else arr
+    flat = io.channel_max(arr)
     values = io.value_counts(flat)[0] if flat.dtype.kind in "uib" else np.unique(flat)
     if len(values) > 2:
         shown = ", ".join(str(v) for v in values[:8].tolist())

@@ -150,12 +150,26 @@ def _split_guess(name: str) -> str:
     return "train"
 
 
-def _used(samples: Sequence[Sample]) -> set[Path]:
+def _used(samples: Sequence[Sample]) -> set[str]:
     from medtl.data.refs import source_file
 
     files = {source_file(s.image) for s in samples}
     files |= {source_file(m) for s in samples for m in s.masks}
-    return {Path(os.path.abspath(f)) for f in files}
+    return {os.path.abspath(f) for f in files}
+
+
+def _folders_of(files: Iterable[str]) -> set[str]:
+    """Every folder above the absolute paths ``files`` (each chain walked once)."""
+    out: set[str] = set()
+    for f in files:
+        d = os.path.dirname(f)
+        while d not in out:
+            out.add(d)
+            up = os.path.dirname(d)
+            if up == d:
+                break
+            d = up
+    return out
 
 
 def unused_lines(root: Path, samples: Sequence[Sample], layout: str = "") -> list[str]:
@@ -165,23 +179,25 @@ def unused_lines(root: Path, samples: Sequence[Sample], layout: str = "") -> lis
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         return []
-    used = _used(samples)
-    used_dirs = {p for f in used for p in f.parents}
+    used = _used(samples)  # plain strings: a data set's thousands of paths compare fast
+    used_dirs = _folders_of(used)
     lines: list[str] = []
     stack = [root]
     while stack and len(lines) < 100:
         folder = stack.pop()
         rel = "./" if folder == root else folder.relative_to(root).as_posix() + "/"
-        if folder not in used_dirs:
+        if str(folder) not in used_dirs:
             files = _files_below(folder)
             if files:
                 lines.append(f"{rel}: {_n_files(files)} not used")
             continue
-        left = [
-            f
-            for f in folder.iterdir()
-            if f.is_file() and not f.name.startswith(".") and f not in used and not _meta(f, root)
-        ]
+        with os.scandir(folder) as entries:
+            left = [
+                Path(e.path)
+                for e in entries
+                if e.path not in used and not e.name.startswith(".") and e.is_file()
+            ]
+        left = [f for f in left if not _meta(f, root)]
         if left:
             lines.append(f"{rel}: {_n_files(left)} not used{PARTLY}")
         stack += reversed(_subdirs(folder))
