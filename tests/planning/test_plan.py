@@ -161,6 +161,25 @@ def test_images_do_not_grow_when_the_budget_is_tight():
     assert _grow(base, fp, _timed_by_pixels(calls), True) is base and calls == []
 
 
+def test_loading_the_batches_counts_in_the_epoch():
+    """On the CPU the batches load between the steps (no DataLoader workers): the probe's
+    loading time is part of every step, so it buys fewer epochs."""
+    from medtl.planning.probe import load_seconds
+
+    fp = _fp(groups=4)
+    bare, loaded = _measure(0.5), _measure(0.5)
+    loaded.load_s = 0.25
+    args = ("segmentation", 200, "cpu", rules.Choice(128, "x"))  # under MAX_EPOCHS
+    n_train, n_val = _split_sizes(100, 0)
+    assert rules.epoch_seconds(loaded, n_train, n_val, 8) - rules.epoch_seconds(
+        bare, n_train, n_val, 8
+    ) == pytest.approx((n_train // 8) * 0.25)
+    assert (_decide(fp, *args, [loaded], None, True).value("train.epochs")
+            < _decide(fp, *args, [bare], None, True).value("train.epochs"))  # fmt: skip
+    # the real loader path: augmenting costs more than converting alone
+    assert load_seconds("standard", 64, 4) > 2 * load_seconds("none", 64, 4) > 0
+
+
 def test_epochs_stop_at_the_maximum():
     plan = _decide(_fp(groups=4), "segmentation", 6000, "cpu", rules.Choice(128, "x"),
                    [_measure(0.5)], None, True)  # fmt: skip

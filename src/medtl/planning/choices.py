@@ -97,12 +97,13 @@ def missing_weights_hint() -> str:
 
 
 def epoch_seconds(m: Measure, n_train: int, n_val: int, batch: int) -> float:
-    """One epoch from a probe: the optimiser steps, the validation forwards and a checkpoint
-    write and a half (last.ckpt each epoch, the best one when it improves)."""
+    """One epoch from a probe: the optimiser steps with their batches' loading, the
+    validation forwards and a checkpoint write and a half (last.ckpt each epoch, the best
+    one when it improves)."""
     steps = max(1, n_train // batch if n_train > batch else 1)
     scale = batch / m.batch
     return (
-        steps * m.step_s * scale
+        steps * (m.step_s + m.load_s) * scale
         + math.ceil(n_val / batch) * m.forward_s * scale
         + (1.5 * m.checkpoint_s)
     )

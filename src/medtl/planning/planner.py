@@ -120,8 +120,14 @@ def make_plan(
     if folds is not None and folds == 1 or (folds or 0) < 0:
         raise ConfigError(f"--folds {folds}: give 0 (one split) or K >= 2")
     size = rules.image_size(fp, task)
+    augment = rules.augment(_split_sizes(fp.n_images, 0)[0]).value  # what the loader will run
     cfg = load_config(
-        overrides=[f"task={task}", f"train.accelerator={where.type}", f"train.threads={threads}"]
+        overrides=[
+            f"task={task}",
+            f"train.accelerator={where.type}",
+            f"train.threads={threads}",
+            f"data.augment={augment}",
+        ]
     )
     n_classes = len(fp.classes) if task != "segmentation" else 0
     on_disk = rules.encoders_on_disk()

@@ -4,8 +4,10 @@ medtl would build, on the device medtl would use, and the memory they took.
 Each :class:`Measure` is one (encoder, image size, batch) on random images: one warm-up
 step, then ``steps`` timed steps (forward, the training loss, backward, AdamW step), one
 timed forward without gradients (the validation cost) and one timed checkpoint write (the
-weights and optimiser state, as Lightning saves them each epoch). Random weights: the
-speed of a network does not depend on its weights.
+weights and optimiser state, as Lightning saves them each epoch). On the CPU it also times
+loading a training batch (:func:`load_seconds`): the DataLoader has no workers there, so
+the augmentation of every image runs between the steps. Random weights: the speed of a
+network does not depend on its weights.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Measure:
     checkpoint_s: float  # one checkpoint write
     peak_mb: float  # GPU: peak allocated; CPU: the process's peak resident memory
     static_mb: float  # weights + gradients + AdamW state
+    load_s: float = 0.0  # loading one training batch in the training process (CPU)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -115,6 +118,7 @@ def measure(
         _sync(device)
         forward = time.perf_counter() - t0
     ckpt = _checkpoint_seconds(task, opt)
+    load = load_seconds(cfg.data.augment, size, batch) if device.type == "cpu" else 0.0
     n_params = sum(p.numel() for p in task.parameters())
     peak = (
         torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb()
@@ -130,7 +134,31 @@ def measure(
         checkpoint_s=round(ckpt, 4),
         peak_mb=round(peak, 1),
         static_mb=round(n_params * 16 / 2**20, 1),  # fp32 weights, gradients, 2 AdamW moments
+        load_s=round(load, 4),
     )
+
+
+def load_seconds(augment: str, size: int, batch: int, repeats: int = 2) -> float:
+    """Seconds to load one training batch as :class:`~medtl.data.dataset.CachedDataset`
+    does in the training process: ``batch`` cached ``uint8`` images and masks at ``size``
+    px through one draw of the ``augment`` level each, to float, stacked (the mean of
+    ``repeats`` batches after a warm-up one)."""
+    from medtl.data.transforms import apply_augment, build_augment, to_float
+
+    aug = build_augment(augment)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
+    masks = (torch.rand(batch, 1, size, size, generator=g) > 0.9).to(torch.uint8)
+
+    def one() -> None:
+        pairs = [apply_augment(aug, images[i], masks[i]) for i in range(batch)]
+        torch.stack([to_float(x) for x, _ in pairs]), torch.stack([m.float() for _, m in pairs])
+
+    one()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        one()
+    return (time.perf_counter() - t0) / repeats
 
 
 def _checkpoint_seconds(task: MedtlTask, opt: torch.optim.Optimizer) -> float:

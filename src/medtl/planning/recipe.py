@@ -30,7 +30,8 @@ def _header(plan: Plan, out: Path) -> list[str]:
         "probe (random weights, timed optimiser steps on this machine):",
         *(
             f"  {m.encoder} {m.size}px batch {m.batch} {m.precision}: step {m.step_s:.3f}s, "
-            f"forward {m.forward_s:.3f}s, checkpoint {m.checkpoint_s:.2f}s, peak {m.peak_mb:.0f} MB"
+            f"forward {m.forward_s:.3f}s, loading {m.load_s:.3f}s, checkpoint {m.checkpoint_s:.2f}s, "
+            f"peak {m.peak_mb:.0f} MB"
             for m in plan.probes
         ),
         f"predicted: {format_duration(plan.run_fit_s)} of fitting per run x {max(k, 1)} run(s); "
