@@ -93,6 +93,8 @@ class View:
     _features: tuple | None = field(default=None, repr=False)
     _band: np.ndarray | None = field(default=None, repr=False)
     _noise: tuple | None = field(default=None, repr=False)
+    _edges: np.ndarray | None = field(default=None, repr=False)
+    _coarse: np.ndarray | None = field(default=None, repr=False)
 
     def features(self) -> tuple:
         """ORB ``(keypoint positions (n, 2) float32, descriptors or None)`` of the view
@@ -116,6 +118,18 @@ class View:
         if self._noise is None:
             self._noise = _noise_parts(self.grey)
         return self._noise
+
+    def edges(self) -> np.ndarray:
+        """The band-passed gradient magnitude of the view (:func:`_edges`, computed once)."""
+        if self._edges is None:
+            self._edges = _edges(self.grey)
+        return self._edges
+
+    def coarse(self) -> np.ndarray:
+        """The view's 32x32 thumbnail (:func:`_thumb32`, computed once)."""
+        if self._coarse is None:
+            self._coarse = _thumb32(self.grey)
+        return self._coarse
 
     @property
     def tiny(self) -> bool:
@@ -257,12 +271,14 @@ def _edges(a: np.ndarray) -> np.ndarray:
     return _blur(np.sqrt(gx * gx + gy * gy))
 
 
-def _coarse(a: np.ndarray, b: np.ndarray) -> float:
-    """NCC of 32x32 thumbnails: the cheap gate before keypoint matching."""
-    a, b = (
-        cv2.resize(x.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) for x in (a, b)
-    )
-    return _ncc(a, b)
+def _thumb32(x: np.ndarray) -> np.ndarray:
+    return cv2.resize(x.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+
+
+def _coarse(a: View, b: np.ndarray, of: View | None = None) -> float:
+    """NCC of 32x32 thumbnails of ``a`` and ``b`` (the view ``of``'s own grey, when it is
+    that): the cheap gate before keypoint matching."""
+    return _ncc(a.coarse(), of.coarse() if of is not None and b is of.grey else _thumb32(b))
 
 
 def _onto(src: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -282,7 +298,7 @@ def _identity(a: View, b: View) -> tuple[float, float, np.ndarray | None, Pair |
     else:
         pair = (a.grey, warped, None)
         fine = _tiles(a.band(), b.band() if warped is b.grey else _blur(warped))
-    return fine, _coarse(a.grey, warped), warped, pair
+    return fine, _coarse(a, warped, b), warped, pair
 
 
 def _window(a: View, b: View, window: int) -> tuple[float, float, Pair | None]:
@@ -293,7 +309,7 @@ def _window(a: View, b: View, window: int) -> tuple[float, float, Pair | None]:
     if min(crop.shape) < 8:
         return 0.0, 0.0, None
     crop = _onto(crop, a.grey.shape)
-    return _tiles(a.band(), _blur(crop)), _coarse(a.grey, crop), (a.grey, crop, None)
+    return _tiles(a.band(), _blur(crop)), _coarse(a, crop), (a.grey, crop, None)
 
 
 def _features(a: View, b: View) -> tuple[float, bool, Pair | None]:
@@ -355,7 +371,7 @@ def verify(a: View, b: View, window: int | None = None, a_in_b: bool = True) -> 
     if noise >= RESIDUAL_NCC:
         return Verdict("same", round(best, 4), method, noise=noise)
     if warped is not None and a.shape == b.shape and min(a.shape) >= PATIENT_MIN_SIDE:
-        edge = _tiles(_edges(a.grey), _edges(warped))
+        edge = _tiles(a.edges(), b.edges() if warped is b.grey else _edges(warped))
         if edge >= SAME_PATIENT_EDGE_NCC:
             return Verdict("patient", round(best, 4), "identity", round(edge, 4), noise)
         return Verdict("", round(best, 4), method, round(edge, 4), noise)
