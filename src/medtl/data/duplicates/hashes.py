@@ -124,9 +124,15 @@ def phash(rgb: np.ndarray) -> int:
         Image.fromarray(a).resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.LANCZOS),
         dtype=np.float64,
     )
-    low = _DCT8 @ small @ _DCT8.T  # the 8x8 lowest frequencies of the 2-D DCT
-    bits = (low > np.median(low)).ravel()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return _bits((_DCT8 @ small @ _DCT8.T).reshape(1, -1))[0]  # the 2-D DCT's 8x8 lowest
+
+
+def _bits(low: np.ndarray) -> list[int]:
+    """One 64-bit hash per row of ``low`` (``(k, 64)`` low DCT frequencies): bit 63 is the
+    first coefficient; a bit is set when its coefficient exceeds the row's median."""
+    ranked = np.sort(low, axis=1)
+    median = (ranked[:, 31:32] + ranked[:, 32:33]) / 2
+    return np.packbits(low > median, axis=1).view(">u8").ravel().tolist()
 
 
 def _exact_hash(rgb: np.ndarray) -> str:
@@ -186,10 +192,7 @@ def _thumbnail(rgb: np.ndarray, grey: np.ndarray | None = None) -> np.ndarray:
 def _window_bits(thumb: np.ndarray) -> list[int]:
     n = len(_SPANS)
     every = ((_FOLD_3D @ thumb) @ _FOLD_T).reshape(n, _HASH_SIZE, n, _HASH_SIZE)
-    low = every[_ROW_SPAN, :, _COL_SPAN, :].reshape(len(WINDOWS), -1)
-    ranked = np.sort(low, axis=1)
-    median = (ranked[:, 31:32] + ranked[:, 32:33]) / 2
-    return np.packbits(low > median, axis=1).view(">u8").ravel().tolist()
+    return _bits(every[_ROW_SPAN, :, _COL_SPAN, :].reshape(len(WINDOWS), -1))
 
 
 def window_hashes(rgb: np.ndarray) -> tuple[int, ...]:
@@ -235,13 +238,9 @@ _DCT8_32 = _DCT8.astype(np.float32)
 def _rotated_bits(thumb: np.ndarray) -> list[int]:
     """The full-frame hash of ``thumb`` turned by each of :data:`ROTATIONS` (the 32x32
     samples the hash reads are turned)."""
-    out = []
     flat = (_SAMPLE @ thumb @ _SAMPLE.T).ravel()
-    for idx, wts in _TURNS:
-        turned = (flat[idx] * wts).sum(axis=1).reshape(_DCT_SIZE, _DCT_SIZE)
-        low = (_DCT8_32 @ turned @ _DCT8_32.T).ravel()
-        out.append(int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big"))
-    return out
+    turned = [(flat[idx] * wts).sum(axis=1).reshape(_DCT_SIZE, _DCT_SIZE) for idx, wts in _TURNS]
+    return _bits(np.stack([(_DCT8_32 @ t @ _DCT8_32.T).ravel() for t in turned]))
 
 
 def hashes_of(rgb: np.ndarray, grey: np.ndarray | None = None) -> Hashes:
