@@ -32,6 +32,7 @@ a border, under :data:`MIN_SIDE` px) are never linked: any two such images corre
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -218,13 +219,6 @@ def _noise_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _fine(x), np.hypot(cv2.Sobel(s, cv2.CV_32F, 1, 0), cv2.Sobel(s, cv2.CV_32F, 0, 1))
 
 
-def _parts_of(x: np.ndarray, views: tuple[View, View]) -> tuple[np.ndarray, np.ndarray]:
-    for v in views:
-        if x is v.grey:
-            return v.noise()
-    return _noise_parts(x)
-
-
 def _residual(a: View, b: View, pair: Pair) -> float:
     """Noise similarity of an aligned pair: the median over 8x8 tiles of the NCC of the fine
     residuals (:func:`_noise_parts`), read on the flatter half of the first image's pixels
@@ -233,8 +227,9 @@ def _residual(a: View, b: View, pair: Pair) -> float:
     (clean, flat or saturated images: nothing to tell acquisitions apart by). The views'
     own parts are reused when the pair holds them unchanged."""
     pa, pb, valid = pair
-    ra, grad = _parts_of(pa, (a, b))
-    rb = b.noise()[0] if pb is b.grey else a.noise()[0] if pb is a.grey else _fine(pb)
+    ra, grad = _derived(pa, "noise", a, b)
+    owner = _owner(pb, a, b)
+    rb = owner.noise()[0] if owner is not None else _fine(pb)  # only the residual is read
     ok = np.zeros(pa.shape, bool)
     ok[2:-2, 2:-2] = True  # the blurs' borders
     if valid is not None:
@@ -275,10 +270,26 @@ def _thumb32(x: np.ndarray) -> np.ndarray:
     return cv2.resize(x.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
 
 
-def _coarse(a: View, b: np.ndarray, of: View | None = None) -> float:
-    """NCC of 32x32 thumbnails of ``a`` and ``b`` (the view ``of``'s own grey, when it is
-    that): the cheap gate before keypoint matching."""
-    return _ncc(a.coarse(), of.coarse() if of is not None and b is of.grey else _thumb32(b))
+_COMPUTE = {"band": _blur, "noise": _noise_parts, "edges": _edges, "coarse": _thumb32}
+"""How each derived array of a view is computed (:meth:`View.band` and its siblings)."""
+
+
+def _coarse(a: View, b: np.ndarray, *views: View) -> float:
+    """NCC of 32x32 thumbnails of ``a`` and ``b`` (one of ``views``' grey, or an aligned
+    array): the cheap gate before keypoint matching."""
+    return _ncc(a.coarse(), _derived(b, "coarse", *views))
+
+
+def _owner(x: np.ndarray, *views: View) -> View | None:
+    """The view whose own grey ``x`` is (None for an aligned or resized array)."""
+    return next((v for v in views if x is v.grey), None)
+
+
+def _derived(x: np.ndarray, name: str, *views: View) -> Any:
+    """``name`` (``band``, ``noise``, ``edges`` or ``coarse``) of the array ``x``: the view's
+    own, computed once, when ``x`` is one of ``views``' grey, else computed for ``x``."""
+    v = _owner(x, *views)
+    return getattr(v, name)() if v is not None else _COMPUTE[name](x)
 
 
 def _onto(src: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -297,7 +308,7 @@ def _identity(a: View, b: View) -> tuple[float, float, np.ndarray | None, Pair |
         fine = _tiles(_blur(pair[0]), b.band())
     else:
         pair = (a.grey, warped, None)
-        fine = _tiles(a.band(), b.band() if warped is b.grey else _blur(warped))
+        fine = _tiles(a.band(), _derived(warped, "band", b))
     return fine, _coarse(a, warped, b), warped, pair
 
 
@@ -371,7 +382,7 @@ def verify(a: View, b: View, window: int | None = None, a_in_b: bool = True) -> 
     if noise >= RESIDUAL_NCC:
         return Verdict("same", round(best, 4), method, noise=noise)
     if warped is not None and a.shape == b.shape and min(a.shape) >= PATIENT_MIN_SIDE:
-        edge = _tiles(a.edges(), b.edges() if warped is b.grey else _edges(warped))
+        edge = _tiles(a.edges(), _derived(warped, "edges", b))
         if edge >= SAME_PATIENT_EDGE_NCC:
             return Verdict("patient", round(best, 4), "identity", round(edge, 4), noise)
         return Verdict("", round(best, 4), method, round(edge, 4), noise)
