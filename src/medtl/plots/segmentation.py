@@ -149,14 +149,12 @@ def overlay_grid_figure(
     fig = Figure(figsize=(width, height), dpi=DPI)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
-    ax.set_xlim(0.0, width)
-    ax.set_ylim(height, 0.0)
     if not items:
         note(ax, "no cases to show")
     for k, (caption, img) in enumerate(items):
         row, col = divmod(k, ncols)
         _tile(ax, (col * CELL_IN, TITLE_IN + row * (cell_h + CAPTION_IN)), cell_h, caption, img)
-    ax.set_xlim(0.0, width)  # imshow moved the limits to its last tile
+    ax.set_xlim(0.0, width)  # the figure in inches, y downwards (after imshow, which moves them)
     ax.set_ylim(height, 0.0)
     fig.suptitle(title, y=1.0 - 0.08 / height, va="top")
     if legend:
