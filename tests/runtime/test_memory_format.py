@@ -23,11 +23,17 @@ def _task_and_data(phantoms):
     return task, net, cfg, prepare(cfg)
 
 
-def test_probe_leaves_weights_statistics_and_grads_untouched(phantoms):
+def test_probe_runs_on_half_the_batch_and_leaves_weights_statistics_and_grads_untouched(
+    phantoms,
+):
     task, net, cfg, data = _task_and_data(phantoms)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     batch = next(iter(make_loader(data, [0, 1, 2, 3], cfg, train=True)))
+    seen = []
+    forward = task.forward
+    task.forward = lambda x: seen.append(x.shape[0]) or forward(x)
     best, speeds = probe_layouts(task, batch)
+    assert seen == [2, 2, 2, 2]  # 1 warm + 1 timed step per layout, on half the batch
     assert set(speeds) == {"contiguous", "channels_last"} and all(v > 0 for v in speeds.values())
     assert best == max(speeds, key=speeds.get) and task.memory_format == best
     after = net.state_dict()
