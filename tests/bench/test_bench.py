@@ -130,6 +130,9 @@ def test_locate_naive_given_then_env_then_cwd(tmp_path, monkeypatch):
     monkeypatch.delenv(bench.NAIVE_ENV)
     monkeypatch.chdir(tmp_path)
     assert bench.locate_naive() == tmp_path / "naive_baseline.py"  # the current directory
+    assert bench.locate_naive("env/loop.py") == elsewhere  # relative: made absolute, since
+    # the loop runs with a scratch directory as its working directory (`make bench` passes
+    # ../shared/bench/naive_baseline.py)
     monkeypatch.chdir(elsewhere.parent)
     with pytest.raises(MedtlError) as err:
         bench.locate_naive()

@@ -22,7 +22,8 @@ NAIVE_NAME = "naive_baseline.py"
 def locate_naive(path: str | Path | None = None) -> Path:
     """The naive baseline script: ``path`` (``medtl bench --naive PATH``), else the file the
     environment variable ``MEDTL_NAIVE_BASELINE`` names, else ``naive_baseline.py`` in the
-    current directory; :class:`MedtlError` naming the path looked at and both fixes if missing.
+    current directory, made absolute (the loop runs in a scratch directory);
+    :class:`MedtlError` naming the path looked at and both fixes if missing.
     """
     if path is not None:
         found = Path(path)
@@ -35,7 +36,7 @@ def locate_naive(path: str | Path | None = None) -> Path:
             f"naive baseline script not found at {found}; pass its location with "
             f"--naive PATH or set {NAIVE_ENV}=PATH (run_bench(naive_script=PATH))"
         )
-    return found
+    return found.resolve()
 
 
 def naive_command(
