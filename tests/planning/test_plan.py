@@ -59,6 +59,12 @@ def test_fingerprint_counts_the_objects_of_the_single_decode(phantoms):
     assert o["median_share"] == pytest.approx(float(np.median(shares)))
     assert o["p10_share"] == pytest.approx(float(np.percentile(shares, 10)))
     assert fp.groups == 16 and fp.imbalance == pytest.approx(max(fp.classes.values()) / 3)
+    empty = {}  # classes whose every mask file is all zero, read here from the files
+    for cls in fp.classes:
+        masks = [np.asarray(Image.open(m)) for m in sorted((phantoms / cls).glob("*_mask.png"))]
+        if masks and not any(m.any() for m in masks):
+            empty[cls] = len(masks)
+    assert fp.empty_classes == empty and empty  # the phantoms' normals
 
 
 @pytest.mark.parametrize(
@@ -207,6 +213,19 @@ def test_no_weights_on_disk_plans_with_random_init_and_names_the_file():
     assert "resnet18-f37072fd.pth" in plan.notes[0] and "resnet18-f37072fd.pth" in (
         plan.keys["model.weights"].reason
     )
+
+
+def test_a_class_with_only_empty_masks_is_named_with_the_override_that_leaves_it_out():
+    fp = _fp(empty_classes={"normal": 20})
+    seg = _decide(fp, "segmentation", 600, "cpu", rules.Choice(128, "x"), [_measure()], 0, True)
+    (note,) = seg.notes
+    assert "normal (20 images)" in note and "data.classes=benign,malignant" in note
+    both = _decide(fp, "multitask", 600, "cpu", rules.Choice(128, "x"), [_measure()], 0, True)
+    assert both.notes == []  # the classifier needs the normals
+    plain = _decide(
+        _fp(), "segmentation", 600, "cpu", rules.Choice(128, "x"), [_measure()], 0, True
+    )
+    assert plain.notes == []
 
 
 def test_tiny_objects_get_dice_focal_and_label_maps_dice_ce():

@@ -49,6 +49,7 @@ class Fingerprint:
     exact_duplicates: int
     near_duplicates: int
     problems: list[str] = field(default_factory=list)
+    empty_classes: dict[str, int] = field(default_factory=dict)  # class -> images, masks all empty
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -103,6 +104,11 @@ def from_report(report: AuditReport) -> Fingerprint:
         exact_duplicates=len(report.exact_duplicates),
         near_duplicates=len(report.near_duplicates),
         problems=list(report.problems),
+        empty_classes={
+            cls: int(c["n"])
+            for cls, c in report.mask_coverage.items()
+            if cls != "-" and c["n"] and report.empty_masks.get(cls, 0) == c["n"]
+        },
     )
 
 

@@ -223,6 +223,8 @@ def _decide(
     cache_mb = fp.n_images * chosen.size**2 * 4 / 2**20  # decoded images + masks in memory
     peak = chosen.peak_mb + (cache_mb if device == "cpu" else 0.0)
     notes = [] if pretrained else [f"no encoder weights on disk: {rules.missing_weights_hint()}"]
+    if task == "segmentation":
+        notes += rules.empty_class_notes(fp)
     return Plan(
         data=fp.root,
         task=task,
