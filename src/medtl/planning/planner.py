@@ -222,9 +222,6 @@ def _decide(
     run_fit = overhead + n_epochs * epoch_s
     cache_mb = fp.n_images * chosen.size**2 * 4 / 2**20  # decoded images + masks in memory
     peak = chosen.peak_mb + (cache_mb if device == "cpu" else 0.0)
-    notes = [] if pretrained else [f"no encoder weights on disk: {rules.missing_weights_hint()}"]
-    if task == "segmentation":
-        notes += rules.empty_class_notes(fp)
     return Plan(
         data=fp.root,
         task=task,
@@ -238,8 +235,16 @@ def _decide(
         run_fit_s=run_fit,
         total_s=run_fit * n_runs + fixed,
         peak_mb=peak,
-        notes=notes,
+        notes=_notes(fp, task, pretrained),
     )
+
+
+def _notes(fp: Fingerprint, task: str, pretrained: bool) -> list[str]:
+    """What the plan tells its user beyond the keys: missing weights, classes without objects."""
+    notes = [] if pretrained else [f"no encoder weights on disk: {rules.missing_weights_hint()}"]
+    if task == "segmentation":
+        notes += rules.empty_class_notes(fp)
+    return notes
 
 
 def _keys(
