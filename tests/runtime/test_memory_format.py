@@ -59,3 +59,16 @@ def test_both_layouts_compute_the_same_loss_and_training_uses_the_choice(phantom
     run = train_tiny(phantoms, tmp_path, "train.memory_format=auto")
     log = (run / "train.log").read_text()
     assert "memory format: " in log and "contiguous" in log and "channels_last" in log
+
+
+def test_a_given_layout_is_set_and_logged_without_a_probe(phantoms, caplog):
+    from medtl.runtime.memory_format import choose_layout
+
+    task, net, cfg, _ = _task_and_data(phantoms)
+    cfg.train.memory_format = "channels_last"  # as a plan writes it
+    with caplog.at_level("INFO", logger="medtl"):
+        layout, speeds = choose_layout(cfg, task, loader=None)  # no batch is read
+    assert (layout, speeds, task.memory_format) == ("channels_last", None, "channels_last")
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert "memory format: channels_last (train.memory_format=channels_last)" in caplog.text

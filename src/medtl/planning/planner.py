@@ -297,6 +297,13 @@ def _keys(
             format_duration(math.ceil(per_run)), "a safety net: the run stops at its share"
         ),
     }
+    if m.layout_steps:
+        timed = ", ".join(f"{k} {v:.3f}s" for k, v in m.layout_steps.items())
+        keys["train.memory_format"] = Choice(
+            m.layout,
+            f"the faster layout of {m.encoder} at {m.size} px here (a step: {timed}); "
+            "fixed, so the run trains in the layout its time was predicted with",
+        )
     if task == "segmentation":
         del keys["train.class_weights"]
     return keys

@@ -4,7 +4,9 @@ medtl would build, on the device medtl would use, and the memory they took.
 Each :class:`Measure` is one (encoder, image size, batch) on random images: one warm-up
 step, then ``steps`` timed steps (forward, the training loss, backward, AdamW step), one
 timed forward without gradients (the validation cost) and one timed checkpoint write (the
-weights and optimiser state, as Lightning saves them each epoch). On the CPU it also times
+weights and optimiser state, as Lightning saves them each epoch). On the CPU the steps are
+timed in both memory layouts (:mod:`medtl.runtime.memory_format`) and the faster one is kept,
+so that the plan can fix ``train.memory_format`` to the layout it timed; it also times
 loading a training batch (:func:`load_seconds`): the DataLoader has no workers there, so
 the augmentation of every image runs between the steps. Random weights: the speed of a
 network does not depend on its weights.
@@ -17,7 +19,7 @@ import logging
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from medtl.configuration.loading import Config
 from medtl.models.build import build_model
 from medtl.runtime.device import resolve_precision
 from medtl.runtime.memory import peak_rss_mb
+from medtl.runtime.memory_format import LAYOUTS, set_layout
 from medtl.training.task import MedtlTask
 
 log = logging.getLogger("medtl")
@@ -47,6 +50,8 @@ class Measure:
     peak_mb: float  # GPU: peak allocated; CPU: the process's peak resident memory
     static_mb: float  # weights + gradients + AdamW state
     load_s: float = 0.0  # loading one training batch in the training process (CPU)
+    layout: str = "contiguous"  # the memory layout ``step_s`` was timed in (the faster, CPU)
+    layout_steps: dict[str, float] = field(default_factory=dict)  # CPU: step_s per layout
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -98,18 +103,24 @@ def measure(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for i in range(steps + 1):  # the first step is the warm-up
-        _sync(device)
-        t0 = time.perf_counter()
-        with autocast:
-            loss = task.compute_loss(task(x), mask, label)["loss"]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        _sync(device)
-        if i:
-            times.append(time.perf_counter() - t0)
+    per_layout = {}
+    for layout in LAYOUTS if device.type == "cpu" else ("contiguous",):
+        set_layout(task, layout)
+        times = []
+        for i in range(steps + 1):  # the first step is the warm-up
+            _sync(device)
+            t0 = time.perf_counter()
+            with autocast:
+                loss = task.compute_loss(task(x), mask, label)["loss"]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            _sync(device)
+            if i:
+                times.append(time.perf_counter() - t0)
+        per_layout[layout] = round(sorted(times)[(len(times) - 1) // 2], 4)  # the median (lower)
+    layout = min(per_layout, key=lambda k: per_layout[k])
+    set_layout(task, layout)
     task.eval()
     with torch.no_grad(), autocast:
         _sync(device)
@@ -129,12 +140,14 @@ def measure(
         batch=batch,
         device=device.type,
         precision=precision,
-        step_s=round(sorted(times)[(len(times) - 1) // 2], 4),  # the median (lower) step
+        step_s=per_layout[layout],
         forward_s=round(forward, 4),
         checkpoint_s=round(ckpt, 4),
         peak_mb=round(peak, 1),
         static_mb=round(n_params * 16 / 2**20, 1),  # fp32 weights, gradients, 2 AdamW moments
         load_s=round(load, 4),
+        layout=layout,
+        layout_steps=per_layout if len(per_layout) > 1 else {},
     )
 
 

@@ -12,6 +12,7 @@ import yaml
 from medtl.configuration.loading import load_config
 from medtl.planning.fingerprint import describe
 from medtl.planning.planner import Plan
+from medtl.planning.probe import Measure
 from medtl.runtime.device import format_duration
 from medtl.utils.files import atomic_write_text
 
@@ -28,12 +29,7 @@ def _header(plan: Plan, out: Path) -> list[str]:
         f"planned on {plan.device})",
         *describe(plan.fingerprint),
         "probe (random weights, timed optimiser steps on this machine):",
-        *(
-            f"  {m.encoder} {m.size}px batch {m.batch} {m.precision}: step {m.step_s:.3f}s, "
-            f"forward {m.forward_s:.3f}s, loading {m.load_s:.3f}s, checkpoint {m.checkpoint_s:.2f}s, "
-            f"peak {m.peak_mb:.0f} MB"
-            for m in plan.probes
-        ),
+        *(_probe_line(m) for m in plan.probes),
         f"predicted: {format_duration(plan.run_fit_s)} of fitting per run x {max(k, 1)} run(s); "
         f"{format_duration(plan.total_s)} in all; peak memory ~{plan.peak_mb:.0f} MB "
         f"({'GPU' if plan.device == 'cuda' else 'host'})",
@@ -43,6 +39,17 @@ def _header(plan: Plan, out: Path) -> list[str]:
         *plan.notes,
     ]
     return [f"# {line}" for line in lines]
+
+
+def _probe_line(m: Measure) -> str:
+    """One probe's timings as plan.yaml's header shows them (CPU: the step in each layout)."""
+    layouts = ", ".join(f"{k} {v:.3f}s" for k, v in m.layout_steps.items())
+    step = f"step {m.step_s:.3f}s" + (f" ({layouts})" if layouts else "")
+    return (
+        f"  {m.encoder} {m.size}px batch {m.batch} {m.precision}: {step}, "
+        f"forward {m.forward_s:.3f}s, loading {m.load_s:.3f}s, checkpoint {m.checkpoint_s:.2f}s, "
+        f"peak {m.peak_mb:.0f} MB"
+    )
 
 
 def to_yaml(plan: Plan, out: Path) -> str:

@@ -90,5 +90,6 @@ def choose_layout(cfg: Any, task: Any, loader: Any) -> tuple[str, dict[str, floa
                 + ")"
             )
             return layout, speeds
+    log.info("memory format: %s (train.memory_format=%s)", layout, t.memory_format)
     set_layout(task, layout)
     return layout, None
