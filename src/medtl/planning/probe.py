@@ -106,19 +106,7 @@ def measure(
     per_layout = {}
     for layout in LAYOUTS if device.type == "cpu" else ("contiguous",):
         set_layout(task, layout)
-        times = []
-        for i in range(steps + 1):  # the first step is the warm-up
-            _sync(device)
-            t0 = time.perf_counter()
-            with autocast:
-                loss = task.compute_loss(task(x), mask, label)["loss"]
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            _sync(device)
-            if i:
-                times.append(time.perf_counter() - t0)
-        per_layout[layout] = round(sorted(times)[(len(times) - 1) // 2], 4)  # the median (lower)
+        per_layout[layout] = _step_seconds(task, opt, (x, mask, label), autocast, device, steps)
     layout = min(per_layout, key=lambda k: per_layout[k])
     set_layout(task, layout)
     task.eval()
@@ -149,6 +137,26 @@ def measure(
         layout=layout,
         layout_steps=per_layout if len(per_layout) > 1 else {},
     )
+
+
+def _step_seconds(
+    task: MedtlTask, opt, batch: tuple, autocast, device: torch.device, steps: int
+) -> float:
+    """The median (lower) of ``steps`` timed optimiser steps after one warm-up step."""
+    x, mask, label = batch
+    times = []
+    for i in range(steps + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        with autocast:
+            loss = task.compute_loss(task(x), mask, label)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return round(sorted(times)[(len(times) - 1) // 2], 4)
 
 
 def load_seconds(augment: str, size: int, batch: int, repeats: int = 2) -> float:
