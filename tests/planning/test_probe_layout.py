@@ -47,9 +47,8 @@ def test_the_cpu_probe_keeps_the_faster_layout_and_both_timings(monkeypatch, fas
 
 def _measure(layout_steps: dict[str, float]) -> Measure:
     step = min(layout_steps.values()) if layout_steps else 0.5
-    layout = min(layout_steps, key=layout_steps.get) if layout_steps else "contiguous"
     return Measure("resnet18", 128, 8, "cpu", "32", step, step / 3, 0.2, 900.0, 180.0,
-                   layout=layout, layout_steps=layout_steps)  # fmt: skip
+                   layout_steps=layout_steps)  # fmt: skip
 
 
 def test_the_plan_fixes_the_timed_layout_with_both_timings_as_its_reason():

@@ -50,8 +50,14 @@ class Measure:
     peak_mb: float  # GPU: peak allocated; CPU: the process's peak resident memory
     static_mb: float  # weights + gradients + AdamW state
     load_s: float = 0.0  # loading one training batch in the training process (CPU)
-    layout: str = "contiguous"  # the memory layout ``step_s`` was timed in (the faster, CPU)
     layout_steps: dict[str, float] = field(default_factory=dict)  # CPU: step_s per layout
+
+    @property
+    def layout(self) -> str:
+        """The memory layout ``step_s`` was timed in: the faster of ``layout_steps`` (CPU),
+        else contiguous."""
+        steps = self.layout_steps
+        return min(steps, key=lambda k: steps[k]) if steps else "contiguous"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -134,7 +140,6 @@ def measure(
         peak_mb=round(peak, 1),
         static_mb=round(n_params * 16 / 2**20, 1),  # fp32 weights, gradients, 2 AdamW moments
         load_s=round(load, 4),
-        layout=layout,
         layout_steps=per_layout if len(per_layout) > 1 else {},
     )
 
