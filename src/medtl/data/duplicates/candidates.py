@@ -66,7 +66,9 @@ def candidate_pairs(hashes: Sequence[tuple]) -> list[Candidate]:
             found.setdefault((int(i), int(j)), Candidate(int(i), int(j)))
     for c in _crop_pairs(hashes) + _rotated_pairs(hashes):
         if hashes[c.i][0] != hashes[c.j][0]:
-            found.setdefault((c.i, c.j), c)
+            had = found.setdefault((c.i, c.j), c)
+            if had.window is None and c.window is not None:  # a pHash neighbour that is
+                found[(c.i, c.j)] = c  # also a crop: verification needs the window
     return sorted(found.values(), key=lambda c: (c.i, c.j))
 
 
