@@ -81,6 +81,7 @@ _NEEDED = {
     "features-still": STILL_NCC,
 }
 _TILE = 16  # px of the view per tile of the similarity
+_CONSTANT_GRAD = 0.5  # blurred gradient magnitude (grey levels/px) of a constant region
 _BLUR = 1.0  # Gaussian sigma (px of the view): the NCC reads the band between it and 4x it
 
 
@@ -221,8 +222,9 @@ def _noise_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _residual(a: View, b: View, pair: Pair) -> float:
     """Noise similarity of an aligned pair: the median over 8x8 tiles of the NCC of the fine
-    residuals (:func:`_noise_parts`), read on the flatter half of the first image's pixels
-    (away from edges, which two acquisitions of one pose share) and only on tiles where
+    residuals (:func:`_noise_parts`), read on the flatter half of the first image's
+    non-constant pixels (away from edges, which two acquisitions of one pose share; a black
+    background around an MRI slice would otherwise be the flatter half) and only on tiles where
     both residuals have some noise (std >= 0.5 grey levels). 1.0 when fewer than 4 tiles do
     (clean, flat or saturated images: nothing to tell acquisitions apart by). The views'
     own parts are reused when the pair holds them unchanged."""
@@ -236,7 +238,10 @@ def _residual(a: View, b: View, pair: Pair) -> float:
         ok &= valid
     if ok.sum() < 64:
         return 1.0
-    flat = ok & (grad <= np.median(grad[ok]))
+    varied = ok & (grad > _CONSTANT_GRAD)  # a black background is flat but has no noise
+    if varied.sum() < 64:
+        return 1.0
+    flat = ok & (grad <= np.median(grad[varied]))
     m = _cut(flat, 8)
     n = m.sum(axis=1)
     use = n >= 16  # at least a quarter of the tile is flat
