@@ -220,6 +220,7 @@ def validate(cfg: Config) -> None:
         ("train.plateau_factor", 0 < cfg.train.plateau_factor < 1, "in (0, 1), e.g. 0.1"),
         ("train.plateau_patience", cfg.train.plateau_patience >= 0, ">= 0"),
         ("train.patience", cfg.train.patience >= 0, ">= 0 (0 = no early stopping)"),
+        ("train.ema_epochs", cfg.train.ema_epochs >= 0, ">= 0 (0 = no weight averaging)"),
         ("model.unfreeze_lr_mult", cfg.model.unfreeze_lr_mult > 0, "> 0, e.g. 0.1"),
         ("model.in_channels", cfg.model.in_channels in (1, 3), "1 or 3"),
         ("model.unfreeze_stages", cfg.model.unfreeze_stages >= 0, ">= 0"),

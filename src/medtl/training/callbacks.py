@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 from medtl.configuration import names
 from medtl.models.strategy import STRATEGIES, trainable_stages
 from medtl.runs.facts import RunFacts
+from medtl.training.averaging import EpochEMA
 from medtl.training.task import monitor_key
 from medtl.utils.files import atomic_torch_save, atomic_write, atomic_write_text, csv_text, read_csv
 
@@ -315,6 +316,8 @@ def run_callbacks(
     # Lightning runs checkpoint callbacks after the others: the CSVs are on disk first
     callbacks: list[L.Callback] = [StrategyFinetuning(), ckpt, last_ckpt, steps_csv, metrics_csv]
     callbacks.append(EpochFacts(facts, metrics_csv, stages))
+    if t.ema_epochs > 0:
+        callbacks.append(EpochEMA(t.ema_epochs))
     if t.patience > 0 and not final:
         callbacks.append(
             EarlyStopping(
