@@ -105,9 +105,7 @@ class TrainConfig:
     )
     monitor: str = "auto"
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    ema_epochs: float = (
-        0.0  # validate and keep an EMA of the weights over ~this many epochs; 0 = off
-    )
+    ema_epochs: float = 0.0  # keep an EMA of the weights over ~this many epochs; 0 = off
     seed: int = 0
     deterministic: bool = False
     resume: str | None = None
