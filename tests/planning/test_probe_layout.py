@@ -73,3 +73,12 @@ def _size():
     from medtl.planning import choices as rules
 
     return rules.image_size(_fp(), "segmentation")
+
+
+def test_a_run_whose_layout_the_plan_fixed_has_no_layout_probe_to_pay_for():
+    from medtl.planning.choices import fit_overhead
+
+    fixed = _measure({"contiguous": 0.6, "channels_last": 0.4})
+    assert fit_overhead(fixed) == 1.0  # train.memory_format is set: the run does not probe
+    left = _measure({})  # the run probes both layouts, two steps each
+    assert fit_overhead(left) == pytest.approx(1.0 + 4 * 0.5)

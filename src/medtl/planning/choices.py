@@ -132,9 +132,10 @@ def epoch_seconds(m: Measure, n_train: int, n_val: int, batch: int) -> float:
 
 
 def fit_overhead(m: Measure) -> float:
-    """Seconds of a fit that are not epochs: Lightning's start and, on CPU, the memory-format
-    probe (two layouts, two forward+backward steps each)."""
-    return 1.0 + (4 * m.step_s if m.device == "cpu" else 0.0)
+    """Seconds of a fit that are not epochs: Lightning's start and, on CPU when the plan
+    could not time both memory layouts (so it leaves ``train.memory_format`` to the run),
+    the run's own layout probe (two layouts, two forward+backward steps each)."""
+    return 1.0 + (4 * m.step_s if m.device == "cpu" and not m.layout_steps else 0.0)
 
 
 #: objects whose 10th-percentile area share is below this are tiny: Dice + focal loss
