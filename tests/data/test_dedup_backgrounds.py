@@ -3,6 +3,8 @@ a crop that is also a pHash neighbour is verified with its crop window."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,38 @@ def test_a_crop_that_is_also_a_phash_neighbour_keeps_its_window() -> None:
 def test_a_constant_slice_is_still_never_linked(value: int) -> None:
     flat = np.full((96, 96), value, np.uint8)
     assert verify(view_of(flat), view_of(flat.copy())).relation == ""
+
+
+def _eye(patient: int, size: int = 192) -> np.ndarray:
+    """A fundus-like picture: a round field of view on black, a bright disc at about the same
+    place for every patient, the patient's own vessels (random smooth curves) and noise."""
+    import cv2
+
+    rng = np.random.default_rng(500 + patient)
+    y, x = np.mgrid[:size, :size] / size - 0.5
+    img = 120 + 40 * (0.5 - np.hypot(x, y))  # illumination falls off from the centre
+    cx, cy = 0.18 + rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02)
+    img += 90 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.004)  # the optic disc
+    vessels = np.zeros((size, size), np.uint8)
+    for _ in range(8):  # vessels leave the disc in the patient's own directions
+        pts = [((0.68 + cx) * size, (0.5 + cy) * size)]
+        angle = rng.uniform(0, 2 * np.pi)
+        for _ in range(12):
+            angle += rng.normal(0, 0.35)
+            pts.append((pts[-1][0] + 8 * np.cos(angle), pts[-1][1] + 8 * np.sin(angle)))
+        cv2.polylines(vessels, [np.int32(pts)], False, 1, thickness=2)
+    img -= 50 * cv2.GaussianBlur(vessels.astype(np.float32), (0, 0), 0.8)
+    img += rng.normal(0, 4, img.shape)
+    img[np.hypot(x, y) >= 0.45] = 0
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_eyes_of_different_patients_are_never_linked_and_a_copy_is():
+    from medtl.data.duplicates.links import find_links
+    from medtl.data.layouts import Sample
+
+    eyes = [_eye(p) for p in range(12)] + [_jpeg(_eye(3), 80)]
+    samples = [Sample(Path(f"mem/{k}.png")) for k in range(len(eyes))]
+    by_path = {s.image: a for s, a in zip(samples, eyes, strict=True)}
+    links = find_links(samples, [hashes_of(a) for a in eyes], read=lambda s: by_path[s.image])
+    assert [(x.i, x.j, x.relation) for x in links] == [(3, 12, "same")]
