@@ -52,3 +52,32 @@ def test_ema_on_cached_encoder_features(phantoms, tmp_path):
     assert decoder and encoder
     assert any(not torch.equal(averaged[k], current[k]) for k in decoder)  # trained: averaged
     assert all(torch.equal(averaged[k], current[k]) for k in encoder)  # frozen: unchanged
+
+
+def test_resuming_an_ema_run_continues_both_the_weights_and_their_average(phantoms, tmp_path):
+    from medtl.cli.parser import main
+    from medtl.utils.files import read_csv
+
+    same = ("train.ema_epochs=1", "train.scheduler=none", "train.deterministic=true")
+    try:
+        whole = train_tiny(phantoms, tmp_path, "train.epochs=2", *same, "output.name=w")
+        part = train_tiny(phantoms, tmp_path, "train.epochs=1", *same, "output.name=p")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    try:
+        assert main(["train", "--no-progress", f"train.resume={part}", "train.epochs=2"]) == 0
+    finally:
+        torch.use_deterministic_algorithms(False)  # process-wide: not left to later tests
+    timing = ("epoch_time_s",)
+    rows = [
+        [{k: v for k, v in r.items() if k not in timing} for r in read_csv(run / "metrics.csv")]
+        for run in (whole, part)
+    ]
+    assert len(rows[1]) == 2 and rows[0] == rows[1]  # epoch 1 validated the same average
+    a, b = (
+        torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        for run in (whole, part)
+    )
+    for key in ("state_dict", "current_model_state"):
+        for name, value in a[key].items():
+            assert torch.allclose(value.float(), b[key][name].float(), atol=1e-6), (key, name)
