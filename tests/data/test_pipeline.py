@@ -214,3 +214,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, phantoms, tmp_pat
     lines = [line for line in err.strip().splitlines() if line.startswith("medtl: error")]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    "classes", ["benign,malignant", "[benign,malignant]", "[benign, 'malignant']"]
+)
+def test_data_classes_as_a_list_or_in_the_grid_s_bracketed_form(phantoms, classes):
+    from medtl.configuration.loading import load_config
+    from medtl.data.pipeline import load_samples
+
+    cfg = load_config(overrides=[f"data.root={phantoms}", f"data.classes={classes}"])
+    ds = load_samples(cfg)
+    assert ds.classes == ["benign", "malignant"]
+    assert {s.label for s in ds.samples} == {"benign", "malignant"}

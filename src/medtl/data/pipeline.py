@@ -37,11 +37,22 @@ def needs_masks(task: str) -> bool:
     return task in ("segmentation", "multitask")
 
 
+def class_list(text: str) -> list[str]:
+    """``data.classes`` as names: ``benign,malignant``, or the bracketed form the comparison's
+    grid keeps as one value, ``[benign,malignant]`` (quotes around a name are dropped).
+
+    >>> class_list("[benign, 'malignant']")
+    ['benign', 'malignant']
+    """
+    names = (c.strip().strip("'\"") for c in str(text).strip().strip("[]").split(","))
+    return [c for c in names if c]
+
+
 def _check_task(cfg: Config, ds: Dataset) -> None:
     """Keep ``data.classes``; check that the data has what ``cfg.task`` needs (masks for
     every image, at least two classes), else a DataError naming the folder and the fix."""
     if cfg.data.classes:
-        keep = [c.strip() for c in cfg.data.classes.split(",") if c.strip()]
+        keep = class_list(cfg.data.classes)
         unknown = sorted(set(keep) - set(ds.classes))
         if unknown:
             raise DataError(
