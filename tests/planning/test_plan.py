@@ -219,7 +219,7 @@ def test_a_class_with_only_empty_masks_is_named_with_the_override_that_leaves_it
     fp = _fp(empty_classes={"normal": 20})
     seg = _decide(fp, "segmentation", 600, "cpu", rules.Choice(128, "x"), [_measure()], 0, True)
     (note,) = seg.notes
-    assert "normal (20 images)" in note and "data.classes=benign,malignant" in note
+    assert "normal (20 images)" in note and "'data.classes=[benign,malignant]'" in note
     both = _decide(fp, "multitask", 600, "cpu", rules.Choice(128, "x"), [_measure()], 0, True)
     assert both.notes == []  # the classifier needs the normals
     plain = _decide(

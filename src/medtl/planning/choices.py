@@ -112,8 +112,9 @@ def empty_class_notes(fp: Fingerprint) -> list[str]:
     if keep:
         note += (
             f"; to train and score on images with objects only, add "
-            f"data.classes={','.join(keep)} (BUSI: lesion-image test Dice 0.725 without its "
-            "normals, 0.664 with them; 10-minute plan, one seed each)"
+            f"'data.classes=[{','.join(keep)}]' (one value for train and compare alike; BUSI: "
+            "lesion-image test Dice 0.725 without its normals, 0.664 with them; 10-minute "
+            "plan, one seed each)"
         )
     return [note]
 
