@@ -298,10 +298,9 @@ def _keys(
         ),
     }
     if m.layout_steps:
-        timed = ", ".join(f"{k} {v:.3f}s" for k, v in m.layout_steps.items())
         keys["train.memory_format"] = Choice(
             m.layout,
-            f"the faster layout of {m.encoder} at {m.size} px here (a step: {timed}); "
+            f"the faster layout of {m.encoder} at {m.size} px here (a step: {m.layout_timings()}); "
             "fixed, so the run trains in the layout its time was predicted with",
         )
     if task == "segmentation":

@@ -43,7 +43,7 @@ def _header(plan: Plan, out: Path) -> list[str]:
 
 def _probe_line(m: Measure) -> str:
     """One probe's timings as plan.yaml's header shows them (CPU: the step in each layout)."""
-    layouts = ", ".join(f"{k} {v:.3f}s" for k, v in m.layout_steps.items())
+    layouts = m.layout_timings()
     step = f"step {m.step_s:.3f}s" + (f" ({layouts})" if layouts else "")
     return (
         f"  {m.encoder} {m.size}px batch {m.batch} {m.precision}: {step}, "
