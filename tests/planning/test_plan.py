@@ -322,6 +322,7 @@ def test_plan_cli_without_weights_and_with_a_budget_too_small(phantoms, tmp_path
     assert "no encoder weights on disk: place resnet18-f37072fd.pth in" in printed
     doc = yaml.safe_load(out.read_text())
     assert doc["model"]["weights"] == "none" and doc["model"]["encoder"] == "resnet18"
+    assert doc["model"]["encoder_lr_mult"] == 1.0  # random init: nothing to preserve
     assert doc["train"]["planned_peak_mb"] > 0
     text = out.read_text()
     assert f"peak memory ~{doc['train']['planned_peak_mb']} MB (host)" in text
@@ -343,3 +344,28 @@ def test_patience_is_half_the_planned_epochs():
 
     assert [patience(n, True).value for n in (7, 8, 21, 60)] == [0, 4, 10, 30]
     assert patience(21, False).value == 0 and "half the epochs" in patience(21, True).reason
+
+
+@pytest.mark.parametrize(
+    "task, n_images, pretrained, mult",
+    [
+        ("segmentation", 100, True, 0.1),  # two-stage (under 300 images): the default
+        ("segmentation", 600, True, 1.0),  # fine-tuned segmentation: the decoder's lr
+        ("multitask", 600, True, 0.1),  # a classifier: the default
+        ("classification", 600, True, 0.1),
+        ("classification", 600, False, 1.0),  # random init: the full lr
+        ("segmentation", 100, False, 1.0),
+    ],
+)
+def test_the_encoder_lr_follows_the_task_strategy_and_weights(task, n_images, pretrained, mult):
+    """The planned encoder lr multiple, and the recipe says why; the config reads it back."""
+    from medtl.configuration.loading import load_config
+
+    fp = _fp(n_images=n_images, groups=n_images)
+    plan = _decide(fp, task, 3600, "cpu", rules.Choice(128, "x"), [_measure()], 0, pretrained)
+    choice = plan.keys["model.encoder_lr_mult"]
+    assert choice.value == mult and choice.reason
+    strategy = plan.value("model.strategy")
+    assert strategy == ("two_stage" if pretrained and n_images < 300 else "finetune")
+    cfg = load_config(None, [f"model.encoder_lr_mult={choice.value}"])
+    assert cfg.model.encoder_lr_mult == mult

@@ -262,23 +262,19 @@ def _keys(
     speeds = ", ".join(f"{p.encoder} {p.batch / p.step_s:.1f} img/s" for p in probes)
     k = max(int(folds.value), 1)  # type: ignore[call-overload]
     per_run = budget_s / k
+    strategy = rules.strategy(fp.n_images, pretrained, epochs)
     keys = {
         "task": Choice(task, "as asked (--task)"),
         "data.root": Choice(str(Path(fp.root).resolve()), "the planned data"),
         "data.image_size": size,
         "data.augment": rules.augment(n_train),
-        "model.encoder": Choice(
-            m.encoder,
-            f"the first preferred encoder with weights on disk that trains >= {rules.MIN_EPOCHS} "
-            f"epochs in the budget (measured here: {speeds})"
-            if pretrained
-            else f"no encoder weights on disk: the fastest measured ({speeds})",
-        ),
+        "model.encoder": rules.encoder(m.encoder, speeds, pretrained),
         "model.weights": Choice(
             "imagenet" if pretrained else "none",
             "ImageNet weights found on disk" if pretrained else rules.missing_weights_hint(),
         ),
-        "model.strategy": rules.strategy(fp.n_images, pretrained, epochs),
+        "model.strategy": strategy,
+        "model.encoder_lr_mult": rules.encoder_lr_mult(task, str(strategy.value), pretrained),
         "train.epochs": Choice(
             epochs, f"what fits the budget per run ({format_duration(per_run)})"
         ),
