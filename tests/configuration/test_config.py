@@ -245,3 +245,21 @@ def test_dump_then_load_round_trip(tmp_path):
     # precision stays a string through YAML (32 would otherwise come back as int)
     assert load_config(overrides=["train.precision=32"]).train.precision == "32"
     assert "precision: '32'" in dump_config(load_config(overrides=["train.precision=32"]))
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("data.classes=[benign,malignant]", "classes", "benign,malignant"),
+        ('model.decoder_channels="32,64,128,256,256"', "decoder_channels", "32,64,128,256,256"),
+        ("data.lesion_labels='1,2'", "lesion_labels", "1,2"),
+        ("data.lesion_labels=1,2", "lesion_labels", "1,2"),
+        ("output.name=run[1]", "name", "run[1]"),  # brackets inside a value stay
+    ],
+)
+def test_a_comparison_s_one_value_forms_reach_the_key_as_its_list(override, key, value):
+    """``[a,b]`` and ``"a,b"`` keep a list one value in a comparison's grid; every key then
+    reads the list itself (the decoder widths were refused in the quoted form)."""
+    cfg = load_config(None, [override])
+    section = getattr(cfg, override.split(".")[0])
+    assert getattr(section, key) == value

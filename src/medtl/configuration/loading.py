@@ -110,12 +110,25 @@ def _coerce(key: str, raw: Any, typ: Any) -> Any:
         if base is str:
             if isinstance(raw, (list, dict)):
                 raise ValueError
-            return str(raw)
+            return unwrapped(str(raw))
     except (TypeError, ValueError):
         raise ConfigError(
             f"config key '{key}' expects {base.__name__}, got {raw!r}; e.g. {key}={_example(base)}"
         ) from None
     return raw
+
+
+def unwrapped(text: str) -> str:
+    """``text`` without one outer pair of brackets or quotes: the forms ``[a,b]`` and
+    ``"a,b"`` that keep a comma list one value in a comparison's grid
+    (:mod:`medtl.comparison.grid`) reach every key as the list ``a,b`` it reads.
+
+    >>> unwrapped("[benign,malignant]"), unwrapped('"64,128"'), unwrapped("a[1]")
+    ('benign,malignant', '64,128', 'a[1]')
+    """
+    if len(text) >= 2 and (text[0], text[-1]) in (("[", "]"), ('"', '"'), ("'", "'")):
+        return text[1:-1].strip()
+    return text
 
 
 def _example(base: Any) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from medtl.configuration.loading import Config
+from medtl.configuration.loading import Config, unwrapped
 from medtl.data.cache.decode import DecodeSpec
 from medtl.data.cache.modes import cached_samples, reuse_decoded
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
@@ -44,7 +44,7 @@ def class_list(text: str) -> list[str]:
     >>> class_list("[benign, 'malignant']")
     ['benign', 'malignant']
     """
-    names = (c.strip().strip("'\"") for c in str(text).strip().strip("[]").split(","))
+    names = (c.strip().strip("'\"") for c in unwrapped(str(text).strip()).split(","))
     return [c for c in names if c]
 
 
