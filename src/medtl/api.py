@@ -324,17 +324,20 @@ def plan(
     out: str | Path | None = "plan.yaml",
     device: str = "auto",
     layout: str = "auto",
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """A recipe for ``data`` fitted to its fingerprint and this machine's measured speed
     within ``budget`` (seconds, ``30m``, ``2h``), written to ``out`` (None: not written) as a
     config for ``medtl train -c`` / ``medtl compare -c --folds K``; returns the plan as a
     dict (keys with reasons, predicted time and memory, probes, fingerprint). ``folds``:
     None lets the plan choose (5 with 10+ independent groups when the budget allows), 0 =
-    one split. See :mod:`medtl.planning.planner`."""
+    one split. ``overrides``: ``key=value`` of the keys that change how the data is read
+    (those ``medtl audit`` takes, e.g. ``data.classes=[benign,malignant]``), planned on and
+    carried into the recipe. See :mod:`medtl.planning.planner`."""
     from medtl.planning.planner import make_plan
     from medtl.planning.recipe import write_plan
 
-    made = make_plan(data, task, budget, folds, device, layout)
+    made = make_plan(data, task, budget, folds, device, layout, overrides=overrides)
     result = made.to_dict()
     if out is not None:
         result["out"] = str(write_plan(made, out))

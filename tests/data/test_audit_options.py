@@ -90,3 +90,13 @@ def test_other_keys_are_one_line(tmp_path, capsys):
     assert "train.epochs=3" in err and "data.mask_resize" in err
     code, _, err = run_cli(capsys, "audit", str(data), "-o", "data.mask_resize=bicubic")
     assert code == 2 and "data.mask_resize" in err and len(err.strip().splitlines()) == 1
+
+
+def test_classes_key_audits_only_those_classes(phantoms, capsys):
+    """``data.classes`` keeps the images training would keep: the normals (empty masks) and
+    their empty-mask count leave the report."""
+    everything = audit_json(capsys, str(phantoms))
+    assert everything["classes"] == {"benign": 9, "malignant": 4, "normal": 3}
+    kept = audit_json(capsys, str(phantoms), "data.classes=[benign,malignant]")
+    assert kept["n_images"] == 13 and kept["classes"] == {"benign": 9, "malignant": 4}
+    assert "normal" not in kept["mask_coverage"] and "normal" not in kept["empty_masks"]

@@ -369,3 +369,46 @@ def test_the_encoder_lr_follows_the_task_strategy_and_weights(task, n_images, pr
     assert strategy == ("two_stage" if pretrained and n_images < 300 else "finetune")
     cfg = load_config(None, [f"model.encoder_lr_mult={choice.value}"])
     assert cfg.model.encoder_lr_mult == mult
+
+
+def test_plan_reads_the_data_as_its_keys_say_and_the_recipe_carries_them(
+    phantoms, tmp_path, monkeypatch, capsys
+):
+    """``medtl plan DATA data.classes=[benign,malignant]`` plans on those classes' images
+    (the fingerprint, the split sizes, no note on the left-out normals) and writes the key
+    into plan.yaml, whose config keeps the same images; a key the audit does not read and a
+    class the data lacks exit 2 with one line each, writing nothing."""
+    import yaml
+
+    from medtl.configuration.loading import load_config
+    from medtl.data.pipeline import load_samples
+
+    monkeypatch.setattr(rules, "encoders_on_disk", lambda: [])
+    out = tmp_path / "p.yaml"
+    code, printed, err = run_cli(capsys, "plan", str(phantoms), "--budget", "20m", "--out",
+                                 str(out), "data.classes=[benign,malignant]")  # fmt: skip
+    assert code == 0, err
+    text = out.read_text()
+    assert "# 13 images (class_masks)" in text and "classes benign=9, malignant=4 " in text
+    assert "every mask of normal" not in printed + text
+    doc = yaml.safe_load(text)
+    assert doc["data"]["classes"] == "benign,malignant"
+    cfg = load_config(out)
+    ds = load_samples(cfg)
+    assert sorted({s.label for s in ds.samples}) == ["benign", "malignant"]
+    assert len(ds.samples) == 13
+    everything = tmp_path / "all.yaml"
+    assert run_cli(capsys, "plan", str(phantoms), "--budget", "20m", "--out",
+                   str(everything))[0] == 0  # fmt: skip
+    assert "# 16 images (class_masks)" in everything.read_text()
+    for bad, says in [
+        ("train.epochs=3", "medtl plan: 'train.epochs=3' is not a key the audit uses"),
+        ("data.classes=benign,cyst", "data.classes names ['cyst'], not among"),
+    ]:
+        wrong = tmp_path / "wrong.yaml"
+        code, printed, err = run_cli(
+            capsys, "plan", str(phantoms), "--budget", "20m", "--out", str(wrong), bad
+        )
+        errors = [line for line in err.splitlines() if line.startswith("medtl: error")]
+        assert code == 2 and len(errors) == 1 and says in errors[0], err
+        assert not wrong.exists()

@@ -207,7 +207,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
     result = api.plan(
         a.data, task=a.task, budget=a.budget, folds=a.folds, out=a.out, device=a.device,
-        layout=a.layout,
+        layout=a.layout, overrides=a.overrides,
     )  # fmt: skip
     for key, choice in result["keys"].items():
         print(f"{key}={choice['value']}  # {choice['reason']}")

@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="plan.yaml", help="the recipe to write")
     sp.add_argument("--layout", default="auto")
     _device_option(sp)
+    sp.add_argument(
+        "overrides", nargs="*", help="key=value: how to read the data, as medtl audit takes them"
+    )
 
     sp = add("report", cmd_report, "self-contained HTML report of a run or a comparison")
     sp.add_argument("dir")

@@ -9,9 +9,10 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from medtl.configuration.loading import Config, unwrapped
+from medtl.configuration.loading import Config
 from medtl.data.cache.decode import DecodeSpec
 from medtl.data.cache.modes import cached_samples, reuse_decoded
+from medtl.data.class_filter import keep_classes
 from medtl.data.dataset import CachedDataset, SampleCache, label_indices
 from medtl.data.layouts import Dataset, discover
 from medtl.data.layouts.msd import names_from_dataset
@@ -37,29 +38,10 @@ def needs_masks(task: str) -> bool:
     return task in ("segmentation", "multitask")
 
 
-def class_list(text: str) -> list[str]:
-    """``data.classes`` as names: ``benign,malignant``, or the bracketed form the comparison's
-    grid keeps as one value, ``[benign,malignant]`` (quotes around a name are dropped).
-
-    >>> class_list("[benign, 'malignant']")
-    ['benign', 'malignant']
-    """
-    names = (c.strip().strip("'\"") for c in unwrapped(str(text).strip()).split(","))
-    return [c for c in names if c]
-
-
 def _check_task(cfg: Config, ds: Dataset) -> None:
     """Keep ``data.classes``; check that the data has what ``cfg.task`` needs (masks for
     every image, at least two classes), else a DataError naming the folder and the fix."""
-    if cfg.data.classes:
-        keep = class_list(cfg.data.classes)
-        unknown = sorted(set(keep) - set(ds.classes))
-        if unknown:
-            raise DataError(
-                f"{ds.root}: data.classes names {unknown}, not among {ds.classes}; fix the list"
-            )
-        ds.samples = [s for s in ds.samples if s.label in keep]
-        ds.classes = [c for c in ds.classes if c in keep]
+    keep_classes(ds, cfg.data.classes)
     if needs_masks(cfg.task):
         if ds.problems:
             raise DataError(

@@ -62,10 +62,11 @@ class Fingerprint:
         return min(shares) if shares else None
 
 
-def fingerprint(root: str | Path, layout: str = "auto") -> Fingerprint:
-    """Audit ``root`` once (:func:`~medtl.data.audit.report.audit`) and keep what a plan needs.
+def fingerprint(root: str | Path, layout: str = "auto", data: Any = None) -> Fingerprint:
+    """Audit ``root`` once (:func:`~medtl.data.audit.report.audit`, reading it as a config's
+    ``data`` section would: its mask, grouping and class keys) and keep what a plan needs.
     Raises DataError when no layout fits or no image can be read."""
-    report = audit(root, layout)
+    report = audit(root, layout, data=data)
     return from_report(report)
 
 

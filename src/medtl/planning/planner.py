@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from medtl.configuration.loading import load_config
+from medtl.data.audit.keys import audit_data_config
+from medtl.data.class_filter import class_list
 from medtl.planning import choices as rules
 from medtl.planning.choices import Choice
 from medtl.planning.fingerprint import Fingerprint, fingerprint
@@ -105,17 +107,22 @@ def make_plan(
     layout: str = "auto",
     steps: int = 3,
     threads: int = 0,
+    overrides: list[str] | None = None,
 ) -> Plan:
     """The plan for ``data`` (see the module docstring); the probe computes on ``threads``
-    (``train.threads``: 0 = ``$OMP_NUM_THREADS`` or every core, as training will). Raises
+    (``train.threads``: 0 = ``$OMP_NUM_THREADS`` or every core, as training will).
+    ``overrides``: ``key=value`` of the keys that change how the data is read
+    (:data:`~medtl.data.audit.keys.AUDIT_KEYS`, e.g. ``data.classes=[benign,malignant]``):
+    the plan is made on the data as they read it and the recipe carries them. Raises
     ConfigError (budget too small for one epoch, naming the smallest that fits; a bad
-    value) or DataError (no masks for a segmentation plan, unreadable data)."""
+    value or key) or DataError (no masks for a segmentation plan, unreadable data)."""
     seconds = parse_duration(budget)
     if seconds is None:
         raise ConfigError("--budget: give a time budget, e.g. --budget 30m")
     budget_s = seconds.total_seconds()
     where = resolve_device(device)
-    fp = fingerprint(data, layout)
+    reading = audit_data_config(list(overrides), "medtl plan") if overrides else None
+    fp = fingerprint(data, layout, reading)
     _check_inputs(fp, task)
     if folds is not None and folds == 1 or (folds or 0) < 0:
         raise ConfigError(f"--folds {folds}: give 0 (one split) or K >= 2")
@@ -145,7 +152,27 @@ def make_plan(
             log.info(f"plan: timing {enc} at {s} px, batch {batch} on {where.type}")
             return measure(cfg, enc, s, batch, where, n_classes, steps)
 
-        return _grow(plan, fp, timed, bool(on_disk))
+        plan = _grow(plan, fp, timed, bool(on_disk))
+    plan.keys = _with_given(plan.keys, reading, overrides or [])
+    return plan
+
+
+def _with_given(keys: dict[str, Choice], reading: Any, overrides: list[str]) -> dict[str, Choice]:
+    """The plan's keys with the reading keys given on the command line after ``data.root``
+    (``data.classes`` as a plain list of names), so the recipe reads the data as planned."""
+    given: dict[str, Choice] = {}
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+").strip()
+        value = getattr(reading, key.split(".", 1)[1])
+        if key == "data.classes":
+            value = ",".join(class_list(str(value)))
+        given[key] = Choice(value, f"as given (medtl plan ... {item}): the data as planned")
+    out: dict[str, Choice] = {}
+    for key, choice in keys.items():
+        out[key] = choice
+        if key == "data.root":
+            out.update(given)
+    return out
 
 
 def _grow(plan: Plan, fp: Fingerprint, timed: Any, pretrained: bool) -> Plan:

@@ -27,20 +27,21 @@ AUDIT_KEYS: dict[str, str] = {
     "data.group_pattern": "patient groups from names (none: off)",
     "data.slice_axis": "volumes layout: the slicing axis",
     "data.empty_slice_fraction": "volumes layout: label-empty slices kept",
+    "data.classes": "only these classes, as training keeps them",
 }
 
 
-def audit_data_config(overrides: list[str]) -> Any:
+def audit_data_config(overrides: list[str], command: str = "medtl audit") -> Any:
     """The ``data`` section of a config built from ``overrides`` (``key=value``, the syntax
     of ``medtl train``), each key one of :data:`AUDIT_KEYS`; anything else is a
-    ConfigError naming the key and the keys the audit takes."""
+    ConfigError naming the key, the keys ``command`` takes and why."""
     from medtl.configuration.loading import load_config
 
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+").strip()
         if "=" not in item or key not in AUDIT_KEYS:
             raise ConfigError(
-                f"medtl audit: {item!r} is not a key the audit uses; give key=value with "
+                f"{command}: {item!r} is not a key the audit uses; give key=value with "
                 f"one of {', '.join(AUDIT_KEYS)}"
             )
     return load_config(None, list(overrides)).data

@@ -32,6 +32,7 @@ from medtl.data.audit.files import (
 )
 from medtl.data.audit.masks import default_masks, format_masks, mask_meaning
 from medtl.data.audit.stats import coverage_stats, image_size_stats
+from medtl.data.class_filter import keep_classes
 from medtl.data.groups import group_by_names, looks_like_slices
 from medtl.data.layouts import Sample, discover
 from medtl.data.layouts.explain import PARTLY
@@ -297,6 +298,7 @@ def _discovered(root: str | Path, layout: str, data: Any) -> Any:
         from medtl.data.layouts.dicom_tree import apply_labels
 
         apply_labels(ds, data.label_tag, data.label_level)
+    keep_classes(ds, getattr(data, "classes", None))
     ds.label_names = ds.label_names or seg_label_names(ds.samples)  # DICOM SEG segment labels
     return ds
 
