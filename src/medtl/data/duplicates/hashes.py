@@ -14,7 +14,12 @@ Each image gets (:func:`hashes_of`):
   ~20 bits; the nearest of a 3 x 3x3 grid of windows is still ~8 bits away, as near as
   other chest X-rays in the same pose are);
 - the full-frame hashes of the thumbnail turned by :data:`ROTATIONS`, so that a copy
-  rotated by a few degrees lies near one of them.
+  rotated by a few degrees lies near one of them;
+- 126 **edge window** hashes: the same windows of the image's local edge energy
+  (:func:`edge_view`), which a flat area and a smooth outline leave dark. Where every image
+  shares one outline (a fundus camera's round field of view on black) the plain windows
+  of other images lie as near to a crop as its original's; the fine structure inside
+  (vessels, texture) tells them apart.
 
 The image is converted to grey and reduced once (:func:`grey_view`); verification
 compares that same grey view.
@@ -29,7 +34,7 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from medtl.data.layouts import Sample
 from medtl.data.readers import io
@@ -48,6 +53,10 @@ VIEW_SIDE = 256
 """Longest side (px) of the grey view an image is reduced to (:func:`grey_view`)."""
 _SCALES = (0.95, 0.9, 0.85, 0.8, 0.75)  # window sides, as fractions of the frame
 _OFFSETS = (0.0, 0.25, 0.5, 0.75, 1.0)  # window positions, as fractions of the free margin
+EDGE_SIGMA = 0.01
+"""Blur of :func:`edge_view`, as a fraction of the grey view's longest side (2.6 px at 256)."""
+EDGE_GAIN = 8
+"""Scale of :func:`edge_view`'s absolute differences (uint8, clipped at 255)."""
 ROTATIONS = (3.5, -3.5)
 """Degrees by which the thumbnail is turned for the rotated full-frame hashes: copies
 rotated by up to 5 degrees moved the full-frame hash by up to 20 bits (12 at the 90th
@@ -243,18 +252,31 @@ def _rotated_bits(thumb: np.ndarray) -> list[int]:
     return _bits(np.stack([(_DCT8_32 @ t @ _DCT8_32.T).ravel() for t in turned]))
 
 
+def edge_view(grey: np.ndarray) -> np.ndarray:
+    """Local edge energy of a ``uint8`` grey view: ``|grey - blur(grey)|`` (Gaussian of
+    :data:`EDGE_SIGMA` of the longest side) times :data:`EDGE_GAIN`, clipped to uint8."""
+    g = np.asarray(grey, dtype=np.uint8)
+    radius = max(g.shape) * EDGE_SIGMA
+    blur = Image.fromarray(np.ascontiguousarray(g)).filter(ImageFilter.GaussianBlur(radius))
+    diff = np.abs(g.astype(np.int16) - np.asarray(blur, dtype=np.int16))
+    return np.minimum(diff * EDGE_GAIN, 255).astype(np.uint8)
+
+
 def hashes_of(rgb: np.ndarray, grey: np.ndarray | None = None) -> Hashes:
     """``(exact_sha1_hex, full-frame hash, signature)`` of one decoded image. The full-frame
     hash is the first window hash: the pHash recipe read from the 64x64 box-averaged
     thumbnail (within 2 bits of :func:`phash` for 90 % of BUSI's and the chest X-rays'
     images, 6 at most), at a fraction of :func:`phash`'s cost. The signature holds the
-    :data:`WINDOWS`' hashes (:func:`window_hashes`), then the full-frame hashes of the
-    thumbnail turned by :data:`ROTATIONS`: plain ints, so a disk cache keeps them.
+    :data:`WINDOWS`' hashes (:func:`window_hashes`), the full-frame hashes of the
+    thumbnail turned by :data:`ROTATIONS`, then the :data:`WINDOWS`' hashes of the
+    :func:`edge_view`: plain ints, so a disk cache keeps them.
     ``grey``: the image's :func:`grey_view` when the caller has it (else made here)."""
     rgb = np.asarray(rgb)
-    thumb = _thumbnail(rgb, grey_view(rgb) if grey is None else grey)
+    grey = grey_view(rgb) if grey is None else grey
+    thumb = _thumbnail(rgb, grey)
     wins = _window_bits(thumb)
-    return _exact_hash(rgb), wins[0], tuple(wins + _rotated_bits(thumb))
+    edges = _window_bits(_small(edge_view(grey), (_THUMB, _THUMB)).astype(np.float32))
+    return _exact_hash(rgb), wins[0], tuple(wins + _rotated_bits(thumb) + edges)
 
 
 def image_hashes(samples: Sequence[Sample]) -> list[Hashes]:
