@@ -397,10 +397,12 @@ def test_plan_reads_the_data_as_its_keys_say_and_the_recipe_carries_them(
     ds = load_samples(cfg)
     assert sorted({s.label for s in ds.samples}) == ["benign", "malignant"]
     assert len(ds.samples) == 13
+    assert "layout" not in doc["data"]  # detected, not given: the recipe detects it again
     everything = tmp_path / "all.yaml"
     assert run_cli(capsys, "plan", str(phantoms), "--budget", "20m", "--out",
-                   str(everything))[0] == 0  # fmt: skip
+                   str(everything), "--layout", "class_masks")[0] == 0  # fmt: skip
     assert "# 16 images (class_masks)" in everything.read_text()
+    assert yaml.safe_load(everything.read_text())["data"]["layout"] == "class_masks"
     for bad, says in [
         ("train.epochs=3", "medtl plan: 'train.epochs=3' is not a key the audit uses"),
         ("data.classes=benign,cyst", "data.classes names ['cyst'], not among"),

@@ -153,14 +153,19 @@ def make_plan(
             return measure(cfg, enc, s, batch, where, n_classes, steps)
 
         plan = _grow(plan, fp, timed, bool(on_disk))
-    plan.keys = _with_given(plan.keys, reading, overrides or [])
+    plan.keys = _with_given(plan.keys, reading, overrides or [], layout)
     return plan
 
 
-def _with_given(keys: dict[str, Choice], reading: Any, overrides: list[str]) -> dict[str, Choice]:
-    """The plan's keys with the reading keys given on the command line after ``data.root``
-    (``data.classes`` as a plain list of names), so the recipe reads the data as planned."""
+def _with_given(
+    keys: dict[str, Choice], reading: Any, overrides: list[str], layout: str = "auto"
+) -> dict[str, Choice]:
+    """The plan's keys with the reading keys given on the command line (``--layout`` and
+    ``key=value``; ``data.classes`` as a plain list of names) after ``data.root``, so the
+    recipe reads the data as planned."""
     given: dict[str, Choice] = {}
+    if layout != "auto":
+        given["data.layout"] = Choice(layout, "as given (--layout): the data as planned")
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+").strip()
         value = getattr(reading, key.split(".", 1)[1])
