@@ -19,11 +19,10 @@ which read the vessels instead: with them the original was among the 8 for 30 an
 30 crops of DRIVE's 40 fundus images (two draws; without them 24 and 24), as many brain MRI
 and chest X-ray crops as before (28 and 30, 29 and 30 of 30), with the number of candidate
 pairs within 2 % of before. The window handed to verification is the one nearest in
-both. Copies rotated by up to 5 degrees move
-the full-frame hash by up to 20 bits; the
+both. Copies rotated by up to 5 degrees move the full-frame hash by up to 20 bits; the
 hashes of each image's thumbnail turned by +-3.5 degrees
-(:data:`medtl.data.duplicates.hashes.ROTATIONS`) put them within
-:data:`ROTATED_DISTANCE` bits.
+(:data:`medtl.data.duplicates.hashes.ROTATIONS`) put them within :data:`ROTATED_DISTANCE`
+bits.
 """
 
 from __future__ import annotations
@@ -154,7 +153,8 @@ def _rotated_pairs(hashes: Sequence[tuple]) -> list[Candidate]:
     :data:`ROTATED_DISTANCE` of the other's full-frame hash (copies rotated by a few
     degrees, which move every hash beyond the other bounds)."""
     turns = slice(len(WINDOWS), len(WINDOWS) + len(ROTATIONS))
-    have = [k for k, h in enumerate(hashes) if len(h) > 2 and _layout(h[2]) in ("rotated", "edges")]
+    turned_in = ("rotated", "edges")
+    have = [k for k, h in enumerate(hashes) if len(h) > 2 and _layout(h[2]) in turned_in]
     if len(have) < 2:
         return []
     sig = np.asarray([hashes[k][2][: turns.stop] for k in have], dtype=np.uint64)

@@ -16,10 +16,10 @@ Each image gets (:func:`hashes_of`):
 - the full-frame hashes of the thumbnail turned by :data:`ROTATIONS`, so that a copy
   rotated by a few degrees lies near one of them;
 - 126 **edge window** hashes: the same windows of the image's local edge energy
-  (:func:`edge_view`, at 128 px), which a flat area and a smooth outline leave dark. Where every image
-  shares one outline (a fundus camera's round field of view on black) the plain windows
-  of other images lie as near to a crop as its original's; the fine structure inside
-  (vessels, texture) tells them apart.
+  (:func:`edge_view`, at 128 px), which a flat area and a smooth outline leave dark.
+  Where every image shares one outline (a fundus camera's round field of view on black)
+  the plain windows of other images lie as near to a crop as its original's; the fine
+  structure inside (vessels, texture) tells them apart.
 
 The image is converted to grey and reduced once (:func:`grey_view`); verification
 compares that same grey view.
