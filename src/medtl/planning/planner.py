@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medtl.configuration.loading import load_config
-from medtl.data.audit.keys import audit_data_config
+from medtl.data.audit.keys import audit_data_config, override_key
 from medtl.data.class_filter import class_list
 from medtl.planning import choices as rules
 from medtl.planning.choices import Choice
@@ -167,7 +167,7 @@ def _with_given(
     if layout != "auto":
         given["data.layout"] = Choice(layout, "as given (--layout): the data as planned")
     for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+").strip()
+        key = override_key(item)
         value = getattr(reading, key.split(".", 1)[1])
         if key == "data.classes":
             value = ",".join(class_list(str(value)))

@@ -31,6 +31,11 @@ AUDIT_KEYS: dict[str, str] = {
 }
 
 
+def override_key(item: str) -> str:
+    """The dotted key of a ``key=value`` override (``+key=value`` too)."""
+    return item.split("=", 1)[0].lstrip("+").strip()
+
+
 def audit_data_config(overrides: list[str], command: str = "medtl audit") -> Any:
     """The ``data`` section of a config built from ``overrides`` (``key=value``, the syntax
     of ``medtl train``), each key one of :data:`AUDIT_KEYS`; anything else is a
@@ -38,7 +43,7 @@ def audit_data_config(overrides: list[str], command: str = "medtl audit") -> Any
     from medtl.configuration.loading import load_config
 
     for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+").strip()
+        key = override_key(item)
         if "=" not in item or key not in AUDIT_KEYS:
             raise ConfigError(
                 f"{command}: {item!r} is not a key the audit uses; give key=value with "
