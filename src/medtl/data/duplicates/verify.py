@@ -8,7 +8,11 @@ the first in up to three ways, keeping the best:
   brightness-shifted or annotated copies; pixel-registered slices);
 - **window**: the hash stage's best window (a crop of 5-25 %) cut out and resized;
 - **features**: ORB keypoints matched with a ratio test, a similarity transform fitted
-  with RANSAC (at least :data:`MIN_INLIERS` inliers), the other view warped onto this one.
+  with RANSAC (at least :data:`MIN_INLIERS` inliers), the other view warped onto this one;
+- **refined**: only for a pair that none of those makes one acquisition, the best of them
+  refined to sub-pixel precision by ECC (OpenCV's ``findTransformECC``, an affine map):
+  a rotated copy keeps its noise only when the alignment is exact, which a resize, a crop
+  window or 3 px of RANSAC tolerance are not.
 
 The similarity is the median, over 16x16 tiles of the overlap, of the normalised
 cross-correlation (NCC) of the two aligned views band-passed between 1 and 4 px
@@ -74,11 +78,19 @@ copies of BUSI and chest X-ray images 0.32 at least (rotations; JPEG q 50: 0.39)
 pictures of one template moved by under 1.3 px, each with its own noise, 0.16 at most
 (the 45 and 137 of 780 pairs at 32 and 64 px whose outlines pass the similarity). Neighbouring frames of one ultrasound sweep share
 speckle and fall on both sides (0.18-0.49 among BUSI's)."""
+REFINE_FROM = 0.4
+"""Least similarity of the best alignment for a pair to be refined (:func:`_refine`)..."""
+WINDOW_REFINE = 0.93
+"""... or least coarse NCC of the hash stage's crop window, refined from that window when
+another alignment came out best: a window 3 px off its crop has a band-pass similarity
+near 0 (DRIVE crops: -0.03 and 0.20, thumbnails 0.93 and 0.98; refined, 0.98). Among the
+275 chest X-rays of distinct patients 75 of the 3,001 candidate pairs reach it."""
 _NEEDED = {
     "identity": IDENTITY_NCC,
     "window": SAME_IMAGE_NCC,
     "features": SAME_IMAGE_NCC,
     "features-still": STILL_NCC,
+    "refined": STILL_NCC,
 }
 _TILE = 16  # px of the view per tile of the similarity
 _CONSTANT_GRAD = 0.5  # blurred gradient magnitude (grey levels/px) of a constant region
@@ -317,46 +329,108 @@ def _identity(a: View, b: View) -> tuple[float, float, np.ndarray | None, Pair |
     return fine, _coarse(a, warped, b), warped, pair
 
 
+def _box(v: View, window: int) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` px of window ``window`` of ``v``'s grey view."""
+    y0, y1, x0, x1 = WINDOWS[window]
+    h, w = v.grey.shape
+    return round(y0 * h), round(y1 * h), round(x0 * w), round(x1 * w)
+
+
+def _window_map(a: View, b: View, window: int, a_in_b: bool) -> np.ndarray:
+    """The affine map (2x3) of ``b``'s view onto ``a``'s that window ``window`` stands for
+    (of ``b`` when ``a_in_b``: ``a`` a crop of ``b``; else of ``a``)."""
+    (ha, wa), (hb, wb) = a.grey.shape, b.grey.shape
+    if a_in_b:
+        t, bo, le, r = _box(b, window)
+        sx, sy = wa / max(r - le, 1), ha / max(bo - t, 1)
+        return np.array([[sx, 0, -le * sx], [0, sy, -t * sy]])
+    t, bo, le, r = _box(a, window)
+    return np.array([[(r - le) / wb, 0, le], [0, (bo - t) / hb, t]])
+
+
 def _window(a: View, b: View, window: int) -> tuple[float, float, Pair | None]:
     """``(ncc, coarse ncc, pair)`` of ``a`` and window ``window`` of ``b`` (``a`` a crop of ``b``)."""
-    y0, y1, x0, x1 = WINDOWS[window]
-    h, w = b.grey.shape
-    crop = b.grey[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)]
+    t, bo, le, r = _box(b, window)
+    crop = b.grey[t:bo, le:r]
     if min(crop.shape) < 8:
         return 0.0, 0.0, None
     crop = _onto(crop, a.grey.shape)
     return _tiles(a.band(), _blur(crop)), _coarse(a, crop), (a.grey, crop, None)
 
 
-def _features(a: View, b: View) -> tuple[float, bool, Pair | None]:
+def _warp(a: View, b: View, m: np.ndarray, flags: int) -> Pair | None:
+    """``b``'s view warped onto ``a``'s by the affine map ``m`` (``flags``: interpolation,
+    and ``cv2.WARP_INVERSE_MAP`` when ``m`` maps ``a`` onto ``b``) as a pair with the valid
+    overlap; None when the overlap is under :data:`MIN_OVERLAP` of the smaller image."""
+    h, w = a.grey.shape
+    inverse = flags & cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(b.grey, m, (w, h), flags=flags)
+    valid = cv2.warpAffine(np.ones_like(b.grey), m, (w, h), flags=cv2.INTER_NEAREST | inverse) > 0.5
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    area = abs(float(np.linalg.det(m[:, :2])))  # b's px per a's px when inverse
+    smaller = min(a.grey.size, b.grey.size / area if inverse else b.grey.size * area)
+    if valid.sum() < MIN_OVERLAP * smaller:
+        return None
+    return a.grey, warped, valid
+
+
+def _features(a: View, b: View) -> tuple[float, bool, Pair | None, np.ndarray | None]:
     """Similarity after a RANSAC similarity transform fitted to ORB matches of ``b`` onto
-    ``a`` (0 if none), and whether that transform barely moves the image (2 px)."""
+    ``a`` (0 if none), whether that transform barely moves the image (2 px), the pair and
+    the transform."""
     if min(a.grey.shape) < ORB_MIN_SIDE or min(b.grey.shape) < ORB_MIN_SIDE:
-        return 0.0, False, None
+        return 0.0, False, None, None
     (ka, da), (kb, db) = a.features(), b.features()
     if da is None or db is None or len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
-        return 0.0, False, None
+        return 0.0, False, None, None
     matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2)
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
     if len(good) < MIN_INLIERS:
-        return 0.0, False, None
+        return 0.0, False, None, None
     src = kb[[m.queryIdx for m in good]]
     dst = ka[[m.trainIdx for m in good]]
     m, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
     if m is None or int(inliers.sum()) < MIN_INLIERS:
-        return 0.0, False, None
+        return 0.0, False, None, None
     scale = float(np.hypot(m[0, 0], m[1, 0]))
     if not 0.25 <= scale <= 4.0:
-        return 0.0, False, None
-    h, w = a.grey.shape
-    warped = cv2.warpAffine(b.grey, m, (w, h), flags=cv2.INTER_AREA)
-    valid = cv2.warpAffine(np.ones_like(b.grey), m, (w, h), flags=cv2.INTER_NEAREST) > 0.5
-    valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    smaller = min(a.grey.size, b.grey.size * scale * scale)
-    if valid.sum() < MIN_OVERLAP * smaller:
-        return 0.0, False, None
-    score = _tiles(a.band(), _blur(warped), valid)
-    return score, _moves_little(m, a.grey.shape, b.grey.shape), (a.grey, warped, valid)
+        return 0.0, False, None, None
+    pair = _warp(a, b, m, cv2.INTER_AREA)
+    if pair is None:
+        return 0.0, False, None, None
+    score = _tiles(a.band(), _blur(pair[1]), pair[2])
+    return score, _moves_little(m, a.grey.shape, b.grey.shape), pair, m
+
+
+def _refine(a: View, b: View, m: np.ndarray) -> tuple[float, Pair | None]:
+    """``(similarity, pair)`` after refining the map ``m`` of ``b``'s view onto ``a``'s by
+    ECC (``cv2.findTransformECC``, affine, 50 iterations): a sub-pixel alignment, which
+    the noise test of a rotated or re-cropped copy needs. ``(0, None)`` when it does not
+    converge, squashes or stretches the image (singular values outside 1/4..4 or more than
+    1.25 apart) or overlaps too little."""
+    if min(a.grey.shape) < ORB_MIN_SIDE or min(b.grey.shape) < ORB_MIN_SIDE:
+        return 0.0, None
+    warp = cv2.invertAffineTransform(m.astype(np.float64)).astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5)
+    try:
+        _, warp = cv2.findTransformECC(
+            a.grey.astype(np.float32),
+            b.grey.astype(np.float32),
+            warp,
+            cv2.MOTION_AFFINE,
+            criteria,
+            None,
+            3,
+        )
+    except cv2.error:  # not converged, or a singular correlation
+        return 0.0, None
+    s = np.linalg.svd(warp[:, :2], compute_uv=False)
+    if not (0.25 <= s[1] and s[0] <= 4.0 and s[0] <= 1.25 * s[1]):
+        return 0.0, None
+    pair = _warp(a, b, warp, cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    if pair is None:
+        return 0.0, None
+    return _tiles(a.band(), _blur(pair[1]), pair[2]), pair
 
 
 def _moves_little(m: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -373,19 +447,38 @@ def verify(a: View, b: View, window: int | None = None, a_in_b: bool = True) -> 
         return Verdict("", 0.0, "no content")
     best, coarse, warped, pair = _identity(a, b)
     method = "identity"
+    (ha, wa), (hb, wb) = a.grey.shape, b.grey.shape
+    start = np.array([[wa / wb, 0, 0], [0, ha / hb, 0]])  # the best alignment's map b -> a
+    window_coarse = 0.0
     if best < IDENTITY_NCC and window:
-        ncc, c, p = _window(a, b, window) if a_in_b else _window(b, a, window)
+        ncc, window_coarse, p = _window(a, b, window) if a_in_b else _window(b, a, window)
         if ncc > best:
             best, method, pair = ncc, "window", p
-        coarse = max(coarse, c)
+            start = _window_map(a, b, window, a_in_b)
+        coarse = max(coarse, window_coarse)
     gate = CROP_GATE if window else COARSE_GATE
-    if best < IDENTITY_NCC and coarse >= gate:
-        ncc, still, p = _features(a, b)
+    matched = best < IDENTITY_NCC and coarse >= gate
+    if matched:
+        ncc, still, p, m = _features(a, b)
         if ncc > best:
-            best, method, pair = ncc, "features-still" if still else "features", p
+            best, method, pair, start = ncc, "features-still" if still else "features", p, m
     noise = round(_residual(a, b, pair), 4) if best >= _NEEDED[method] else 0.0
     if noise >= RESIDUAL_NCC:
         return Verdict("same", round(best, 4), method, noise=noise)
+    starts = []  # maps of b onto a to refine, the likeliest first
+    if best >= REFINE_FROM:
+        if not matched:  # alike as they are but not sharing noise: perhaps turned a little
+            m = _features(a, b)[3]
+            start = start if m is None else m
+        starts.append(start)
+    if window_coarse >= WINDOW_REFINE and method != "window":  # a few px off, or keypoints astray
+        starts.append(_window_map(a, b, window, a_in_b))
+    for m in starts:
+        ncc, p = _refine(a, b, m)
+        if ncc >= _NEEDED["refined"]:
+            n = round(_residual(a, b, p), 4)
+            if n >= RESIDUAL_NCC:
+                return Verdict("same", round(ncc, 4), "refined", noise=n)
     if warped is not None and a.shape == b.shape and min(a.shape) >= PATIENT_MIN_SIDE:
         edge = _tiles(a.edges(), _derived(warped, "edges", b))
         if edge >= SAME_PATIENT_EDGE_NCC:
