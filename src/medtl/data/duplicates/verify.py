@@ -79,7 +79,8 @@ pictures of one template moved by under 1.3 px, each with its own noise, 0.16 at
 (the 45 and 137 of 780 pairs at 32 and 64 px whose outlines pass the similarity). Neighbouring frames of one ultrasound sweep share
 speckle and fall on both sides (0.18-0.49 among BUSI's)."""
 REFINE_FROM = 0.4
-"""Least similarity of the best alignment for a pair to be refined (:func:`_refine`)..."""
+"""Least similarity of the best alignment for a pair to be refined (:func:`_refine`;
+the refined alignment must then reach :data:`STILL_NCC` and the noise test)..."""
 WINDOW_REFINE = 0.93
 """... or least coarse NCC of the hash stage's crop window, refined from that window when
 another alignment came out best: a window 3 px off its crop has a band-pass similarity
