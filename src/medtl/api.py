@@ -92,7 +92,7 @@ def evaluate(
     ``config=N`` (rank, cell id or cell folder; ``run`` is then a comparison folder) or a
     cell folder as ``run`` evaluates the configuration's fold ensemble
     (:mod:`medtl.comparison.ensemble`; options ``split``, ``tta``, ``save_images``, ``plots``,
-    ``strict``). After ``decide=Decisions(calibrate=True)`` a graph in ``RUN/export`` that
+    ``strict``, ``class_offsets="none"`` to leave out the class offsets chosen on CV). After ``decide=Decisions(calibrate=True)`` a graph in ``RUN/export`` that
     holds another temperature is named in a warning (:func:`medtl.exporting.stale_exports`)."""
     from medtl.comparison.ensemble import evaluate_ensemble, is_cell_folder
     from medtl.evaluation.evaluate import evaluate as run_evaluate
@@ -101,6 +101,7 @@ def evaluate(
     config, strict = options.pop("config", None), options.pop("strict", False)
     if config is not None or is_cell_folder(run):
         return evaluate_ensemble(run, config, data, overrides, strict=strict, **options)
+    _no_offsets(run, options)
 
     process = [f"train.{k}={options.pop(k)}" for k in list(options) if f"train.{k}" in PROCESS_KEYS]
     summary = run_evaluate(run, data, overrides=[*(overrides or []), *process], **options)
@@ -117,15 +118,26 @@ def predict(
     """Predict image files into ``out`` (masks, overlays, predictions.csv); returns the paths.
     ``options``: ``tta``, ``optimise``, ``batch_size`` (:func:`medtl.inference.predictor.predict`).
     For images in memory use :func:`load`. ``config=N`` (``run`` a comparison folder) or a
-    cell folder as ``run``: the fold ensemble (options ``tta``, ``batch_size``, ``strict``)."""
+    cell folder as ``run``: the fold ensemble (options ``tta``, ``batch_size``, ``strict``,
+    ``class_offsets``)."""
     from medtl.comparison.ensemble import is_cell_folder, predict_ensemble
     from medtl.inference.predictor import predict as run_predict
 
     config, strict = options.pop("config", None), options.pop("strict", False)
     if config is not None or is_cell_folder(run):
         return predict_ensemble(run, config, inputs, out, strict=strict, **options)
-
+    _no_offsets(run, options)
     return run_predict(run, inputs, out, **options)
+
+
+def _no_offsets(run: str | Path, options: dict[str, Any]) -> None:
+    """A single run has no class offsets: ``class_offsets`` given for one is an error."""
+    if options.pop("class_offsets", None) is not None:
+        from medtl.utils.errors import ConfigError
+
+        raise ConfigError(
+            f"{run}: --class-offsets is for a fold ensemble (CMP --config N); drop it"
+        )
 
 
 def load(

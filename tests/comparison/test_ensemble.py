@@ -170,6 +170,8 @@ def test_postprocessing_is_chosen_on_cv_and_applied_by_the_ensemble(cv):
         summary = json.loads((cell / "ensemble" / "eval" / "test" / "summary.json").read_text())
         assert ("postprocess" in summary) == (pp["rule"] is not None)
         assert len(c["best_epochs"]) == 3 and c["final_epochs"] >= 1
+        assert c["class_offsets"] is None  # no class head: no offsets chosen
+        assert not (cell / "class_offsets.json").exists()
     md = (cv / "results.md").read_text()
     assert "## Post-processing and the final model" in md and "CV Dice" in md
     assert "data.val_fraction=0 data.test_fraction=0 train.epochs=" in md

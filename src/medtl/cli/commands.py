@@ -44,6 +44,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         strict=a.strict,
         postprocess=a.postprocess,
         device=a.device,
+        **_offsets(a),
         **evaluate_options(a),  # --calibrate, operating point, --hd95 (medtl.cli.decisions)
     )
     if summary.get("rank"):
@@ -62,6 +63,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
         raise ConfigError(
             f"--mask-format {a.mask_format} works with a run's PyTorch model; "
             "drop --onnx/--int8/--config, or the option"
+        )
+    if (a.onnx or a.int8) and a.class_offsets:
+        from medtl.utils.errors import ConfigError
+
+        raise ConfigError(
+            "--class-offsets: an exported ensemble's graph holds the offsets it was exported "
+            "with; drop --onnx, or the option"
         )
     if a.onnx or a.int8:
         from medtl.exporting import onnx_target, predict_onnx
@@ -89,11 +97,17 @@ def cmd_predict(a: argparse.Namespace) -> int:
             strict=a.strict,
             postprocess=a.postprocess,
             device=a.device,
+            **_offsets(a),
             **predict_options(a),
         )
     for line in written:
         print(line)
     return 0
+
+
+def _offsets(a: argparse.Namespace) -> dict[str, str]:
+    """``class_offsets`` for the API when ``--class-offsets`` was given."""
+    return {"class_offsets": a.class_offsets} if a.class_offsets else {}
 
 
 def _ensemble(run: str) -> bool:

@@ -69,6 +69,12 @@ def _ensemble_options(sp: argparse.ArgumentParser) -> None:
         help="mask post-processing (A pixels, or A%% of the image); default: none for a run, "
         "the rule chosen on CV (CELL/postprocess.json) for --config",
     )
+    sp.add_argument(
+        "--class-offsets",
+        choices=["cv", "none"],
+        help="with --config: add the class offsets chosen on the folds' out-of-fold "
+        "predictions (CELL/class_offsets.json) to the class logits (cv, the default) or not",
+    )
 
 
 def _device_option(sp: argparse.ArgumentParser, default: str | None = "auto") -> None:

@@ -37,6 +37,7 @@ import torch
 from medtl.comparison.design import read_design
 from medtl.comparison.records import RESULTS_FILE, Results
 from medtl.configuration.loading import Config
+from medtl.evaluation.class_offsets import OFFSETS_FILE, offsets_of
 from medtl.runs.folder import load_bundle, run_scheme
 from medtl.utils.errors import MedtlError
 
@@ -88,11 +89,16 @@ class FoldEnsemble(torch.nn.Module):
     logits of the mean probability (:func:`mean_probability_logits`): ``"seg"`` =
     ``logit(mean_k sigmoid(seg_k))`` for a one-channel mask, ``log(mean_k softmax(seg_k))``
     for a label-map head; ``"cls"`` = ``log(mean_k softmax(cls_k))``. Thresholding at 0.5,
-    argmax and softmax downstream therefore act on the mean probability."""
+    argmax and softmax downstream therefore act on the mean probability. ``offsets``: one
+    per class, added to ``"cls"`` (the cell's class offsets,
+    :mod:`medtl.evaluation.class_offsets`); the softmax of the sum is then the decision's
+    probability, no longer the mean."""
 
-    def __init__(self, members: list[torch.nn.Module]):
+    def __init__(self, members: list[torch.nn.Module], offsets: Any = None):
         super().__init__()
         self.members = torch.nn.ModuleList(members)
+        shift = None if offsets is None else torch.as_tensor(offsets, dtype=torch.float32)
+        self.register_buffer("offsets", shift)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         outs = [m(x) for m in self.members]
@@ -101,12 +107,18 @@ class FoldEnsemble(torch.nn.Module):
             if key in outs[0]:
                 z = [o[key] for o in outs]
                 res[key] = mean_probability_logits(z, key == "seg" and z[0].shape[1] == 1)
+        if self.offsets is not None and "cls" in res:
+            res["cls"] = res["cls"] + self.offsets.to(res["cls"])
         return res
 
     def describe(self) -> str:
-        """``"mean of K fold models (<what each member's inference copy does>)"``."""
+        """``"mean of K fold models (<what each member's inference copy does>)"``, and the
+        class offsets when it has them."""
         inner = getattr(self.members[0], "describe", lambda: "eager")()
-        return f"mean of {len(self.members)} fold models ({inner})"
+        shift = ""
+        if self.offsets is not None:
+            shift = ", class offsets " + " ".join(f"{float(o):+.1f}" for o in self.offsets)
+        return f"mean of {len(self.members)} fold models ({inner}){shift}"
 
 
 # ----------------------------------------------------------------------------- which cell
@@ -188,11 +200,16 @@ def _check_members(runs: list[Path], cfgs: list[Config], classes: list[list[str]
 
 
 def load_ensemble(
-    runs: list[Path], optimise: bool = True, device: str = "auto"
+    runs: list[Path],
+    optimise: bool = True,
+    device: str = "auto",
+    cell: Path | None = None,
+    class_offsets: str = "cv",
 ) -> tuple[FoldEnsemble, Config, list[str]]:
     """The :class:`FoldEnsemble` of ``runs`` on ``device`` (auto: CUDA, else MPS, else CPU;
     on the CPU each member the optimised inference copy unless ``optimise=False``), the
-    first run's config and the classes."""
+    first run's config and the classes. With ``cell``, the class offsets its
+    ``class_offsets.json`` kept are added to the class logits (``class_offsets="none"``: not)."""
     from medtl.inference.engine import inference_net
     from medtl.runtime.device import resolve_device
 
@@ -200,7 +217,12 @@ def load_ensemble(
     _check_members(runs, [c for _, c, _ in loaded], [k for _, _, k in loaded])
     where = resolve_device(device)
     members = [inference_net(net.to(where), where, optimise) for net, _, _ in loaded]
-    return FoldEnsemble(members).eval(), loaded[0][1], loaded[0][2]
+    classes = loaded[0][2]
+    shift = None if cell is None else offsets_of(cell, classes, class_offsets)
+    if shift is not None:
+        said = ", ".join(f"{c} {o:+.1f}" for c, o in zip(classes, shift, strict=True))
+        log.info(f"class offsets from {cell / OFFSETS_FILE}: {said}")
+    return FoldEnsemble(members, shift).to(where).eval(), loaded[0][1], classes
 
 
 # ----------------------------------------------------------------------------- evaluate / predict
@@ -214,15 +236,17 @@ def evaluate_cell(
     optimise: bool = True,
     postprocess: str | None = None,
     device: str = "auto",
+    class_offsets: str = "cv",
 ) -> dict[str, Any]:
     """Evaluate the fold ensemble of ``cell`` on ``split`` of its folds' splits.json into
     ``cell/ensemble/eval/<split>/`` (the files a single run's evaluation writes), its masks
     post-processed by ``postprocess`` (None: the rule ``CELL/postprocess.json`` chose on
-    CV; ``"none"``: as predicted)."""
+    CV; ``"none"``: as predicted), its classes decided with the class offsets chosen on CV
+    (``CELL/class_offsets.json``; ``class_offsets="none"``: without)."""
     from medtl.comparison.ensemble_eval import run_evaluation
 
     runs = fold_runs(cell, strict)
-    net, cfg, classes = load_ensemble(runs, optimise, device)
+    net, cfg, classes = load_ensemble(runs, optimise, device, cell, class_offsets)
     rule = _rule(cell, postprocess)
     return run_evaluation(
         cell / ENSEMBLE_DIR, runs, net, cfg, classes, split, tta, save_images, plots, rule
@@ -262,14 +286,17 @@ def evaluate_ensemble(
 
 
 def evaluate_cell_ensemble(cell: Path, skip_finished: bool = True) -> dict[str, Any] | None:
-    """The comparison's step after a cell's folds: the post-processing chosen on the folds'
-    out-of-fold predictions (``CELL/postprocess.json``), then the ensemble on the test split
-    with it (no plots)."""
+    """The comparison's step after a cell's folds: the post-processing and the class offsets
+    chosen on the folds' out-of-fold predictions (``CELL/postprocess.json``,
+    ``CELL/class_offsets.json``), then the ensemble on the test split with them (no plots)."""
+    from medtl.evaluation.class_offsets import choose_for_cell as choose_offsets
     from medtl.evaluation.postprocess import choose_for_cell
 
     if skip_finished and (cell / ENSEMBLE_DIR / "eval" / "test" / "summary.json").is_file():
         return None
-    choose_for_cell(cell, fold_runs(cell, strict=True))
+    runs = fold_runs(cell, strict=True)
+    choose_for_cell(cell, runs)
+    choose_offsets(cell, runs, load_bundle(runs[0])[2])
     return evaluate_cell(cell, "test", plots=False, strict=True)
 
 
@@ -286,6 +313,7 @@ def predict_ensemble(
     threshold: str | float | None = None,
     positive: str | None = None,
     device: str = "auto",
+    class_offsets: str = "cv",
 ) -> list[str]:
     """``medtl predict CMP --config N INPUT...``: the fold ensemble's masks, overlays and
     predictions.csv, written by :func:`medtl.inference.predictor.write_predictions`; masks under
@@ -300,7 +328,9 @@ def predict_ensemble(
         )
 
     cell = resolve_cell(cmp, config)
-    net, cfg, classes = load_ensemble(fold_runs(cell, strict), optimise, device)
+    net, cfg, classes = load_ensemble(
+        fold_runs(cell, strict), optimise, device, cell, class_offsets
+    )
     rule = _rule(cell, postprocess)
     scheme = run_scheme(cfg)  # the folds' masks (one data set: one scheme)
     return predict_with(

@@ -10,6 +10,7 @@ when there is one, else from its first fold run.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import statistics
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from medtl.evaluation.class_offsets import OFFSETS_FILE
 from medtl.runs.records import RunRecord, read_postprocess
 from medtl.runtime.device import format_duration
 from medtl.utils.files import atomic_write_text
@@ -66,7 +68,8 @@ def final_budget(records: list[RunRecord], epochs: int | None) -> tuple[float, s
 
 
 def final_facts(cell: Path, runs: list[Path]) -> dict[str, Any]:
-    """``{"best_epochs": [...], "final_epochs": E, "postprocess": {...} | None}`` of a cell:
+    """``{"best_epochs": [...], "final_epochs": E, "postprocess": {...} | None,
+    "class_offsets": {...} | None}`` of a cell:
     E is the median of the folds' best epochs counted from 1 (None without run.json). When
     the folds ran under ``train.max_time``: ``fold_max_time``, ``final_max_time`` (the
     :func:`final_budget` as a duration, or ``none`` when it cannot be estimated) and
@@ -75,10 +78,12 @@ def final_facts(cell: Path, runs: list[Path]) -> dict[str, Any]:
     best = [r.best_epoch for r in records]
     known = sorted(int(b) + 1 for b in best if b is not None)
     pp = read_postprocess(cell / "postprocess.json") or None
+    offsets = cell / OFFSETS_FILE
     facts: dict[str, Any] = {
         "best_epochs": best,
         "final_epochs": known[len(known) // 2] if known else None,
         "postprocess": pp,
+        "class_offsets": json.loads(offsets.read_text()) if offsets.is_file() else None,
     }
     train = _fold_train_keys(runs[0]) if runs else {}
     if train.get("max_time"):
@@ -93,19 +98,32 @@ def final_facts(cell: Path, runs: list[Path]) -> dict[str, Any]:
     return facts
 
 
+def _cv_choices(c: dict[str, Any]) -> list[str]:
+    """What the folds chose for configuration ``c``: post-processing, class offsets, the final
+    model's epochs (Markdown phrases)."""
+    pp, epochs, offsets = c.get("postprocess"), c.get("final_epochs"), c.get("class_offsets")
+    parts = []
+    if pp:
+        parts.append(
+            f"post-processing **{pp.get('rule') or 'none'}** (CV Dice "
+            f"{pp['dice_before']:.4f} before, {pp['dice_after']:.4f} after)"
+        )
+    if offsets and offsets.get("kept"):
+        said = ", ".join(f"{k} {v:+.1f}" for k, v in offsets["offsets"].items())
+        parts.append(
+            f"class offsets **{said}** for the ensemble (out-of-fold macro-F1 "
+            f"{offsets['macro_f1_before']:.4f} before, {offsets['macro_f1_after']:.4f} after)"
+        )
+    if epochs:
+        parts.append(f"best epochs per fold {c.get('best_epochs')} -> final {epochs} epochs")
+    return parts
+
+
 def final_lines(results: dict[str, Any]) -> list[str]:
     """The Markdown section on post-processing and the final model (empty without facts)."""
     lines = []
     for c in results["configs"]:
-        pp, epochs = c.get("postprocess"), c.get("final_epochs")
-        parts = []
-        if pp:
-            parts.append(
-                f"post-processing **{pp.get('rule') or 'none'}** (CV Dice "
-                f"{pp['dice_before']:.4f} before, {pp['dice_after']:.4f} after)"
-            )
-        if epochs:
-            parts.append(f"best epochs per fold {c.get('best_epochs')} -> final {epochs} epochs")
+        parts = _cv_choices(c)
         if parts:
             lines.append(f"- {c['rank']}. {c['configuration']}: " + "; ".join(parts))
     if not lines:

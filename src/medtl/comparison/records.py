@@ -129,7 +129,7 @@ class Results:
             shape.integer(shape.get(c, "rank", f"configs[{i}]"), f"configs[{i}].rank", lo=1)
             for key in ("metrics", "vs_best", "timing"):
                 shape.numbers(c.get(key), f"configs[{i}].{key}")
-            for key in ("per_label", "clinical", "test", "postprocess"):
+            for key in ("per_label", "clinical", "test", "postprocess", "class_offsets"):
                 shape.mapping(c.get(key), f"configs[{i}].{key}", optional=True)
             shape.number(c.get("primary"), f"configs[{i}].primary", optional=True)
             shape.text(c.get("configuration"), f"configs[{i}].configuration", optional=True)

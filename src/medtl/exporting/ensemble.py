@@ -65,7 +65,10 @@ def export_ensemble(
         )
     cell = resolve_cell(cmp, config)
     runs = fold_runs(cell, strict)
-    net, cfg, classes = load_ensemble(runs, optimise=False)  # eager members, as a run's export
+    net, cfg, classes = load_ensemble(runs, optimise=False, cell=cell)  # eager, as a run's export
+    shift = None
+    if net.offsets is not None:  # the cell's class offsets: inside the graph
+        shift = {c: float(o) for c, o in zip(classes, net.offsets.tolist(), strict=True)}
     folder = cell / ENSEMBLE_DIR
     net = calibrated(net, folder)  # the record below then always says what the graph holds
     out_dir = Path(out) if out is not None else folder / "export"
@@ -89,6 +92,8 @@ def export_ensemble(
             "postprocess": rule,
             "postprocess_file": str(cell / POSTPROCESS_FILE),
             "postprocess_in_graph": False,  # medtl predict --onnx applies it
+            "class_offsets": shift,
+            "class_offsets_in_graph": True,  # CELL/class_offsets.json, added to the class logits
         },
         "int8": None,
     }
