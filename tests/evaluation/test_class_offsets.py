@@ -112,3 +112,33 @@ def test_the_ensemble_adds_the_offsets_to_its_mean_probability() -> None:
 def test_a_single_run_refuses_class_offsets(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--class-offsets is for a fold ensemble"):
         api.evaluate(tmp_path / "run", class_offsets="none")
+
+
+@pytest.mark.slow
+def test_a_classification_comparison_chooses_and_applies_its_offsets(phantoms, tmp_path) -> None:
+    """End to end: the compare writes the cell's offsets from its folds' validation rows,
+    results.json and results.md carry them, and the ensemble's test summary says whether it
+    applied them."""
+    from medtl.comparison import compare
+    from tests.conftest import TINY
+
+    out = tmp_path / "cmp"
+    compare(
+        [f"data.root={phantoms}", "task=classification", *TINY, "train.epochs=2"],
+        [],
+        folds=2,
+        out=out,
+    )
+    res = json.loads((out / "results.json").read_text())
+    cell = out / "cells" / res["configs"][0]["cell"]
+    doc = json.loads((cell / OFFSETS_FILE).read_text())
+    rows = sum(
+        len((cell / f"fold{k}" / "eval" / "val" / "per_image.csv").read_text().splitlines()) - 1
+        for k in range(2)
+    )
+    assert doc["classes"] == CLASSES and doc["n_images"] == rows
+    assert doc["macro_f1_after"] >= doc["macro_f1_before"]
+    assert doc["kept"] == (doc["macro_f1_after"] > doc["macro_f1_before"])
+    assert res["configs"][0]["class_offsets"] == doc
+    summary = json.loads((cell / "ensemble" / "eval" / "test" / "summary.json").read_text())
+    assert ("class offsets" in summary["inference"]) == doc["kept"]
