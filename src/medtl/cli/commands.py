@@ -145,6 +145,9 @@ def cmd_export(a: argparse.Namespace) -> int:
             f"fold ensemble of {e['n_members']} models; post-processing {e['postprocess'] or 'none'}"
             " (not in the graph: medtl predict CMP --config N --onnx applies it)"
         )
+        if e.get("class_offsets"):
+            said = ", ".join(f"{c} {o:+.1f}" for c, o in e["class_offsets"].items())
+            print(f"class offsets {said} (in the graph: added to the class logits)")
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in info["parity"]["max_abs_diff"].items())
     print(f"parity vs PyTorch (max abs diff): {diffs}")
     if info.get("int8"):

@@ -68,7 +68,7 @@ def export_ensemble(
     net, cfg, classes = load_ensemble(runs, optimise=False, cell=cell)  # eager, as a run's export
     shift = None
     if net.offsets is not None:  # the cell's class offsets: inside the graph
-        shift = {c: float(o) for c, o in zip(classes, net.offsets.tolist(), strict=True)}
+        shift = {c: round(float(o), 6) for c, o in zip(classes, net.offsets.tolist(), strict=True)}
     folder = cell / ENSEMBLE_DIR
     net = calibrated(net, folder)  # the record below then always says what the graph holds
     out_dir = Path(out) if out is not None else folder / "export"
