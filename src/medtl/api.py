@@ -92,8 +92,9 @@ def evaluate(
     ``config=N`` (rank, cell id or cell folder; ``run`` is then a comparison folder) or a
     cell folder as ``run`` evaluates the configuration's fold ensemble
     (:mod:`medtl.comparison.ensemble`; options ``split``, ``tta``, ``save_images``, ``plots``,
-    ``strict``, ``class_offsets="none"`` to leave out the class offsets chosen on CV). After ``decide=Decisions(calibrate=True)`` a graph in ``RUN/export`` that
-    holds another temperature is named in a warning (:func:`medtl.exporting.stale_exports`)."""
+    ``strict``; ``class_offsets="none"`` leaves out the class offsets chosen on CV). After
+    ``decide=Decisions(calibrate=True)`` a graph in ``RUN/export`` that holds another
+    temperature is named in a warning (:func:`medtl.exporting.stale_exports`)."""
     from medtl.comparison.ensemble import evaluate_ensemble, is_cell_folder
     from medtl.evaluation.evaluate import evaluate as run_evaluate
     from medtl.evaluation.processes import PROCESS_KEYS

@@ -79,6 +79,10 @@ def test_a_cell_keeps_its_offsets_and_the_ensemble_reads_them(tmp_path: Path) ->
     assert off is not None and off[1] < 0
     assert offsets_of(tmp_path, CLASSES, "none") is None  # --class-offsets none
     assert offsets_of(tmp_path, ["a", "b", "c"]) is None  # other classes: not these offsets
+    (tmp_path / OFFSETS_FILE).unlink()
+    derived = choose_for_cell(tmp_path, runs)  # the classes from the p_<class> columns
+    assert derived is not None and derived["classes"] == CLASSES
+    assert derived["offsets"] == doc["offsets"]
 
 
 def test_no_class_columns_no_offsets(tmp_path: Path) -> None:

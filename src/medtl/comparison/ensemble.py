@@ -296,7 +296,7 @@ def evaluate_cell_ensemble(cell: Path, skip_finished: bool = True) -> dict[str, 
         return None
     runs = fold_runs(cell, strict=True)
     choose_for_cell(cell, runs)
-    choose_offsets(cell, runs, load_bundle(runs[0])[2])
+    choose_offsets(cell, runs)  # the classes in the order of the folds' p_<class> columns
     return evaluate_cell(cell, "test", plots=False, strict=True)
 
 

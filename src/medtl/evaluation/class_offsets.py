@@ -80,17 +80,25 @@ def _out_of_fold(runs: list[Path], classes: list[str], split: str) -> tuple[np.n
 
 
 def choose_for_cell(
-    cell: Path, runs: list[Path], classes: list[str], split: str = "val", write: bool = True
+    cell: Path,
+    runs: list[Path],
+    classes: list[str] | None = None,
+    split: str = "val",
+    write: bool = True,
 ) -> dict[str, Any] | None:
     """The class offsets of a configuration chosen on its folds' out-of-fold predictions
     (``CELL/class_offsets.json``; reused while newer than every fold's evaluation); None when
-    the folds have no class predictions (segmentation) or fewer than 2 classes."""
+    the folds have no class predictions (segmentation) or fewer than 2 classes. ``classes``:
+    in the order of the class head (default: the ``p_<class>`` columns' order, which
+    evaluate writes in that order)."""
     sources = [r / "eval" / split / "per_image.csv" for r in runs]
-    if len(classes) < 2 or not all(s.is_file() for s in sources):
+    if not sources or not all(s.is_file() for s in sources):
         return None
     with open(sources[0], newline="") as f:
         header = next(csv.reader(f), [])
-    if "class" not in header or any(f"p_{c}" not in header for c in classes):
+    if classes is None:
+        classes = [h[2:] for h in header if h.startswith("p_")]
+    if len(classes) < 2 or "class" not in header or any(f"p_{c}" not in header for c in classes):
         return None
     path = cell / OFFSETS_FILE
     if path.is_file() and all(path.stat().st_mtime >= s.stat().st_mtime for s in sources):
