@@ -146,3 +146,15 @@ def test_a_classification_comparison_chooses_and_applies_its_offsets(phantoms, t
     assert res["configs"][0]["class_offsets"] == doc
     summary = json.loads((cell / "ensemble" / "eval" / "test" / "summary.json").read_text())
     assert ("class offsets" in summary["inference"]) == doc["kept"]
+
+
+def test_a_broken_offsets_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    from medtl.utils.errors import DataError
+
+    path = tmp_path / OFFSETS_FILE
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="class_offsets.json"):
+        offsets_of(tmp_path, CLASSES)
+    path.write_text(json.dumps({"classes": CLASSES, "offsets": {"benign": 0.0}, "kept": True}))
+    with pytest.raises(DataError, match="expected the classes"):
+        offsets_of(tmp_path, CLASSES)

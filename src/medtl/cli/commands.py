@@ -146,7 +146,9 @@ def cmd_export(a: argparse.Namespace) -> int:
             " (not in the graph: medtl predict CMP --config N --onnx applies it)"
         )
         if e.get("class_offsets"):
-            said = ", ".join(f"{c} {o:+.1f}" for c, o in e["class_offsets"].items())
+            from medtl.evaluation.class_offsets import offsets_text
+
+            said = offsets_text(e["class_offsets"])
             print(f"class offsets {said} (in the graph: added to the class logits)")
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in info["parity"]["max_abs_diff"].items())
     print(f"parity vs PyTorch (max abs diff): {diffs}")

@@ -37,7 +37,7 @@ import torch
 from medtl.comparison.design import read_design
 from medtl.comparison.records import RESULTS_FILE, Results
 from medtl.configuration.loading import Config
-from medtl.evaluation.class_offsets import OFFSETS_FILE, offsets_of
+from medtl.evaluation.class_offsets import OFFSETS_FILE, offsets_of, offsets_text
 from medtl.runs.folder import load_bundle, run_scheme
 from medtl.utils.errors import MedtlError
 
@@ -220,7 +220,7 @@ def load_ensemble(
     classes = loaded[0][2]
     shift = None if cell is None else offsets_of(cell, classes, class_offsets)
     if shift is not None:
-        said = ", ".join(f"{c} {o:+.1f}" for c, o in zip(classes, shift, strict=True))
+        said = offsets_text(dict(zip(classes, shift, strict=True)))
         log.info(f"class offsets from {cell / OFFSETS_FILE}: {said}")
     return FoldEnsemble(members, shift).to(where).eval(), loaded[0][1], classes
 

@@ -10,7 +10,6 @@ when there is one, else from its first fold run.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import statistics
@@ -19,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from medtl.evaluation.class_offsets import OFFSETS_FILE
-from medtl.runs.records import RunRecord, read_postprocess
+from medtl.evaluation.class_offsets import OFFSETS_FILE, offsets_text
+from medtl.runs.records import RunRecord, read_class_offsets, read_postprocess
 from medtl.runtime.device import format_duration
 from medtl.utils.files import atomic_write_text
 
@@ -78,12 +77,11 @@ def final_facts(cell: Path, runs: list[Path]) -> dict[str, Any]:
     best = [r.best_epoch for r in records]
     known = sorted(int(b) + 1 for b in best if b is not None)
     pp = read_postprocess(cell / "postprocess.json") or None
-    offsets = cell / OFFSETS_FILE
     facts: dict[str, Any] = {
         "best_epochs": best,
         "final_epochs": known[len(known) // 2] if known else None,
         "postprocess": pp,
-        "class_offsets": json.loads(offsets.read_text()) if offsets.is_file() else None,
+        "class_offsets": read_class_offsets(cell / OFFSETS_FILE),
     }
     train = _fold_train_keys(runs[0]) if runs else {}
     if train.get("max_time"):
@@ -109,9 +107,8 @@ def _cv_choices(c: dict[str, Any]) -> list[str]:
             f"{pp['dice_before']:.4f} before, {pp['dice_after']:.4f} after)"
         )
     if offsets and offsets.get("kept"):
-        said = ", ".join(f"{k} {v:+.1f}" for k, v in offsets["offsets"].items())
         parts.append(
-            f"class offsets **{said}** for the ensemble (out-of-fold macro-F1 "
+            f"class offsets **{offsets_text(offsets['offsets'])}** for the ensemble (out-of-fold macro-F1 "
             f"{offsets['macro_f1_before']:.4f} before, {offsets['macro_f1_after']:.4f} after)"
         )
     if epochs:

@@ -19,16 +19,24 @@ test split 0.776 -> 0.832.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medtl.runs.records import read_class_offsets
 from medtl.utils.files import atomic_write_json
 
-__all__ = ["GRID", "OFFSETS_FILE", "choose_for_cell", "fit_offsets", "macro_f1", "offsets_of"]
+__all__ = [
+    "GRID",
+    "OFFSETS_FILE",
+    "choose_for_cell",
+    "fit_offsets",
+    "macro_f1",
+    "offsets_of",
+    "offsets_text",
+]
 
 log = logging.getLogger("medtl")
 OFFSETS_FILE = "class_offsets.json"
@@ -102,7 +110,7 @@ def choose_for_cell(
         return None
     path = cell / OFFSETS_FILE
     if path.is_file() and all(path.stat().st_mtime >= s.stat().st_mtime for s in sources):
-        return json.loads(path.read_text())
+        return read_class_offsets(path)
     y, logp = _out_of_fold(runs, classes, split)
     off, before, after = fit_offsets(y, logp)
     kept = after > before
@@ -117,9 +125,9 @@ def choose_for_cell(
         "ascent over -2..2, step 0.1; kept only when macro-F1 rises)",
         "source": f"out-of-fold predictions, eval/{split} of {len(runs)} fold(s)",
     }
-    said = ", ".join(f"{c} {o:+.1f}" for c, o in doc["offsets"].items())
     log.info(
-        f"{cell.name}: class offsets {said if kept else 'none'} (out-of-fold macro-F1 "
+        f"{cell.name}: class offsets {offsets_text(doc['offsets']) if kept else 'none'} "
+        "(out-of-fold macro-F1 "
         f"{before:.4f} -> {after if kept else before:.4f}, {len(y)} images)"
     )
     if write:
@@ -127,15 +135,16 @@ def choose_for_cell(
     return doc
 
 
+def offsets_text(offsets: dict[str, float]) -> str:
+    """``"benign +0.0, malignant -1.8"``: the offsets as the log, results.md and the export
+    line name them."""
+    return ", ".join(f"{c} {float(o):+.1f}" for c, o in offsets.items())
+
+
 def offsets_of(cell: Path, classes: list[str], use: str = "cv") -> np.ndarray | None:
     """The offsets ``CELL/class_offsets.json`` kept, in the order of ``classes`` (None when
     ``use`` is ``none``, without the file, when none were kept or the classes differ)."""
-    if use == "none":
-        return None
-    path = Path(cell) / OFFSETS_FILE
-    if not path.is_file():
-        return None
-    doc = json.loads(path.read_text())
-    if not doc.get("kept") or list(doc.get("classes", [])) != list(classes):
+    doc = None if use == "none" else read_class_offsets(Path(cell) / OFFSETS_FILE)
+    if not doc or not doc.get("kept") or list(doc["classes"]) != list(classes):
         return None
     return np.asarray([float(doc["offsets"][c]) for c in classes])

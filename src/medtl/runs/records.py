@@ -350,6 +350,26 @@ def read_postprocess(path: str | Path) -> dict[str, Any] | None:
 _POSTPROCESS_TEXTS = frozenset({"rule", "source"})
 
 
+def read_class_offsets(path: str | Path) -> dict[str, Any] | None:
+    """A comparison cell's ``class_offsets.json`` (the class offsets chosen on its folds:
+    ``classes``, ``offsets``, ``kept``, ``macro_f1_before``/``after``, ``n_images``) after
+    checking its shape; None when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    fix = f"delete it; 'medtl compare --collect {path.parent.parent.parent}' chooses again"
+    shape = Shape(path, fix)
+    doc = shape.numbers(load_json(path, fix), "", optional=False, texts=_OFFSETS_TEXTS)
+    classes = shape.texts(shape.get(doc, "classes"), "classes")
+    offsets = shape.get(doc, "offsets")
+    if sorted(offsets) != sorted(classes):
+        shape.fail(f"offsets names {sorted(offsets)}, expected the classes {classes}")
+    return doc
+
+
+_OFFSETS_TEXTS = frozenset({"classes", "rule", "source"})
+
+
 __all__ = [
     "CALIBRATION_FILE",
     "DEFAULT_THRESHOLD",
@@ -359,6 +379,7 @@ __all__ = [
     "EvalSummary",
     "as_summary",
     "RunRecord",
+    "read_class_offsets",
     "read_postprocess",
     "read_run_record",
     "read_summary",
